@@ -1,0 +1,3 @@
+"""py_worker: an LLM engine in Python for the browser (Pyodide in a Web Worker over WebGPU)."""
+
+__version__ = "0.1.0"
