@@ -2,16 +2,16 @@
 
 web-llm sends errors across postMessage as "Name: message" strings, so the class is lost on
 the main thread. Here each error serialises to ``{"name", "message", "fields"}`` and
-``from_dict`` rebuilds the same class on the other side (the JS proxy does the same with
-classes of the same names).
+``error_from_dict`` rebuilds the same class on the other side (the JS proxy does the same with
+classes of the same names). Class names follow web-llm's where web-llm has one, so code that
+checks ``err.name`` keeps working.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-
-_REGISTRY: dict[str, type["PyWorkerError"]] = {}
+_REGISTRY: dict[str, type[PyWorkerError]] = {}
 
 
 class PyWorkerError(Exception):
@@ -27,9 +27,12 @@ class PyWorkerError(Exception):
         _REGISTRY[cls.__name__] = cls
 
     def to_dict(self) -> dict[str, Any]:
+        """The wire form: class name, message and a copy of the fields."""
         return {"name": type(self).__name__, "message": self.message, "fields": dict(self.fields)}
 
-
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's default pickling calls cls(*args) and would drop the fields.
+        return (error_from_dict, (self.to_dict(),))
 
 
 def error_to_dict(exc: BaseException) -> dict[str, Any]:
@@ -39,24 +42,33 @@ def error_to_dict(exc: BaseException) -> dict[str, Any]:
     return {"name": type(exc).__name__, "message": str(exc), "fields": {}}
 
 
-def error_from_dict(data: dict[str, Any]) -> Exception:
+def error_from_dict(data: dict[str, Any]) -> PyWorkerError:
     """Rebuild an error from ``error_to_dict`` output; unknown names become ``RemoteError``."""
     name = str(data.get("name", "Error"))
     message = str(data.get("message", ""))
-    fields = data.get("fields") or {}
+    fields = dict(data.get("fields") or {})
     cls = _REGISTRY.get(name)
     if cls is None:
-        return RemoteError(message, remote_name=name, **fields)
+        cls = RemoteError
+        fields["remote_name"] = name
+    # Bypass the subclass constructor: fields may hold any key, "message" included.
     err = cls.__new__(cls)
-    PyWorkerError.__init__(err, message, **fields)
+    Exception.__init__(err, message)
+    err.message = message
+    err.fields = fields
     return err
+
+
+def error_names() -> list[str]:
+    """Every registered class name (the JS proxy must define a class for each)."""
+    return sorted(_REGISTRY)
 
 
 class RemoteError(PyWorkerError):
     """An error from the other side whose class is not known here (its name is in fields)."""
 
 
-# Groups, so callers can catch a family.
+# Families, so callers can catch a group.
 class ModelSelectionError(PyWorkerError):
     """Which model serves a request could not be decided."""
 
@@ -66,7 +78,7 @@ class RequestValidationError(PyWorkerError):
 
 
 class GenerationConfigError(RequestValidationError):
-    """A sampling or length setting is out of range."""
+    """A sampling or length setting is out of range (web-llm's ConfigValueError family)."""
 
 
 class ModelLoadError(PyWorkerError):
@@ -77,97 +89,238 @@ class DeviceError(PyWorkerError):
     """The compute device refused or lost work."""
 
 
-
 # Model selection and reload (FACTS §2).
 class ModelNotLoadedError(ModelSelectionError):
-    """No model is loaded."""
+    """A request arrived while no model is loaded."""
+
+
 class SpecifiedModelNotFoundError(ModelSelectionError):
-    """The requested model is not among the loaded ones."""
+    """The request names a model that is not among the loaded ones."""
+
+
 class UnclearModelToUseError(ModelSelectionError):
-    """Several models are loaded and the request names none."""
+    """Several models are loaded and the request names none of them."""
+
+
 class ModelNotFoundError(ModelSelectionError):
-    """The id is not in the app config."""
+    """The model id has no record in the app config's model_list."""
+
+
 class ReloadModelIdNotUniqueError(ModelSelectionError):
-    """See the name."""
+    """A reload lists the same model id more than once."""
+
+
 class ReloadArgumentSizeUnmatchedError(ModelSelectionError):
-    """See the name."""
+    """A reload passes chatOpts whose count differs from the count of model ids."""
+
+
 class IncorrectPipelineLoadedError(ModelSelectionError):
     """A chat or completion request went to an embedding model."""
+
+
 class EmbeddingUnsupportedModelError(ModelSelectionError):
     """An embedding request went to a model that is not an embedding model."""
+
+
+class UnsupportedModelIdError(ModelSelectionError):
+    """The selected model cannot serve a feature of the request (e.g. tools)."""
+
+
 class ReloadInterruptedError(PyWorkerError):
     """A newer reload or an unload superseded this reload."""
 
+
+class EngineNotLoadedError(PyWorkerError):
+    """An engine call needs a loaded model, but reload() was never called."""
+
+
+class WorkerEngineModelNotLoadedError(PyWorkerError):
+    """The worker lost its model (e.g. it was restarted) and the client sent none to reload."""
+
+
 # Request validation (FACTS §3).
 class UnsupportedFieldsError(RequestValidationError):
-    """See the name."""
-class StreamingCountError(RequestValidationError):
-    """See the name."""
-class SeedTypeError(RequestValidationError):
-    """See the name."""
-class InvalidStreamOptionsError(RequestValidationError):
-    """See the name."""
-class MessageOrderError(RequestValidationError):
-    """See the name."""
-class ContentTypeError(RequestValidationError):
-    """See the name."""
-class UnsupportedRoleError(RequestValidationError):
-    """See the name."""
-class UserMessageContentError(RequestValidationError):
-    """See the name."""
-class SystemMessageOrderError(RequestValidationError):
-    """See the name."""
+    """The request sets a field web-llm declares but does not support."""
+
+
 class InvalidRequestFieldError(RequestValidationError):
-    """A field has the wrong type or is missing."""
+    """A field has the wrong type, a non-finite number, or a required one is missing."""
+
+
+class StreamingCountError(RequestValidationError):
+    """A streaming request asks for n > 1 choices."""
+
+
+class SeedTypeError(RequestValidationError):
+    """``seed`` is not an integer."""
+
+
+class InvalidStreamOptionsError(RequestValidationError):
+    """``stream_options`` is set on a request that does not stream."""
+
+
+class MessageOrderError(RequestValidationError):
+    """The messages are in an order the engine cannot serve (e.g. the last is not user/tool)."""
+
+
+class SystemMessageOrderError(RequestValidationError):
+    """A system message appears anywhere but first."""
+
+
+class ContentTypeError(RequestValidationError):
+    """A system, assistant or tool message has content that is not a string."""
+
+
+class UnsupportedRoleError(RequestValidationError):
+    """A message has a role other than system, user, assistant or tool."""
+
+
+class UserMessageContentError(RequestValidationError):
+    """A user message's content is neither a string nor a list of text parts."""
+
+
 class EmbeddingInputEmptyError(RequestValidationError):
-    """See the name."""
+    """Embedding input is empty, or holds an empty string or an empty token list."""
+
+
 class EmbeddingUnsupportedEncodingFormatError(RequestValidationError):
-    """See the name."""
+    """Embeddings were asked for in base64; only float is supported."""
+
+
 class UnsupportedResponseFormatError(RequestValidationError):
-    """See the name."""
+    """``response_format.type`` is not text, json_object, grammar or structural_tag."""
+
+
+class InvalidResponseFormatError(RequestValidationError):
+    """A JSON schema is given with a response_format type other than json_object."""
+
+
+class InvalidResponseFormatGrammarError(RequestValidationError):
+    """A grammar is given without type grammar, or type grammar without a grammar."""
+
+
+class UnsupportedToolTypeError(RequestValidationError):
+    """A tool is not of type "function", the only type supported."""
+
+
 class UnsupportedToolChoiceError(RequestValidationError):
-    """See the name."""
+    """``tool_choice`` cannot be honoured (family of the tool-choice errors below)."""
+
+
+class InvalidToolChoiceError(UnsupportedToolChoiceError):
+    """``tool_choice`` is a string other than "none" or "auto"."""
+
+
+class UnsupportedToolChoiceTypeError(UnsupportedToolChoiceError):
+    """A named ``tool_choice`` is not of type "function"."""
+
+
+class FunctionNotFoundError(UnsupportedToolChoiceError):
+    """A named ``tool_choice`` names a function that is not in ``tools``."""
+
+
 class ContextWindowSizeExceededError(RequestValidationError):
-    """See the name."""
+    """The prompt has more tokens than the model's context window."""
+
+
 class EmbeddingExceedContextWindowSizeError(RequestValidationError):
-    """See the name."""
+    """An embedding input has more tokens than the embedding model's context window."""
+
 
 # Generation config ranges (web-llm's postInitAndCheckGenerationConfigValues).
 class PenaltyRangeError(GenerationConfigError):
-    """See the name."""
+    """frequency_penalty or presence_penalty lies outside [-2, 2]."""
+
+
 class RepetitionPenaltyError(GenerationConfigError):
-    """See the name."""
+    """repetition_penalty is not greater than 0."""
+
+
 class MaxTokensError(GenerationConfigError):
-    """See the name."""
+    """max_tokens is not greater than 0."""
+
+
 class TopPError(GenerationConfigError):
-    """See the name."""
+    """top_p lies outside (0, 1]."""
+
+
 class TemperatureError(GenerationConfigError):
-    """See the name."""
+    """temperature is negative."""
+
+
 class LogitBiasError(GenerationConfigError):
-    """See the name."""
+    """A logit_bias key is not a token id, or its value lies outside [-100, 100]."""
+
+
 class TopLogprobsError(GenerationConfigError):
-    """See the name."""
+    """top_logprobs lies outside [0, 5]."""
+
+
 class LogprobsNotEnabledError(GenerationConfigError):
-    """See the name."""
+    """top_logprobs is set while logprobs is not true."""
+
 
 # Worker protocol.
 class UnknownMessageKindError(PyWorkerError):
-    """See the name."""
+    """The worker got a message kind it does not know (it still replies, unlike web-llm)."""
+
+
 class MalformedMessageError(PyWorkerError):
-    """See the name."""
+    """A worker message lacks kind, uuid or a well-formed content."""
+
+
 class StreamNotFoundError(PyWorkerError):
-    """See the name."""
+    """A stream id is unknown, already finished or already closed."""
+
 
 # Loading and device.
 class ArtifactFetchError(ModelLoadError):
-    """See the name."""
+    """A model file could not be fetched (network, HTTP status or cache failure)."""
+
+
 class IntegrityError(ModelLoadError):
     """An artifact's sha256 differs from the pinned one."""
+
+
 class ModelLibraryMissingError(ModelLoadError):
-    """See the name."""
-class ShaderF16SupportError(DeviceError):
-    """See the name."""
-class DeviceLostError(DeviceError):
-    """See the name."""
+    """The mlc backend was chosen but the model record has no model_lib."""
+
+
+class UnsupportedTokenizerFilesError(ModelLoadError):
+    """The model directory has no tokenizer file the engine can read."""
+
+
+class WindowSizeConfigurationError(ModelLoadError):
+    """Both context_window_size and sliding_window_size are positive."""
+
+
+class WindowSizeSpecificationError(ModelLoadError):
+    """Neither context_window_size nor sliding_window_size is positive."""
+
+
+class AttentionSinkSizeError(ModelLoadError):
+    """A sliding window is used without a non-negative attention_sink_size."""
+
+
+class EmbeddingSlidingWindowError(ModelLoadError):
+    """An embedding model is configured with a sliding window."""
+
+
 class WebGPUNotAvailableError(DeviceError):
-    """See the name."""
+    """The environment has no WebGPU (navigator.gpu is missing)."""
+
+
+class WebGPUNotFoundError(DeviceError):
+    """WebGPU exists but no adapter or device could be obtained."""
+
+
+class FeatureSupportError(DeviceError):
+    """The model needs a WebGPU feature the adapter lacks."""
+
+
+class ShaderF16SupportError(FeatureSupportError):
+    """The model needs the shader-f16 feature, which the adapter lacks."""
+
+
+class DeviceLostError(DeviceError):
+    """The WebGPU device was lost (often out of memory)."""

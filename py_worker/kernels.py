@@ -23,8 +23,9 @@ the same uniform random number (the engine draws the uniforms from a seeded Pyth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 ProgressFn = Callable[[float, str], None]
 """``progress(fraction in [0, 1], text)`` — web-llm's InitProgressReport, minus the clock."""
@@ -118,3 +119,7 @@ class Kernels(Protocol):
     async def embed(self, handle: int, batch: list[list[int]]) -> list[list[float]]: ...
 
     async def stats(self, handle: int) -> dict[str, Any]: ...
+
+    async def device_info(self) -> dict[str, Any]:
+        """``{vendor, architecture, maxStorageBufferBindingSize, features}`` of the device."""
+        ...

@@ -1,0 +1,160 @@
+// The WebGPU device, buffers, a pipeline cache and a command recorder.
+// Everything above this file speaks in "dispatch this WGSL over that grid"; nothing above it
+// touches adapters, usages or staging buffers.
+
+import { namedError } from "./errors.js";
+
+const STORAGE = 0x80 | 0x8 | 0x4; // STORAGE | COPY_DST | COPY_SRC
+const UNIFORM = 0x40 | 0x8; // UNIFORM | COPY_DST
+const MAP_READ = 0x1 | 0x8; // MAP_READ | COPY_DST
+
+/** One device shared by every model a shim loads. */
+export class Gpu {
+  constructor(adapter, device, info) {
+    this.adapter = adapter;
+    this.device = device;
+    this.info = info;
+    this.hasF16 = device.features.has("shader-f16");
+    this.pipelines = new Map();
+    this.lost = null;
+    device.lost.then((e) => {
+      this.lost = e;
+    });
+  }
+
+  /** Ask for an adapter and a device with the adapter's largest buffer limits. */
+  static async create(options = {}) {
+    const gpu = globalThis.navigator && navigator.gpu;
+    if (!gpu) throw namedError("WebGPUNotAvailableError", "navigator.gpu is missing in this context");
+    const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference || "high-performance" });
+    if (!adapter) throw namedError("WebGPUNotAvailableError", "no WebGPU adapter was found");
+    const features = [];
+    if (adapter.features.has("shader-f16") && options.f16 !== false) features.push("shader-f16");
+    const lim = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredFeatures: features,
+      requiredLimits: {
+        maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
+        maxBufferSize: lim.maxBufferSize,
+        maxStorageBuffersPerShaderStage: Math.min(lim.maxStorageBuffersPerShaderStage, 10),
+        maxComputeWorkgroupsPerDimension: lim.maxComputeWorkgroupsPerDimension,
+      },
+    });
+    const ai = adapter.info || {};
+    const info = [ai.vendor, ai.architecture, ai.description].filter((s) => s).join(" ") || "unknown";
+    return new Gpu(adapter, device, info);
+  }
+
+  check() {
+    if (this.lost) throw namedError("DeviceLostError", `WebGPU device lost: ${this.lost.message || this.lost.reason}`);
+  }
+
+  /** A storage buffer (size rounded up to 4 bytes), optionally filled from a typed array. */
+  storage(sizeOrData, label = "") {
+    return this.#make(sizeOrData, STORAGE, label);
+  }
+
+  uniform(sizeOrData, label = "") {
+    return this.#make(sizeOrData, UNIFORM, label);
+  }
+
+  #make(sizeOrData, usage, label) {
+    const isData = typeof sizeOrData !== "number";
+    const bytes = isData ? sizeOrData.byteLength : sizeOrData;
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    const buf = this.device.createBuffer({ size, usage, label, mappedAtCreation: isData });
+    if (isData) {
+      const src = new Uint8Array(sizeOrData.buffer, sizeOrData.byteOffset, sizeOrData.byteLength);
+      new Uint8Array(buf.getMappedRange()).set(src);
+      buf.unmap();
+    }
+    return buf;
+  }
+
+  write(buffer, data, offset = 0) {
+    this.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Compile (or reuse) a compute pipeline for a WGSL source; the source text is the key. */
+  async pipeline(code) {
+    let p = this.pipelines.get(code);
+    if (!p) {
+      const module = this.device.createShaderModule({ code });
+      p = this.device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } });
+      this.pipelines.set(code, p);
+      p.catch(async (e) => {
+        this.pipelines.delete(code);
+        const msgs = module.getCompilationInfo ? (await module.getCompilationInfo()).messages : [];
+        console.error(String(e), msgs.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("\n"), code);
+      });
+    }
+    return p;
+  }
+
+  /** A bind group whose binding i is buffers[i] (whole buffer). */
+  bind(pipeline, buffers) {
+    return this.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+  }
+
+  recorder() {
+    return new Recorder(this.device);
+  }
+
+  /** Submit a recorder and read `bytes` of `src` back in one map. */
+  async readback(rec, src, bytes) {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({ size, usage: MAP_READ });
+    rec.copy(src, 0, staging, 0, size);
+    rec.submit();
+    try {
+      await staging.mapAsync(1);
+    } catch (e) {
+      this.check();
+      throw namedError("DeviceLostError", `readback failed: ${e.message}`);
+    }
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    this.check();
+    return out;
+  }
+}
+
+/** Records dispatches into one command encoder, keeping one compute pass open between copies. */
+export class Recorder {
+  constructor(device) {
+    this.device = device;
+    this.encoder = device.createCommandEncoder();
+    this.pass = null;
+    this.dispatches = 0;
+  }
+
+  dispatch(pipeline, bindGroup, x, y = 1, z = 1) {
+    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, bindGroup);
+    this.pass.dispatchWorkgroups(x, y, z);
+    this.dispatches++;
+  }
+
+  copy(src, srcOffset, dst, dstOffset, size) {
+    this.#endPass();
+    this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  }
+
+  #endPass() {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  submit() {
+    this.#endPass();
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+  }
+}

@@ -1,0 +1,433 @@
+// A Llama-family decoder (Llama, SmolLM2, Qwen2) on the WGSL kernels: weights, KV cache and
+// activations live on the GPU; a forward pass is a list of dispatches recorded top to bottom.
+// Every position-aware kernel reads the `fwd` uniform (pos, n, step), which the GPU-resident
+// decode loop rewrites between steps with a buffer copy, so n decode steps are one submit.
+
+import { namedError } from "./errors.js";
+import { embedF32, embedQ4 } from "./wgsl/embed.js";
+import { rmsnorm } from "./wgsl/rmsnorm.js";
+import { matmul, MATMUL_WG } from "./wgsl/matmul.js";
+import { rope } from "./wgsl/rope.js";
+import { kvAppend } from "./wgsl/kv_append.js";
+import { attention } from "./wgsl/attention.js";
+import { swiglu } from "./wgsl/swiglu.js";
+import { sample, SAMPLE_WG, OUT_STRIDE, MAX_TOP_LOGPROBS } from "./wgsl/sample.js";
+import { WG } from "./wgsl/common.js";
+
+const FWD_BYTES = 16;
+const PREFILL_TM = 4;
+
+/** Model dimensions from mlc-chat-config.json (model_config wins over top-level keys). */
+export function llamaDims(config, overrides = {}) {
+  const mc = config.model_config || {};
+  const pick = (k, d) => overrides[k] ?? mc[k] ?? config[k] ?? d;
+  const hidden = pick("hidden_size");
+  const heads = pick("num_attention_heads");
+  return {
+    hidden,
+    inter: pick("intermediate_size"),
+    heads,
+    kvHeads: pick("num_key_value_heads", heads),
+    headDim: pick("head_dim", hidden / heads),
+    layers: pick("num_hidden_layers"),
+    eps: pick("rms_norm_eps", 1e-6),
+    theta: pick("rope_theta", 10000),
+    vocab: pick("vocab_size"),
+    ctx: pick("context_window_size", 2048),
+    chunk: pick("prefill_chunk_size", 128),
+    tied: !!pick("tie_word_embeddings", false),
+    quant: String(config.quantization || "q0f32"),
+  };
+}
+
+/** cos/sin of position * inv_freq, computed in float64, stored f32 as [ctx, headDim/2, 2]. */
+function ropeTable(ctx, headDim, theta) {
+  const half = headDim / 2;
+  const tab = new Float32Array(ctx * half * 2);
+  for (let i = 0; i < half; i++) {
+    const inv = 1 / Math.pow(theta, (2 * i) / headDim);
+    for (let p = 0; p < ctx; p++) {
+      tab[(p * half + i) * 2] = Math.cos(p * inv);
+      tab[(p * half + i) * 2 + 1] = Math.sin(p * inv);
+    }
+  }
+  return tab;
+}
+
+/** IEEE half -> float (for f16 norms and scales, widened once at load). */
+function halfToFloat(h) {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+/** A tensor's bytes as a typed array ready for upload (f16 widened to f32). */
+function tensorData(t) {
+  if (t.dtype === "float16") {
+    const h = new Uint16Array(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength / 2);
+    return Float32Array.from(h, halfToFloat);
+  }
+  if (t.dtype === "float32" || t.dtype === "uint32" || t.dtype === "int32") return t.bytes;
+  throw namedError("ModelLoadError", `unsupported tensor dtype ${t.dtype}`);
+}
+
+export class LlamaModel {
+  /** Upload weights, allocate caches and compile every pipeline (progress per shader). */
+  static async create(gpu, config, tensors, overrides, progress) {
+    const m = new LlamaModel(gpu, llamaDims(config, overrides), tensors);
+    await m.#compile(progress);
+    return m;
+  }
+
+  constructor(gpu, dims, tensors) {
+    this.gpu = gpu;
+    this.d = dims;
+    this.len = 0;
+    this.sampledOnDevice = false;
+    this.stats = { prefill_tokens: 0, prefill_seconds: 0, decode_tokens: 0, decode_seconds: 0 };
+    this.bufIds = new WeakMap();
+    this.binds = new Map();
+    this.owned = [];
+    this.#upload(tensors);
+    this.#allocate();
+  }
+
+  /** Make a storage/uniform buffer this model owns (destroyed on unload). */
+  #own(kind, sizeOrData, label) {
+    const b = this.gpu[kind](sizeOrData, label);
+    this.owned.push(b);
+    return b;
+  }
+
+  #upload(tensors) {
+    const get = (name) => {
+      const t = tensors.get(name);
+      return t ? this.#own("storage", tensorData(t), name) : null;
+    };
+    const linear = (base) => {
+      const w = get(`${base}.weight`);
+      if (w) return { w };
+      const qw = get(`${base}.q_weight`);
+      const qs = get(`${base}.q_scale`);
+      if (!qw || !qs) throw namedError("ModelLoadError", `missing weights for ${base}`);
+      return { qw, qs };
+    };
+    this.embedW = linear("model.embed_tokens");
+    const hasHead = tensors.has("lm_head.weight") || tensors.has("lm_head.q_weight");
+    this.lmHead = this.d.tied || !hasHead ? this.embedW : linear("lm_head");
+    this.finalNorm = get("model.norm.weight");
+    this.layers = [];
+    for (let i = 0; i < this.d.layers; i++) {
+      const p = `model.layers.${i}`;
+      this.layers.push({
+        inNorm: get(`${p}.input_layernorm.weight`),
+        qkv: linear(`${p}.self_attn.qkv_proj`),
+        qkvBias: get(`${p}.self_attn.qkv_proj.bias`),
+        o: linear(`${p}.self_attn.o_proj`),
+        postNorm: get(`${p}.post_attention_layernorm.weight`),
+        gateUp: linear(`${p}.mlp.gate_up_proj`),
+        down: linear(`${p}.mlp.down_proj`),
+      });
+    }
+  }
+
+  #allocate() {
+    const { hidden, inter, heads, kvHeads, headDim, ctx, chunk, vocab } = this.d;
+    const g = { storage: (x, l) => this.#own("storage", x, l), uniform: (x, l) => this.#own("uniform", x, l) };
+    const f = 4;
+    this.qkvLen = (heads + 2 * kvHeads) * headDim;
+    this.fwd = g.uniform(FWD_BYTES, "fwd");
+    this.fwd1 = g.uniform(new Uint32Array([0, 1, 0, 0]), "fwd1");
+    this.ids = g.storage(chunk * 4, "ids");
+    this.x = g.storage(chunk * hidden * f, "x");
+    this.xn = g.storage(chunk * hidden * f, "xn");
+    this.qkv = g.storage(chunk * this.qkvLen * f, "qkv");
+    this.att = g.storage(chunk * heads * headDim * f, "att");
+    this.gu = g.storage(chunk * 2 * inter * f, "gu");
+    this.act = g.storage(chunk * inter * f, "act");
+    this.xlast = g.storage(hidden * f, "xlast");
+    this.xlastn = g.storage(hidden * f, "xlastn");
+    this.logitsBuf = g.storage(vocab * f, "logits");
+    this.ropeTab = g.storage(ropeTable(ctx, headDim, this.d.theta), "rope");
+    this.kc = [];
+    this.vc = [];
+    for (let i = 0; i < this.d.layers; i++) {
+      this.kc.push(g.storage(ctx * kvHeads * headDim * f, `k${i}`));
+      this.vc.push(g.storage(ctx * kvHeads * headDim * f, `v${i}`));
+    }
+    this.sp = g.uniform(32, "sample-params");
+    this.bias = g.storage(vocab * f, "bias");
+    this.counts = g.storage(vocab * 4, "counts");
+    this.work = g.storage(vocab * f, "work");
+    this.#ensureSteps(1);
+  }
+
+  /** Per-step buffers (draws, fwd table, sample output) sized for n steps of one call. */
+  #ensureSteps(n) {
+    if (this.maxSteps >= n) return;
+    const old = [this.draws, this.fwdTable, this.out];
+    this.owned = this.owned.filter((b) => !old.includes(b));
+    for (const b of old) if (b) b.destroy();
+    this.binds.clear();
+    this.maxSteps = Math.max(n, 16);
+    this.draws = this.#own("storage", this.maxSteps * 4, "draws");
+    this.fwdTable = this.#own("storage", this.maxSteps * FWD_BYTES, "fwd-table");
+    this.out = this.#own("storage", this.maxSteps * OUT_STRIDE * 4, "sample-out");
+  }
+
+  async #compile(progress) {
+    const d = this.d;
+    const q4 = !!this.embedW.qw;
+    const lin = (K, N, TM, extra = {}) => matmul({ K, N, TM, TN: N % 4 === 0 ? 4 : 1, q4, ...extra });
+    const hasBias = this.layers.some((l) => l.qkvBias);
+    const src = {
+      embed: q4 ? embedQ4(d) : embedF32(d),
+      rmsnorm: rmsnorm(d),
+      rope: rope(d),
+      kv: kvAppend(d),
+      attn: attention(d),
+      swiglu: swiglu(d),
+      sample: sample(d),
+      lmHead: matmul({ K: d.hidden, N: d.vocab, TM: 1, TN: d.vocab % 4 === 0 ? 4 : 1, q4: !!this.lmHead.qw }),
+    };
+    for (const [tag, TM] of [["1", 1], ["N", PREFILL_TM]]) {
+      src[`qkv${tag}`] = lin(d.hidden, this.qkvLen, TM, { bias: hasBias });
+      src[`o${tag}`] = lin(d.heads * d.headDim, d.hidden, TM, { accumulate: true });
+      src[`gateUp${tag}`] = lin(d.hidden, 2 * d.inter, TM);
+      src[`down${tag}`] = lin(d.inter, d.hidden, TM, { accumulate: true });
+    }
+    const names = Object.keys(src);
+    this.pipes = {};
+    let done = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      names.map(async (name) => {
+        this.pipes[name] = await this.gpu.pipeline(src[name]);
+        done++;
+        const secs = ((performance.now() - t0) / 1000).toFixed(0);
+        progress(done / names.length, `Loading GPU shader modules[${done}/${names.length}]: ${secs} secs elapsed.`);
+      }),
+    );
+  }
+
+  #id(buf) {
+    let id = this.bufIds.get(buf);
+    if (id === undefined) this.bufIds.set(buf, (id = this.bufIds.size + 1 + Math.random()));
+    return id;
+  }
+
+  /** Record one dispatch; bind groups are cached per (pipeline, buffers). */
+  #run(rec, name, buffers, x, y = 1) {
+    const pipe = this.pipes[name];
+    const key = name + buffers.map((b) => this.#id(b)).join(",");
+    let bg = this.binds.get(key);
+    if (!bg) this.binds.set(key, (bg = this.gpu.bind(pipe, buffers)));
+    rec.dispatch(pipe, bg, x, y);
+  }
+
+  #linear(rec, name, W, input, output, n, tm, fwd = this.fwd, bias = null) {
+    const N = this.#outDim(name);
+    const tn = N % 4 === 0 ? 4 : 1;
+    const bufs = W.qw ? [fwd, input, W.qw, W.qs, output] : [fwd, input, W.w, output];
+    if (bias) bufs.push(bias);
+    this.#run(rec, name, bufs, Math.ceil(N / tn / MATMUL_WG), Math.ceil(n / tm));
+  }
+
+  #outDim(name) {
+    const d = this.d;
+    if (name === "lmHead") return d.vocab;
+    const base = name.slice(0, -1);
+    return { qkv: this.qkvLen, o: d.hidden, gateUp: 2 * d.inter, down: d.hidden }[base];
+  }
+
+  /** Record the forward pass for n tokens (ids and fwd already on the device); logits of the last. */
+  #forward(rec, n) {
+    const d = this.d;
+    const tag = n === 1 ? "1" : "N";
+    const tm = n === 1 ? 1 : PREFILL_TM;
+    const F = this.fwd;
+    const embedBufs = this.embedW.qw ? [F, this.ids, this.embedW.qw, this.embedW.qs, this.x] : [F, this.ids, this.embedW.w, this.x];
+    const embedThreads = this.embedW.qw ? n * (d.hidden / 32) : n * (d.hidden / 4);
+    this.#run(rec, "embed", embedBufs, Math.ceil(embedThreads / WG));
+    for (let i = 0; i < d.layers; i++) {
+      const L = this.layers[i];
+      this.#run(rec, "rmsnorm", [F, this.x, L.inNorm, this.xn], Math.ceil(n / 8));
+      this.#linear(rec, `qkv${tag}`, L.qkv, this.xn, this.qkv, n, tm, F, L.qkvBias);
+      this.#run(rec, "rope", [F, this.ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.headDim) / 2 / WG));
+      this.#run(rec, "kv", [F, this.qkv, this.kc[i], this.vc[i]], Math.ceil((n * d.kvHeads * d.headDim) / WG));
+      this.#run(rec, "attn", [F, this.qkv, this.kc[i], this.vc[i], this.att], Math.ceil((n * d.heads) / 16));
+      this.#linear(rec, `o${tag}`, L.o, this.att, this.x, n, tm);
+      this.#run(rec, "rmsnorm", [F, this.x, L.postNorm, this.xn], Math.ceil(n / 8));
+      this.#linear(rec, `gateUp${tag}`, L.gateUp, this.xn, this.gu, n, tm);
+      this.#run(rec, "swiglu", [F, this.gu, this.act], Math.ceil((n * d.inter) / 4 / WG));
+      this.#linear(rec, `down${tag}`, L.down, this.act, this.x, n, tm);
+    }
+    rec.copy(this.x, (n - 1) * d.hidden * 4, this.xlast, 0, d.hidden * 4);
+    this.#run(rec, "rmsnorm", [this.fwd1, this.xlast, this.finalNorm, this.xlastn], 1);
+    this.#linear(rec, "lmHead", this.lmHead, this.xlastn, this.logitsBuf, 1, 1, this.fwd1);
+  }
+
+  #checkRoom(n) {
+    if (this.len + n > this.d.ctx) {
+      throw namedError("ContextWindowSizeExceededError", `KV cache holds ${this.d.ctx} tokens; ${this.len} + ${n} do not fit`, {
+        context_window_size: this.d.ctx,
+      });
+    }
+  }
+
+  /** Append ids to the KV cache (in prefill_chunk_size pieces); leaves the last token's logits. */
+  async prefill(ids) {
+    const t0 = performance.now();
+    const all = Uint32Array.from(ids);
+    if (all.length === 0) return;
+    this.#checkRoom(all.length);
+    for (let s = 0; s < all.length; s += this.d.chunk) {
+      const part = all.subarray(s, s + this.d.chunk);
+      this.gpu.write(this.ids, part);
+      this.gpu.write(this.fwd, new Uint32Array([this.len, part.length, 0, 0]));
+      const rec = this.gpu.recorder();
+      this.#forward(rec, part.length);
+      rec.submit();
+      this.len += part.length;
+    }
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    this.gpu.check();
+    this.sampledOnDevice = false;
+    this.stats.prefill_tokens += all.length;
+    this.stats.prefill_seconds += (performance.now() - t0) / 1000;
+  }
+
+  async decode(token) {
+    const t0 = performance.now();
+    this.#checkRoom(1);
+    this.gpu.write(this.ids, new Uint32Array([token]));
+    this.gpu.write(this.fwd, new Uint32Array([this.len, 1, 0, 0]));
+    const rec = this.gpu.recorder();
+    this.#forward(rec, 1);
+    rec.submit();
+    this.len += 1;
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    this.gpu.check();
+    this.sampledOnDevice = false;
+    this.stats.decode_tokens += 1;
+    this.stats.decode_seconds += (performance.now() - t0) / 1000;
+  }
+
+  /** Upload what sampling needs: params uniform, draws, counts of history, dense logit bias. */
+  #prepareSampling(params, steps) {
+    const vocab = this.d.vocab;
+    const draws = Float32Array.from(params.uniforms || [], Number);
+    if (draws.length < steps) throw namedError("InvalidRequestFieldError", `need ${steps} uniforms, got ${draws.length}`);
+    this.#ensureSteps(steps);
+    const counts = new Uint32Array(vocab);
+    for (const id of params.history || []) if (id >= 0 && id < vocab) counts[id]++;
+    const bias = params.logit_bias || [];
+    if (bias.length) {
+      const dense = new Float32Array(vocab);
+      for (const [id, b] of bias) if (id >= 0 && id < vocab) dense[id] += Number(b);
+      this.gpu.write(this.bias, dense);
+    }
+    const topK = params.logprobs ? Math.min(params.top_logprobs || 0, MAX_TOP_LOGPROBS) : 0;
+    const sp = new ArrayBuffer(32);
+    new Float32Array(sp, 0, 5).set([
+      params.temperature ?? 1,
+      params.top_p ?? 1,
+      params.frequency_penalty ?? 0,
+      params.presence_penalty ?? 0,
+      params.repetition_penalty ?? 1,
+    ]);
+    new Uint32Array(sp, 20, 2).set([bias.length ? 1 : 0, topK]);
+    this.gpu.write(this.sp, new Uint8Array(sp));
+    this.gpu.write(this.counts, counts);
+    this.gpu.write(this.draws, draws.subarray(0, Math.max(steps, 1)));
+  }
+
+  #recordSample(rec) {
+    this.#run(
+      rec,
+      "sample",
+      [this.fwd, this.sp, this.logitsBuf, this.bias, this.draws, this.counts, this.work, this.ids, this.out],
+      1,
+    );
+  }
+
+  async #readSamples(rec, steps, params) {
+    const raw = await this.gpu.readback(rec, this.out, steps * OUT_STRIDE * 4);
+    const u = new Uint32Array(raw);
+    const f = new Float32Array(raw);
+    const res = [];
+    for (let s = 0; s < steps; s++) {
+      const o = s * OUT_STRIDE;
+      const r = { token: u[o] };
+      if (params.logprobs) {
+        r.logprob = f[o + 1];
+        r.top_logprobs = [];
+        for (let j = 0; j < u[o + 2]; j++) r.top_logprobs.push([u[o + 4 + 2 * j], f[o + 5 + 2 * j]]);
+      }
+      res.push(r);
+    }
+    return res;
+  }
+
+  /** Sample from the current logits (rule in py_worker/kernels.py); the id stays on the device too. */
+  async sample(params) {
+    this.#prepareSampling(params, 1);
+    this.gpu.write(this.fwd, new Uint32Array([this.len, 1, 0, 0]));
+    const rec = this.gpu.recorder();
+    this.#recordSample(rec);
+    const [r] = await this.#readSamples(rec, 1, params);
+    this.sampledOnDevice = true;
+    return r;
+  }
+
+  /** n x (append the last sampled id, sample the next) in one submit; one readback of n samples. */
+  async decodeSteps(n, params) {
+    if (n <= 0) return [];
+    if (!this.sampledOnDevice) throw namedError("InvalidRequestFieldError", "decodeSteps needs a sample() first");
+    const t0 = performance.now();
+    this.#checkRoom(n);
+    this.#prepareSampling(params, n);
+    const table = new Uint32Array(n * 4);
+    for (let i = 0; i < n; i++) table.set([this.len + i, 1, i, 0], i * 4);
+    this.gpu.write(this.fwdTable, table);
+    const rec = this.gpu.recorder();
+    for (let i = 0; i < n; i++) {
+      rec.copy(this.fwdTable, i * FWD_BYTES, this.fwd, 0, FWD_BYTES);
+      this.#forward(rec, 1);
+      this.#recordSample(rec);
+    }
+    const res = await this.#readSamples(rec, n, params);
+    this.len += n;
+    this.stats.decode_tokens += n;
+    this.stats.decode_seconds += (performance.now() - t0) / 1000;
+    return res;
+  }
+
+  rewind(length) {
+    if (!(length >= 0 && length <= this.len)) {
+      throw namedError("InvalidRequestFieldError", `cannot rewind a KV cache of ${this.len} tokens to ${length}`);
+    }
+    this.len = length;
+    this.sampledOnDevice = false;
+  }
+
+  reset() {
+    this.len = 0;
+    this.sampledOnDevice = false;
+  }
+
+  /** The current logits (test hook, mirrors ReferenceKernels.logits). */
+  async logits() {
+    const rec = this.gpu.recorder();
+    return new Float32Array(await this.gpu.readback(rec, this.logitsBuf, this.d.vocab * 4));
+  }
+
+  destroy() {
+    for (const b of this.owned) b.destroy();
+    this.owned = [];
+    this.binds.clear();
+  }
+}

@@ -1,0 +1,225 @@
+// Fetch an MLC model directory: mlc-chat-config.json, tensor-cache.json, the shards and the
+// tokenizer file; progress in web-llm's texts; a browser cache (Cache API by default, IndexedDB
+// as an option); sha256 of every shard against tensor-cache.json's metadata.sha256 and the
+// record's pins. Bytes are stored only after their hash checked out, and cached bytes are
+// re-hashed when read, so an interrupted or corrupt download never poisons the cache.
+
+import { namedError } from "./errors.js";
+
+const CACHE_NAME = "py_worker-wgsl";
+
+/** Cache API store (`caches`): keyed by URL. */
+class CacheApiStore {
+  async #cache() {
+    this.c ??= await caches.open(CACHE_NAME);
+    return this.c;
+  }
+  async get(url) {
+    const r = await (await this.#cache()).match(url);
+    return r ? new Uint8Array(await r.arrayBuffer()) : null;
+  }
+  async put(url, bytes) {
+    await (await this.#cache()).put(url, new Response(bytes));
+  }
+  async delete(url) {
+    await (await this.#cache()).delete(url);
+  }
+}
+
+/** IndexedDB store: one object store of URL -> bytes. */
+class IndexedDbStore {
+  #db() {
+    this.db ??= new Promise((resolve, reject) => {
+      const req = indexedDB.open(CACHE_NAME, 1);
+      req.onupgradeneeded = () => req.result.createObjectStore("files");
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    return this.db;
+  }
+  async #tx(mode, fn) {
+    const db = await this.#db();
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction("files", mode);
+      const req = fn(tx.objectStore("files"));
+      tx.oncomplete = () => resolve(req.result);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  }
+  async get(url) {
+    const v = await this.#tx("readonly", (s) => s.get(url));
+    return v ? new Uint8Array(v) : null;
+  }
+  put(url, bytes) {
+    return this.#tx("readwrite", (s) => s.put(bytes.slice().buffer, url));
+  }
+  delete(url) {
+    return this.#tx("readwrite", (s) => s.delete(url));
+  }
+}
+
+class NoStore {
+  async get() {
+    return null;
+  }
+  async put() {}
+  async delete() {}
+}
+
+/** The store a record asks for ("cache" | "indexeddb" | "none"); no store where the API is missing. */
+export function openStore(kind) {
+  if (kind === "indexeddb" && globalThis.indexedDB) return new IndexedDbStore();
+  if (kind === "cache" && globalThis.caches) return new CacheApiStore();
+  return new NoStore();
+}
+
+export async function sha256Hex(bytes) {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Fetch `url` as bytes, calling onBytes(received) while the body streams in. */
+async function download(fetchFn, url, onBytes) {
+  let resp;
+  try {
+    resp = await fetchFn(url);
+  } catch (e) {
+    throw namedError("ArtifactFetchError", `fetch ${url} failed: ${e.message}`, { url });
+  }
+  if (!resp.ok) throw namedError("ArtifactFetchError", `fetch ${url}: HTTP ${resp.status}`, { url, status: resp.status });
+  try {
+    if (!resp.body) return new Uint8Array(await resp.arrayBuffer());
+    const parts = [];
+    let got = 0;
+    const reader = resp.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      got += value.byteLength;
+      onBytes(got);
+    }
+    const out = new Uint8Array(got);
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.byteLength;
+    }
+    return out;
+  } catch (e) {
+    throw namedError("ArtifactFetchError", `download of ${url} was interrupted: ${e.message}`, { url });
+  }
+}
+
+/**
+ * Bytes of one file, from the store when its copy still hashes right, else from the network;
+ * `expected` lists hex digests it must match (absent ones are skipped).
+ */
+async function fetchFile(ctx, name, expected, onBytes) {
+  const url = new URL(name, ctx.base).href;
+  const want = expected.filter((h) => h).map((h) => h.toLowerCase());
+  const ok = async (bytes) => {
+    if (!want.length) return true;
+    const got = await sha256Hex(bytes);
+    return want.every((h) => h === got);
+  };
+  const cached = await ctx.store.get(url);
+  if (cached) {
+    if (await ok(cached)) return { bytes: cached, fromCache: true };
+    await ctx.store.delete(url);
+  }
+  const bytes = await download(ctx.fetch, url, onBytes);
+  if (!(await ok(bytes))) {
+    const got = await sha256Hex(bytes);
+    throw namedError("IntegrityError", `sha256 of ${name} is ${got}, expected ${want.join(" and ")}`, {
+      file: name,
+      url,
+      expected: want,
+      actual: got,
+    });
+  }
+  try {
+    await ctx.store.put(url, bytes);
+  } catch (e) {
+    console.warn(`py_worker: could not cache ${url}: ${e.message}`);
+  }
+  return { bytes, fromCache: false };
+}
+
+function bf16ToF32(bytes) {
+  const src = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  const out = new Uint32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
+  return new Uint8Array(out.buffer);
+}
+
+/** Tensors of one shard by name: {dtype, shape, bytes}. */
+function splitShard(bytes, records, into) {
+  for (const r of records) {
+    const raw = bytes.subarray(r.byteOffset, r.byteOffset + r.nbytes);
+    if (r.format === "f32-to-bf16") into.set(r.name, { dtype: "float32", shape: r.shape, bytes: bf16ToF32(raw) });
+    else into.set(r.name, { dtype: r.dtype, shape: r.shape, bytes: raw });
+  }
+}
+
+const MB = 1024 * 1024;
+
+/**
+ * Fetch a model dir named by `record.model`. Returns {config, tensors: Map, tokenizer: {name, bytes}}.
+ * progress(fraction, text) goes from 0 to 1 over the shard bytes.
+ */
+export async function loadArtifacts(record, progress, options = {}) {
+  const baseHref = options.baseURL || (globalThis.location ? location.href : undefined);
+  const model = String(record.model);
+  const ctx = {
+    base: new URL(model.endsWith("/") ? model : `${model}/`, baseHref).href,
+    fetch: options.fetch || globalThis.fetch.bind(globalThis),
+    store: openStore(record.cache || options.cache || "cache"),
+  };
+  const pins = record.sha256 || {};
+  const json = async (name) => {
+    const { bytes } = await fetchFile(ctx, name, [pins[name]], () => {});
+    return JSON.parse(new TextDecoder().decode(bytes));
+  };
+  const t0 = performance.now();
+  progress(0, "Start to fetch params");
+  const config = await json("mlc-chat-config.json");
+  let cacheIndex;
+  try {
+    cacheIndex = await json("tensor-cache.json");
+  } catch (e) {
+    if (e.name !== "ArtifactFetchError") throw e;
+    cacheIndex = await json("ndarray-cache.json");
+  }
+  const shardHashes = (cacheIndex.metadata && cacheIndex.metadata.sha256) || {};
+  const shards = cacheIndex.records;
+  const total = shards.reduce((a, s) => a + s.nbytes, 0) || 1;
+  const tensors = new Map();
+  let done = 0;
+  for (let i = 0; i < shards.length; i++) {
+    const s = shards[i];
+    const report = (fromCache, bytes) => {
+      const secs = Math.round((performance.now() - t0) / 1000);
+      const pct = Math.floor(((done + bytes) / total) * 100);
+      const text = fromCache
+        ? `Loading model from cache[${i + 1}/${shards.length}]: ${Math.round((done + bytes) / MB)}MB loaded. ${pct}% completed, ${secs} secs elapsed.`
+        : `Fetching param cache[${i + 1}/${shards.length}]: ${Math.round((done + bytes) / MB)}MB fetched. ${pct}% completed, ${secs} secs elapsed. It can take a while when we first visit this page to populate the cache. Later refreshes will become faster.`;
+      progress((done + bytes) / total, text);
+    };
+    const { bytes, fromCache } = await fetchFile(ctx, s.dataPath, [shardHashes[s.dataPath], pins[s.dataPath]], (got) =>
+      report(false, Math.min(got, s.nbytes)),
+    );
+    if (bytes.byteLength !== s.nbytes) {
+      throw namedError("IntegrityError", `${s.dataPath} has ${bytes.byteLength} bytes, expected ${s.nbytes}`, { file: s.dataPath });
+    }
+    splitShard(bytes, s.records, tensors);
+    report(fromCache, s.nbytes);
+    done += s.nbytes;
+  }
+  const files = config.tokenizer_files || ["tokenizer.json"];
+  const name = files.find((f) => f === "tokenizer.json") || files.find((f) => f.endsWith(".model"));
+  if (!name) throw namedError("UnsupportedTokenizerFilesError", `no usable tokenizer in ${files.join(", ")}`, { files });
+  const tok = await fetchFile(ctx, name, [pins[name]], () => {});
+  return { config, tensors, tokenizer: { name, bytes: tok.bytes } };
+}

@@ -1,0 +1,23 @@
+// Tokenisation through @mlc-ai/web-tokenizers (HF tokenizer.json or SentencePiece .model).
+// The library is a UMD bundle: imported as an ES module it registers `globalThis.tokenizers`.
+// Its URL is configurable (the site copies it next to this file as vendor/web-tokenizers.js).
+
+let libPromise = null;
+
+async function tokenizerClass(url) {
+  libPromise ??= import(url).then((mod) => {
+    const T = (mod && mod.Tokenizer) || (globalThis.tokenizers && globalThis.tokenizers.Tokenizer);
+    if (!T) throw new Error(`no Tokenizer class exported by ${url}`);
+    return T;
+  });
+  return libPromise;
+}
+
+export const DEFAULT_TOKENIZERS_URL = new URL("./vendor/web-tokenizers.js", import.meta.url).href;
+
+/** A tokenizer from the model dir's tokenizer file bytes ({name, bytes}). */
+export async function loadTokenizer(file, url = DEFAULT_TOKENIZERS_URL) {
+  const T = await tokenizerClass(url);
+  const buf = file.bytes.buffer.slice(file.bytes.byteOffset, file.bytes.byteOffset + file.bytes.byteLength);
+  return file.name.endsWith(".model") ? T.fromSentencePiece(buf) : T.fromJSON(buf);
+}

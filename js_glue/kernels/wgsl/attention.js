@@ -1,0 +1,44 @@
+// Causal attention with grouped-query heads, one thread per (query token, head): a single pass
+// over the cached keys with an online softmax, the head's output accumulated in registers.
+// No workgroup memory or barriers (SwiftShader is slow with both); used for prefill and decode.
+import { FWD } from "./common.js";
+
+export function attention({ heads, kvHeads, headDim }) {
+  const D4 = headDim / 4;
+  const rowLen4 = ((heads + 2 * kvHeads) * headDim) / 4;
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  return `${FWD}
+@group(0) @binding(0) var<uniform> fwd: Fwd;
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> vc: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
+@compute @workgroup_size(16) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let t = gid.x / ${heads}u;
+  let h = gid.x % ${heads}u;
+  if (t >= fwd.n) { return; }
+  let g = h / ${group}u;
+  var q: array<vec4<f32>, ${D4}>;
+  var acc: array<vec4<f32>, ${D4}>;
+  for (var d = 0u; d < ${D4}u; d++) {
+    q[d] = qkv[t * ${rowLen4}u + h * ${D4}u + d] * ${scale};
+    acc[d] = vec4<f32>(0.0);
+  }
+  var m = -3.0e38;
+  var l = 0.0;
+  let last = fwd.pos + t;
+  for (var j = 0u; j <= last; j++) {
+    let kb = (j * ${kvHeads}u + g) * ${D4}u;
+    var s = 0.0;
+    for (var d = 0u; d < ${D4}u; d++) { s += dot(q[d], kc[kb + d]); }
+    let mNew = max(m, s);
+    let corr = exp(m - mNew);
+    let p = exp(s - mNew);
+    l = l * corr + p;
+    for (var d = 0u; d < ${D4}u; d++) { acc[d] = acc[d] * corr + p * vc[kb + d]; }
+    m = mNew;
+  }
+  for (var d = 0u; d < ${D4}u; d++) { out[(t * ${heads}u + h) * ${D4}u + d] = acc[d] / l; }
+}`;
+}

@@ -1,0 +1,43 @@
+// Embedding lookup: x[t, :] = E[ids[t], :]. f32 tables copy vec4s; q4 tables dequantise one
+// 32-wide group per thread (the same group layout as the matmul weights).
+import { FWD, WG } from "./common.js";
+
+export function embedF32({ hidden }) {
+  const H4 = hidden / 4;
+  return `${FWD}
+@group(0) @binding(0) var<uniform> fwd: Fwd;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> table: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> x: array<vec4<f32>>;
+@compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let t = gid.x / ${H4}u;
+  let k = gid.x % ${H4}u;
+  if (t >= fwd.n) { return; }
+  x[gid.x] = table[ids[t] * ${H4}u + k];
+}`;
+}
+
+export function embedQ4({ hidden }) {
+  const G = hidden / 32;
+  return `${FWD}
+@group(0) @binding(0) var<uniform> fwd: Fwd;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> qw: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> qs: array<f32>;
+@group(0) @binding(4) var<storage, read_write> x: array<vec4<f32>>;
+@compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let t = gid.x / ${G}u;
+  let g = gid.x % ${G}u;
+  if (t >= fwd.n) { return; }
+  let row = ids[t] * ${G}u + g;
+  let s = qs[row];
+  let w = qw[row];
+  for (var j = 0u; j < 4u; j++) {
+    let word = w[j];
+    let lo = vec4<f32>(vec4<u32>(word, word >> 4u, word >> 8u, word >> 12u) & vec4<u32>(15u));
+    let hi = vec4<f32>(vec4<u32>(word >> 16u, word >> 20u, word >> 24u, word >> 28u) & vec4<u32>(15u));
+    x[(t * ${G}u + g) * 8u + j * 2u] = (lo - 7.0) * s;
+    x[(t * ${G}u + g) * 8u + j * 2u + 1u] = (hi - 7.0) * s;
+  }
+}`;
+}

@@ -1,0 +1,535 @@
+"""MLCEngine: loaded models, per-model locks, and the openai-python style resources.
+
+The engine owns no GPU objects: it drives a ``Kernels`` backend (py_worker/kernels.py). Every
+request takes its model's FIFO lock for the whole of its kernel work and gives it back in a
+``finally``, so an error, an interrupt, a cancelled task or a stream closed early all free the
+model for the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import protocol
+from .conversation import Conversation
+from .errors import (
+    EmbeddingExceedContextWindowSizeError,
+    EmbeddingUnsupportedModelError,
+    IncorrectPipelineLoadedError,
+    ModelNotLoadedError,
+    ReloadInterruptedError,
+)
+from .generate import Delta, Generation, Outcome, Settings, finish_call
+from .kernels import Kernels, Sampled, SamplingParams
+from .locks import ModelLocks
+from .protocol.responses import Choice, TokenLogprob
+from .router import check_reload_args, find_record, select_model
+
+log = logging.getLogger("py_worker")
+
+ProgressReport = Callable[[dict[str, Any]], None]
+"""Receives web-llm's InitProgressReport: ``{progress, timeElapsed, text}``."""
+
+EMBED_BATCH = 32
+SAMPLING_DEFAULTS = {
+    "temperature": 1.0, "top_p": 1.0, "frequency_penalty": 0.0,
+    "presence_penalty": 0.0, "repetition_penalty": 1.0,
+}
+
+
+@dataclass
+class Stats:
+    """Token counts and seconds, for runtime_stats_text."""
+
+    prefill_tokens: int = 0
+    prefill_s: float = 0.0
+    decode_tokens: int = 0
+    decode_s: float = 0.0
+
+    def add(self, out: Outcome) -> None:
+        self.prefill_tokens += out.prompt_tokens
+        self.prefill_s += out.prefill_s
+        self.decode_tokens += max(0, len(out.tokens) - 1)
+        self.decode_s += out.decode_s
+
+
+@dataclass
+class Model:
+    """A loaded model and the chat whose tokens sit in its KV cache."""
+
+    model_id: str
+    handle: int
+    config: dict[str, Any]
+    is_embedding: bool
+    conversation: Conversation | None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    kv_length: int = 0
+    pending: list[int] = field(default_factory=list)
+    last_message: str = ""
+    stats: Stats = field(default_factory=Stats)
+    token_text: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def context_window(self) -> int:
+        cfg = self.config
+        return int(cfg.get("context_window_size") or cfg.get("model_config", {}).get("context_window_size")
+                   or 4096)
+
+    @property
+    def prefill_chunk(self) -> int:
+        cfg = self.config
+        return int(cfg.get("prefill_chunk_size") or cfg.get("model_config", {}).get("prefill_chunk_size")
+                   or 512)
+
+    def forget_chat(self) -> None:
+        """The cache no longer matches a chat: the next chat request prefills from scratch."""
+        self.messages = []
+        self.pending = []
+
+
+class MLCEngine:
+    """The engine. ``await engine.reload(model_id)``, then ``engine.chat.completions.create(...)``."""
+
+    def __init__(
+        self,
+        kernels: Kernels,
+        app_config: dict[str, Any] | None = None,
+        *,
+        init_progress_callback: ProgressReport | None = None,
+    ) -> None:
+        self.kernels = kernels
+        self.app_config: dict[str, Any] = app_config or {"model_list": []}
+        self.init_progress_callback = init_progress_callback
+        self.models: dict[str, Model] = {}
+        self.locks = ModelLocks()
+        self.running: set[Generation] = set()
+        self._epoch = 0
+        self._loading = asyncio.Lock()
+        self.chat = Chat(self)
+        self.completions = Completions(self)
+        self.embeddings = Embeddings(self)
+
+    # ---- models -------------------------------------------------------------------------
+
+    def set_app_config(self, app_config: dict[str, Any]) -> None:
+        self.app_config = app_config
+
+    def loaded_model_ids(self) -> list[str]:
+        return list(self.models)
+
+    async def reload(
+        self,
+        model_ids: str | list[str],
+        chat_opts: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        *,
+        progress: ProgressReport | None = None,
+    ) -> None:
+        """Unload everything, then load ``model_ids`` one at a time. A newer reload or an
+        unload makes this one stop with ``ReloadInterruptedError``."""
+        ids = [model_ids] if isinstance(model_ids, str) else list(model_ids)
+        opts = chat_opts if isinstance(chat_opts, list) else [chat_opts] * len(ids)
+        check_reload_args(ids, opts if isinstance(chat_opts, list) else None)
+        records = [find_record(self.app_config, model_id) for model_id in ids]
+        self._epoch += 1
+        epoch = self._epoch
+        await self._unload_all()
+        report = progress or self.init_progress_callback
+        async with self._loading:
+            for record, opt in zip(records, opts, strict=True):
+                self._check_epoch(epoch)
+                loaded = await self._load_one(record, report)
+                if epoch != self._epoch:
+                    await self.kernels.unload(loaded.handle)
+                    self._check_epoch(epoch)
+                config = {**loaded.config, **(record.get("overrides") or {}), **(opt or {})}
+                model_id = str(record["model_id"])
+                self.models[model_id] = make_model(model_id, loaded.handle, config, record)
+
+    async def _load_one(self, record: dict[str, Any], report: ProgressReport | None) -> Any:
+        start = time.perf_counter()
+
+        def progress(fraction: float, text: str) -> None:
+            if report is not None:
+                report({"progress": fraction, "timeElapsed": time.perf_counter() - start, "text": text})
+
+        return await self.kernels.load(record, progress)
+
+    def _check_epoch(self, epoch: int) -> None:
+        if epoch != self._epoch:
+            raise ReloadInterruptedError("Reload was interrupted by a newer reload or unload.")
+
+    async def unload(self) -> None:
+        """Free every model. Running requests are interrupted and finish first."""
+        self._epoch += 1
+        await self._unload_all()
+
+    async def _unload_all(self) -> None:
+        self.interrupt_generate()
+        for model_id in list(self.models):
+            async with self.locks.hold(model_id):
+                model = self.models.pop(model_id, None)
+                if model is not None:
+                    await self.kernels.unload(model.handle)
+
+    def pick(self, requested: str | None, request_name: str, *, embedding: bool) -> Model:
+        """Route a request to a loaded model and check it has the right pipeline."""
+        model = self.models[select_model(list(self.models), requested, request_name)]
+        if embedding and not model.is_embedding:
+            raise EmbeddingUnsupportedModelError(
+                f"Trying to run embeddings.create() with {model.model_id}, which does not have "
+                "ModelRecord.model_type === ModelType.embedding in the model record.",
+                model_id=model.model_id)
+        if not embedding and model.is_embedding:
+            raise IncorrectPipelineLoadedError(
+                f"{request_name} expects an LLM, but {model.model_id} is an embedding model.",
+                model_id=model.model_id, request_name=request_name)
+        return model
+
+    async def _hold(self, model: Model) -> Model:
+        """After the lock is taken, make sure the model was not unloaded while we queued."""
+        if self.models.get(model.model_id) is not model:
+            raise ModelNotLoadedError(f"Model {model.model_id} was unloaded before the request ran.")
+        return model
+
+    # ---- control ------------------------------------------------------------------------
+
+    def interrupt_generate(self) -> None:
+        """Stop every generation running now; later requests are not affected."""
+        for generation in list(self.running):
+            generation.interrupt()
+
+    async def get_message(self, model: str | None = None) -> str:
+        return self.pick(model, "getMessage", embedding=False).last_message
+
+    async def reset_chat(self, keep_stats: bool = False, model: str | None = None) -> None:
+        target = self.pick(model, "resetChat", embedding=False)
+        async with self.locks.hold(target.model_id):
+            await self._hold(target)
+            await self.kernels.reset(target.handle)
+            target.forget_chat()
+            target.kv_length = 0
+            target.last_message = ""
+            if not keep_stats:
+                target.stats = Stats()
+
+    async def runtime_stats_text(self, model: str | None = None) -> str:
+        s = self.pick(model, "runtimeStatsText", embedding=False).stats
+        prefill = s.prefill_tokens / s.prefill_s if s.prefill_s else 0.0
+        decode = s.decode_tokens / s.decode_s if s.decode_s else 0.0
+        return f"prefill: {prefill:.4f} tokens/sec, decoding: {decode:.4f} tokens/sec"
+
+    async def forward_tokens_and_sample(
+        self, input_ids: list[int], is_prefill: bool, model: str | None = None
+    ) -> int:
+        """Feed tokens on top of the cache (prefill, or one decode step each) and sample greedily
+        per the model's defaults. For callers that drive generation themselves."""
+        target = self.pick(model, "forwardTokensAndSample", embedding=False)
+        async with self.locks.hold(target.model_id):
+            await self._hold(target)
+            target.forget_chat()
+            if is_prefill:
+                for i in range(0, len(input_ids), target.prefill_chunk):
+                    await finish_call(self.kernels.prefill(target.handle, input_ids[i:i + target.prefill_chunk]))
+            else:
+                for token in input_ids:
+                    await finish_call(self.kernels.decode(target.handle, token))
+            target.kv_length += len(input_ids)
+            params = SamplingParams(**{k: float(target.config.get(k, v)) for k, v in SAMPLING_DEFAULTS.items()},
+                                    uniforms=[random.random()])
+            sampled = await finish_call(self.kernels.sample(target.handle, params))
+            return sampled.token
+
+    # ---- generation ---------------------------------------------------------------------
+
+    def settings(self, model: Model, config: protocol.GenerationConfig, extra_stop: list[str]) -> Settings:
+        def pick(value: float | None, key: str) -> float:
+            return float(value if value is not None else model.config.get(key, SAMPLING_DEFAULTS[key]))
+
+        conv = model.conversation
+        return Settings(
+            temperature=pick(config.temperature, "temperature"),
+            top_p=pick(config.top_p, "top_p"),
+            frequency_penalty=pick(config.frequency_penalty, "frequency_penalty"),
+            presence_penalty=pick(config.presence_penalty, "presence_penalty"),
+            repetition_penalty=pick(config.repetition_penalty, "repetition_penalty"),
+            logit_bias=dict(config.logit_bias),
+            max_tokens=config.max_tokens,
+            stop=[*config.stop, *extra_stop],
+            stop_token_ids=list(conv.stop_token_ids if conv else []),
+            ignore_eos=config.ignore_eos,
+            logprobs=config.logprobs,
+            top_logprobs=config.top_logprobs,
+        )
+
+    async def tokenize_pieces(self, model: Model, pieces: list[str]) -> list[int]:
+        ids: list[int] = []
+        for piece in pieces:
+            ids += await finish_call(self.kernels.tokenize(model.handle, piece))
+        return ids
+
+    async def chat_prompt(self, model: Model, messages: list[dict[str, Any]]) -> list[int]:
+        """Prompt tokens to prefill: only the new turn when the cache holds the earlier ones."""
+        conv = model.conversation
+        assert conv is not None
+        history = model.messages
+        if history and messages[:-1] == history and messages[-1]["role"] in ("user", "tool"):
+            answered = len([m for m in history if m["role"] != "system"])
+            return model.pending + await self.tokenize_pieces(model, conv.continuation_pieces(messages, answered))
+        await finish_call(self.kernels.reset(model.handle))
+        model.kv_length = 0
+        model.forget_chat()
+        return conv.system_prefix_token_ids + await self.tokenize_pieces(model, conv.prompt_pieces(messages))
+
+    def new_generation(self, model: Model, settings: Settings, rng: random.Random) -> Generation:
+        return Generation(
+            self.kernels, model.handle, settings, context_window=model.context_window,
+            prefill_chunk=model.prefill_chunk, kv_length=model.kv_length, rng=rng,
+        )
+
+    async def run(self, model: Model, generation: Generation, prompt: list[int]) -> AsyncIterator[Delta]:
+        """Run one choice on a held model, tracked so interrupt_generate can reach it."""
+        self.running.add(generation)
+        try:
+            async for delta in generation.run(prompt):
+                yield delta
+        finally:
+            self.running.discard(generation)
+            model.kv_length = generation.kv_length
+            model.stats.add(generation.outcome)
+
+    async def token_logprobs(self, model: Model, sampled: list[Sampled]) -> list[TokenLogprob]:
+        async def text(token: int) -> str:
+            if token not in model.token_text:
+                model.token_text[token] = await finish_call(self.kernels.detokenize(model.handle, [token]))
+            return model.token_text[token]
+
+        out = []
+        for s in sampled:
+            t = await text(s.token)
+            top = [(await text(i), lp, list((await text(i)).encode())) for i, lp in s.top_logprobs]
+            out.append(TokenLogprob(t, float(s.logprob or 0.0), list(t.encode()), top))
+        return out
+
+
+def make_model(model_id: str, handle: int, config: dict[str, Any], record: dict[str, Any]) -> Model:
+    is_embedding = record.get("model_type") == "embedding" or config.get("model_type") == "bert"
+    template = config.get("conv_template")
+    conversation = Conversation.from_template(template) if isinstance(template, dict) else None
+    return Model(model_id, handle, config, is_embedding, conversation)
+
+
+def usage_of(outcomes: list[Outcome], started: float) -> dict[str, Any]:
+    prompt_tokens = outcomes[0].prompt_tokens if outcomes else 0
+    completion = sum(len(o.tokens) for o in outcomes)
+    prefill_s = sum(o.prefill_s for o in outcomes)
+    decode_s = sum(o.decode_s for o in outcomes)
+    decoded = sum(max(0, len(o.tokens) - 1) for o in outcomes)
+    extra = {
+        "e2e_latency_s": time.perf_counter() - started,
+        "prefill_tokens_per_s": prompt_tokens / prefill_s if prefill_s else 0.0,
+        "decode_tokens_per_s": decoded / decode_s if decode_s else 0.0,
+        "time_to_first_token_s": outcomes[0].first_token_s if outcomes else 0.0,
+        "time_per_output_token_s": decode_s / decoded if decoded else 0.0,
+    }
+    return protocol.responses.usage(prompt_tokens, completion, extra)
+
+
+class Stream:
+    """An async iterator of chunks. ``aclose()`` (or leaving ``async for`` early through it)
+    stops the generation and frees the model at once."""
+
+    def __init__(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+        self._chunks = chunks
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class Chat:
+    def __init__(self, engine: MLCEngine) -> None:
+        self.completions = ChatCompletions(engine)
+
+
+class ChatCompletions:
+    """``engine.chat.completions.create(messages=..., stream=..., ...)``."""
+
+    def __init__(self, engine: MLCEngine) -> None:
+        self.engine = engine
+
+    async def create(self, **request: Any) -> dict[str, Any] | Stream:
+        req = protocol.validate_chat_request(request)
+        model = self.engine.pick(req.model, "ChatCompletionRequest", embedding=False)
+        if req.config.stream:
+            return Stream(self._stream(model, req))
+        return await self._complete(model, req)
+
+    def _rng(self, req: protocol.ChatRequest) -> random.Random:
+        return random.Random(req.config.seed) if req.config.seed is not None else random.Random()
+
+    async def _complete(self, model: Model, req: protocol.ChatRequest) -> dict[str, Any]:
+        engine, started = self.engine, time.perf_counter()
+        rng = self._rng(req)
+        choices, outcomes = [], []
+        async with engine.locks.hold(model.model_id):
+            await engine._hold(model)
+            settings = engine.settings(model, req.config, [])
+            for index in range(req.config.n):
+                prompt = await engine.chat_prompt(model, req.messages)
+                generation = engine.new_generation(model, settings, rng)
+                logprobs: list[TokenLogprob] = []
+                async for delta in engine.run(model, generation, prompt):
+                    if req.config.logprobs:
+                        logprobs += await engine.token_logprobs(model, delta.sampled)
+                outcome = generation.outcome
+                outcomes.append(outcome)
+                choices.append(Choice(index, outcome.text, outcome.finish_reason,
+                                      logprobs if req.config.logprobs else None))
+                remember_chat(model, req.messages, outcome, keep=req.config.n == 1)
+        return protocol.responses.chat_completion(
+            protocol.responses.new_id("chatcmpl"), model.model_id, int(time.time()), choices,
+            usage_of(outcomes, started))
+
+    async def _stream(self, model: Model, req: protocol.ChatRequest) -> AsyncIterator[dict[str, Any]]:
+        engine, started = self.engine, time.perf_counter()
+        rng = self._rng(req)
+        chunk_id, created = protocol.responses.new_id("chatcmpl"), int(time.time())
+        async with engine.locks.hold(model.model_id):
+            await engine._hold(model)
+            settings = engine.settings(model, req.config, [])
+            prompt = await engine.chat_prompt(model, req.messages)
+            generation = engine.new_generation(model, settings, rng)
+            async for delta in engine.run(model, generation, prompt):
+                if not delta.text and not req.config.logprobs:
+                    continue
+                logprobs = await engine.token_logprobs(model, delta.sampled) if req.config.logprobs else None
+                yield protocol.responses.chat_chunk(chunk_id, model.model_id, created, 0, delta.text, True,
+                                                    None, logprobs)
+            outcome = generation.outcome
+            remember_chat(model, req.messages, outcome, keep=True)
+        yield protocol.responses.chat_chunk(chunk_id, model.model_id, created, 0, "", True,
+                                            outcome.finish_reason, None)
+        if req.config.include_usage:
+            yield protocol.responses.chat_usage_chunk(chunk_id, model.model_id, created,
+                                                      usage_of([outcome], started))
+
+
+def remember_chat(model: Model, messages: list[dict[str, Any]], outcome: Outcome, *, keep: bool) -> None:
+    """Record what the KV cache now holds, so the next turn can prefill only itself."""
+    model.last_message = outcome.text
+    if keep and outcome.kv_exact:
+        model.messages = [*messages, {"role": "assistant", "content": outcome.text}]
+        model.pending = list(outcome.pending)
+    else:
+        model.forget_chat()
+
+
+class Completions:
+    """``engine.completions.create(prompt=..., ...)``: raw text completion, no chat template."""
+
+    def __init__(self, engine: MLCEngine) -> None:
+        self.engine = engine
+
+    async def create(self, **request: Any) -> dict[str, Any] | Stream:
+        req = protocol.validate_completion_request(request)
+        model = self.engine.pick(req.model, "CompletionCreateParams", embedding=False)
+        if req.config.stream:
+            return Stream(self._stream(model, req))
+        return await self._complete(model, req)
+
+    async def _prompt(self, model: Model, req: protocol.CompletionRequest) -> list[int]:
+        await finish_call(self.engine.kernels.reset(model.handle))
+        model.kv_length = 0
+        model.forget_chat()
+        return list(await finish_call(self.engine.kernels.tokenize(model.handle, req.prompt)))
+
+    async def _complete(self, model: Model, req: protocol.CompletionRequest) -> dict[str, Any]:
+        engine, started = self.engine, time.perf_counter()
+        rng = random.Random(req.config.seed) if req.config.seed is not None else random.Random()
+        choices, outcomes = [], []
+        async with engine.locks.hold(model.model_id):
+            await engine._hold(model)
+            settings = engine.settings(model, req.config, [])
+            for index in range(req.config.n):
+                prompt = await self._prompt(model, req)
+                generation = engine.new_generation(model, settings, rng)
+                logprobs: list[TokenLogprob] = []
+                async for delta in engine.run(model, generation, prompt):
+                    if req.config.logprobs:
+                        logprobs += await engine.token_logprobs(model, delta.sampled)
+                outcome = generation.outcome
+                outcomes.append(outcome)
+                text = (req.prompt if req.echo else "") + outcome.text
+                choices.append(Choice(index, text, outcome.finish_reason,
+                                      logprobs if req.config.logprobs else None))
+                model.last_message = outcome.text
+        return protocol.responses.completion(
+            protocol.responses.new_id("cmpl"), model.model_id, int(time.time()), choices,
+            usage_of(outcomes, started))
+
+    async def _stream(self, model: Model, req: protocol.CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+        engine, started = self.engine, time.perf_counter()
+        rng = random.Random(req.config.seed) if req.config.seed is not None else random.Random()
+        chunk_id, created = protocol.responses.new_id("cmpl"), int(time.time())
+        async with engine.locks.hold(model.model_id):
+            await engine._hold(model)
+            settings = engine.settings(model, req.config, [])
+            prompt = await self._prompt(model, req)
+            generation = engine.new_generation(model, settings, rng)
+            if req.echo:
+                yield protocol.responses.completion_chunk(chunk_id, model.model_id, created, 0, req.prompt,
+                                                          None, None)
+            async for delta in engine.run(model, generation, prompt):
+                if not delta.text and not req.config.logprobs:
+                    continue
+                logprobs = await engine.token_logprobs(model, delta.sampled) if req.config.logprobs else None
+                yield protocol.responses.completion_chunk(chunk_id, model.model_id, created, 0, delta.text,
+                                                          None, logprobs)
+            outcome = generation.outcome
+            model.last_message = outcome.text
+        yield protocol.responses.completion_chunk(chunk_id, model.model_id, created, 0, "",
+                                                  outcome.finish_reason, None)
+        if req.config.include_usage:
+            yield protocol.responses.completion_usage_chunk(chunk_id, model.model_id, created,
+                                                            usage_of([outcome], started))
+
+
+class Embeddings:
+    """``engine.embeddings.create(input=...)``."""
+
+    def __init__(self, engine: MLCEngine) -> None:
+        self.engine = engine
+
+    async def create(self, **request: Any) -> dict[str, Any]:
+        req = protocol.validate_embedding_request(request)
+        engine = self.engine
+        model = engine.pick(req.model, "EmbeddingCreateParams", embedding=True)
+        async with engine.locks.hold(model.model_id):
+            await engine._hold(model)
+            batch: list[list[int]] = []
+            for item in req.input:
+                ids = (list(await finish_call(engine.kernels.tokenize(model.handle, item)))
+                       if isinstance(item, str) else list(item))
+                if len(ids) > model.context_window:
+                    raise EmbeddingExceedContextWindowSizeError(
+                        f"The embedding input has {len(ids)} tokens, more than the model's context "
+                        f"window size of {model.context_window}.",
+                        input_tokens=len(ids), context_window_size=model.context_window)
+                batch.append(ids)
+            vectors: list[list[float]] = []
+            for i in range(0, len(batch), EMBED_BATCH):
+                vectors += await finish_call(engine.kernels.embed(model.handle, batch[i:i + EMBED_BATCH]))
+        return protocol.responses.embedding_response(model.model_id, vectors, sum(len(b) for b in batch))

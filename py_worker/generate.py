@@ -1,0 +1,257 @@
+"""The token loop: prefill in chunks → sample → decode in GPU-resident batches → stop → stream.
+
+One ``Generation`` serves one choice of one request. It knows nothing of locks or of the
+OpenAI shapes: it yields ``Delta`` pieces of text (never half a UTF-8 character, never a
+possible prefix of a stop string) and ends with a ``finish_reason`` and timing figures.
+
+Kernel calls are never abandoned half way: if the consumer is cancelled while a call is in
+flight, the loop waits for that call to finish before it lets the cancellation through, so the
+next request on the model finds the device idle and the KV cache in a known state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from .errors import ContextWindowSizeExceededError
+from .kernels import Kernels, Sampled, SamplingParams
+
+T = TypeVar("T")
+
+FIRST_BATCH = 1
+"""Decode steps queued before the first readback after the first token (keeps streaming smooth)."""
+MAX_BATCH = 16
+"""Decode steps queued per readback once generation runs."""
+
+
+async def finish_call(call: Awaitable[T]) -> T:
+    """Await a kernel call; a cancellation waits for the call to end, then goes on."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        try:
+            await task
+        except BaseException:
+            pass
+        raise
+
+
+@dataclass
+class Settings:
+    """Resolved per-request knobs (request values over the model's defaults)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    ignore_eos: bool = False
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass
+class Delta:
+    """Text released to the consumer, with the tokens that produced it when logprobs are asked."""
+
+    text: str
+    sampled: list[Sampled] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """How a generation ended and what it cost."""
+
+    finish_reason: str = "stop"
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    first_token_s: float = 0.0
+    pending: list[int] = field(default_factory=list)
+    """Accepted tokens not yet in the KV cache (the last sampled one, when it was not a stop token)."""
+    kv_exact: bool = True
+    """False when a stop string cut the text, so the cache holds more than the answer."""
+
+
+class Detokenizer:
+    """Incremental detokenisation that never splits a UTF-8 character.
+
+    Decodes a short window of recent tokens and releases only text that has grown and does not
+    end in U+FFFD (an unfinished multi-byte sequence).
+    """
+
+    def __init__(self, kernels: Kernels, handle: int) -> None:
+        self.kernels = kernels
+        self.handle = handle
+        self.tokens: list[int] = []
+        self.prefix = 0
+        self.read = 0
+        self.prefix_text = ""
+
+    async def push(self, tokens: list[int]) -> str:
+        self.tokens += tokens
+        text = await finish_call(self.kernels.detokenize(self.handle, self.tokens[self.prefix:]))
+        if len(text) <= len(self.prefix_text) or text.endswith("\ufffd"):
+            return ""
+        delta = text[len(self.prefix_text):]
+        self.prefix, self.read = self.read, len(self.tokens)
+        self.prefix_text = await finish_call(
+            self.kernels.detokenize(self.handle, self.tokens[self.prefix:self.read])
+        ) if self.prefix < self.read else ""
+        return delta
+
+
+def held_back(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of ``text`` that could still grow into a stop string."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:n]):
+                longest = n
+                break
+    return longest
+
+
+class Generation:
+    """One choice: prefill ``prompt`` on top of ``kv_length`` cached tokens, then decode."""
+
+    def __init__(
+        self,
+        kernels: Kernels,
+        handle: int,
+        settings: Settings,
+        *,
+        context_window: int,
+        prefill_chunk: int,
+        kv_length: int,
+        rng: random.Random,
+    ) -> None:
+        self.kernels = kernels
+        self.handle = handle
+        self.settings = settings
+        self.context_window = context_window
+        self.prefill_chunk = max(1, prefill_chunk)
+        self.kv_length = kv_length
+        self.rng = rng
+        self.prompt_end = kv_length
+        self.interrupted = False
+        self.outcome = Outcome()
+
+    def interrupt(self) -> None:
+        """Stop at the next kernel-call boundary with finish_reason "abort"."""
+        self.interrupted = True
+
+    def params(self, n: int) -> SamplingParams:
+        s = self.settings
+        return SamplingParams(
+            temperature=s.temperature, top_p=s.top_p, frequency_penalty=s.frequency_penalty,
+            presence_penalty=s.presence_penalty, repetition_penalty=s.repetition_penalty,
+            logit_bias=s.logit_bias, history=list(self.outcome.tokens),
+            uniforms=[self.rng.random() for _ in range(n)], logprobs=s.logprobs,
+            top_logprobs=s.top_logprobs,
+        )
+
+    async def prefill(self, prompt: list[int]) -> None:
+        """Prefill in chunks; raises before touching the cache if the prompt cannot fit."""
+        if self.kv_length + len(prompt) >= self.context_window:
+            raise ContextWindowSizeExceededError(
+                f"Prompt tokens exceed context window size: number of prompt tokens: "
+                f"{self.kv_length + len(prompt)}; context window size: {self.context_window}",
+                prompt_tokens=self.kv_length + len(prompt), context_window_size=self.context_window,
+            )
+        start = time.perf_counter()
+        for i in range(0, len(prompt), self.prefill_chunk):
+            if self.interrupted:
+                break
+            await finish_call(self.kernels.prefill(self.handle, prompt[i:i + self.prefill_chunk]))
+            self.kv_length += len(prompt[i:i + self.prefill_chunk])
+        self.outcome.prompt_tokens = len(prompt)
+        self.outcome.prefill_s = time.perf_counter() - start
+
+    def budget(self) -> int:
+        """How many more tokens may be generated (max_tokens and the context window)."""
+        used = len(self.outcome.tokens)
+        room = self.context_window - self.prompt_end - used
+        if self.settings.max_tokens is not None:
+            room = min(room, self.settings.max_tokens - used)
+        return max(0, room)
+
+    async def run(self, prompt: list[int]) -> AsyncIterator[Delta]:
+        """Yield text deltas; ``self.outcome`` is complete when the iterator ends."""
+        out, s = self.outcome, self.settings
+        await self.prefill(prompt)
+        self.prompt_end = self.kv_length
+        if self.interrupted:
+            out.finish_reason = "abort"
+            return
+        stop_ids = set() if s.ignore_eos else set(s.stop_token_ids)
+        detok = Detokenizer(self.kernels, self.handle)
+        start = time.perf_counter()
+        batch = [await finish_call(self.kernels.sample(self.handle, self.params(1)))]
+        out.first_token_s = out.prefill_s + (time.perf_counter() - start)
+        unsent, unsent_sampled = "", list[Sampled]()
+        next_batch = FIRST_BATCH
+        while True:
+            accepted: list[Sampled] = []
+            stopped = False
+            for sampled in batch:
+                if sampled.token in stop_ids:
+                    stopped = True
+                    break
+                accepted.append(sampled)
+                if self.budget() - len(accepted) <= 0:
+                    break
+            out.tokens += [a.token for a in accepted]
+            unsent += await detok.push([a.token for a in accepted])
+            unsent_sampled += accepted
+            cut = min((i for i in (unsent.find(x) for x in s.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                out.kv_exact = False
+                unsent = unsent[:cut]
+                out.finish_reason = "stop"
+                break
+            release = unsent[:len(unsent) - held_back(unsent, s.stop)]
+            if release:
+                out.text += release
+                yield Delta(release, unsent_sampled)
+                unsent, unsent_sampled = unsent[len(release):], []
+            if stopped or self.interrupted or self.budget() <= 0:
+                out.finish_reason = "stop" if stopped else "abort" if self.interrupted else "length"
+                break
+            # Queue the next decode steps on the device; the last accepted token feeds them.
+            n = min(next_batch, self.budget())
+            step = time.perf_counter()
+            batch = await finish_call(self.kernels.decode_steps(self.handle, n, self.params(n)))
+            out.decode_s += time.perf_counter() - step
+            self.kv_length += n
+            next_batch = min(MAX_BATCH, next_batch * 2)
+        await self.settle()
+        if unsent or unsent_sampled:
+            out.text += unsent
+            yield Delta(unsent, unsent_sampled)
+
+    async def settle(self) -> None:
+        """Rewind the cache to the accepted tokens; the last accepted one may still be pending.
+
+        The cache holds every sampled token but the newest, so it may hold tokens after a stop
+        token (dropped here), or lack the last accepted token (kept in ``pending`` for the next
+        turn's prefill).
+        """
+        accepted = len(self.outcome.tokens)
+        cached = self.kv_length - self.prompt_end
+        if cached > accepted:
+            await finish_call(self.kernels.rewind(self.handle, self.prompt_end + accepted))
+            self.kv_length = self.prompt_end + accepted
+        self.outcome.pending = self.outcome.tokens[min(cached, accepted):]

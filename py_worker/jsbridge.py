@@ -1,0 +1,101 @@
+"""The Python face of the JS kernel shim (runs only inside Pyodide).
+
+``JsKernels(shim)`` implements the ``Kernels`` protocol by awaiting the shim's promise-returning
+methods (docs/CONTRACTS.md). Arguments go over as plain JS values (``to_js``, never as PyProxies
+the JS side could keep), results come back as plain Python values (``to_py``), and the one
+callable we hand over — the load progress callback — is destroyed as soon as the load settles,
+so nothing from either side stays alive across the boundary. A shim error whose ``name`` is a
+py_worker error class (js_glue/kernels/errors.js) is re-raised as that class with its fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+from pyodide.ffi import JsException, create_proxy, to_js
+
+from py_worker.errors import _REGISTRY, error_from_dict
+from py_worker.kernels import LoadedModel, ProgressFn, Sampled, SamplingParams
+
+
+def _js(value: Any) -> Any:
+    """Plain data to JS: dicts become Objects (not Maps), no PyProxy is ever created."""
+    from js import Object
+
+    return to_js(value, dict_converter=Object.fromEntries, create_pyproxies=False)
+
+
+def _py(value: Any) -> Any:
+    """A JS result to plain Python data: typed arrays become lists, objects become dicts."""
+    if hasattr(value, "to_py"):
+        value = value.to_py()
+    if isinstance(value, memoryview):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _py(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_py(v) for v in value]
+    return value
+
+
+async def _call(pending: Awaitable[Any]) -> Any:
+    """Await a shim promise; a named shim error becomes the py_worker class of that name."""
+    try:
+        return await pending
+    except JsException as exc:
+        name = str(getattr(exc, "name", ""))
+        if name not in _REGISTRY:
+            raise
+        fields = _py(getattr(exc.js_error, "fields", None)) or {}
+        raise error_from_dict({"name": name, "message": str(exc.message), "fields": fields}) from exc
+
+
+class JsKernels:
+    """``Kernels`` over a JS shim object (``createKernels()`` in js_glue/kernels)."""
+
+    def __init__(self, shim: Any) -> None:
+        self._shim = shim
+
+    async def load(self, record: dict[str, Any], progress: ProgressFn) -> LoadedModel:
+        callback = create_proxy(lambda fraction, text: progress(float(fraction), str(text)))
+        try:
+            raw = _py(await _call(self._shim.load(_js(record), callback)))
+        finally:
+            callback.destroy()
+        return LoadedModel(int(raw["handle"]), dict(raw.get("config") or {}))
+
+    async def unload(self, handle: int) -> None:
+        await _call(self._shim.unload(handle))
+
+    async def tokenize(self, handle: int, text: str) -> list[int]:
+        return [int(t) for t in _py(await _call(self._shim.tokenize(handle, text)))]
+
+    async def detokenize(self, handle: int, ids: list[int]) -> str:
+        return str(await _call(self._shim.detokenize(handle, _js(list(ids)))))
+
+    async def prefill(self, handle: int, ids: list[int]) -> None:
+        await _call(self._shim.prefill(handle, _js(list(ids))))
+
+    async def decode(self, handle: int, token: int) -> None:
+        await _call(self._shim.decode(handle, int(token)))
+
+    async def sample(self, handle: int, params: SamplingParams) -> Sampled:
+        return Sampled.from_wire(_py(await _call(self._shim.sample(handle, _js(params.to_wire())))))
+
+    async def decode_steps(self, handle: int, n: int, params: SamplingParams) -> list[Sampled]:
+        raw = _py(await _call(self._shim.decodeSteps(handle, int(n), _js(params.to_wire()))))
+        return [Sampled.from_wire(r) for r in raw]
+
+    async def rewind(self, handle: int, length: int) -> None:
+        await _call(self._shim.rewind(handle, int(length)))
+
+    async def reset(self, handle: int) -> None:
+        await _call(self._shim.reset(handle))
+
+    async def embed(self, handle: int, batch: list[list[int]]) -> list[list[float]]:
+        raw = _py(await _call(self._shim.embed(handle, _js([list(row) for row in batch]))))
+        return [[float(x) for x in row] for row in raw]
+
+    async def stats(self, handle: int) -> dict[str, Any]:
+        return dict(_py(await _call(self._shim.stats(handle))))

@@ -1,0 +1,282 @@
+"""``ReferenceKernels``: the kernel ABI (py_worker/kernels.py) on host CPython with NumPy.
+
+It lets the whole engine run under pytest without a browser, and it is what the WebGPU backend's
+numbers are compared with. Models load from a local MLC model dir; shards are checked against
+``tensor-cache.json``'s ``metadata.sha256`` and the record's pins, then dequantised to f32.
+Decoders (``llama``, ``qwen2``) and the BERT encoder plug in by ``model_type``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from py_worker.errors import (
+    ArtifactFetchError,
+    ContextWindowSizeExceededError,
+    EmbeddingUnsupportedModelError,
+    IncorrectPipelineLoadedError,
+    IntegrityError,
+    ModelLoadError,
+    ModelNotLoadedError,
+)
+from py_worker.kernels import LoadedModel, ProgressFn, Sampled, SamplingParams
+from py_worker.reference.bert import BertConfig, BertEncoder
+from py_worker.reference.llama import KVCache, LlamaConfig, LlamaModel
+from py_worker.reference.sampling import sample, with_history
+from py_worker.reference.tokenizer import ReferenceTokenizer
+from py_worker.reference.weights import cache_file, dequantize_tensors, read_shard
+
+Array = Any  # numpy.ndarray
+
+DECODER_TYPES = ("llama", "qwen2")
+ENCODER_TYPES = ("bert",)
+
+
+@dataclass
+class _Session:
+    """One loaded model: its network, KV cache, last logits and counters."""
+
+    config: dict[str, Any]
+    tokenizer: ReferenceTokenizer
+    decoder: LlamaModel | None = None
+    encoder: BertEncoder | None = None
+    cache: KVCache | None = None
+    logits: Array | None = None
+    pending: int | None = None  # the last sampled id, not yet in the KV cache
+    counters: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("prefill_tokens", "prefill_seconds", "decode_tokens", "decode_seconds", "embed_tokens"), 0.0
+        )
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ArtifactFetchError(f"cannot read {path}: {exc}", path=str(path)) from exc
+
+
+def _check_pin(name: str, data: bytes, expected: str | None) -> None:
+    if expected is not None and _sha256(data) != expected.lower():
+        raise IntegrityError(
+            f"sha256 of {name} does not match", file=name, expected=expected, actual=_sha256(data)
+        )
+
+
+def _build_decoder(session: _Session, weights: Mapping[str, Array]) -> None:
+    cfg = LlamaConfig.from_chat_config(session.config)
+    session.decoder = LlamaModel(weights, cfg)
+    window = int(session.config.get("context_window_size") or -1)
+    if window <= 0:  # MLC writes -1 when a sliding window replaces it; fall back to the model's own
+        window = int(session.config["model_config"]["context_window_size"])
+    session.cache = KVCache(cfg, window)
+
+
+def _build_encoder(session: _Session, weights: Mapping[str, Array]) -> None:
+    session.encoder = BertEncoder(weights, BertConfig.from_chat_config(session.config))
+
+
+_BUILDERS: dict[str, Callable[[_Session, Mapping[str, Array]], None]] = {
+    **dict.fromkeys(DECODER_TYPES, _build_decoder),
+    **dict.fromkeys(ENCODER_TYPES, _build_encoder),
+}
+
+
+class ReferenceKernels:
+    """The kernel ABI in NumPy; ``logits(handle)`` is an extra for tests."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[int, _Session] = {}
+        self._next_handle = 1
+
+    # -- loading -------------------------------------------------------------------------------
+
+    async def load(self, record: dict[str, Any], progress: ProgressFn) -> LoadedModel:
+        root = Path(str(record["model"]))
+        pins: dict[str, str] = dict(record.get("sha256") or {})
+        progress(0.0, "Start to fetch params")
+        config_bytes = _read(root / "mlc-chat-config.json")
+        _check_pin("mlc-chat-config.json", config_bytes, pins.get("mlc-chat-config.json"))
+        config = {**json.loads(config_bytes), **(record.get("overrides") or {})}
+        cache_path = cache_file(root)
+        cache_bytes = _read(cache_path)
+        _check_pin(cache_path.name, cache_bytes, pins.get(cache_path.name))
+        cache = json.loads(cache_bytes)
+        digests: dict[str, str] = cache.get("metadata", {}).get("sha256", {})
+        tokenizer_files = list(config.get("tokenizer_files") or ["tokenizer.json"])
+        for name in tokenizer_files:
+            _check_pin(name, _read(root / name), pins.get(name))
+
+        builder = _BUILDERS.get(str(config.get("model_type")))
+        if builder is None:
+            raise ModelLoadError(
+                f"model_type {config.get('model_type')!r} has no reference implementation",
+                model_type=config.get("model_type"),
+            )
+        tensors: dict[str, Array] = {}
+        shards = cache["records"]
+        loaded_bytes = 0
+        for i, shard in enumerate(shards, start=1):
+            data_path = str(shard["dataPath"])
+            blob = _read(root / data_path)
+            _check_pin(data_path, blob, digests.get(data_path))
+            _check_pin(data_path, blob, pins.get(data_path))
+            tensors.update(read_shard(blob, shard["records"]))
+            loaded_bytes += len(blob)
+            progress(
+                i / len(shards),
+                f"Loading model from cache[{i}/{len(shards)}]: {loaded_bytes / 2**20:.0f}MB loaded.",
+            )
+        session = _Session(config=config, tokenizer=ReferenceTokenizer(root / "tokenizer.json"))
+        builder(session, dequantize_tensors(tensors))
+        handle = self._next_handle
+        self._next_handle += 1
+        self._sessions[handle] = session
+        progress(1.0, "Finish loading on NumPy reference (CPU)")
+        return LoadedModel(handle, config)
+
+    async def unload(self, handle: int) -> None:
+        self._session(handle)
+        del self._sessions[handle]
+
+    # -- text ----------------------------------------------------------------------------------
+
+    async def tokenize(self, handle: int, text: str) -> list[int]:
+        return self._session(handle).tokenizer.encode(text)
+
+    async def detokenize(self, handle: int, ids: list[int]) -> str:
+        return self._session(handle).tokenizer.decode(ids)
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    async def prefill(self, handle: int, ids: list[int]) -> None:
+        """Append ``ids``, ``prefill_chunk_size`` at a time (a longer list is split here too)."""
+        s = self._session(handle)
+        model, cache = self._decoder(s)
+        self._ensure_room(s, cache, len(ids))
+        chunk = max(1, int(s.config.get("prefill_chunk_size") or len(ids) or 1))
+        started = time.perf_counter()
+        for at in range(0, len(ids), chunk):
+            s.logits = model.forward(list(ids[at : at + chunk]), cache)
+        s.pending = None
+        s.counters["prefill_tokens"] += len(ids)
+        s.counters["prefill_seconds"] += time.perf_counter() - started
+
+    async def decode(self, handle: int, token: int) -> None:
+        s = self._session(handle)
+        self._decode_one(s, int(token))
+        s.pending = None
+
+    async def sample(self, handle: int, params: SamplingParams) -> Sampled:
+        s = self._session(handle)
+        self._decoder(s)
+        if s.logits is None:
+            raise RuntimeError("sample needs logits: prefill or decode first")
+        uniform = params.uniforms[0] if params.uniforms else 0.0
+        out = sample(s.logits, params, uniform)
+        s.pending = out.token
+        return out
+
+    async def decode_steps(self, handle: int, n: int, params: SamplingParams) -> list[Sampled]:
+        """n x (decode the pending sampled id, sample the next); each sample joins the history."""
+        s = self._session(handle)
+        self._decoder(s)
+        if s.pending is None:
+            raise RuntimeError("decode_steps needs a sampled token to start from (call sample first)")
+        if len(params.uniforms) < n:
+            raise ValueError(f"decode_steps({n}) needs {n} uniforms, got {len(params.uniforms)}")
+        out: list[Sampled] = []
+        for step in range(n):
+            self._decode_one(s, s.pending)
+            picked = sample(s.logits, with_history(params, (x.token for x in out)), params.uniforms[step])
+            out.append(picked)
+            s.pending = picked.token
+        return out
+
+    async def rewind(self, handle: int, length: int) -> None:
+        s = self._session(handle)
+        _, cache = self._decoder(s)
+        if not 0 <= length <= cache.length:
+            raise ValueError(f"rewind to {length} outside [0, {cache.length}]")
+        if length != cache.length:
+            cache.length = length
+            s.logits = None
+
+    async def reset(self, handle: int) -> None:
+        s = self._session(handle)
+        if s.cache is not None:
+            s.cache.length = 0
+        s.logits = None
+        s.pending = None
+
+    # -- embeddings and stats ------------------------------------------------------------------
+
+    async def embed(self, handle: int, batch: list[list[int]]) -> list[list[float]]:
+        s = self._session(handle)
+        if s.encoder is None:
+            raise EmbeddingUnsupportedModelError(
+                f"model_type {s.config.get('model_type')!r} is not an embedding model",
+                model_type=s.config.get("model_type"),
+            )
+        s.counters["embed_tokens"] += sum(len(x) for x in batch)
+        return s.encoder.embed(batch)
+
+    async def stats(self, handle: int) -> dict[str, Any]:
+        s = self._session(handle)
+        kv = s.cache.length if s.cache is not None else 0
+        return {**s.counters, "kv_length": kv, "context_window_size": s.config.get("context_window_size")}
+
+    def logits(self, handle: int) -> Array:
+        """The raw logits the next ``sample`` would use (a copy), for tests."""
+        s = self._session(handle)
+        if s.logits is None:
+            raise RuntimeError("no logits yet")
+        return np.array(s.logits, copy=True)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _session(self, handle: int) -> _Session:
+        try:
+            return self._sessions[handle]
+        except KeyError:
+            raise ModelNotLoadedError(f"no model loaded with handle {handle}", handle=handle) from None
+
+    @staticmethod
+    def _decoder(s: _Session) -> tuple[LlamaModel, KVCache]:
+        if s.decoder is None or s.cache is None:
+            raise IncorrectPipelineLoadedError(
+                f"model_type {s.config.get('model_type')!r} cannot generate text",
+                model_type=s.config.get("model_type"),
+            )
+        return s.decoder, s.cache
+
+    @staticmethod
+    def _ensure_room(s: _Session, cache: KVCache, n: int) -> None:
+        if cache.length + n > cache.capacity:
+            raise ContextWindowSizeExceededError(
+                f"{cache.length} + {n} tokens exceed the context window of {cache.capacity}",
+                length=cache.length,
+                requested=n,
+                context_window_size=cache.capacity,
+            )
+
+    def _decode_one(self, s: _Session, token: int) -> None:
+        model, cache = self._decoder(s)
+        self._ensure_room(s, cache, 1)
+        started = time.perf_counter()
+        s.logits = model.forward([token], cache)
+        s.counters["decode_tokens"] += 1
+        s.counters["decode_seconds"] += time.perf_counter() - started

@@ -1,0 +1,29 @@
+"""Host tokenizer for the reference backend: the `tokenizers` wheel reading ``tokenizer.json``.
+
+It mirrors what @mlc-ai/web-tokenizers (the browser's tokenizer, same Rust core) does, checked on
+the tiny model: encode adds no special tokens, decode keeps special tokens, and bytes that do not
+form complete UTF-8 decode to U+FFFD (so the engine can hold back a partial character).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+
+class ReferenceTokenizer:
+    """``encode``/``decode`` with the browser tokenizer's defaults."""
+
+    def __init__(self, path: Path) -> None:
+        self._tok = Tokenizer.from_file(str(path))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self._tok.decode(list(ids), skip_special_tokens=False))
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tok.get_vocab_size(with_added_tokens=True))

@@ -1,0 +1,38 @@
+"""pytest-pyodide setup: an offline Chromium, and helpers shared by the in-Pyodide tests.
+
+Run through tests/pyodide/run.sh, which assembles dist/pyodide first (tools/pyodide_dist.py)
+and passes ``--dist-dir dist/pyodide --runtime node,chrome``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pytest_pyodide import get_global_config
+
+HERE = Path(__file__).parent
+
+# Chromium must not talk to anything but the test server on 127.0.0.1.
+_config = get_global_config()
+_config.set_flags(
+    "chrome",
+    [
+        *_config.get_flags("chrome"),
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+    ],
+)
+
+
+@pytest.fixture(scope="session")
+def own_wheel(request: pytest.FixtureRequest) -> str:
+    """File name of the py_worker wheel in the dist dir, read from its lock."""
+    dist = Path(request.config.option.dist_dir)
+    lock = json.loads((dist / "pyodide-lock.json").read_text())
+    return str(lock["packages"]["py-worker"]["file_name"])
+

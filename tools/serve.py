@@ -1,0 +1,156 @@
+"""Serve site/ on 127.0.0.1, or drive headless Chromium through the demo page from the terminal.
+
+``python tools/serve.py [--port N]`` serves the site and prints its URL. With ``--prompt`` it
+instead opens the demo page in headless Chromium (Debian's /usr/bin/chromium with WebGPU on),
+asks the prompt with the chosen model and prints the streamed answer as it arrives, then exits.
+Every request to a host other than 127.0.0.1 is aborted, so the run proves the site is offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import http.server
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MIME_TYPES = {
+    ".wasm": "application/wasm",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".json": "application/json",
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css",
+    ".zip": "application/zip",
+    ".whl": "application/zip",
+    ".bin": "application/octet-stream",
+    ".map": "application/json",
+    ".model": "application/octet-stream",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--enable-unsafe-webgpu",
+    "--enable-features=Vulkan",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-sandbox",
+]
+
+
+class SiteHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with the MIME types browsers insist on (application/wasm for streaming)."""
+
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
+
+    def end_headers(self) -> None:
+        # Fresh files on every reload during development; the engine caches models itself.
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@contextlib.contextmanager
+def serving(site: Path, port: int = 0) -> Iterator[str]:
+    """Serve ``site`` on 127.0.0.1 in a background thread; yields the base URL."""
+    handler = functools.partial(SiteHandler, directory=str(site))
+    server = Server(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def is_local(url: str) -> bool:
+    """Only the page's own origin on loopback (and inline data/blob URLs) may be fetched."""
+    parts = urlsplit(url)
+    return parts.scheme in ("data", "blob") or parts.hostname == "127.0.0.1"
+
+
+@contextlib.contextmanager
+def chromium(headless: bool = True) -> Iterator[Any]:
+    """A playwright browser on Debian's chromium with WebGPU on (playwright makes a fresh profile)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=headless, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def ask(base_url: str, prompt: str, model: str | None, timeout_s: float) -> int:
+    """Drive the demo page: load the model, send the prompt, print the stream; 0 on success."""
+    with chromium() as browser:
+        page = browser.new_page()
+        blocked: list[str] = []
+
+        def route(r: Any) -> None:
+            if is_local(r.request.url):
+                r.continue_()
+            else:
+                blocked.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        page.expose_function("__pyworkerDelta", lambda text: print(text, end="", flush=True))
+        page.on("console", lambda m: print(f"[page] {m.text}", file=sys.stderr) if m.type == "error" else None)
+        query = f"?prompt={quote(prompt)}&headless=1" + (f"&model={quote(model)}" if model else "")
+        page.goto(base_url + "index.html" + query)
+        page.wait_for_function("window.demoState && window.demoState.done", timeout=timeout_s * 1000)
+        state = page.evaluate("window.demoState")
+        print()
+        if state.get("error"):
+            print(f"error: {state['error']}", file=sys.stderr)
+        else:
+            print(f"[{state.get('stats', '')}]", file=sys.stderr)
+        if blocked:
+            print(f"blocked non-local requests: {blocked}", file=sys.stderr)
+        return 1 if state.get("error") or blocked else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--site", type=Path, default=ROOT / "site")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--prompt", help="ask this in headless Chromium, print the answer, exit")
+    parser.add_argument("--model", help="model id for --prompt (default: the page's default)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for --prompt")
+    args = parser.parse_args()
+    if not (args.site / "index.html").exists():
+        print(f"no site at {args.site}: run ./build.sh first", file=sys.stderr)
+        return 2
+    with serving(args.site, 0 if args.prompt else args.port) as url:
+        if args.prompt:
+            return ask(url, args.prompt, args.model, args.timeout)
+        print(f"Serving {args.site} at {url}  (Ctrl-C to stop)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
