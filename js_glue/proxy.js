@@ -91,8 +91,8 @@ export class WebWorkerMLCEngine {
     this.heartbeatSent = null;
     worker.onmessage = (event) => this._onMessage(worker, event.data);
     worker.onerror = (event) => this._onWorkerError(worker, event);
-    if (this.appConfig !== undefined) this._post("setAppConfig", this.appConfig);
-    if (this.logLevel !== undefined) this._post("setLogLevel", this.logLevel);
+    if (this.appConfig !== undefined) this._post("setAppConfig", { appConfig: this.appConfig });
+    if (this.logLevel !== undefined) this._post("setLogLevel", { level: this.logLevel });
   }
 
   _onMessage(worker, msg) {
@@ -271,13 +271,13 @@ export class WebWorkerMLCEngine {
 
   setLogLevel(logLevel) {
     this.logLevel = logLevel;
-    return this._send("setLogLevel", logLevel);
+    return this._send("setLogLevel", { level: logLevel });
   }
 
   /** Kept here too, so a replacement worker gets it again before any other request. */
   setAppConfig(appConfig) {
     this.appConfig = appConfig;
-    return this._send("setAppConfig", appConfig);
+    return this._send("setAppConfig", { appConfig });
   }
 
   setInitProgressCallback(callback) {

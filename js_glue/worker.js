@@ -93,7 +93,7 @@ async function createShim() {
   const kernels = await kernelsModule;
   if (!kernels) return unavailableShim(timeline.kernelsImportError);
   try {
-    return await kernels.createKernels({ baseURL: BASE.href });
+    return await kernels.createKernels({ baseURL: BASE.href, tokenizersURL: new URL("web-tokenizers/index.js", BASE).href });
   } catch (err) {
     return unavailableShim(String(err && err.message ? err.message : err));
   }

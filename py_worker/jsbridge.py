@@ -99,3 +99,6 @@ class JsKernels:
 
     async def stats(self, handle: int) -> dict[str, Any]:
         return dict(_py(await _call(self._shim.stats(handle))))
+
+    async def device_info(self) -> dict[str, Any]:
+        return dict(_py(await _call(self._shim.deviceInfo())))

@@ -115,7 +115,7 @@ def byte_level_tokenizer_json(vocab_size: int = TOKENIZER_VOCAB) -> bytes:
         for i, text in enumerate(specials)
     ]
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
-    tokenizer = {
+    tokenizer: dict[str, Any] = {
         "version": "1.0",
         "truncation": None,
         "padding": None,

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,14 +53,17 @@ CHROMIUM_ARGS = [
 class SiteHandler(http.server.SimpleHTTPRequestHandler):
     """Static files with the MIME types browsers insist on (application/wasm for streaming)."""
 
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
+    extensions_map: ClassVar[dict[str, str]] = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        **MIME_TYPES,
+    }
 
     def end_headers(self) -> None:
         # Fresh files on every reload during development; the engine caches models itself.
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -117,7 +120,7 @@ def ask(base_url: str, prompt: str, model: str | None, timeout_s: float) -> int:
 
         page.route("**/*", route)
         page.expose_function("__pyworkerDelta", lambda text: print(text, end="", flush=True))
-        page.on("console", lambda m: print(f"[page] {m.text}", file=sys.stderr) if m.type == "error" else None)
+        page.on("console", lambda m: m.type == "error" and print(f"[page] {m.text}", file=sys.stderr))
         query = f"?prompt={quote(prompt)}&headless=1" + (f"&model={quote(model)}" if model else "")
         page.goto(base_url + "index.html" + query)
         page.wait_for_function("window.demoState && window.demoState.done", timeout=timeout_s * 1000)

@@ -76,17 +76,18 @@ export class Gpu {
   }
 
   /** Compile (or reuse) a compute pipeline for a WGSL source; the source text is the key. */
-  async pipeline(code) {
+  pipeline(code) {
     let p = this.pipelines.get(code);
     if (!p) {
       const module = this.device.createShaderModule({ code });
-      p = this.device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } });
-      this.pipelines.set(code, p);
-      p.catch(async (e) => {
+      p = this.device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } }).catch(async (e) => {
         this.pipelines.delete(code);
-        const msgs = module.getCompilationInfo ? (await module.getCompilationInfo()).messages : [];
-        console.error(String(e), msgs.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("\n"), code);
+        const info = module.getCompilationInfo ? (await module.getCompilationInfo()).messages : [];
+        const where = info.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ");
+        const first = code.split("\n").find((l) => l.includes("@compute")) || "";
+        throw namedError("ModelLoadError", `WGSL pipeline failed (${first.trim()}): ${e.message} ${where}`);
       });
+      this.pipelines.set(code, p);
     }
     return p;
   }

@@ -24,6 +24,7 @@ from py_worker.errors import (
     EmbeddingUnsupportedModelError,
     IncorrectPipelineLoadedError,
     IntegrityError,
+    InvalidRequestFieldError,
     ModelLoadError,
     ModelNotLoadedError,
 )
@@ -194,10 +195,14 @@ class ReferenceKernels:
         """n x (decode the pending sampled id, sample the next); each sample joins the history."""
         s = self._session(handle)
         self._decoder(s)
+        if n <= 0:
+            return []
         if s.pending is None:
-            raise RuntimeError("decode_steps needs a sampled token to start from (call sample first)")
+            raise InvalidRequestFieldError("decode_steps needs a sample() first (none since the last change)")
         if len(params.uniforms) < n:
-            raise ValueError(f"decode_steps({n}) needs {n} uniforms, got {len(params.uniforms)}")
+            raise InvalidRequestFieldError(
+                f"decode_steps({n}) needs {n} uniforms, got {len(params.uniforms)}"
+            )
         out: list[Sampled] = []
         for step in range(n):
             self._decode_one(s, s.pending)
@@ -210,10 +215,11 @@ class ReferenceKernels:
         s = self._session(handle)
         _, cache = self._decoder(s)
         if not 0 <= length <= cache.length:
-            raise ValueError(f"rewind to {length} outside [0, {cache.length}]")
+            raise InvalidRequestFieldError(f"cannot rewind a KV cache of {cache.length} tokens to {length}")
         if length != cache.length:
             cache.length = length
             s.logits = None
+        s.pending = None
 
     async def reset(self, handle: int) -> None:
         s = self._session(handle)
@@ -238,6 +244,15 @@ class ReferenceKernels:
         s = self._session(handle)
         kv = s.cache.length if s.cache is not None else 0
         return {**s.counters, "kv_length": kv, "context_window_size": s.config.get("context_window_size")}
+
+    async def device_info(self) -> dict[str, Any]:
+        """The host CPU in WebGPU's terms; f16 weights are dequantised, so shader-f16 is "there"."""
+        return {
+            "vendor": "numpy",
+            "architecture": "cpu",
+            "maxStorageBufferBindingSize": 2**31 - 1,
+            "features": ["shader-f16"],
+        }
 
     def logits(self, handle: int) -> Array:
         """The raw logits the next ``sample`` would use (a copy), for tests."""

@@ -41,6 +41,10 @@ const shim = {
   },
   async rewind(h, len) { record("rewind", [h, len]); },
   async embed(h, batch) { record("embed", [h, batch]); return batch.map((row) => new Float32Array([row.length, 0.5])); },
+  async deviceInfo() {
+    record("deviceInfo", []);
+    return { vendor: "google", architecture: "swiftshader", maxStorageBufferBindingSize: 1073741824, features: ["subgroups"] };
+  },
   async stats(h) { record("stats", [h]); return { prefill_tokens: 3, decode_seconds: 0.25 }; },
   async reset(h) {
     record("reset", [h]);
@@ -54,11 +58,12 @@ const shim = {
   },
 };
 
-pyodide.globals.set("shim", shim);
 const checks = readFileSync(new URL("jsbridge_checks.py", import.meta.url), "utf8");
+const scope = pyodide.globals.get("dict")();
+pyodide.runPython(checks, { globals: scope });
 let python;
 try {
-  python = JSON.parse(await pyodide.runPythonAsync(checks));
+  python = JSON.parse(await scope.get("main")(shim));
 } catch (err) {
   python = { error: String(err) };
 }

@@ -39,6 +39,8 @@ def test_python_side_gets_plain_values(run: dict[str, Any]) -> None:
     assert py["many"] == [0, 1]
     assert py["vectors"] == [[3.0, 0.5], [1.0, 0.5]]
     assert py["stats"] == {"prefill_tokens": 3, "decode_seconds": 0.25}
+    assert py["device"]["features"] == ["subgroups"]
+    assert py["device"]["maxStorageBufferBindingSize"] == 1 << 30
     assert py["types"] == ["list", "float", "dict"]
     assert py["progress"] == [[0.5, "Fetching param cache[1/2]: x"], [1, "Finish loading on WebGPU - test"]]
 
@@ -47,7 +49,7 @@ def test_js_side_gets_plain_values_in_abi_order(run: dict[str, Any]) -> None:
     methods = [c["method"] for c in run["calls"]]
     assert methods == [
         "load", "tokenize", "detokenize", "prefill", "decode", "sample",
-        "decodeSteps", "rewind", "reset", "embed", "stats", "unload", "reset", "reset",
+        "decodeSteps", "rewind", "reset", "embed", "stats", "deviceInfo", "unload", "reset", "reset",
     ]
     assert all(c["plain"] for c in run["calls"]), [c for c in run["calls"] if not c["plain"]]
     by_name = {c["method"]: c["args"] for c in run["calls"]}

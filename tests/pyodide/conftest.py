@@ -10,9 +10,14 @@ import json
 from pathlib import Path
 
 import pytest
+import pytest_pyodide
 from pytest_pyodide import get_global_config
 
-HERE = Path(__file__).parent
+# pytest-pyodide's node driver is a CommonJS script, but node would read it as an ES module
+# because the nearest package.json above the venv (the project's) says "type": "module".
+_driver_pkg = Path(pytest_pyodide.__file__).parent / "package.json"
+if not _driver_pkg.exists():
+    _driver_pkg.write_text('{"type": "commonjs"}\n')
 
 # Chromium must not talk to anything but the test server on 127.0.0.1.
 _config = get_global_config()

@@ -8,15 +8,15 @@
   const NEXT = (t) => 97 + ((t * 7 + 3) % 26);
   const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
   const models = new Map();
-  const stats = { calls: 0, maxInFlight: 0, progressCalls: 0 };
+  const counters = { calls: 0, maxInFlight: 0, progressCalls: 0 };
   let nextHandle = 1;
 
   async function step(handle, body) {
     const m = models.get(handle);
     if (!m) throw new Error(`unknown handle ${handle}`);
-    stats.calls += 1;
+    counters.calls += 1;
     m.inFlight += 1;
-    stats.maxInFlight = Math.max(stats.maxInFlight, m.inFlight);
+    counters.maxInFlight = Math.max(counters.maxInFlight, m.inFlight);
     try {
       await tick();
       return body(m);
@@ -32,14 +32,14 @@
   };
 
   return {
-    stats,
+    counters,
     async load(record, progress) {
-      stats.calls += 1;
+      counters.calls += 1;
       await tick();
       progress(0.5, "Fetching param cache[1/2]: fake");
       await tick();
       progress(1.0, `Finish loading on WebGPU - fake ${record.model_id}`);
-      stats.progressCalls += 2;
+      counters.progressCalls += 2;
       const handle = nextHandle++;
       models.set(handle, { kv: [], last: null, inFlight: 0 });
       return { handle, config: { model_type: "llama", context_window_size: 4096, prefill_chunk_size: 8 } };
@@ -55,6 +55,6 @@
     rewind: (h, length) => step(h, (m) => { m.kv.length = length; }),
     reset: (h) => step(h, (m) => { m.kv.length = 0; }),
     embed: (h, batch) => step(h, () => batch.map((ids) => [ids.length, ids.reduce((a, b) => a + b, 0)])),
-    stats: (h) => step(h, (m) => ({ kv_length: m.kv.length, calls: stats.calls })),
+    stats: (h) => step(h, (m) => ({ kv_length: m.kv.length, calls: counters.calls })),
   };
 })()

@@ -45,7 +45,7 @@ async def _generate(selenium: Any, shim_js: str) -> dict[str, Any]:
     # Two models' loops interleave on the event loop; each must still get its own answers.
     other = await kernels.load({"model_id": "fake2", "model": "/m2"}, lambda f, t: None)
     pair = await asyncio.gather(one("abc", 20), JsKernels(shim).embed(other.handle, [[1, 2], [3]]))
-    stats = shim.stats.to_py()
+    stats = shim.counters.to_py()
     return {
         "handle": loaded.handle, "config": loaded.config, "progress": progress, "first": first,
         "second": pair[0], "embed": pair[1], "stats": stats,
@@ -141,7 +141,7 @@ async def _count_proxies(selenium: Any, shim_js: str, calls: int, leak: int) -> 
             p.destroy()
         return {
             "before": before, "after_calls": after_calls, "after_generation": after_generation,
-            "after_leak": after_leak, "calls": int(shim.stats.calls), "text": "".join(tokens),
+            "after_leak": after_leak, "calls": int(shim.counters.calls), "text": "".join(tokens),
         }  # fmt: skip
     finally:
         module.disable_pyproxy_allocation_tracing()

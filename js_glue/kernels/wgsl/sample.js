@@ -131,7 +131,7 @@ fn chunkBest(lo: u32, hi: u32, taken: array<u32, ${MAX_TOP_LOGPROBS}>, k: u32) -
       workgroupBarrier();
     }
     let mass = rf[${WGS - 1}u];
-    let target = draws[fwd.step] * mass;
+    let goal = draws[fwd.step] * mass;
     var run = rf[t] - cs;
     var mine = NONE;
     var lastMine = 0u;
@@ -140,7 +140,7 @@ fn chunkBest(lo: u32, hi: u32, taken: array<u32, ${MAX_TOP_LOGPROBS}>, k: u32) -
       if (bitcast<u32>(p) >= thr) {
         run += p;
         lastMine = i;
-        if (run > target && mine == NONE) { mine = i; }
+        if (run > goal && mine == NONE) { mine = i; }
       }
     }
     atomicMin(&found, mine);

@@ -1,0 +1,121 @@
+// The kernel ABI (docs/CONTRACTS.md) over the project's own WebGPU kernels: the `wgsl` backend.
+// Every method returns a Promise of plain data (numbers, arrays, plain objects), so results
+// cross the Pyodide FFI without keeping JS objects alive in Python.
+
+import { Gpu } from "./gpu.js";
+import { LlamaModel } from "./llama.js";
+import { loadArtifacts } from "./loader.js";
+import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
+import { namedError } from "./errors.js";
+
+const DECODERS = new Set(["llama", "qwen2", "mistral"]);
+
+/**
+ * options: {tokenizersURL, baseURL (to resolve relative model URLs), fetch, cache
+ * ("cache"|"indexeddb"|"none", default for records without `cache`), powerPreference, f16}.
+ */
+export async function createKernels(options = {}) {
+  let gpuPromise = null;
+  const models = new Map();
+  let nextHandle = 1;
+
+  const gpu = () => {
+    gpuPromise ??= Gpu.create(options).catch((e) => {
+      gpuPromise = null;
+      throw e;
+    });
+    return gpuPromise;
+  };
+  const get = (handle) => {
+    const m = models.get(handle);
+    if (!m) throw namedError("ModelNotLoadedError", `no model is loaded under handle ${handle}`, { handle });
+    m.model.gpu.check();
+    return m;
+  };
+
+  return {
+    backend: "wgsl",
+
+    async load(record, progress = () => {}) {
+      const t0 = performance.now();
+      const art = await loadArtifacts(record, (f, text) => progress(0.9 * f, text), options);
+      const config = { ...art.config, ...(record.overrides || {}) };
+      const type = config.model_type;
+      if (!DECODERS.has(type)) {
+        throw namedError("ModelLoadError", `model_type ${type} is not supported by the wgsl backend yet`, { model_type: type });
+      }
+      const g = await gpu();
+      const model = await LlamaModel.create(g, art.config, art.tensors, record.overrides || {}, (f, text) =>
+        progress(0.9 + 0.09 * f, text),
+      );
+      const tokenizer = await loadTokenizer(art.tokenizer, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
+      const handle = nextHandle++;
+      models.set(handle, { model, tokenizer });
+      config.context_window_size = model.d.ctx;
+      config.prefill_chunk_size = model.d.chunk;
+      const secs = ((performance.now() - t0) / 1000).toFixed(1);
+      progress(1, `Finish loading on WebGPU - ${g.info} (${secs} s)`);
+      return { handle, config };
+    },
+
+    async unload(handle) {
+      const m = models.get(handle);
+      if (!m) return;
+      models.delete(handle);
+      m.model.destroy();
+      m.tokenizer.dispose();
+    },
+
+    async tokenize(handle, text) {
+      return Array.from(get(handle).tokenizer.encode(text));
+    },
+
+    async detokenize(handle, ids) {
+      return get(handle).tokenizer.decode(Int32Array.from(ids));
+    },
+
+    async prefill(handle, ids) {
+      await get(handle).model.prefill(ids);
+    },
+
+    async decode(handle, token) {
+      await get(handle).model.decode(token);
+    },
+
+    async sample(handle, params) {
+      return get(handle).model.sample(params);
+    },
+
+    async decodeSteps(handle, n, params) {
+      return get(handle).model.decodeSteps(n, params);
+    },
+
+    async rewind(handle, length) {
+      get(handle).model.rewind(length);
+    },
+
+    async reset(handle) {
+      get(handle).model.reset();
+    },
+
+    async embed(handle) {
+      get(handle);
+      throw namedError("EmbeddingUnsupportedModelError", "this model is a decoder; embeddings need an encoder model");
+    },
+
+    async stats(handle) {
+      const m = get(handle).model;
+      return { ...m.stats, kv_length: m.len, context_window_size: m.d.ctx };
+    },
+
+    /** Test hook (mirrors ReferenceKernels.logits): the current logits as a Float32Array. */
+    async logits(handle) {
+      return get(handle).model.logits();
+    },
+
+    /** The adapter description (web-llm's getGPUVendor), "" before any load. */
+    async adapterInfo() {
+      return gpuPromise ? (await gpu()).info : "";
+    },
+  };
+}

@@ -1,0 +1,29 @@
+"""Fixtures: the tiny deterministic Llama (built once from tools/), engines over the NumPy reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "build" / "models"
+
+
+def ensure_tiny(quantization: str) -> Path:
+    from tools.make_tiny_model import build
+
+    out = MODELS / f"tiny-llama-{quantization}"
+    if not (out / "tensor-cache.json").exists():
+        build(out, quantization)
+    return out
+
+
+@pytest.fixture(scope="session")
+def app_config() -> dict[str, Any]:
+    """Two tiny models (f32 and 4-bit) so routing and concurrency have two real models."""
+    return {"model_list": [
+        {"model_id": "tiny-a", "model": str(ensure_tiny("q0f32")), "model_type": "LLM"},
+        {"model_id": "tiny-b", "model": str(ensure_tiny("q4f32_1")), "model_type": "LLM"},
+    ]}

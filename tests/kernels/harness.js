@@ -1,0 +1,46 @@
+// Runs a scenario against the kernel ABI and returns plain JSON: used unchanged by the Deno
+// runner (lavapipe) and by the Chromium worker (SwiftShader). A scenario is
+// {options, record, calls: [[method, ...args]]}; the loaded handle is passed as each call's
+// first argument, typed arrays come back as plain arrays, errors as {error: {name, message}}.
+import { createKernels } from "../../js_glue/kernels/index.js";
+
+const plain = (v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
+
+export async function runScenario(scenario) {
+  const kernels = await createKernels(scenario.options || {});
+  const progress = [];
+  const t0 = performance.now();
+  const loaded = await kernels.load(scenario.record, (fraction, text) => progress.push([fraction, text]));
+  const loadSeconds = (performance.now() - t0) / 1000;
+  const results = [];
+  for (const [method, ...args] of scenario.calls || []) {
+    const c0 = performance.now();
+    try {
+      const value = plain(await kernels[method](loaded.handle, ...args));
+      results.push({ value, seconds: (performance.now() - c0) / 1000 });
+    } catch (e) {
+      results.push({ error: { name: e.name, message: e.message } });
+    }
+  }
+  const stats = await kernels.stats(loaded.handle);
+  const adapter = await kernels.adapterInfo();
+  if (!scenario.keepLoaded) await kernels.unload(loaded.handle);
+  return { config: loaded.config, progress, loadSeconds, results, stats, adapter };
+}
+
+/** Load-only runs for the loader tests: returns the progress or the error of each load. */
+export async function runLoads(options, records) {
+  const kernels = await createKernels(options);
+  const out = [];
+  for (const record of records) {
+    const progress = [];
+    try {
+      const { handle } = await kernels.load(record, (f, text) => progress.push([f, text]));
+      await kernels.unload(handle);
+      out.push({ progress });
+    } catch (e) {
+      out.push({ progress, error: { name: e.name, message: e.message } });
+    }
+  }
+  return out;
+}
