@@ -22,57 +22,122 @@ export class ModelLoadError extends PyWorkerError {}
 export class DeviceError extends PyWorkerError {}
 /** A newer reload or an unload superseded this reload. */
 export class ReloadInterruptedError extends PyWorkerError {}
+/** An engine call needs a loaded model, but reload() was never called. */
+export class EngineNotLoadedError extends PyWorkerError {}
+/** The worker lost its model (e.g. it was restarted) and the client sent none to reload. */
+export class WorkerEngineModelNotLoadedError extends PyWorkerError {}
+/** The worker got a message kind it does not know (it still replies, unlike web-llm). */
 export class UnknownMessageKindError extends PyWorkerError {}
+/** A worker message lacks kind, uuid or a well-formed content. */
 export class MalformedMessageError extends PyWorkerError {}
+/** A stream id is unknown, already finished or already closed. */
 export class StreamNotFoundError extends PyWorkerError {}
-/** A sampling or length setting is out of range. */
+/** A sampling or length setting is out of range (web-llm's ConfigValueError family). */
 export class GenerationConfigError extends RequestValidationError {}
-/** No model is loaded. */
+/** A request arrived while no model is loaded. */
 export class ModelNotLoadedError extends ModelSelectionError {}
-/** The requested model is not among the loaded ones. */
+/** The request names a model that is not among the loaded ones. */
 export class SpecifiedModelNotFoundError extends ModelSelectionError {}
-/** Several models are loaded and the request names none. */
+/** Several models are loaded and the request names none of them. */
 export class UnclearModelToUseError extends ModelSelectionError {}
-/** The id is not in the app config. */
+/** The model id has no record in the app config's model_list. */
 export class ModelNotFoundError extends ModelSelectionError {}
+/** A reload lists the same model id more than once. */
 export class ReloadModelIdNotUniqueError extends ModelSelectionError {}
+/** A reload passes chatOpts whose count differs from the count of model ids. */
 export class ReloadArgumentSizeUnmatchedError extends ModelSelectionError {}
 /** A chat or completion request went to an embedding model. */
 export class IncorrectPipelineLoadedError extends ModelSelectionError {}
 /** An embedding request went to a model that is not an embedding model. */
 export class EmbeddingUnsupportedModelError extends ModelSelectionError {}
+/** The selected model cannot serve a feature of the request (e.g. tools). */
+export class UnsupportedModelIdError extends ModelSelectionError {}
+/** The request sets a field web-llm declares but does not support. */
 export class UnsupportedFieldsError extends RequestValidationError {}
-export class StreamingCountError extends RequestValidationError {}
-export class SeedTypeError extends RequestValidationError {}
-export class InvalidStreamOptionsError extends RequestValidationError {}
-export class MessageOrderError extends RequestValidationError {}
-export class ContentTypeError extends RequestValidationError {}
-export class UnsupportedRoleError extends RequestValidationError {}
-export class UserMessageContentError extends RequestValidationError {}
-export class SystemMessageOrderError extends RequestValidationError {}
-/** A field has the wrong type or is missing. */
+/** A field has the wrong type, a non-finite number, or a required one is missing. */
 export class InvalidRequestFieldError extends RequestValidationError {}
+/** A streaming request asks for n > 1 choices. */
+export class StreamingCountError extends RequestValidationError {}
+/** ``seed`` is not an integer. */
+export class SeedTypeError extends RequestValidationError {}
+/** ``stream_options`` is set on a request that does not stream. */
+export class InvalidStreamOptionsError extends RequestValidationError {}
+/** The messages are in an order the engine cannot serve (e.g. the last is not user/tool). */
+export class MessageOrderError extends RequestValidationError {}
+/** A system message appears anywhere but first. */
+export class SystemMessageOrderError extends RequestValidationError {}
+/** A system, assistant or tool message has content that is not a string. */
+export class ContentTypeError extends RequestValidationError {}
+/** A message has a role other than system, user, assistant or tool. */
+export class UnsupportedRoleError extends RequestValidationError {}
+/** A user message's content is neither a string nor a list of text parts. */
+export class UserMessageContentError extends RequestValidationError {}
+/** Embedding input is empty, or holds an empty string or an empty token list. */
 export class EmbeddingInputEmptyError extends RequestValidationError {}
+/** Embeddings were asked for in base64; only float is supported. */
 export class EmbeddingUnsupportedEncodingFormatError extends RequestValidationError {}
+/** ``response_format.type`` is not text, json_object, grammar or structural_tag. */
 export class UnsupportedResponseFormatError extends RequestValidationError {}
+/** A JSON schema is given with a response_format type other than json_object. */
+export class InvalidResponseFormatError extends RequestValidationError {}
+/** A grammar is given without type grammar, or type grammar without a grammar. */
+export class InvalidResponseFormatGrammarError extends RequestValidationError {}
+/** A tool is not of type "function", the only type supported. */
+export class UnsupportedToolTypeError extends RequestValidationError {}
+/** ``tool_choice`` cannot be honoured (family of the tool-choice errors below). */
 export class UnsupportedToolChoiceError extends RequestValidationError {}
+/** The prompt has more tokens than the model's context window. */
 export class ContextWindowSizeExceededError extends RequestValidationError {}
+/** An embedding input has more tokens than the embedding model's context window. */
 export class EmbeddingExceedContextWindowSizeError extends RequestValidationError {}
+/** A model file could not be fetched (network, HTTP status or cache failure). */
 export class ArtifactFetchError extends ModelLoadError {}
 /** An artifact's sha256 differs from the pinned one. */
 export class IntegrityError extends ModelLoadError {}
+/** The mlc backend was chosen but the model record has no model_lib. */
 export class ModelLibraryMissingError extends ModelLoadError {}
-export class ShaderF16SupportError extends DeviceError {}
-export class DeviceLostError extends DeviceError {}
+/** The model directory has no tokenizer file the engine can read. */
+export class UnsupportedTokenizerFilesError extends ModelLoadError {}
+/** Both context_window_size and sliding_window_size are positive. */
+export class WindowSizeConfigurationError extends ModelLoadError {}
+/** Neither context_window_size nor sliding_window_size is positive. */
+export class WindowSizeSpecificationError extends ModelLoadError {}
+/** A sliding window is used without a non-negative attention_sink_size. */
+export class AttentionSinkSizeError extends ModelLoadError {}
+/** An embedding model is configured with a sliding window. */
+export class EmbeddingSlidingWindowError extends ModelLoadError {}
+/** The environment has no WebGPU (navigator.gpu is missing). */
 export class WebGPUNotAvailableError extends DeviceError {}
+/** WebGPU exists but no adapter or device could be obtained. */
+export class WebGPUNotFoundError extends DeviceError {}
+/** The model needs a WebGPU feature the adapter lacks. */
+export class FeatureSupportError extends DeviceError {}
+/** The WebGPU device was lost (often out of memory). */
+export class DeviceLostError extends DeviceError {}
+/** ``tool_choice`` is a string other than "none" or "auto". */
+export class InvalidToolChoiceError extends UnsupportedToolChoiceError {}
+/** A named ``tool_choice`` is not of type "function". */
+export class UnsupportedToolChoiceTypeError extends UnsupportedToolChoiceError {}
+/** A named ``tool_choice`` names a function that is not in ``tools``. */
+export class FunctionNotFoundError extends UnsupportedToolChoiceError {}
+/** frequency_penalty or presence_penalty lies outside [-2, 2]. */
 export class PenaltyRangeError extends GenerationConfigError {}
+/** repetition_penalty is not greater than 0. */
 export class RepetitionPenaltyError extends GenerationConfigError {}
+/** max_tokens is not greater than 0. */
 export class MaxTokensError extends GenerationConfigError {}
+/** top_p lies outside (0, 1]. */
 export class TopPError extends GenerationConfigError {}
+/** temperature is negative. */
 export class TemperatureError extends GenerationConfigError {}
+/** A logit_bias key is not a token id, or its value lies outside [-100, 100]. */
 export class LogitBiasError extends GenerationConfigError {}
+/** top_logprobs lies outside [0, 5]. */
 export class TopLogprobsError extends GenerationConfigError {}
+/** top_logprobs is set while logprobs is not true. */
 export class LogprobsNotEnabledError extends GenerationConfigError {}
+/** The model needs the shader-f16 feature, which the adapter lacks. */
+export class ShaderF16SupportError extends FeatureSupportError {}
 
 /** Every class by name, for re-throwing worker errors. */
 export const ERROR_CLASSES = {
@@ -83,6 +148,8 @@ export const ERROR_CLASSES = {
   ModelLoadError,
   DeviceError,
   ReloadInterruptedError,
+  EngineNotLoadedError,
+  WorkerEngineModelNotLoadedError,
   UnknownMessageKindError,
   MalformedMessageError,
   StreamNotFoundError,
@@ -95,28 +162,41 @@ export const ERROR_CLASSES = {
   ReloadArgumentSizeUnmatchedError,
   IncorrectPipelineLoadedError,
   EmbeddingUnsupportedModelError,
+  UnsupportedModelIdError,
   UnsupportedFieldsError,
+  InvalidRequestFieldError,
   StreamingCountError,
   SeedTypeError,
   InvalidStreamOptionsError,
   MessageOrderError,
+  SystemMessageOrderError,
   ContentTypeError,
   UnsupportedRoleError,
   UserMessageContentError,
-  SystemMessageOrderError,
-  InvalidRequestFieldError,
   EmbeddingInputEmptyError,
   EmbeddingUnsupportedEncodingFormatError,
   UnsupportedResponseFormatError,
+  InvalidResponseFormatError,
+  InvalidResponseFormatGrammarError,
+  UnsupportedToolTypeError,
   UnsupportedToolChoiceError,
   ContextWindowSizeExceededError,
   EmbeddingExceedContextWindowSizeError,
   ArtifactFetchError,
   IntegrityError,
   ModelLibraryMissingError,
-  ShaderF16SupportError,
-  DeviceLostError,
+  UnsupportedTokenizerFilesError,
+  WindowSizeConfigurationError,
+  WindowSizeSpecificationError,
+  AttentionSinkSizeError,
+  EmbeddingSlidingWindowError,
   WebGPUNotAvailableError,
+  WebGPUNotFoundError,
+  FeatureSupportError,
+  DeviceLostError,
+  InvalidToolChoiceError,
+  UnsupportedToolChoiceTypeError,
+  FunctionNotFoundError,
   PenaltyRangeError,
   RepetitionPenaltyError,
   MaxTokensError,
@@ -125,6 +205,7 @@ export const ERROR_CLASSES = {
   LogitBiasError,
   TopLogprobsError,
   LogprobsNotEnabledError,
+  ShaderF16SupportError,
 };
 
 /** Rebuild the class named in a worker reply; unknown names become RemoteError. */

@@ -15,9 +15,20 @@ async function tokenizerClass(url) {
 
 export const DEFAULT_TOKENIZERS_URL = new URL("./vendor/web-tokenizers.js", import.meta.url).href;
 
-/** A tokenizer from the model dir's tokenizer file bytes ({name, bytes}). */
+/**
+ * A tokenizer from the model dir's tokenizer file bytes ({name, bytes}). Under Deno the
+ * bundle's emscripten code would take its Node path (it tests `process`), so `process` is
+ * hidden while the library initialises.
+ */
 export async function loadTokenizer(file, url = DEFAULT_TOKENIZERS_URL) {
-  const T = await tokenizerClass(url);
   const buf = file.bytes.buffer.slice(file.bytes.byteOffset, file.bytes.byteOffset + file.bytes.byteLength);
-  return file.name.endsWith(".model") ? T.fromSentencePiece(buf) : T.fromJSON(buf);
+  const hide = globalThis.Deno && "process" in globalThis;
+  const saved = globalThis.process;
+  if (hide) delete globalThis.process;
+  try {
+    const T = await tokenizerClass(url);
+    return await (file.name.endsWith(".model") ? T.fromSentencePiece(buf) : T.fromJSON(buf));
+  } finally {
+    if (hide) globalThis.process = saved;
+  }
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# py_worker: one command from a clean clone.
+#   ./build.sh                      build site/ (idempotent: each step skips what is up to date)
+#   ./build.sh serve [--port N]     build if needed, serve site/ on 127.0.0.1 and print the URL
+#   ./build.sh serve --prompt "…" [--model ID]
+#                                   instead drive headless Chromium through the demo page and
+#                                   print the streamed answer in the terminal, then exit
+#   ./build.sh test [--fast]        build, then the whole test suite (--fast: skip the slow SmolLM2 tests)
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=.venv/bin/python
+
+log() { printf '\033[1mbuild:\033[0m %s\n' "$*" >&2; }
+
+# True when target $1 is missing or older than any file under the other arguments.
+stale() {
+  local target=$1
+  shift
+  [ -e "$target" ] || return 0
+  [ -n "$(find "$@" -newer "$target" -type f -not -path '*/__pycache__/*' -print -quit 2>/dev/null)" ]
+}
+
+build() {
+  if [ -x tools/setup.sh ]; then tools/setup.sh; fi
+  mkdir -p build/models dist
+
+  if stale dist/pyodide/pyodide-lock.json py_worker pyproject.toml tools/pyodide_dist.py package-lock.json; then
+    log "offline Pyodide distribution (dist/pyodide)"
+    "$PY" tools/pyodide_dist.py --out dist/pyodide
+  fi
+
+  for q in q0f32 q4f32_1; do
+    if stale "build/models/tiny-llama-$q/mlc-chat-config.json" tools/make_tiny_model.py tools/mlc_format.py; then
+      log "tiny model ($q)"
+      "$PY" tools/make_tiny_model.py --out "build/models/tiny-llama-$q" --quantization "$q"
+    fi
+  done
+  # The converters keep their own stamps and skip work that is done.
+  if [ -f tools/convert_smollm2.py ]; then
+    "$PY" tools/convert_smollm2.py --out build/models --quantization q4f32_1
+  fi
+  if [ -f tools/convert_minilm.py ]; then
+    "$PY" tools/convert_minilm.py --out build/models
+  fi
+
+  "$PY" tools/site.py --out site --pyodide dist/pyodide --models build/models
+}
+
+run_tests() {
+  local fast=()
+  if [ "${1:-}" = "--fast" ]; then fast=(-m "not slow"); fi
+  local failed=0
+  step() {
+    log "test: $*"
+    "$@" || { failed=1; log "FAILED: $*"; }
+  }
+  step .venv/bin/ruff check .
+  step .venv/bin/mypy
+  step "$PY" -m pytest tests/host
+  if [ -f tests/kernels/run.sh ]; then step bash tests/kernels/run.sh; fi
+  step "$PY" -m pytest tests/browser "${fast[@]}"
+  if [ -f tests/pyodide/run.sh ]; then step bash tests/pyodide/run.sh; fi
+  if [ -f tests/jupyterlite/run.sh ]; then step bash tests/jupyterlite/run.sh; fi
+  return $failed
+}
+
+cmd=${1:-build}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  build) build ;;
+  serve) build && exec "$PY" tools/serve.py --site site "$@" ;;
+  test) build && run_tests "$@" ;;
+  *)
+    echo "usage: ./build.sh [build | serve [--port N] [--prompt TEXT [--model ID]] | test [--fast]]" >&2
+    exit 2
+    ;;
+esac
