@@ -76,7 +76,7 @@ export class WebWorkerMLCEngine {
     this.initProgressCallback = engineConfig.initProgressCallback;
     this.deadAfterMs = engineConfig.heartbeatTimeoutMs ?? DEFAULT_DEAD_AFTER_MS;
     this.modelId = [];
-    this.chatOpts = [];
+    this.chatOpts = undefined;
     this.pending = new Map();
     this.workerRestarts = 0;
     this.chat = { completions: { create: (request) => this.chatCompletion(request) } };
@@ -206,12 +206,13 @@ export class WebWorkerMLCEngine {
 
   _inference(request) {
     const selectedModelId = this._selectModel(request.model);
-    return { request, selectedModelId, modelId: [...this.modelId], chatOpts: [...this.chatOpts] };
+    const chatOpts = this.chatOpts === undefined ? undefined : [...this.chatOpts];
+    return { request, selectedModelId, modelId: [...this.modelId], chatOpts };
   }
 
   async reload(modelId, chatOpts) {
     const ids = asList(modelId);
-    const opts = asList(chatOpts);
+    const opts = chatOpts === undefined || chatOpts === null ? undefined : asList(chatOpts);
     await this._send("reload", { modelId: ids, chatOpts: opts });
     this.modelId = ids;
     this.chatOpts = opts;
@@ -220,7 +221,7 @@ export class WebWorkerMLCEngine {
   async unload() {
     await this._send("unload", null);
     this.modelId = [];
-    this.chatOpts = [];
+    this.chatOpts = undefined;
   }
 
   async chatCompletion(request) {

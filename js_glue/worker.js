@@ -109,7 +109,9 @@ async function boot() {
     stderr: (line) => console.warn(line),
   });
   timeline.pyodideReady = clock();
-  await pyodide.loadPackage(["py-worker"], { messageCallback: () => {} });
+  const installErrors = [];
+  await pyodide.loadPackage(["py-worker"], { messageCallback: () => {}, errorCallback: (m) => installErrors.push(m) });
+  if (installErrors.length) throw new Error(`installing the py_worker wheel: ${installErrors.join("; ")}`);
   timeline.wheelInstalled = clock();
   const shim = await shimReady;
   timeline.shimReady = clock();

@@ -91,8 +91,7 @@ class Conversation:
         turns = messages[1:] if messages and messages[0]["role"] == "system" else messages
         pieces = [self.separator(answered - 1)]
         pieces += [
-            self.message_piece(i, m["role"], str(m["content"]))
-            for i, m in enumerate(turns) if i >= answered
+            self.message_piece(i, m["role"], str(m["content"])) for i, m in enumerate(turns) if i >= answered
         ]
         pieces.append(self.generation_prompt())
         return [p for p in pieces if p]

@@ -38,8 +38,11 @@ ProgressReport = Callable[[dict[str, Any]], None]
 
 EMBED_BATCH = 32
 SAMPLING_DEFAULTS = {
-    "temperature": 1.0, "top_p": 1.0, "frequency_penalty": 0.0,
-    "presence_penalty": 0.0, "repetition_penalty": 1.0,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "frequency_penalty": 0.0,
+    "presence_penalty": 0.0,
+    "repetition_penalty": 1.0,
 }
 
 
@@ -78,14 +81,16 @@ class Model:
     @property
     def context_window(self) -> int:
         cfg = self.config
-        return int(cfg.get("context_window_size") or cfg.get("model_config", {}).get("context_window_size")
-                   or 4096)
+        return int(
+            cfg.get("context_window_size") or cfg.get("model_config", {}).get("context_window_size") or 4096
+        )
 
     @property
     def prefill_chunk(self) -> int:
         cfg = self.config
-        return int(cfg.get("prefill_chunk_size") or cfg.get("model_config", {}).get("prefill_chunk_size")
-                   or 512)
+        return int(
+            cfg.get("prefill_chunk_size") or cfg.get("model_config", {}).get("prefill_chunk_size") or 512
+        )
 
     def forget_chat(self) -> None:
         """The cache no longer matches a chat: the next chat request prefills from scratch."""
@@ -184,11 +189,14 @@ class MLCEngine:
             raise EmbeddingUnsupportedModelError(
                 f"Trying to run embeddings.create() with {model.model_id}, which does not have "
                 "ModelRecord.model_type === ModelType.embedding in the model record.",
-                model_id=model.model_id)
+                model_id=model.model_id,
+            )
         if not embedding and model.is_embedding:
             raise IncorrectPipelineLoadedError(
                 f"{request_name} expects an LLM, but {model.model_id} is an embedding model.",
-                model_id=model.model_id, request_name=request_name)
+                model_id=model.model_id,
+                request_name=request_name,
+            )
         return model
 
     async def _hold(self, model: Model) -> Model:
@@ -235,13 +243,22 @@ class MLCEngine:
             target.forget_chat()
             if is_prefill:
                 for i in range(0, len(input_ids), target.prefill_chunk):
-                    await finish_call(self.kernels.prefill(target.handle, input_ids[i:i + target.prefill_chunk]))
+                    await finish_call(
+                        self.kernels.prefill(target.handle, input_ids[i : i + target.prefill_chunk])
+                    )
             else:
                 for token in input_ids:
                     await finish_call(self.kernels.decode(target.handle, token))
             target.kv_length += len(input_ids)
-            params = SamplingParams(**{k: float(target.config.get(k, v)) for k, v in SAMPLING_DEFAULTS.items()},
-                                    uniforms=[random.random()])
+            defaults = {k: float(target.config.get(k, v)) for k, v in SAMPLING_DEFAULTS.items()}
+            params = SamplingParams(
+                temperature=defaults["temperature"],
+                top_p=defaults["top_p"],
+                frequency_penalty=defaults["frequency_penalty"],
+                presence_penalty=defaults["presence_penalty"],
+                repetition_penalty=defaults["repetition_penalty"],
+                uniforms=[random.random()],
+            )
             sampled = await finish_call(self.kernels.sample(target.handle, params))
             return sampled.token
 
@@ -280,7 +297,9 @@ class MLCEngine:
         history = model.messages
         if history and messages[:-1] == history and messages[-1]["role"] in ("user", "tool"):
             answered = len([m for m in history if m["role"] != "system"])
-            return model.pending + await self.tokenize_pieces(model, conv.continuation_pieces(messages, answered))
+            return model.pending + await self.tokenize_pieces(
+                model, conv.continuation_pieces(messages, answered)
+            )
         await finish_call(self.kernels.reset(model.handle))
         model.kv_length = 0
         model.forget_chat()
@@ -288,8 +307,13 @@ class MLCEngine:
 
     def new_generation(self, model: Model, settings: Settings, rng: random.Random) -> Generation:
         return Generation(
-            self.kernels, model.handle, settings, context_window=model.context_window,
-            prefill_chunk=model.prefill_chunk, kv_length=model.kv_length, rng=rng,
+            self.kernels,
+            model.handle,
+            settings,
+            context_window=model.context_window,
+            prefill_chunk=model.prefill_chunk,
+            kv_length=model.kv_length,
+            rng=rng,
         )
 
     async def run(self, model: Model, generation: Generation, prompt: list[int]) -> AsyncIterator[Delta]:
@@ -396,12 +420,19 @@ class ChatCompletions:
                         logprobs += await engine.token_logprobs(model, delta.sampled)
                 outcome = generation.outcome
                 outcomes.append(outcome)
-                choices.append(Choice(index, outcome.text, outcome.finish_reason,
-                                      logprobs if req.config.logprobs else None))
+                choices.append(
+                    Choice(
+                        index, outcome.text, outcome.finish_reason, logprobs if req.config.logprobs else None
+                    )
+                )
                 remember_chat(model, req.messages, outcome, keep=req.config.n == 1)
         return protocol.responses.chat_completion(
-            protocol.responses.new_id("chatcmpl"), model.model_id, int(time.time()), choices,
-            usage_of(outcomes, started))
+            protocol.responses.new_id("chatcmpl"),
+            model.model_id,
+            int(time.time()),
+            choices,
+            usage_of(outcomes, started),
+        )
 
     async def _stream(self, model: Model, req: protocol.ChatRequest) -> AsyncIterator[dict[str, Any]]:
         engine, started = self.engine, time.perf_counter()
@@ -416,15 +447,18 @@ class ChatCompletions:
                 if not delta.text and not req.config.logprobs:
                     continue
                 logprobs = await engine.token_logprobs(model, delta.sampled) if req.config.logprobs else None
-                yield protocol.responses.chat_chunk(chunk_id, model.model_id, created, 0, delta.text, True,
-                                                    None, logprobs)
+                yield protocol.responses.chat_chunk(
+                    chunk_id, model.model_id, created, 0, delta.text, True, None, logprobs
+                )
             outcome = generation.outcome
             remember_chat(model, req.messages, outcome, keep=True)
-        yield protocol.responses.chat_chunk(chunk_id, model.model_id, created, 0, "", True,
-                                            outcome.finish_reason, None)
+        yield protocol.responses.chat_chunk(
+            chunk_id, model.model_id, created, 0, "", True, outcome.finish_reason, None
+        )
         if req.config.include_usage:
-            yield protocol.responses.chat_usage_chunk(chunk_id, model.model_id, created,
-                                                      usage_of([outcome], started))
+            yield protocol.responses.chat_usage_chunk(
+                chunk_id, model.model_id, created, usage_of([outcome], started)
+            )
 
 
 def remember_chat(model: Model, messages: list[dict[str, Any]], outcome: Outcome, *, keep: bool) -> None:
@@ -473,12 +507,17 @@ class Completions:
                 outcome = generation.outcome
                 outcomes.append(outcome)
                 text = (req.prompt if req.echo else "") + outcome.text
-                choices.append(Choice(index, text, outcome.finish_reason,
-                                      logprobs if req.config.logprobs else None))
+                choices.append(
+                    Choice(index, text, outcome.finish_reason, logprobs if req.config.logprobs else None)
+                )
                 model.last_message = outcome.text
         return protocol.responses.completion(
-            protocol.responses.new_id("cmpl"), model.model_id, int(time.time()), choices,
-            usage_of(outcomes, started))
+            protocol.responses.new_id("cmpl"),
+            model.model_id,
+            int(time.time()),
+            choices,
+            usage_of(outcomes, started),
+        )
 
     async def _stream(self, model: Model, req: protocol.CompletionRequest) -> AsyncIterator[dict[str, Any]]:
         engine, started = self.engine, time.perf_counter()
@@ -490,21 +529,25 @@ class Completions:
             prompt = await self._prompt(model, req)
             generation = engine.new_generation(model, settings, rng)
             if req.echo:
-                yield protocol.responses.completion_chunk(chunk_id, model.model_id, created, 0, req.prompt,
-                                                          None, None)
+                yield protocol.responses.completion_chunk(
+                    chunk_id, model.model_id, created, 0, req.prompt, None, None
+                )
             async for delta in engine.run(model, generation, prompt):
                 if not delta.text and not req.config.logprobs:
                     continue
                 logprobs = await engine.token_logprobs(model, delta.sampled) if req.config.logprobs else None
-                yield protocol.responses.completion_chunk(chunk_id, model.model_id, created, 0, delta.text,
-                                                          None, logprobs)
+                yield protocol.responses.completion_chunk(
+                    chunk_id, model.model_id, created, 0, delta.text, None, logprobs
+                )
             outcome = generation.outcome
             model.last_message = outcome.text
-        yield protocol.responses.completion_chunk(chunk_id, model.model_id, created, 0, "",
-                                                  outcome.finish_reason, None)
+        yield protocol.responses.completion_chunk(
+            chunk_id, model.model_id, created, 0, "", outcome.finish_reason, None
+        )
         if req.config.include_usage:
-            yield protocol.responses.completion_usage_chunk(chunk_id, model.model_id, created,
-                                                            usage_of([outcome], started))
+            yield protocol.responses.completion_usage_chunk(
+                chunk_id, model.model_id, created, usage_of([outcome], started)
+            )
 
 
 class Embeddings:
@@ -521,15 +564,20 @@ class Embeddings:
             await engine._hold(model)
             batch: list[list[int]] = []
             for item in req.input:
-                ids = (list(await finish_call(engine.kernels.tokenize(model.handle, item)))
-                       if isinstance(item, str) else list(item))
+                ids = (
+                    list(await finish_call(engine.kernels.tokenize(model.handle, item)))
+                    if isinstance(item, str)
+                    else list(item)
+                )
                 if len(ids) > model.context_window:
                     raise EmbeddingExceedContextWindowSizeError(
                         f"The embedding input has {len(ids)} tokens, more than the model's context "
                         f"window size of {model.context_window}.",
-                        input_tokens=len(ids), context_window_size=model.context_window)
+                        input_tokens=len(ids),
+                        context_window_size=model.context_window,
+                    )
                 batch.append(ids)
             vectors: list[list[float]] = []
             for i in range(0, len(batch), EMBED_BATCH):
-                vectors += await finish_call(engine.kernels.embed(model.handle, batch[i:i + EMBED_BATCH]))
+                vectors += await finish_call(engine.kernels.embed(model.handle, batch[i : i + EMBED_BATCH]))
         return protocol.responses.embedding_response(model.model_id, vectors, sum(len(b) for b in batch))

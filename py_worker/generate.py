@@ -12,6 +12,7 @@ next request on the model finds the device idle and the KV cache in a known stat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -35,10 +36,8 @@ async def finish_call(call: Awaitable[T]) -> T:
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        try:
+        with contextlib.suppress(BaseException):  # the cancellation is what we report
             await task
-        except BaseException:
-            pass
         raise
 
 
@@ -102,14 +101,16 @@ class Detokenizer:
 
     async def push(self, tokens: list[int]) -> str:
         self.tokens += tokens
-        text = await finish_call(self.kernels.detokenize(self.handle, self.tokens[self.prefix:]))
+        text = await finish_call(self.kernels.detokenize(self.handle, self.tokens[self.prefix :]))
         if len(text) <= len(self.prefix_text) or text.endswith("\ufffd"):
             return ""
-        delta = text[len(self.prefix_text):]
+        delta = text[len(self.prefix_text) :]
         self.prefix, self.read = self.read, len(self.tokens)
-        self.prefix_text = await finish_call(
-            self.kernels.detokenize(self.handle, self.tokens[self.prefix:self.read])
-        ) if self.prefix < self.read else ""
+        self.prefix_text = (
+            await finish_call(self.kernels.detokenize(self.handle, self.tokens[self.prefix : self.read]))
+            if self.prefix < self.read
+            else ""
+        )
         return delta
 
 
@@ -156,10 +157,15 @@ class Generation:
     def params(self, n: int) -> SamplingParams:
         s = self.settings
         return SamplingParams(
-            temperature=s.temperature, top_p=s.top_p, frequency_penalty=s.frequency_penalty,
-            presence_penalty=s.presence_penalty, repetition_penalty=s.repetition_penalty,
-            logit_bias=s.logit_bias, history=list(self.outcome.tokens),
-            uniforms=[self.rng.random() for _ in range(n)], logprobs=s.logprobs,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            frequency_penalty=s.frequency_penalty,
+            presence_penalty=s.presence_penalty,
+            repetition_penalty=s.repetition_penalty,
+            logit_bias=s.logit_bias,
+            history=list(self.outcome.tokens),
+            uniforms=[self.rng.random() for _ in range(n)],
+            logprobs=s.logprobs,
             top_logprobs=s.top_logprobs,
         )
 
@@ -169,14 +175,15 @@ class Generation:
             raise ContextWindowSizeExceededError(
                 f"Prompt tokens exceed context window size: number of prompt tokens: "
                 f"{self.kv_length + len(prompt)}; context window size: {self.context_window}",
-                prompt_tokens=self.kv_length + len(prompt), context_window_size=self.context_window,
+                prompt_tokens=self.kv_length + len(prompt),
+                context_window_size=self.context_window,
             )
         start = time.perf_counter()
         for i in range(0, len(prompt), self.prefill_chunk):
             if self.interrupted:
                 break
-            await finish_call(self.kernels.prefill(self.handle, prompt[i:i + self.prefill_chunk]))
-            self.kv_length += len(prompt[i:i + self.prefill_chunk])
+            await finish_call(self.kernels.prefill(self.handle, prompt[i : i + self.prefill_chunk]))
+            self.kv_length += len(prompt[i : i + self.prefill_chunk])
         self.outcome.prompt_tokens = len(prompt)
         self.outcome.prefill_s = time.perf_counter() - start
 
@@ -222,11 +229,11 @@ class Generation:
                 unsent = unsent[:cut]
                 out.finish_reason = "stop"
                 break
-            release = unsent[:len(unsent) - held_back(unsent, s.stop)]
+            release = unsent[: len(unsent) - held_back(unsent, s.stop)]
             if release:
                 out.text += release
                 yield Delta(release, unsent_sampled)
-                unsent, unsent_sampled = unsent[len(release):], []
+                unsent, unsent_sampled = unsent[len(release) :], []
             if stopped or self.interrupted or self.budget() <= 0:
                 out.finish_reason = "stop" if stopped else "abort" if self.interrupted else "length"
                 break
@@ -254,4 +261,4 @@ class Generation:
         if cached > accepted:
             await finish_call(self.kernels.rewind(self.handle, self.prompt_end + accepted))
             self.kv_length = self.prompt_end + accepted
-        self.outcome.pending = self.outcome.tokens[min(cached, accepted):]
+        self.outcome.pending = self.outcome.tokens[min(cached, accepted) :]

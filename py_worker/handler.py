@@ -83,7 +83,7 @@ class Handler:
             if not isinstance(content, dict):
                 raise MalformedMessageError(f"The content of a {kind!r} message must be an object.")
             result = await method(content, uuid, post)
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes the one reply
+        except BaseException as exc:  # every failure becomes the one reply
             post({"kind": "throw", "uuid": uuid, "content": error_to_dict(exc)})
             if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
                 raise
@@ -147,7 +147,9 @@ class Handler:
         stream_id = required(content, "streamId")
         entry = self.streams.get(stream_id)
         if entry is None:
-            raise StreamNotFoundError(f"No open stream {stream_id!r} (finished or closed).", stream_id=stream_id)
+            raise StreamNotFoundError(
+                f"No open stream {stream_id!r} (finished or closed).", stream_id=stream_id
+            )
         async with entry.lock:
             if entry.closing:
                 return {"done": True}
@@ -199,7 +201,8 @@ class Handler:
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise InvalidRequestFieldError("inputIds must be a list of integers.", field="inputIds")
         return await self.engine.forward_tokens_and_sample(
-            ids, bool(content.get("isPrefill", True)), content.get("modelId"))
+            ids, bool(content.get("isPrefill", True)), content.get("modelId")
+        )
 
     async def max_storage_buffer_binding_size(self, content: dict[str, Any], uuid: Any, post: Post) -> Reply:
         return (await self.engine.kernels.device_info()).get("maxStorageBufferBindingSize")
@@ -214,7 +217,9 @@ class Handler:
     async def set_app_config(self, content: dict[str, Any], uuid: Any, post: Post) -> None:
         config = required(content, "appConfig")
         if not isinstance(config, dict) or not isinstance(config.get("model_list"), list):
-            raise InvalidRequestFieldError("appConfig must be an object with a model_list.", field="appConfig")
+            raise InvalidRequestFieldError(
+                "appConfig must be an object with a model_list.", field="appConfig"
+            )
         self.engine.set_app_config(config)
 
 

@@ -22,7 +22,10 @@ from .errors import (
 
 
 def select_model(loaded: Sequence[str], requested: str | None, request_name: str) -> str:
-    """The model id that serves ``request_name``: the requested one, or the only loaded one."""
+    """The model id that serves ``request_name``: the requested one, or the only loaded one.
+
+    An empty ``requested`` counts as not given, as web-llm's truthiness test does.
+    """
     loaded_ids = list(loaded)
     if not loaded_ids:
         raise ModelNotLoadedError(
@@ -30,7 +33,7 @@ def select_model(loaded: Sequence[str], requested: str | None, request_name: str
             "first, or create the engine with a model.",
             request_name=request_name,
         )
-    if requested is not None:
+    if requested:
         if requested in loaded_ids:
             return requested
         raise SpecifiedModelNotFoundError(

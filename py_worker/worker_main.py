@@ -17,8 +17,8 @@ from .jsbridge import JsKernels
 
 def start(shim: Any, post: Callable[[Any], None]) -> Callable[[Any], None]:
     """Build the engine over ``shim`` and return the worker's ``on_message(message)``."""
-    from js import Object  # type: ignore[import-not-found]
-    from pyodide.ffi import to_js  # type: ignore[import-not-found]
+    from js import Object
+    from pyodide.ffi import to_js
 
     handler = Handler(MLCEngine(JsKernels(shim)))
     tasks: set[asyncio.Task[None]] = set()

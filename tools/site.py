@@ -107,7 +107,9 @@ def _same(src: Path, dst: Path) -> bool:
 
 
 def sync_tree(src: Path, dst: Path, pattern: str = "**/*") -> set[Path]:
-    """Copy (hard-link when possible) changed files of src into dst; return the paths written."""
+    """Copy changed files of src into dst; return the paths written. Copies, not links: the
+    sources are rewritten in place by other build steps, and a served file must not change under
+    a running page."""
     wanted: set[Path] = set()
     for path in src.glob(pattern):
         if not path.is_file() or "__pycache__" in path.parts:
@@ -118,10 +120,7 @@ def sync_tree(src: Path, dst: Path, pattern: str = "**/*") -> set[Path]:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.unlink(missing_ok=True)
-        try:
-            target.hardlink_to(path)
-        except OSError:
-            shutil.copy2(path, target)
+        shutil.copy2(path, target)
     return wanted
 
 

@@ -17,8 +17,14 @@ export class Gpu {
     this.hasF16 = device.features.has("shader-f16");
     this.pipelines = new Map();
     this.lost = null;
+    this.error = null;
     device.lost.then((e) => {
       this.lost = e;
+    });
+    // A validation error is a bug in this shim: keep the first one and fail the next call.
+    device.addEventListener("uncapturederror", (ev) => {
+      this.error ??= ev.error;
+      console.error(`py_worker wgsl: ${ev.error.message}`);
     });
   }
 
@@ -46,6 +52,7 @@ export class Gpu {
   }
 
   check() {
+    if (this.error) throw namedError("DeviceError", `WebGPU error: ${this.error.message}`);
     if (this.lost) throw namedError("DeviceLostError", `WebGPU device lost: ${this.lost.message || this.lost.reason}`);
   }
 

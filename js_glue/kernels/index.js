@@ -113,9 +113,17 @@ export async function createKernels(options = {}) {
       return get(handle).model.logits();
     },
 
-    /** The adapter description (web-llm's getGPUVendor), "" before any load. */
-    async adapterInfo() {
-      return gpuPromise ? (await gpu()).info : "";
+    /** {vendor, architecture, description, maxStorageBufferBindingSize, features} of the device. */
+    async deviceInfo() {
+      const g = await gpu();
+      const ai = g.adapter.info || {};
+      return {
+        vendor: ai.vendor || "",
+        architecture: ai.architecture || "",
+        description: ai.description || g.info,
+        maxStorageBufferBindingSize: g.device.limits.maxStorageBufferBindingSize,
+        features: Array.from(g.device.features),
+      };
     },
   };
 }

@@ -89,6 +89,7 @@ export class LlamaModel {
     this.sampledOnDevice = false;
     this.stats = { prefill_tokens: 0, prefill_seconds: 0, decode_tokens: 0, decode_seconds: 0 };
     this.bufIds = new WeakMap();
+    this.nextBufId = 0;
     this.binds = new Map();
     this.owned = [];
     this.#upload(tensors);
@@ -215,7 +216,7 @@ export class LlamaModel {
 
   #id(buf) {
     let id = this.bufIds.get(buf);
-    if (id === undefined) this.bufIds.set(buf, (id = this.bufIds.size + 1 + Math.random()));
+    if (id === undefined) this.bufIds.set(buf, (id = ++this.nextBufId));
     return id;
   }
 

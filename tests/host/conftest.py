@@ -23,7 +23,9 @@ def ensure_tiny(quantization: str) -> Path:
 @pytest.fixture(scope="session")
 def app_config() -> dict[str, Any]:
     """Two tiny models (f32 and 4-bit) so routing and concurrency have two real models."""
-    return {"model_list": [
-        {"model_id": "tiny-a", "model": str(ensure_tiny("q0f32")), "model_type": "LLM"},
-        {"model_id": "tiny-b", "model": str(ensure_tiny("q4f32_1")), "model_type": "LLM"},
-    ]}
+    return {
+        "model_list": [
+            {"model_id": "tiny-a", "model": str(ensure_tiny("q0f32")), "model_type": "LLM"},
+            {"model_id": "tiny-b", "model": str(ensure_tiny("q4f32_1")), "model_type": "LLM"},
+        ]
+    }

@@ -64,8 +64,10 @@ async def engine_with(app_config: dict[str, Any], ids: list[str], **kw: Any) -> 
 
 def test_greedy_chat_matches_an_independent_greedy_decode(app_config: dict[str, Any]) -> None:
     async def main() -> None:
-        engine, kernels = await engine_with(app_config, ["tiny-a"])
-        reply = await engine.chat.completions.create(messages=HI, temperature=0, max_tokens=10, ignore_eos=True)
+        engine, _kernels = await engine_with(app_config, ["tiny-a"])
+        reply = await engine.chat.completions.create(
+            messages=HI, temperature=0, max_tokens=10, ignore_eos=True
+        )
         oc.ChatCompletion.model_validate(reply)
         # Independently: the template text, tokenised whole, stepped with argmax on raw logits.
         model = engine.models["tiny-a"]
@@ -80,6 +82,7 @@ def test_greedy_chat_matches_an_independent_greedy_decode(app_config: dict[str, 
             await ref.decode(loaded.handle, out[-1])
         assert reply["usage"]["completion_tokens"] == 10
         assert reply["choices"][0]["message"]["content"] == await ref.detokenize(loaded.handle, out)
+
     run(main())
 
 
@@ -88,11 +91,14 @@ def test_same_seed_same_text_and_seeds_differ(app_config: dict[str, Any]) -> Non
         engine, _ = await engine_with(app_config, ["tiny-a"])
 
         async def answer(seed: int) -> str:
-            r = await engine.chat.completions.create(messages=HI, temperature=1.0, seed=seed, max_tokens=12,
-                                                     ignore_eos=True)
+            r = await engine.chat.completions.create(
+                messages=HI, temperature=1.0, seed=seed, max_tokens=12, ignore_eos=True
+            )
             return str(r["choices"][0]["message"]["content"])
+
         assert await answer(7) == await answer(7)
         assert len({await answer(s) for s in range(4)}) > 1
+
     run(main())
 
 
@@ -119,14 +125,16 @@ def test_two_models_run_concurrently_while_a_third_request_queues(app_config: di
             assert r["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"]
         assert second["model"] == "tiny-b"
         assert not engine.locks.held()
+
     run(main())
 
 
 def test_abandoned_stream_frees_the_model(app_config: dict[str, Any]) -> None:
     async def main() -> None:
         engine, _ = await engine_with(app_config, ["tiny-a"])
-        stream = await engine.chat.completions.create(messages=HI, stream=True, temperature=0, max_tokens=40,
-                                                      ignore_eos=True, logit_bias=NO_SPECIALS)
+        stream = await engine.chat.completions.create(
+            messages=HI, stream=True, temperature=0, max_tokens=40, ignore_eos=True, logit_bias=NO_SPECIALS
+        )
         assert isinstance(stream, Stream)
         chunks = [await stream.__anext__(), await stream.__anext__()]
         for c in chunks:
@@ -134,9 +142,11 @@ def test_abandoned_stream_frees_the_model(app_config: dict[str, Any]) -> None:
         assert engine.locks.is_held("tiny-a")
         await stream.aclose()
         assert not engine.locks.is_held("tiny-a")
-        reply = await asyncio.wait_for(engine.chat.completions.create(
-            messages=HI, temperature=0, max_tokens=5, ignore_eos=True), 30)
+        reply = await asyncio.wait_for(
+            engine.chat.completions.create(messages=HI, temperature=0, max_tokens=5, ignore_eos=True), 30
+        )
         assert reply["choices"][0]["finish_reason"] == "length"
+
     run(main())
 
 
@@ -144,25 +154,35 @@ def test_interrupt_stops_the_running_stream_but_never_a_later_request(app_config
     async def main() -> None:
         engine, _ = await engine_with(app_config, ["tiny-a"])
         engine.interrupt_generate()  # nothing runs: must not poison what comes next
-        stream = await engine.chat.completions.create(messages=HI, stream=True, temperature=0, max_tokens=200,
-                                                      ignore_eos=True, logit_bias=NO_SPECIALS)
+        stream = await engine.chat.completions.create(
+            messages=HI, stream=True, temperature=0, max_tokens=200, ignore_eos=True, logit_bias=NO_SPECIALS
+        )
         chunks = []
         async for chunk in stream:
             chunks.append(chunk)
             if len(chunks) == 2:
                 engine.interrupt_generate()
         assert chunks[-1]["choices"][0]["finish_reason"] == "abort"
-        reply = await engine.chat.completions.create(messages=HI, temperature=0, max_tokens=8, ignore_eos=True)
+        reply = await engine.chat.completions.create(
+            messages=HI, temperature=0, max_tokens=8, ignore_eos=True
+        )
         assert reply["choices"][0]["finish_reason"] == "length"
         assert reply["usage"]["completion_tokens"] == 8
+
     run(main())
 
 
 def test_stream_chunks_and_usage_chunk_have_openai_shapes(app_config: dict[str, Any]) -> None:
     async def main() -> None:
         engine, _ = await engine_with(app_config, ["tiny-a"])
-        stream = await engine.chat.completions.create(messages=HI, stream=True, max_tokens=6, ignore_eos=True,
-                                                      stream_options={"include_usage": True}, seed=1)
+        stream = await engine.chat.completions.create(
+            messages=HI,
+            stream=True,
+            max_tokens=6,
+            ignore_eos=True,
+            stream_options={"include_usage": True},
+            seed=1,
+        )
         chunks = [c async for c in stream]
         for c in chunks:
             oc.ChatCompletionChunk.model_validate(c)
@@ -172,16 +192,22 @@ def test_stream_chunks_and_usage_chunk_have_openai_shapes(app_config: dict[str, 
         assert extra["decode_tokens_per_s"] > 0 and extra["time_to_first_token_s"] > 0
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])
         assert text == await engine.get_message()
+
     run(main())
 
 
-def test_second_turn_prefills_only_the_new_turn_and_matches_a_fresh_prefill(app_config: dict[str, Any]) -> None:
+def test_second_turn_prefills_only_the_new_turn_and_matches_a_fresh_prefill(
+    app_config: dict[str, Any],
+) -> None:
     async def main() -> None:
         req = {"temperature": 0, "max_tokens": 6, "ignore_eos": True, "logit_bias": NO_SPECIALS}
         engine, kernels = await engine_with(app_config, ["tiny-a"])
         first = await engine.chat.completions.create(messages=HI, **req)
-        turn2 = [*HI, {"role": "assistant", "content": first["choices"][0]["message"]["content"]},
-                 {"role": "user", "content": "And then?"}]
+        turn2 = [
+            *HI,
+            {"role": "assistant", "content": first["choices"][0]["message"]["content"]},
+            {"role": "user", "content": "And then?"},
+        ]
         kernels.log.clear()
         reused = await engine.chat.completions.create(messages=turn2, **req)
         prefilled = sum(n for _, op, n in kernels.log if op == "prefill")
@@ -191,14 +217,16 @@ def test_second_turn_prefills_only_the_new_turn_and_matches_a_fresh_prefill(app_
         full = sum(n for _, op, n in fresh_kernels.log if op == "prefill")
         assert prefilled == reused["usage"]["prompt_tokens"] < full
         assert reused["choices"][0]["message"]["content"] == fresh["choices"][0]["message"]["content"]
+
     run(main())
 
 
 def test_n_choices_logprobs_and_openai_shape(app_config: dict[str, Any]) -> None:
     async def main() -> None:
         engine, _ = await engine_with(app_config, ["tiny-a"])
-        reply = await engine.chat.completions.create(messages=HI, n=2, seed=3, max_tokens=5, ignore_eos=True,
-                                                     logprobs=True, top_logprobs=3)
+        reply = await engine.chat.completions.create(
+            messages=HI, n=2, seed=3, max_tokens=5, ignore_eos=True, logprobs=True, top_logprobs=3
+        )
         parsed = oc.ChatCompletion.model_validate(reply)
         assert [c.index for c in parsed.choices] == [0, 1]
         for choice in parsed.choices:
@@ -207,21 +235,32 @@ def test_n_choices_logprobs_and_openai_shape(app_config: dict[str, Any]) -> None
             for lp in choice.logprobs.content:
                 assert len(lp.top_logprobs) == 3 and lp.logprob <= 0
         assert reply["usage"]["completion_tokens"] == 10
-        again = await engine.chat.completions.create(messages=HI, n=2, seed=3, max_tokens=5, ignore_eos=True,
-                                                     logprobs=True, top_logprobs=3)
-        assert [c["message"]["content"] for c in again["choices"]] == [c.message.content for c in parsed.choices]
+        again = await engine.chat.completions.create(
+            messages=HI, n=2, seed=3, max_tokens=5, ignore_eos=True, logprobs=True, top_logprobs=3
+        )
+        assert [c["message"]["content"] for c in again["choices"]] == [
+            c.message.content for c in parsed.choices
+        ]
+
     run(main())
 
 
 def test_completion_echo_and_shape(app_config: dict[str, Any]) -> None:
     async def main() -> None:
         engine, _ = await engine_with(app_config, ["tiny-a"])
-        reply = await engine.completions.create(prompt="Once", echo=True, max_tokens=4, ignore_eos=True, seed=0)
+        reply = await engine.completions.create(
+            prompt="Once", echo=True, max_tokens=4, ignore_eos=True, seed=0
+        )
         ot.Completion.model_validate(reply)
         assert reply["choices"][0]["text"].startswith("Once")
-        chunks = [c async for c in await engine.completions.create(prompt="Once", stream=True, max_tokens=4,
-                                                                      ignore_eos=True, seed=0)]
+        chunks = [
+            c
+            async for c in await engine.completions.create(
+                prompt="Once", stream=True, max_tokens=4, ignore_eos=True, seed=0
+            )
+        ]
         assert "".join(c["choices"][0]["text"] for c in chunks) == reply["choices"][0]["text"][4:]
+
     run(main())
 
 
@@ -236,8 +275,11 @@ def test_routing_errors_and_context_window(app_config: dict[str, Any]) -> None:
         with pytest.raises(EmbeddingUnsupportedModelError):
             await engine.embeddings.create(input="x", model="tiny-a")
         with pytest.raises(ContextWindowSizeExceededError):
-            await engine.chat.completions.create(model="tiny-a", messages=[{"role": "user", "content": "x" * 400}])
+            await engine.chat.completions.create(
+                model="tiny-a", messages=[{"role": "user", "content": "x" * 400}]
+            )
         assert not engine.locks.held()
+
     run(main())
 
 
@@ -251,6 +293,7 @@ def test_unload_supersedes_a_reload_in_progress(app_config: dict[str, Any]) -> N
         with pytest.raises(ReloadInterruptedError):
             await reload
         assert engine.loaded_model_ids() == []
+
     run(main())
 
 
@@ -264,4 +307,5 @@ def test_stats_message_reset_and_forward_tokens(app_config: dict[str, Any]) -> N
         await engine.reset_chat()
         assert await engine.get_message() == ""
         assert await engine.runtime_stats_text() == "prefill: 0.0000 tokens/sec, decoding: 0.0000 tokens/sec"
+
     run(main())

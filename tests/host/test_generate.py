@@ -14,11 +14,19 @@ from tests.host.fakes import EOT, ScriptedKernels
 PROMPT = list(b"Q:")
 
 
-def make(script: list[int], settings: Settings | None = None, **kw: int) -> tuple[ScriptedKernels, Generation]:
+def make(
+    script: list[int], settings: Settings | None = None, **kw: int
+) -> tuple[ScriptedKernels, Generation]:
     kernels = ScriptedKernels(script)
-    gen = Generation(kernels, 1, settings or Settings(stop_token_ids=[EOT]),
-                     context_window=kw.get("context_window", 64), prefill_chunk=8, kv_length=0,
-                     rng=random.Random(0))
+    gen = Generation(
+        kernels,
+        1,
+        settings or Settings(stop_token_ids=[EOT]),
+        context_window=kw.get("context_window", 64),
+        prefill_chunk=8,
+        kv_length=0,
+        rng=random.Random(0),
+    )
     return kernels, gen
 
 
@@ -27,7 +35,7 @@ async def collect(gen: Generation, prompt: list[int] = PROMPT) -> list[str]:
 
 
 def test_stop_string_across_tokens_is_cut_and_never_leaked() -> None:
-    kernels, gen = make(list(b"Hello STOP world"), Settings(stop=["STOP"], stop_token_ids=[EOT]))
+    _kernels, gen = make(list(b"Hello STOP world"), Settings(stop=["STOP"], stop_token_ids=[EOT]))
     deltas = asyncio.run(collect(gen))
     assert "".join(deltas) == "Hello "
     assert not any("S" in d for d in deltas)
@@ -36,20 +44,20 @@ def test_stop_string_across_tokens_is_cut_and_never_leaked() -> None:
 
 
 def test_partial_stop_prefix_is_released_when_it_does_not_complete() -> None:
-    _, gen = make(list(b"a ST b") + [EOT], Settings(stop=["STOP"], stop_token_ids=[EOT]))
+    _, gen = make([*list(b"a ST b"), EOT], Settings(stop=["STOP"], stop_token_ids=[EOT]))
     assert "".join(asyncio.run(collect(gen))) == "a ST b"
 
 
 def test_multibyte_character_split_over_tokens_is_never_emitted_half() -> None:
     text = "a😀b€"
-    _, gen = make(list(text.encode()) + [EOT])
+    _, gen = make([*list(text.encode()), EOT])
     deltas = asyncio.run(collect(gen))
     assert "".join(deltas) == text
     assert all("\ufffd" not in d for d in deltas)
 
 
 def test_stop_token_rewinds_cache_to_the_accepted_tokens() -> None:
-    kernels, gen = make(list(b"hi") + [EOT] + list(b"xyz"))
+    kernels, gen = make([*list(b"hi"), EOT, *list(b"xyz")])
     asyncio.run(collect(gen))
     assert gen.outcome.tokens == list(b"hi")
     assert gen.outcome.finish_reason == "stop"
@@ -101,8 +109,15 @@ def test_interrupt_ends_with_abort() -> None:
 
 def test_cancelled_consumer_waits_for_the_kernel_call_in_flight() -> None:
     kernels = ScriptedKernels(list(b"abcdefghijklmnop" * 3), delay=0.02)
-    gen = Generation(kernels, 1, Settings(stop_token_ids=[EOT]), context_window=64, prefill_chunk=8,
-                     kv_length=0, rng=random.Random(0))
+    gen = Generation(
+        kernels,
+        1,
+        Settings(stop_token_ids=[EOT]),
+        context_window=64,
+        prefill_chunk=8,
+        kv_length=0,
+        rng=random.Random(0),
+    )
     in_flight: list[int] = []
     original = kernels._tick
 

@@ -56,6 +56,7 @@ def test_unknown_and_malformed_messages_get_a_throw(app_config: dict[str, Any]) 
         posted: list[dict[str, Any]] = []
         await handler.handle(["not", "a", "dict"], posted.append)
         assert posted[0]["kind"] == "throw" and posted[0]["uuid"] is None
+
     asyncio.run(main())
 
 
@@ -67,6 +68,7 @@ def test_errors_cross_with_their_class_and_fields(app_config: dict[str, Any]) ->
         err = error_from_dict(reply["content"])
         assert isinstance(err, UnclearModelToUseError)
         assert "tiny-a" in str(err)
+
     asyncio.run(main())
 
 
@@ -77,6 +79,7 @@ def test_reload_reports_progress_tagged_with_its_uuid(app_config: dict[str, Any]
         progress = [r for r in client.replies if r["kind"] == "initProgressCallback"]
         assert progress and all(r["uuid"] == "u1" for r in progress)
         assert progress[-1]["content"]["progress"] == 1.0
+
     asyncio.run(main())
 
 
@@ -84,11 +87,15 @@ def test_stream_next_and_early_return_free_the_model(app_config: dict[str, Any])
     async def main() -> None:
         handler, client, _ = make(app_config)
         await client.send("reload", {"modelId": "tiny-a"})
-        init = await client.send("chatCompletionStreamInit",
-                                 {"request": {**CHAT, "max_tokens": 50}, "modelId": ["tiny-a"]})
+        init = await client.send(
+            "chatCompletionStreamInit", {"request": {**CHAT, "max_tokens": 50}, "modelId": ["tiny-a"]}
+        )
         stream_id = init["content"]["streamId"]
         for _ in range(2):
-            assert "chunk" in (await client.send("completionStreamNextChunk", {"streamId": stream_id}))["content"]
+            assert (
+                "chunk"
+                in (await client.send("completionStreamNextChunk", {"streamId": stream_id}))["content"]
+            )
         assert handler.engine.locks.is_held("tiny-a")
         await client.send("completionStreamReturn", {"streamId": stream_id})
         assert not handler.engine.locks.is_held("tiny-a")
@@ -96,6 +103,7 @@ def test_stream_next_and_early_return_free_the_model(app_config: dict[str, Any])
         assert gone["content"]["name"] == StreamNotFoundError.__name__
         done = await client.send("chatCompletionNonStreaming", {"request": CHAT, "modelId": ["tiny-a"]})
         assert done["content"]["choices"][0]["finish_reason"] == "length"
+
     asyncio.run(main())
 
 
@@ -111,12 +119,13 @@ def test_return_while_a_pull_is_in_flight(app_config: dict[str, Any]) -> None:
         reply = await pull
         assert reply["kind"] == "return"
         assert not handler.engine.locks.held()
+
     asyncio.run(main())
 
 
 def test_restarted_worker_reloads_once_and_remembers(app_config: dict[str, Any]) -> None:
     async def main() -> None:
-        handler, client, kernels = make(app_config)  # a fresh worker: nothing loaded
+        _handler, client, kernels = make(app_config)  # a fresh worker: nothing loaded
         loads = 0
         original = kernels.load
 
@@ -130,27 +139,63 @@ def test_restarted_worker_reloads_once_and_remembers(app_config: dict[str, Any])
             reply = await client.send("chatCompletionNonStreaming", {"request": CHAT, "modelId": ["tiny-a"]})
             assert reply["kind"] == "return"
         assert loads == 1
+
     asyncio.run(main())
 
 
-KINDS = ["reload", "unload", "chatCompletionNonStreaming", "chatCompletionStreamInit", "completionNonStreaming",
-         "completionStreamNextChunk", "completionStreamReturn", "embedding", "interruptGenerate", "resetChat",
-         "getMessage", "runtimeStatsText", "forwardTokensAndSample", "getGPUVendor", "setLogLevel", "bogus"]
-weird = st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=20),
-                  st.just("x" * 5000), st.lists(st.integers(-1, 600), max_size=4))
-requests = st.fixed_dictionaries({}, optional={
-    "messages": st.one_of(st.just(HI), weird), "max_tokens": st.one_of(st.integers(-1, 6), weird),
-    "temperature": st.one_of(st.floats(-1, 2), weird), "stream": st.booleans(), "n": st.integers(0, 2),
-    "model": st.sampled_from(["tiny-a", "tiny-b", "nope"]), "prompt": st.one_of(st.text(max_size=5), weird),
-    "input": st.one_of(st.text(max_size=5), weird), "top_p": st.one_of(st.floats(-1, 2), weird),
-})
-contents = st.fixed_dictionaries({}, optional={
-    "request": st.one_of(requests, weird), "modelId": st.sampled_from([["tiny-a"], ["tiny-a", "tiny-b"], "nope"]),
-    "streamId": st.sampled_from(["stream-1", "stream-2", "nope"]), "inputIds": st.one_of(weird, st.just([1, 2])),
-    "isPrefill": st.booleans(),
-})
-messages = st.lists(st.tuples(st.sampled_from(KINDS), st.one_of(contents, weird), st.booleans()),
-                    min_size=1, max_size=12)
+KINDS = [
+    "reload",
+    "unload",
+    "chatCompletionNonStreaming",
+    "chatCompletionStreamInit",
+    "completionNonStreaming",
+    "completionStreamNextChunk",
+    "completionStreamReturn",
+    "embedding",
+    "interruptGenerate",
+    "resetChat",
+    "getMessage",
+    "runtimeStatsText",
+    "forwardTokensAndSample",
+    "getGPUVendor",
+    "setLogLevel",
+    "bogus",
+]
+weird = st.one_of(
+    st.none(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.just("x" * 5000),
+    st.lists(st.integers(-1, 600), max_size=4),
+)
+requests = st.fixed_dictionaries(
+    {},
+    optional={
+        "messages": st.one_of(st.just(HI), weird),
+        "max_tokens": st.one_of(st.integers(-1, 6), weird),
+        "temperature": st.one_of(st.floats(-1, 2), weird),
+        "stream": st.booleans(),
+        "n": st.integers(0, 2),
+        "model": st.sampled_from(["tiny-a", "tiny-b", "nope"]),
+        "prompt": st.one_of(st.text(max_size=5), weird),
+        "input": st.one_of(st.text(max_size=5), weird),
+        "top_p": st.one_of(st.floats(-1, 2), weird),
+    },
+)
+contents = st.fixed_dictionaries(
+    {},
+    optional={
+        "request": st.one_of(requests, weird),
+        "modelId": st.sampled_from([["tiny-a"], ["tiny-a", "tiny-b"], "nope"]),
+        "streamId": st.sampled_from(["stream-1", "stream-2", "nope"]),
+        "inputIds": st.one_of(weird, st.just([1, 2])),
+        "isPrefill": st.booleans(),
+    },
+)
+messages = st.lists(
+    st.tuples(st.sampled_from(KINDS), st.one_of(contents, weird), st.booleans()), min_size=1, max_size=12
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -160,8 +205,9 @@ def test_every_request_gets_exactly_one_terminal_reply(app_config: dict[str, Any
         handler, client, _ = make(app_config)
         tasks = []
         for i, (kind, content, concurrent) in enumerate(script):
-            task = asyncio.ensure_future(handler.handle({"kind": kind, "uuid": f"m{i}", "content": content},
-                                                        client.post))
+            task = asyncio.ensure_future(
+                handler.handle({"kind": kind, "uuid": f"m{i}", "content": content}, client.post)
+            )
             tasks.append(task)
             if not concurrent:
                 await asyncio.wait_for(task, 60)
@@ -173,4 +219,5 @@ def test_every_request_gets_exactly_one_terminal_reply(app_config: dict[str, Any
         assert not handler.engine.running
         leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         assert leftover == []
+
     asyncio.run(main())

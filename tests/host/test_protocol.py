@@ -408,7 +408,7 @@ def test_chat_errors(request_: Any, cls: type[Exception], text: str) -> None:
     assert type(info.value) is cls
     assert text in str(info.value)
     # Every error must cross the worker boundary as JSON.
-    json.dumps(E.error_to_dict(info.value))
+    json.dumps(E.error_to_dict(info.value), allow_nan=False)
 
 
 COMPLETION_ERRORS: list[tuple[str, dict[str, Any], type[Exception], str]] = [

@@ -64,9 +64,10 @@ def test_none_requested_several_loaded() -> None:
     assert info.value.fields["loaded"] == ["a", "b"]
 
 
-def test_empty_string_is_a_named_model_not_absent() -> None:
-    with pytest.raises(SpecifiedModelNotFoundError):
-        select_model(["a"], "", "ChatCompletionRequest")
+def test_empty_string_counts_as_not_given() -> None:
+    assert select_model(["a"], "", "ChatCompletionRequest") == "a"
+    with pytest.raises(UnclearModelToUseError):
+        select_model(["a", "b"], "", "ChatCompletionRequest")
 
 
 @pytest.mark.parametrize(

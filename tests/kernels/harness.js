@@ -17,15 +17,15 @@ export async function runScenario(scenario) {
     const c0 = performance.now();
     try {
       const value = plain(await kernels[method](loaded.handle, ...args));
-      results.push({ value, seconds: (performance.now() - c0) / 1000 });
+      results.push({ value: value ?? null, seconds: (performance.now() - c0) / 1000 });
     } catch (e) {
       results.push({ error: { name: e.name, message: e.message } });
     }
   }
   const stats = await kernels.stats(loaded.handle);
-  const adapter = await kernels.adapterInfo();
+  const device = await kernels.deviceInfo();
   if (!scenario.keepLoaded) await kernels.unload(loaded.handle);
-  return { config: loaded.config, progress, loadSeconds, results, stats, adapter };
+  return { config: loaded.config, progress, loadSeconds, results, stats, device };
 }
 
 /** Load-only runs for the loader tests: returns the progress or the error of each load. */

@@ -151,6 +151,149 @@ async def lock_trace() -> dict[str, Any]:
     }
 
 
+class ByteKernels:
+    """The layer below the engine, as plain Python: byte tokens, and a model that answers with
+    a fixed reply then end-of-turn (id 300). Every call yields to the event loop once."""
+
+    EOT = 300
+    REPLY = "Hi from py_worker."
+
+    def __init__(self) -> None:
+        self.kv: dict[int, list[int]] = {}
+        self.handles = 0
+        self.answered: dict[int, int] = {}
+
+    async def _tick(self) -> None:
+        await asyncio.sleep(0)
+
+    async def load(self, record: dict[str, Any], progress: Any) -> Any:
+        from py_worker.kernels import LoadedModel
+
+        await self._tick()
+        progress(0.5, "Fetching param cache[1/2]: byte model")
+        progress(1.0, "Finish loading on WebGPU - byte model")
+        self.handles += 1
+        self.kv[self.handles] = []
+        template = {
+            "system_template": "<|im_start|>system\n{system_message}<|im_end|>\n",
+            "system_message": "Be brief.",
+            "roles": {"user": "<|im_start|>user", "assistant": "<|im_start|>assistant"},
+            "seps": ["<|im_end|>\n"],
+            "role_content_sep": "\n",
+            "role_empty_sep": "\n",
+            "stop_token_ids": [self.EOT],
+        }
+        config = {"context_window_size": 512, "prefill_chunk_size": 16, "conv_template": template}
+        if record.get("model_type") == "embedding":
+            config["model_type"] = "bert"
+        return LoadedModel(self.handles, config)
+
+    async def unload(self, handle: int) -> None:
+        await self._tick()
+        self.kv.pop(handle, None)
+
+    async def tokenize(self, handle: int, text: str) -> list[int]:
+        return list(text.encode())
+
+    async def detokenize(self, handle: int, ids: list[int]) -> str:
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+    async def prefill(self, handle: int, ids: list[int]) -> None:
+        await self._tick()
+        self.kv[handle] += ids
+        self.answered[handle] = 0
+
+    async def decode(self, handle: int, token: int) -> None:
+        await self._tick()
+        self.kv[handle].append(token)
+
+    def _next(self, handle: int) -> Any:
+        from py_worker.kernels import Sampled
+
+        i = self.answered.get(handle, 0)
+        self.answered[handle] = i + 1
+        reply = self.REPLY.encode()
+        return Sampled(reply[i] if i < len(reply) else self.EOT)
+
+    async def sample(self, handle: int, params: Any) -> Any:
+        await self._tick()
+        return self._next(handle)
+
+    async def decode_steps(self, handle: int, n: int, params: Any) -> list[Any]:
+        await self._tick()
+        out = []
+        for _ in range(n):
+            self.kv[handle].append(0)
+            out.append(self._next(handle))
+        return out
+
+    async def rewind(self, handle: int, length: int) -> None:
+        await self._tick()
+        del self.kv[handle][length:]
+
+    async def reset(self, handle: int) -> None:
+        await self._tick()
+        self.kv[handle].clear()
+
+    async def embed(self, handle: int, batch: list[list[int]]) -> list[list[float]]:
+        await self._tick()
+        return [[float(len(ids)), float(sum(ids) % 7)] for ids in batch]
+
+    async def stats(self, handle: int) -> dict[str, Any]:
+        return {}
+
+
+VOLATILE = {"id", "created", "timeElapsed", "extra", "system_fingerprint"}
+
+
+def scrub(value: Any) -> Any:
+    """Drop clocks and generated ids, which differ between any two runs."""
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+async def handler_transcript() -> list[Any]:
+    """A session of worker messages through ``Handler`` over ``MLCEngine``: every reply posted."""
+    from py_worker.engine import MLCEngine
+    from py_worker.handler import Handler
+
+    app_config = {
+        "model_list": [
+            {"model_id": "byte-llm", "model": "/m/llm"},
+            {"model_id": "byte-emb", "model": "/m/emb", "model_type": "embedding"},
+        ]
+    }
+    handler = Handler(MLCEngine(ByteKernels(), app_config))
+    posted: list[Any] = []
+    chat = {"messages": [{"role": "user", "content": "Hello?"}], "temperature": 0}
+    script: list[tuple[str, Any]] = [
+        ("noSuchKind", {}),
+        ("chatCompletionNonStreaming", {"request": chat}),
+        ("reload", {"modelId": ["byte-llm", "byte-emb"]}),
+        ("chatCompletionNonStreaming", {"request": chat}),
+        ("chatCompletionNonStreaming", {"request": {**chat, "model": "byte-llm"}}),
+        ("chatCompletionStreamInit", {"request": {**chat, "model": "byte-llm", "stream": True}}),
+        ("completionStreamNextChunk", {"streamId": "$stream"}),
+        ("completionStreamNextChunk", {"streamId": "$stream"}),
+        ("completionStreamReturn", {"streamId": "$stream"}),
+        ("completionStreamNextChunk", {"streamId": "$stream"}),
+        ("embedding", {"request": {"input": ["a", "bc"], "model": "byte-emb"}}),
+        ("embedding", {"request": {"input": "x", "model": "byte-llm"}}),
+        ("getMessage", {"modelId": "byte-llm"}),
+        ("unload", {}),
+    ]
+    stream_id = ""
+    for i, (kind, content) in enumerate(script):
+        if content.get("streamId") == "$stream":
+            content = {"streamId": stream_id}
+        await handler.handle({"kind": kind, "uuid": f"u{i}", "content": content}, posted.append)
+        stream_id = stream_id or (posted[-1]["content"] or {}).get("streamId", "")
+    return [scrub(p) for p in posted]
+
+
 def run_all_sync() -> dict[str, Any]:
     """The synchronous scenarios, keyed by name."""
     return {

@@ -1,4 +1,4 @@
-"""Routing, locks, validation and errors behave inside Pyodide exactly as on host CPython.
+"""Routing, locks, validation, errors and the worker message handler behave inside Pyodide exactly as on host CPython.
 
 tests/pyodide/scenarios.py runs on both sides; the results must be equal, and the Pyodide side
 must also show the behaviour web-llm's rules ask for (checked here on that result).
@@ -21,6 +21,7 @@ def _host() -> dict[str, Any]:
     exec(compile(SCENARIOS, "scenarios.py", "exec"), ns)
     result: dict[str, Any] = ns["run_all_sync"]()
     result["locks"] = asyncio.run(ns["lock_trace"]())
+    result["handler"] = asyncio.run(ns["handler_transcript"]())
     return result
 
 
@@ -33,6 +34,7 @@ async def _in_pyodide(selenium: Any, code: str) -> dict[str, Any]:
     exec(compile(code, "scenarios.py", "exec"), ns)
     result = ns["run_all_sync"]()
     result["locks"] = await ns["lock_trace"]()
+    result["handler"] = await ns["handler_transcript"]()
     result["platform"] = sys.platform
     # JSON both ways so tuples/lists compare the same as on the host side.
     return json.loads(json.dumps(result))
@@ -46,7 +48,7 @@ def both(selenium_module_scope: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return json.loads(json.dumps(_host())), py
 
 
-@pytest.mark.parametrize("part", ["router", "validation", "errors", "locks"])
+@pytest.mark.parametrize("part", ["router", "validation", "errors", "locks", "handler"])
 def test_same_result_as_cpython(both: tuple[dict[str, Any], dict[str, Any]], part: str) -> None:
     host, py = both
     assert py["platform"] == "emscripten"
@@ -100,3 +102,24 @@ def test_locks_fifo_and_cancellation_in_pyodide(both: tuple[dict[str, Any], dict
     # The cancelled holder c1 handed C to c2, and nothing is held at the end.
     assert "end c1" not in trace and trace[-2:] == ["start c2", "end c2"]
     assert locks["held_at_end"] == []
+
+
+def test_worker_handler_in_pyodide(both: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    posted = both[1]["handler"]
+    terminal = [p for p in posted if p["kind"] in ("return", "throw")]
+    # Exactly one terminal reply per request, in order, and progress only for the reload.
+    assert [p["uuid"] for p in terminal] == [f"u{i}" for i in range(14)]
+    assert {p["uuid"] for p in posted if p["kind"] == "initProgressCallback"} == {"u2"}
+    names = [p["content"]["name"] if p["kind"] == "throw" else "return" for p in terminal]
+    assert names == [
+        "UnknownMessageKindError", "ModelNotLoadedError", "return", "UnclearModelToUseError", "return",
+        "return", "return", "return", "return", "StreamNotFoundError", "return",
+        "EmbeddingUnsupportedModelError", "return", "return",
+    ]  # fmt: skip
+    answer = terminal[4]["content"]["choices"][0]
+    assert answer["message"]["content"] == "Hi from py_worker." and answer["finish_reason"] == "stop"
+    chunks = [terminal[i]["content"]["chunk"]["choices"][0]["delta"]["content"] for i in (6, 7)]
+    assert chunks == ["H", "i"]
+    assert terminal[8]["content"] == {"done": True}
+    assert [d["embedding"] for d in terminal[10]["content"]["data"]] == [[1.0, 6.0], [2.0, 1.0]]
+    assert terminal[12]["content"] == "Hi from py_worker."

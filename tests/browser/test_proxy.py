@@ -1,0 +1,192 @@
+"""The browser stack end to end: a page with only the script tag, the proxy, the module worker,
+Pyodide and the WebGPU kernels on SwiftShader, with the tiny model (docs: issue 3, "What must show")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import TINY, TINY_B, Guarded
+
+from py_worker.errors import error_to_dict
+from py_worker.protocol.chat import validate_chat_request
+
+LOAD = """async ([models, extra]) => {
+  window.progress = [];
+  window.engine = await within(PyWorker.CreateWebWorkerMLCEngine(models,
+    {initProgressCallback: (r) => progress.push(r.text), ...(extra || {})}), 120000, "load");
+  return engine.modelId;
+}"""
+
+USER = [{"role": "user", "content": "Tell me a story about a tiny model."}]
+
+
+def load(g: Guarded, models: Any = TINY, extra: dict[str, Any] | None = None) -> list[str]:
+    g.open("bare.html")
+    loaded: list[str] = g.js(LOAD, [models, extra])
+    return loaded
+
+
+def test_bare_page_streams_same_text_as_worker(guarded: Guarded) -> None:
+    assert load(guarded) == [TINY]
+    assert guarded.js("progress.some((t) => t.startsWith('Finish loading on WebGPU'))")
+    result = guarded.js(
+        """async (messages) => {
+          const request = {messages, seed: 11, temperature: 0.9, max_tokens: 24};
+          const chunks = [];
+          const stream = await within(engine.chat.completions.create({...request, stream: true}), 60000, "init");
+          for await (const c of stream) chunks.push(c);
+          const whole = await within(engine.chat.completions.create(request), 60000, "non-streaming");
+          return {chunks, whole};
+        }""",
+        USER,
+    )
+    chunks = result["chunks"]
+    streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert len(chunks) > 2
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    whole = result["whole"]["choices"][0]["message"]["content"]
+    assert streamed == whole  # same seed: the proxy relays exactly what the worker's engine made
+    assert streamed
+
+
+def test_break_early_then_new_request(guarded: Guarded) -> None:
+    load(guarded)
+    result = guarded.js(
+        """async (messages) => {
+          const seen = [];
+          const stream = await within(engine.chat.completions.create({messages, stream: true, max_tokens: 150}), 60000, "init");
+          for await (const c of stream) { seen.push(c); if (seen.length === 2) break; }
+          const next = await within(engine.chat.completions.create({messages, max_tokens: 5}), 30000, "after break");
+          const afterBreak = await within(engine.sendRequest("completionStreamNextChunk", {streamId: stream.streamId})
+            .then(() => "still open", (e) => e.name), 30000, "closed stream");
+          return {seen: seen.length, next, afterBreak};
+        }""",
+        USER,
+    )
+    assert result["seen"] == 2
+    assert result["next"]["choices"][0]["finish_reason"] == "length"
+    assert result["next"]["usage"]["completion_tokens"] == 5
+    assert result["afterBreak"] == "StreamNotFoundError"
+
+
+def test_interrupt_stops_answer_and_next_is_complete(guarded: Guarded) -> None:
+    load(guarded)
+    result = guarded.js(
+        """async (messages) => {
+          let n = 0, finish = null;
+          const stream = await within(engine.chat.completions.create({messages, stream: true, max_tokens: 150,
+                                                                      ignore_eos: true}), 60000, "init");
+          for await (const c of stream) {
+            n += 1;
+            if (n === 3) await engine.interruptGenerate();
+            if (c.choices.length && c.choices[0].finish_reason) finish = c.choices[0].finish_reason;
+          }
+          const next = await within(engine.chat.completions.create({messages, max_tokens: 6, ignore_eos: true}),
+                                    30000, "after interrupt");
+          return {n, finish, next};
+        }""",
+        USER,
+    )
+    assert result["finish"] == "abort"
+    assert result["n"] < 150
+    assert result["next"]["choices"][0]["finish_reason"] == "length"
+    assert result["next"]["usage"]["completion_tokens"] == 6
+
+
+def test_two_models_routed_and_unclear_fails_on_main_thread(guarded: Guarded) -> None:
+    assert load(guarded, [TINY, TINY_B]) == [TINY, TINY_B]
+    result = guarded.js(
+        """async ([messages, a, b]) => {
+          const req = (model) => within(engine.chat.completions.create({messages, model, max_tokens: 3}), 30000, model);
+          const [ra, rb] = await Promise.all([req(a), req(b)]);
+          let posted = 0;
+          const real = engine.worker.postMessage.bind(engine.worker);
+          engine.worker.postMessage = (m) => { posted += 1; real(m); };
+          let unclear;
+          try { await engine.chat.completions.create({messages, max_tokens: 3}); } catch (e) {
+            unclear = {...describeError(e), isClass: e instanceof PyWorker.UnclearModelToUseError};
+          }
+          engine.worker.postMessage = real;
+          return {models: [ra.model, rb.model], unclear, posted};
+        }""",
+        [USER, TINY, TINY_B],
+    )
+    assert result["models"] == [TINY, TINY_B]
+    assert result["unclear"]["name"] == "UnclearModelToUseError"
+    assert result["unclear"]["isClass"] and result["unclear"]["isPyWorkerError"]
+    assert result["posted"] == 0  # raised before anything went to the worker
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"temperature": -1}, {"top_p": 0}, {"stream": True, "n": 2}, {"seed": 1.5}, {"messages": []}],
+    ids=["temperature", "top_p", "stream-n", "seed", "empty-messages"],
+)
+def test_invalid_field_rejected_with_python_class_and_message(guarded: Guarded, extra: dict[str, Any]) -> None:
+    request = {"messages": USER, "max_tokens": 4, **extra}
+    try:
+        validate_chat_request(request)
+    except Exception as exc:
+        expected = error_to_dict(exc)
+    else:
+        pytest.fail("the host validator accepted the request")
+    load(guarded)
+    got = guarded.js(
+        """async (request) => {
+          try { await within(engine.chat.completions.create(request), 30000, "invalid"); return null; }
+          catch (e) { return {...describeError(e), isClass: e instanceof PyWorker[e.name]}; }
+        }""",
+        request,
+    )
+    assert got is not None
+    assert (got["name"], got["message"]) == (expected["name"], expected["message"])
+    assert got["isClass"] and got["isPyWorkerError"]
+
+
+def test_unknown_kind_and_no_model_get_a_reply(guarded: Guarded) -> None:
+    guarded.open("bare.html")
+    result = guarded.js(
+        """async () => {
+          const engine = await PyWorker.createEngine({});
+          const catchName = (p) => within(p.then(() => "no error", (e) => [e.name, e instanceof PyWorker[e.name]]), 60000, "reply");
+          return {
+            unknown: await catchName(engine.sendRequest("noSuchKind", {})),
+            stats: await catchName(engine.runtimeStatsText()),
+            chat: await catchName(engine.chat.completions.create({messages: [{role: "user", content: "x"}]})),
+          };
+        }"""
+    )
+    assert result["unknown"] == ["UnknownMessageKindError", True]
+    assert result["stats"] == ["ModelNotLoadedError", True]  # from the worker, re-thrown as the class
+    assert result["chat"] == ["ModelNotLoadedError", True]  # from the proxy, before posting
+
+
+def test_terminated_worker_recovers_with_one_reload(guarded: Guarded) -> None:
+    load(guarded, TINY, {"heartbeatTimeoutMs": 4000})
+    result = guarded.js(
+        """async (messages) => {
+          const finished = () => progress.filter((t) => t.startsWith("Finish loading")).length;
+          const before = finished();
+          engine.worker.terminate();
+          const first = await within(engine.chat.completions.create({messages, max_tokens: 4}), 120000, "recovery");
+          const afterFirst = finished();
+          const second = await within(engine.chat.completions.create({messages, max_tokens: 4}), 30000, "second");
+          return {before, afterFirst, afterSecond: finished(), restarts: engine.workerRestarts,
+                  tokens: [first.usage.completion_tokens, second.usage.completion_tokens]};
+        }""",
+        USER,
+    )
+    assert result["before"] == 1
+    assert result["afterFirst"] == 2  # the new worker reloaded the model once...
+    assert result["afterSecond"] == 2  # ...and remembered it
+    assert result["restarts"] == 1
+    assert result["tokens"] == [4, 4]
+
+
+def test_network_guard_catches_other_hosts(guarded: Guarded) -> None:
+    guarded.open("bare.html")
+    outcome = guarded.js("fetch('http://example.com/x').then(() => 'fetched', () => 'failed')")
+    assert outcome == "failed"
+    assert guarded.blocked == ["http://example.com/x"]
+    guarded.blocked.clear()  # this test provoked it on purpose
