@@ -40,7 +40,7 @@ def write_lite_dir(lite: Path, pyodide_dir: Path) -> None:
         "jupyter-lite-schema-version": 0,
         "jupyter-config-data": {
             "appName": "py_worker lite",
-            "exposeAppInBrowser": True,
+            "exposeAppInBrowser": "true",
             "litePluginSettings": {KERNEL_PLUGIN: {"disablePyPIFallback": True}},
         },
     }
