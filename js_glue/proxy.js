@@ -22,6 +22,9 @@ export class WorkerUnresponsiveError extends PyWorkerError {}
 
 const HEARTBEAT_AFTER_MS = 2000;
 const DEFAULT_DEAD_AFTER_MS = 10000;
+// Pyodide's boot has synchronous stretches of seconds on a slow CPU in which the worker cannot
+// answer; until the worker says it is ready, only a much longer silence counts as dead.
+const DEFAULT_BOOT_TIMEOUT_MS = 120000;
 
 const asList = (x) => (x === undefined || x === null ? [] : Array.isArray(x) ? [...x] : [x]);
 
@@ -66,7 +69,7 @@ class ChunkStream {
 export class WebWorkerMLCEngine {
   /**
    * @param worker a Worker, or a function returning a new one (lets the proxy replace a dead worker)
-   * @param engineConfig {appConfig?, initProgressCallback?, logLevel?, heartbeatTimeoutMs?}
+   * @param engineConfig {appConfig?, initProgressCallback?, logLevel?, heartbeatTimeoutMs?, bootTimeoutMs?}
    */
   constructor(worker, engineConfig = {}) {
     this.workerFactory = typeof worker === "function" ? worker : null;
@@ -75,6 +78,7 @@ export class WebWorkerMLCEngine {
     this.logLevel = engineConfig.logLevel;
     this.initProgressCallback = engineConfig.initProgressCallback;
     this.deadAfterMs = engineConfig.heartbeatTimeoutMs ?? DEFAULT_DEAD_AFTER_MS;
+    this.bootTimeoutMs = engineConfig.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
     this.modelId = [];
     this.chatOpts = undefined;
     this.pending = new Map();
@@ -87,6 +91,7 @@ export class WebWorkerMLCEngine {
 
   _attach(worker) {
     this.worker = worker;
+    this.workerReady = false;
     this.lastHeard = performance.now();
     this.heartbeatSent = null;
     worker.onmessage = (event) => this._onMessage(worker, event.data);
@@ -99,6 +104,11 @@ export class WebWorkerMLCEngine {
     if (worker !== this.worker || !msg) return;
     this.lastHeard = performance.now();
     this.heartbeatSent = null;
+    if (msg.kind === "workerReady") {
+      this.workerReady = true;
+      this.workerTimeline = msg.content;
+      return;
+    }
     if (msg.kind === "initProgressCallback") {
       if (this.initProgressCallback) this.initProgressCallback(msg.content);
       return;
@@ -163,10 +173,10 @@ export class WebWorkerMLCEngine {
       return;
     }
     const silent = performance.now() - this.lastHeard;
-    if (silent > this.deadAfterMs) {
+    if (silent > (this.workerReady ? this.deadAfterMs : this.bootTimeoutMs)) {
       this._replaceWorker();
     } else if (silent > HEARTBEAT_AFTER_MS && this.heartbeatSent === null) {
-      this.heartbeatSent = this._post("heartbeat", null);
+      this.heartbeatSent = this._post("heartbeat", {});
     }
   }
 
@@ -219,7 +229,7 @@ export class WebWorkerMLCEngine {
   }
 
   async unload() {
-    await this._send("unload", null);
+    await this._send("unload", {});
     this.modelId = [];
     this.chatOpts = undefined;
   }
@@ -243,7 +253,7 @@ export class WebWorkerMLCEngine {
   }
 
   interruptGenerate() {
-    return this._send("interruptGenerate", null);
+    return this._send("interruptGenerate", {});
   }
 
   resetChat(keepStats = false, modelId) {
@@ -263,11 +273,11 @@ export class WebWorkerMLCEngine {
   }
 
   getMaxStorageBufferBindingSize() {
-    return this._send("getMaxStorageBufferBindingSize", null);
+    return this._send("getMaxStorageBufferBindingSize", {});
   }
 
   getGPUVendor() {
-    return this._send("getGPUVendor", null);
+    return this._send("getGPUVendor", {});
   }
 
   setLogLevel(logLevel) {
@@ -290,7 +300,7 @@ export class WebWorkerMLCEngine {
   }
 
   /** A raw request of any kind (diagnostics, and kinds this proxy has no method for). */
-  sendRequest(kind, content = null) {
+  sendRequest(kind, content = {}) {
     return this._send(kind, content);
   }
 }

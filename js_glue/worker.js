@@ -1,6 +1,7 @@
 // The module worker: boots Pyodide from this site's own origin, installs the py_worker wheel,
 // creates the WebGPU kernel shim and hands every protocol message to the Python handler
-// (py_worker.worker_main). Messages that arrive while booting are queued in order. Two kinds
+// (py_worker.worker_main). Messages that arrive while booting are queued in order; once Python
+// is ready the worker posts one unsolicited {kind: "workerReady", content: timeline}. Two kinds
 // are answered here, never by Python: `heartbeat` (the proxy's liveness check, which must be
 // answered even while Python is busy) and `workerTimeline` (boot timings for the benchmark).
 // The first `reload` seen while booting starts that model's downloads at once, so the network
@@ -120,6 +121,7 @@ async function boot() {
   workerMain.destroy();
   deliver = (msg) => onMessage(msg);
   timeline.pythonReady = clock();
+  post({ kind: "workerReady", uuid: null, content: { ...timeline } });
   for (const msg of queue.splice(0)) deliver(msg);
 }
 

@@ -6,7 +6,9 @@
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const state = (window.demoState = { loaded: [], busy: false, done: false, error: null, text: "", stats: "", longTasks: [] });
+const state = (window.demoState = {
+  loaded: [], busy: false, done: false, error: null, text: "", finish: null, stats: "", longTasks: [],
+});
 const history = [];
 let engine = null;
 let records = [];
@@ -36,7 +38,7 @@ function fillPickers() {
   for (const select of [$("model-a"), $("model-b")]) {
     for (const r of records) select.add(new Option(`${r.model_id}${r.model_type === "embedding" ? " (embeddings)" : ""}`, r.model_id));
   }
-  $("model-a").value = params.get("model") || pickDefault(/SmolLM2/i) || (records[0] && records[0].model_id) || "";
+  $("model-a").value = params.get("model") || pickDefault(/SmolLM2.*q4f32/i) || pickDefault(/SmolLM2/i) || (records[0] && records[0].model_id) || "";
   $("model-b").value = params.get("model2") || "";
 }
 
@@ -95,6 +97,7 @@ async function ask(prompt) {
   out.div.classList.add("streaming");
   setBusy(true, "chat");
   state.text = "";
+  state.finish = null;
   const started = performance.now();
   let chunks = 0;
   let usage = null;
@@ -103,6 +106,7 @@ async function ask(prompt) {
     const seed = params.get("seed");
     if (seed !== null) request.seed = Number(seed);
     if (params.get("max_tokens")) request.max_tokens = Number(params.get("max_tokens"));
+    if (params.get("ignore_eos")) request.ignore_eos = true;
     for await (const chunk of await engine.chat.completions.create(request)) {
       const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta ? chunk.choices[0].delta.content : "";
       if (delta) {
@@ -110,9 +114,10 @@ async function ask(prompt) {
         state.text += delta;
         out.body.textContent = state.text;
         $("messages").scrollTop = $("messages").scrollHeight;
-        if (window.__pyworkerDelta) window.__pyworkerDelta(delta);
+        if (window.__pyworkerDelta) await window.__pyworkerDelta(delta); // a driver may pause here
       }
       if (chunk.usage) usage = chunk.usage;
+      if (chunk.choices && chunk.choices[0] && chunk.choices[0].finish_reason) state.finish = chunk.choices[0].finish_reason;
     }
     history.push({ role: "assistant", content: state.text });
     const seconds = (performance.now() - started) / 1000;

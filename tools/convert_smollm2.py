@@ -19,7 +19,6 @@ import hashlib
 import importlib.util
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -223,8 +222,12 @@ def convert(
     gguf_path: Path | None = None,
     context_window: int | None = None,
     force: bool = False,
+    reader: GGUFReader | None = None,
 ) -> dict[str, bool]:
-    """Write one dir per quantisation; returns ``{dir name: True if (re)built, False if cached}``."""
+    """Write one dir per quantisation; returns ``{dir name: True if (re)built, False if cached}``.
+
+    ``reader``: an already-open ``GGUFReader`` of the same file (parsing one takes seconds).
+    """
     path = gguf_path or default_gguf()
     built: dict[str, bool] = {}
     stamps = {q: input_stamp(path, q, context_window) for q in quantizations}
@@ -233,7 +236,7 @@ def convert(
         built[f"{MODEL_NAME}-{q}"] = q in todo
     if not todo:
         return built
-    reader = GGUFReader(path)
+    reader = reader or GGUFReader(path)
     shape = shape_from_gguf(reader, context_window)
     params = mlc_params(reader, shape)
     tokenizer = tokenizer_json_bytes(reader)

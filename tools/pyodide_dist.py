@@ -271,9 +271,7 @@ def assemble(out: Path, own_wheel: Path, groups: list[str], extra: list[str]) ->
     if own.name in wheels:
         raise SystemExit(f"{own.name} is both a dependency and the local wheel")
     wheels[own.name] = own
-    missing = {
-        canonicalize_name(r.name) for w in wheels.values() for r in w.depends()
-    } - set(wheels)
+    missing = {canonicalize_name(r.name) for w in wheels.values() for r in w.depends()} - set(wheels)
     if missing:
         raise SystemExit(f"unresolved dependencies: {sorted(missing)}")
 

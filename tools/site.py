@@ -84,10 +84,23 @@ def write_errors_js(path: Path = ROOT / "js_glue" / "errors.js") -> bool:
     return True
 
 
+# Random-weight models exist for kernel benchmarks on a real GPU, not for the demo site.
+EXCLUDED_MODELS = ("random-",)
+
+
+def model_dirs(models_dir: Path) -> list[Path]:
+    """The model directories the site serves."""
+    return [
+        cfg.parent
+        for cfg in sorted(models_dir.glob("*/mlc-chat-config.json"))
+        if not cfg.parent.name.startswith(EXCLUDED_MODELS)
+    ]
+
+
 def model_records(models_dir: Path) -> list[dict[str, str]]:
     """One app-config record per model directory, with a URL relative to the site root."""
     records = []
-    for cfg in sorted(models_dir.glob("*/mlc-chat-config.json")):
+    for cfg in (d / "mlc-chat-config.json" for d in model_dirs(models_dir)):
         model_type = json.loads(cfg.read_text()).get("model_type", "")
         records.append(
             {
@@ -137,8 +150,8 @@ def assemble(out: Path, pyodide_dir: Path, models_dir: Path) -> list[str]:
         wanted |= sync_tree(pyodide_dir, out / "pyodide")
     else:
         warnings.append(f"no Pyodide distribution at {pyodide_dir} (run tools/pyodide_dist.py)")
-    if models_dir.exists():
-        wanted |= sync_tree(models_dir, out / "models")
+    for model in model_dirs(models_dir) if models_dir.exists() else []:
+        wanted |= sync_tree(model, out / "models" / model.name)
     records = model_records(models_dir) if models_dir.exists() else []
     if not records:
         warnings.append(f"no model directories under {models_dir}")

@@ -15,6 +15,9 @@ export class Gpu {
     this.device = device;
     this.info = info;
     this.hasF16 = device.features.has("shader-f16");
+    // CPU implementations (SwiftShader, lavapipe) want register tiles, not workgroup reductions.
+    const ai = adapter.info || {};
+    this.isCpu = !!ai.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(info);
     this.pipelines = new Map();
     this.lost = null;
     this.error = null;

@@ -12,7 +12,8 @@ const DECODERS = new Set(["llama", "qwen2", "mistral"]);
 
 /**
  * options: {tokenizersURL, baseURL (to resolve relative model URLs), fetch, cache
- * ("cache"|"indexeddb"|"none", default for records without `cache`), powerPreference, f16}.
+ * ("cache"|"indexeddb"|"none", default for records without `cache`), powerPreference, f16,
+ * kernels ("cpu": register tiles everywhere | "gpu": split-K decode GEMVs; default by adapter)}.
  */
 export async function createKernels(options = {}) {
   let gpuPromise = null;
@@ -45,8 +46,14 @@ export async function createKernels(options = {}) {
         throw namedError("ModelLoadError", `model_type ${type} is not supported by the wgsl backend yet`, { model_type: type });
       }
       const g = await gpu();
-      const model = await LlamaModel.create(g, art.config, art.tensors, record.overrides || {}, (f, text) =>
-        progress(0.9 + 0.09 * f, text),
+      const kernels = options.kernels || (g.isCpu ? "cpu" : "gpu");
+      const model = await LlamaModel.create(
+        g,
+        art.config,
+        art.tensors,
+        record.overrides || {},
+        (f, text) => progress(0.9 + 0.09 * f, text),
+        kernels,
       );
       const tokenizer = await loadTokenizer(art.tokenizer, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
       const handle = nextHandle++;

@@ -5,11 +5,13 @@
 
 import { namedError } from "./errors.js";
 import { embedF32, embedQ4 } from "./wgsl/embed.js";
-import { rmsnorm } from "./wgsl/rmsnorm.js";
+import { rmsnorm, rmsnormWg } from "./wgsl/rmsnorm.js";
 import { matmul, MATMUL_WG } from "./wgsl/matmul.js";
+import { gemv, GEMV_ROWS } from "./wgsl/gemv.js";
 import { rope } from "./wgsl/rope.js";
 import { kvAppend } from "./wgsl/kv_append.js";
 import { attention } from "./wgsl/attention.js";
+import { attentionPartial, attentionCombine, SPLIT } from "./wgsl/attention_split.js";
 import { swiglu } from "./wgsl/swiglu.js";
 import { sample, SAMPLE_WG, OUT_STRIDE, MAX_TOP_LOGPROBS } from "./wgsl/sample.js";
 import { WG } from "./wgsl/common.js";
@@ -76,8 +78,9 @@ function tensorData(t) {
 
 export class LlamaModel {
   /** Upload weights, allocate caches and compile every pipeline (progress per shader). */
-  static async create(gpu, config, tensors, overrides, progress) {
+  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu") {
     const m = new LlamaModel(gpu, llamaDims(config, overrides), tensors);
+    m.kernels = kernels;
     await m.#compile(progress);
     return m;
   }
@@ -163,6 +166,7 @@ export class LlamaModel {
     this.bias = g.storage(vocab * f, "bias");
     this.counts = g.storage(vocab * 4, "counts");
     this.work = g.storage(vocab * f, "work");
+    this.attnPart = g.storage(heads * Math.ceil(ctx / SPLIT) * (headDim + 2) * f, "attn-partials");
     this.#ensureSteps(1);
   }
 
@@ -179,20 +183,32 @@ export class LlamaModel {
     this.out = this.#own("storage", this.maxSteps * OUT_STRIDE * 4, "sample-out");
   }
 
+  /**
+   * WGSL for every pipeline. Decode linears are GEMVs: split-K workgroups on a GPU, register
+   * tiles (matmul.js, TM = 1) on the CPU backends; prefill always uses TM x 4 register tiles.
+   * Decode attention on a GPU is split over 64-key chunks (attention_split.js).
+   */
   async #compile(progress) {
     const d = this.d;
     const q4 = !!this.embedW.qw;
-    const lin = (K, N, TM, extra = {}) => matmul({ K, N, TM, TN: N % 4 === 0 ? 4 : 1, q4, ...extra });
+    const splitK = this.kernels === "gpu";
+    const tn = (N) => (N % 4 === 0 ? 4 : 1);
+    const lin = (K, N, TM, extra = {}) =>
+      TM === 1 && splitK ? gemv({ K, N, q4, ...extra }) : matmul({ K, N, TM, TN: tn(N), q4, ...extra });
     const hasBias = this.layers.some((l) => l.qkvBias);
+    const headQ4 = !!this.lmHead.qw;
     const src = {
       embed: q4 ? embedQ4(d) : embedF32(d),
-      rmsnorm: rmsnorm(d),
+      rmsnorm: splitK ? rmsnormWg(d) : rmsnorm(d),
       rope: rope(d),
       kv: kvAppend(d),
       attn: attention(d),
+      ...(splitK ? { attnPartial: attentionPartial(d), attnCombine: attentionCombine(d) } : {}),
       swiglu: swiglu(d),
       sample: sample(d),
-      lmHead: matmul({ K: d.hidden, N: d.vocab, TM: 1, TN: d.vocab % 4 === 0 ? 4 : 1, q4: !!this.lmHead.qw }),
+      lmHead: splitK
+        ? gemv({ K: d.hidden, N: d.vocab, q4: headQ4 })
+        : matmul({ K: d.hidden, N: d.vocab, TM: 1, TN: tn(d.vocab), q4: headQ4 }),
     };
     for (const [tag, TM] of [["1", 1], ["N", PREFILL_TM]]) {
       src[`qkv${tag}`] = lin(d.hidden, this.qkvLen, TM, { bias: hasBias });
@@ -222,6 +238,7 @@ export class LlamaModel {
 
   /** Record one dispatch; bind groups are cached per (pipeline, buffers). */
   #run(rec, name, buffers, x, y = 1) {
+    if (globalThis.__skip && globalThis.__skip.has(name.replace(/[1N]$/, ""))) return;
     const pipe = this.pipes[name];
     const key = name + buffers.map((b) => this.#id(b)).join(",");
     let bg = this.binds.get(key);
@@ -231,10 +248,10 @@ export class LlamaModel {
 
   #linear(rec, name, W, input, output, n, tm, fwd = this.fwd, bias = null) {
     const N = this.#outDim(name);
-    const tn = N % 4 === 0 ? 4 : 1;
     const bufs = W.qw ? [fwd, input, W.qw, W.qs, output] : [fwd, input, W.w, output];
     if (bias) bufs.push(bias);
-    this.#run(rec, name, bufs, Math.ceil(N / tn / MATMUL_WG), Math.ceil(n / tm));
+    if (tm === 1 && this.kernels === "gpu") this.#run(rec, name, bufs, Math.ceil(N / GEMV_ROWS));
+    else this.#run(rec, name, bufs, Math.ceil(N / (N % 4 === 0 ? 4 : 1) / MATMUL_WG), Math.ceil(n / tm));
   }
 
   #outDim(name) {
@@ -244,8 +261,11 @@ export class LlamaModel {
     return { qkv: this.qkvLen, o: d.hidden, gateUp: 2 * d.inter, down: d.hidden }[base];
   }
 
-  /** Record the forward pass for n tokens (ids and fwd already on the device); logits of the last. */
-  #forward(rec, n) {
+  /**
+   * Record the forward pass for n tokens (ids and fwd already on the device); logits of the
+   * last. kvEnd = KV length after it (sizes the split attention grid).
+   */
+  #forward(rec, n, kvEnd) {
     const d = this.d;
     const tag = n === 1 ? "1" : "N";
     const tm = n === 1 ? 1 : PREFILL_TM;
@@ -255,20 +275,30 @@ export class LlamaModel {
     this.#run(rec, "embed", embedBufs, Math.ceil(embedThreads / WG));
     for (let i = 0; i < d.layers; i++) {
       const L = this.layers[i];
-      this.#run(rec, "rmsnorm", [F, this.x, L.inNorm, this.xn], Math.ceil(n / 8));
+      this.#run(rec, "rmsnorm", [F, this.x, L.inNorm, this.xn], this.#normGroups(n));
       this.#linear(rec, `qkv${tag}`, L.qkv, this.xn, this.qkv, n, tm, F, L.qkvBias);
       this.#run(rec, "rope", [F, this.ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.headDim) / 2 / WG));
       this.#run(rec, "kv", [F, this.qkv, this.kc[i], this.vc[i]], Math.ceil((n * d.kvHeads * d.headDim) / WG));
-      this.#run(rec, "attn", [F, this.qkv, this.kc[i], this.vc[i], this.att], Math.ceil((n * d.heads) / 16));
+      if (n === 1 && this.kernels === "gpu") {
+        this.#run(rec, "attnPartial", [F, this.qkv, this.kc[i], this.vc[i], this.attnPart], d.heads, Math.ceil(kvEnd / SPLIT));
+        this.#run(rec, "attnCombine", [F, this.attnPart, this.att], Math.ceil((d.heads * d.headDim) / WG));
+      } else {
+        this.#run(rec, "attn", [F, this.qkv, this.kc[i], this.vc[i], this.att], Math.ceil((n * d.heads) / 16));
+      }
       this.#linear(rec, `o${tag}`, L.o, this.att, this.x, n, tm);
-      this.#run(rec, "rmsnorm", [F, this.x, L.postNorm, this.xn], Math.ceil(n / 8));
+      this.#run(rec, "rmsnorm", [F, this.x, L.postNorm, this.xn], this.#normGroups(n));
       this.#linear(rec, `gateUp${tag}`, L.gateUp, this.xn, this.gu, n, tm);
       this.#run(rec, "swiglu", [F, this.gu, this.act], Math.ceil((n * d.inter) / 4 / WG));
       this.#linear(rec, `down${tag}`, L.down, this.act, this.x, n, tm);
     }
     rec.copy(this.x, (n - 1) * d.hidden * 4, this.xlast, 0, d.hidden * 4);
-    this.#run(rec, "rmsnorm", [this.fwd1, this.xlast, this.finalNorm, this.xlastn], 1);
+    this.#run(rec, "rmsnorm", [this.fwd1, this.xlast, this.finalNorm, this.xlastn], this.#normGroups(1));
     this.#linear(rec, "lmHead", this.lmHead, this.xlastn, this.logitsBuf, 1, 1, this.fwd1);
+  }
+
+  /** Workgroups of the RMSNorm dispatch: one per row on a GPU, 8 rows each on the CPU backends. */
+  #normGroups(n) {
+    return this.kernels === "gpu" ? n : Math.ceil(n / 8);
   }
 
   #checkRoom(n) {
@@ -290,7 +320,7 @@ export class LlamaModel {
       this.gpu.write(this.ids, part);
       this.gpu.write(this.fwd, new Uint32Array([this.len, part.length, 0, 0]));
       const rec = this.gpu.recorder();
-      this.#forward(rec, part.length);
+      this.#forward(rec, part.length, this.len + part.length);
       rec.submit();
       this.len += part.length;
     }
@@ -307,7 +337,7 @@ export class LlamaModel {
     this.gpu.write(this.ids, new Uint32Array([token]));
     this.gpu.write(this.fwd, new Uint32Array([this.len, 1, 0, 0]));
     const rec = this.gpu.recorder();
-    this.#forward(rec, 1);
+    this.#forward(rec, 1, this.len + 1);
     rec.submit();
     this.len += 1;
     await this.gpu.device.queue.onSubmittedWorkDone();
@@ -397,7 +427,7 @@ export class LlamaModel {
     const rec = this.gpu.recorder();
     for (let i = 0; i < n; i++) {
       rec.copy(this.fwdTable, i * FWD_BYTES, this.fwd, 0, FWD_BYTES);
-      this.#forward(rec, 1);
+      this.#forward(rec, 1, this.len + i + 1);
       this.#recordSample(rec);
     }
     const res = await this.#readSamples(rec, n, params);

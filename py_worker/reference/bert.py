@@ -28,7 +28,7 @@ def _erf(x: Array) -> Array:
 
 def gelu(x: Array) -> Array:
     """Exact (erf) GELU, as BERT's ``hidden_act: "gelu"`` means, not the tanh approximation."""
-    return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
 
 
 def layer_norm(x: Array, weight: Array, bias: Array, eps: float) -> Array:
@@ -47,6 +47,8 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     max_length: int = 256
     normalize: bool = True
+    cls_token_id: int | None = None
+    sep_token_id: int | None = None
 
     @classmethod
     def from_chat_config(cls, config: Mapping[str, Any]) -> BertConfig:
@@ -58,7 +60,13 @@ class BertConfig:
             layer_norm_eps=float(mc.get("layer_norm_eps", 1e-12)),
             max_length=int(config.get("context_window_size", mc.get("max_length", 256))),
             normalize=bool(config.get("normalize", True)),
+            cls_token_id=_opt_int(config.get("cls_token_id")),
+            sep_token_id=_opt_int(config.get("sep_token_id")),
         )
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 class BertEncoder:
@@ -93,7 +101,8 @@ class BertEncoder:
         h = layer_norm(attn, self.p[pre + "attention.output.LayerNorm.weight"],
                        self.p[pre + "attention.output.LayerNorm.bias"], eps)
         ffn = self._linear(gelu(self._linear(h, pre + "intermediate.dense")), pre + "output.dense") + h
-        return layer_norm(ffn, self.p[pre + "output.LayerNorm.weight"], self.p[pre + "output.LayerNorm.bias"], eps)
+        return layer_norm(ffn, self.p[pre + "output.LayerNorm.weight"],
+                          self.p[pre + "output.LayerNorm.bias"], eps)
 
     def hidden_states(self, ids: Array, mask: Array) -> Array:
         """Last-layer token states ``[batch, seq, hidden]`` for padded ``ids`` and 0/1 ``mask``."""
@@ -109,11 +118,40 @@ class BertEncoder:
             h = self._layer(h, i, mask_add).astype(np.float32)
         return h
 
+    def with_specials(self, ids: list[int]) -> list[int]:
+        """``[CLS] ids [SEP]``, truncated to ``max_length`` as HF truncates (the specials stay).
+
+        Tokenizers here encode without special tokens (web-tokenizers does), so the encoder adds
+        the ones the config names; ids that already start with [CLS] and end with [SEP] are
+        taken as they are. Without ``cls_token_id``/``sep_token_id`` ids are only truncated.
+        """
+        cls, sep = self.cfg.cls_token_id, self.cfg.sep_token_id
+        if cls is None or sep is None:
+            return ids[: self.cfg.max_length]
+        if len(ids) >= 2 and ids[0] == cls and ids[-1] == sep:
+            ids = ids[1:-1]
+        return [cls, *ids[: self.cfg.max_length - 2], sep]
+
     def embed(self, batch: list[list[int]]) -> list[list[float]]:
-        """The kernel ABI's ``embed``: ids already carry [CLS]/[SEP]; longer inputs are truncated."""
-        if not batch or any(len(x) == 0 for x in batch):
-            raise ValueError("embed needs a non-empty batch of non-empty id lists")
-        seqs = [x[: self.cfg.max_length] for x in batch]
+        """The kernel ABI's ``embed``: one mean-pooled (L2-normalised) vector per id list.
+
+        Sequences run in padded groups of similar length (the mask keeps padding out of the
+        attention and the mean), so one long input does not make every short one cost as much.
+        """
+        if not batch:
+            raise ValueError("embed needs a non-empty batch")
+        seqs = [self.with_specials(list(x)) for x in batch]
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        out: list[list[float]] = [[] for _ in seqs]
+        while order:
+            limit = 2 * len(seqs[order[0]])
+            group = [i for i in order if len(seqs[i]) <= limit]
+            order = order[len(group) :]
+            for i, vec in zip(group, self._embed_padded([seqs[i] for i in group]), strict=True):
+                out[i] = vec
+        return out
+
+    def _embed_padded(self, seqs: list[list[int]]) -> list[list[float]]:
         s = max(len(x) for x in seqs)
         ids = np.zeros((len(seqs), s), dtype=np.int64)
         mask = np.zeros((len(seqs), s), dtype=np.float32)

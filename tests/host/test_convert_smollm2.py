@@ -15,8 +15,10 @@ Oracles, in order of trust:
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,9 +67,9 @@ def reader() -> Any:
 
 
 @pytest.fixture(scope="module")
-def out_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def out_root(tmp_path_factory: pytest.TempPathFactory, reader: Any) -> Path:
     root = tmp_path_factory.mktemp("models")
-    built = conv.convert(root, ["q4f32_1", "q4f16_1"], context_window=CTX)
+    built = conv.convert(root, ["q4f32_1", "q4f16_1"], context_window=CTX, reader=reader)
     assert all(built.values())
     return root
 
@@ -170,24 +172,23 @@ def test_model_dir_layout_and_chat_config(out_root: Path) -> None:
     assert f16["model.norm.weight"].dtype == np.float16
 
 
-def test_conversion_is_cached_reproducible_and_repairs_corruption(out_root: Path, tmp_path: Path) -> None:
+def test_conversion_is_cached_reproducible_and_repairs_corruption(
+    out_root: Path, tmp_path: Path, reader: Any
+) -> None:
     name = "SmolLM2-135M-Instruct-q4f32_1"
-    assert conv.convert(out_root, ["q4f32_1"], context_window=CTX) == {name: False}
-    # Same inputs, another dir: byte-identical files.
-    assert conv.convert(tmp_path, ["q4f32_1"], context_window=CTX) == {name: True}
+    assert conv.convert(out_root, ["q4f32_1"], context_window=CTX, reader=reader) == {name: False}
+    # Another option is another stamp, so a cached dir would be rebuilt.
+    path = conv.default_gguf()
+    assert conv.input_stamp(path, "q4f32_1", CTX) != conv.input_stamp(path, "q4f32_1", CTX // 2)
+    # A copy with a corrupted shard is noticed, rebuilt from scratch, and comes out byte-identical.
+    shutil.copytree(out_root / name, tmp_path / name)
+    shard = tmp_path / name / "params_shard_1.bin"
+    shard.write_bytes(b"\0" * 16 + shard.read_bytes()[16:])
+    assert conv.convert(tmp_path, ["q4f32_1"], context_window=CTX, reader=reader) == {name: True}
     files = sorted(p.name for p in (out_root / name).iterdir())
     assert files == sorted(p.name for p in (tmp_path / name).iterdir())
     for f in files:
         assert (out_root / name / f).read_bytes() == (tmp_path / name / f).read_bytes(), f
-    # Another option is another stamp.
-    assert conv.convert(tmp_path, ["q4f32_1"], context_window=CTX // 2) == {name: True}
-    # A corrupted shard is noticed and rebuilt.
-    shard = tmp_path / name / "params_shard_1.bin"
-    good = (out_root / name / "params_shard_1.bin").read_bytes()
-    shard.write_bytes(b"\0" * 16 + good[16:])
-    assert conv.convert(tmp_path, ["q4f32_1"], context_window=CTX) == {name: True}
-    assert shard.read_bytes() == good
-    shutil.rmtree(tmp_path / name)
 
 
 # --- tokenizer ---
@@ -219,7 +220,7 @@ def llama_cpp_oracle(reader: Any) -> Callable[[str], list[int]]:
     def bpe(word: str) -> list[int]:
         parts = list(word)
         while len(parts) > 1:
-            pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+            pairs = [(ranks.get(pair, 1 << 30), i) for i, pair in enumerate(itertools.pairwise(parts))]
             rank, i = min(pairs)
             if rank == 1 << 30:
                 break
@@ -279,6 +280,37 @@ def test_tokenizer_json_equals_llama_cpp_python_when_installed(tokenizer: Any) -
         assert tokenizer.encode(text).ids == llm.tokenize(text.encode(), add_bos=False, special=True), text
 
 
+WEB_TOKENIZERS = """
+import { Module } from "node:module";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+const [entry, json, texts] = [path.resolve(process.argv[1]), process.argv[2], JSON.parse(process.argv[3])];
+const mod = new Module(entry);  // a UMD bundle: give it CommonJS globals
+mod.filename = entry;
+mod.paths = Module._nodeModulePaths(path.dirname(entry));
+mod._compile(readFileSync(entry, "utf8"), entry);
+const buf = readFileSync(json);
+const bytes = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length);
+const tok = await mod.exports.Tokenizer.fromJSON(bytes);
+console.log(JSON.stringify(texts.map((t) => Array.from(tok.encode(t)))));
+"""
+
+
+def test_browser_tokenizer_gives_the_same_ids(out_root: Path, tokenizer: Any) -> None:
+    """@mlc-ai/web-tokenizers (what the worker tokenizes with) reads our tokenizer.json identically."""
+    entry = Path(__file__).resolve().parents[2] / "node_modules/@mlc-ai/web-tokenizers/lib/index.js"
+    node = shutil.which("node")
+    if node is None or not entry.is_file():
+        pytest.skip("node or @mlc-ai/web-tokenizers not installed")
+    texts = [t for t in CORPUS if t] + [PROMPT]
+    run = subprocess.run(
+        [node, "--input-type=module", "-e", WEB_TOKENIZERS, str(entry),
+         str(out_root / "SmolLM2-135M-Instruct-q4f32_1" / "tokenizer.json"), json.dumps(texts)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert json.loads(run.stdout) == [tokenizer.encode(t).ids for t in texts]
+
+
 def test_transformers_gguf_tokenizer_drops_the_digit_split(tokenizer: Any) -> None:
     """FACTS §10's trap, shown on a trusted library: transformers' GGUF conversion agrees with us
     everywhere except where a numeral follows a space (there it glues them, llama.cpp does not)."""
@@ -331,10 +363,11 @@ def _torch_model(params: dict[str, np.ndarray], chat_config: dict[str, Any]) -> 
     transformers = pytest.importorskip("transformers")
     mc = chat_config["model_config"]
     hcfg = transformers.LlamaConfig(
-        vocab_size=mc["vocab_size"], hidden_size=mc["hidden_size"], intermediate_size=mc["intermediate_size"],
-        num_hidden_layers=mc["num_hidden_layers"], num_attention_heads=mc["num_attention_heads"],
-        num_key_value_heads=mc["num_key_value_heads"], head_dim=mc["head_dim"], rms_norm_eps=mc["rms_norm_eps"],
-        rope_theta=mc["rope_theta"], tie_word_embeddings=True, max_position_embeddings=CTX,
+        vocab_size=mc["vocab_size"], hidden_size=mc["hidden_size"],
+        intermediate_size=mc["intermediate_size"], num_hidden_layers=mc["num_hidden_layers"],
+        num_attention_heads=mc["num_attention_heads"], num_key_value_heads=mc["num_key_value_heads"],
+        head_dim=mc["head_dim"], rms_norm_eps=mc["rms_norm_eps"], rope_theta=mc["rope_theta"],
+        tie_word_embeddings=True, max_position_embeddings=CTX,
         bos_token_id=1, eos_token_id=2, attention_bias=False, mlp_bias=False,
     )
     q_rows = mc["num_attention_heads"] * mc["head_dim"]
@@ -354,7 +387,12 @@ def _torch_model(params: dict[str, np.ndarray], chat_config: dict[str, Any]) -> 
         else:
             sd[name] = t
     sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
-    model = transformers.LlamaForCausalLM(hcfg).eval()
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4.x
+        from transformers.modeling_utils import no_init_weights
+    with no_init_weights():  # every weight is overwritten below; random init would take seconds
+        model = transformers.LlamaForCausalLM(hcfg).eval()
     missing, unexpected = model.load_state_dict(sd, strict=False)
     assert not unexpected and all("rotary" in m for m in missing), (missing, unexpected)
     return model
@@ -405,8 +443,14 @@ def test_q4f32_1_reference_stays_close_to_f32(out_root: Path, numpy_run: Any, to
     q_first, q_cont = _greedy(LlamaModel(md.weights(), cfg), cfg, ids, 8)
     assert int(np.argmax(q_first)) == int(np.argmax(first))
     assert "Paris" in tokenizer.decode(q_cont)
-    corr = float(np.corrcoef(q_first, first)[0, 1])
-    assert corr > 0.95, corr
+    p, q = _softmax(first), _softmax(q_first)
+    kl = float((p * np.log(p / q)).sum())
+    assert kl < 2.0, kl  # measured 1.52 nats: two 4-bit roundings in a row (GGUF Q4_1, then MLC's)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x.astype(np.float64) - x.max())
+    return e / e.sum()
 
 
 def test_cli_prints_cached_on_second_run(out_root: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.kernels.conftest import ChromiumHarness, chromium_page, tiny_model
+from tests.kernels.runners import ChromiumHarness, chromium_page, tiny_model
 
 SHARD = "params_shard_0.bin"
 WRONG = "0" * 64

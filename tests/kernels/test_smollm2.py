@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from py_worker.kernels import SamplingParams
-from tests.kernels.conftest import ROOT, Runner, deno_run
+from tests.kernels.runners import ROOT, Runner, deno_run
 from tests.kernels.test_tiny_model import Ref, rel_err, values
 
 PROMPT = (
@@ -33,8 +33,16 @@ def smollm2(quant: str) -> str:
     rel = f"build/models/SmolLM2-135M-Instruct-{quant}"
     if not (ROOT / rel / "tensor-cache.json").exists():
         subprocess.run(
-            [str(ROOT / ".venv/bin/python"), "tools/convert_smollm2.py", "--out", "build/models", "--quantization", quant],
-            cwd=ROOT, check=True,
+            [
+                str(ROOT / ".venv/bin/python"),
+                "tools/convert_smollm2.py",
+                "--out",
+                "build/models",
+                "--quantization",
+                quant,
+            ],
+            cwd=ROOT,
+            check=True,
         )
     return rel
 
@@ -48,9 +56,20 @@ def check(run: Runner, quant: str) -> None:
     ref = Ref(model)
     ids = ref("tokenize", PROMPT)
     record = {"model": model, "overrides": OVERRIDES}
-    loop = values(run({"record": record, "calls": [
-        ["tokenize", PROMPT], ["prefill", ids], ["logits"], ["sample", greedy()], ["decodeSteps", STEPS - 1, greedy(STEPS - 1)],
-    ]}))
+    loop = values(
+        run(
+            {
+                "record": record,
+                "calls": [
+                    ["tokenize", PROMPT],
+                    ["prefill", ids],
+                    ["logits"],
+                    ["sample", greedy()],
+                    ["decodeSteps", STEPS - 1, greedy(STEPS - 1)],
+                ],
+            }
+        )
+    )
     assert loop[0] == ids, "web-tokenizers and the tokenizers wheel disagree on the prompt"
     gpu_logits = np.asarray(loop[2])
     tokens = [loop[3]["token"]] + [s["token"] for s in loop[4]]
@@ -62,7 +81,9 @@ def check(run: Runner, quant: str) -> None:
     assert int(np.argmax(gpu_logits)) == int(np.argmax(want))
     assert err < 1e-3
     ref_tokens = [ref("sample", SamplingParams(temperature=0.0)).token]
-    ref_tokens += [s.token for s in ref("decode_steps", STEPS - 1, SamplingParams(temperature=0.0, uniforms=[0.0] * 7))]
+    ref_tokens += [
+        s.token for s in ref("decode_steps", STEPS - 1, SamplingParams(temperature=0.0, uniforms=[0.0] * 7))
+    ]
     assert tokens == ref_tokens
 
     one: list[list[Any]] = [["prefill", ids], ["sample", greedy()]]
@@ -77,6 +98,8 @@ def test_smollm2_on_lavapipe(quant: str) -> None:
     check(deno_run, quant)
 
 
-@pytest.mark.skipif(os.environ.get("PY_WORKER_SLOW") != "1", reason="SwiftShader run is slow; PY_WORKER_SLOW=1")
+@pytest.mark.skipif(
+    os.environ.get("PY_WORKER_SLOW") != "1", reason="SwiftShader run is slow; PY_WORKER_SLOW=1"
+)
 def test_smollm2_on_swiftshader(chromium: Any) -> None:
     check(chromium.run, "q4f32_1")

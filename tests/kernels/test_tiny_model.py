@@ -19,8 +19,7 @@ import pytest
 
 from py_worker.kernels import Sampled, SamplingParams
 from py_worker.reference import ReferenceKernels
-
-from tests.kernels.conftest import ROOT, Runner, tiny_model
+from tests.kernels.runners import ROOT, Runner, tiny_model
 
 T = TypeVar("T")
 PROMPT = "The quick brown fox jumps over the lazy dog."
@@ -92,9 +91,16 @@ SAMPLING_CASES = [
     SamplingParams(temperature=1.3, top_p=0.5, uniforms=[0.99]),
     SamplingParams(temperature=0.0, logit_bias={7: 100.0}, uniforms=[0.0]),
     SamplingParams(
-        temperature=0.9, top_p=0.95, repetition_penalty=1.3, frequency_penalty=0.5, presence_penalty=0.4,
-        history=[101, 101, 32, 300, 7], logit_bias={65: 3.0, 66: -50.0}, uniforms=[0.61],
-        logprobs=True, top_logprobs=5,
+        temperature=0.9,
+        top_p=0.95,
+        repetition_penalty=1.3,
+        frequency_penalty=0.5,
+        presence_penalty=0.4,
+        history=[101, 101, 32, 300, 7],
+        logit_bias={65: 3.0, 66: -50.0},
+        uniforms=[0.61],
+        logprobs=True,
+        top_logprobs=5,
     ),
 ]
 
@@ -105,7 +111,9 @@ def assert_same_samples(got: list[dict[str, Any]], want: list[Sampled], logprobs
         for g, w in zip(got, want, strict=True):
             assert g["logprob"] == pytest.approx(w.logprob, abs=1e-4)
             assert [t for t, _ in g["top_logprobs"]] == [t for t, _ in w.top_logprobs]
-            assert [lp for _, lp in g["top_logprobs"]] == pytest.approx([lp for _, lp in w.top_logprobs], abs=1e-4)
+            assert [lp for _, lp in g["top_logprobs"]] == pytest.approx(
+                [lp for _, lp in w.top_logprobs], abs=1e-4
+            )
 
 
 def test_sampler_matches_reference(runner: Runner) -> None:
@@ -129,8 +137,9 @@ def test_decode_steps_equal_one_step_path_and_reference(runner: Runner, quant: s
     n = 8
     draws = [0.11, 0.52, 0.93, 0.27, 0.74, 0.05, 0.66, 0.38]
     first = SamplingParams(temperature=0.8, top_p=0.9, uniforms=[0.3], logprobs=True, top_logprobs=2)
-    loop = SamplingParams(temperature=0.8, top_p=0.9, repetition_penalty=1.2, uniforms=draws, logprobs=True,
-                          top_logprobs=2)
+    loop = SamplingParams(
+        temperature=0.8, top_p=0.9, repetition_penalty=1.2, uniforms=draws, logprobs=True, top_logprobs=2
+    )
     # GPU-resident loop, then a rewind to 3 generated tokens and one more decode.
     calls: list[list[Any]] = [["prefill", ids], ["sample", wire(first)], ["decodeSteps", n, wire(loop)]]
     out = values(runner({"record": {"model": model}, "calls": calls}))
@@ -160,8 +169,28 @@ def test_decode_steps_equal_one_step_path_and_reference(runner: Runner, quant: s
 
 def test_errors_are_named(runner: Runner) -> None:
     model = tiny_model("q0f32")
-    calls = [["decodeSteps", 2, wire(SamplingParams(uniforms=[0.1, 0.2]))], ["rewind", 5], ["prefill", [1] * 300]]
+    calls = [
+        ["decodeSteps", 2, wire(SamplingParams(uniforms=[0.1, 0.2]))],
+        ["rewind", 5],
+        ["prefill", [1] * 300],
+    ]
     res = runner({"record": {"model": model}, "calls": calls})["results"]
     assert res[0]["error"]["name"] == "InvalidRequestFieldError"
     assert res[1]["error"]["name"] == "InvalidRequestFieldError"
     assert res[2]["error"]["name"] == "ContextWindowSizeExceededError"
+
+
+def test_long_context_decode(runner: Runner) -> None:
+    """Decode attention over several 64-key chunks (the split kernel's merge) still matches."""
+    model = tiny_model("q4f32_1")
+    ref = Ref(model)
+    ids = ref("tokenize", PROMPT * 4)
+    assert len(ids) > 2 * 64
+    calls: list[list[Any]] = [["prefill", ids]]
+    for t in DECODE_TOKENS[:3]:
+        calls += [["decode", t], ["logits"]]
+    got = values(runner({"record": {"model": model}, "calls": calls}))
+    ref("prefill", ids)
+    for i, t in enumerate(DECODE_TOKENS[:3]):
+        ref("decode", t)
+        assert rel_err(got[2 + 2 * i], ref("logits")) < 1e-4

@@ -40,4 +40,3 @@ def own_wheel(request: pytest.FixtureRequest) -> str:
     dist = Path(request.config.option.dist_dir)
     lock = json.loads((dist / "pyodide-lock.json").read_text())
     return str(lock["packages"]["py-worker"]["file_name"])
-

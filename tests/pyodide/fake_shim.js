@@ -55,6 +55,7 @@
     rewind: (h, length) => step(h, (m) => { m.kv.length = length; }),
     reset: (h) => step(h, (m) => { m.kv.length = 0; }),
     embed: (h, batch) => step(h, () => batch.map((ids) => [ids.length, ids.reduce((a, b) => a + b, 0)])),
+    deviceInfo: async () => ({ vendor: "fake", architecture: "js", maxStorageBufferBindingSize: 1 << 20 }),
     stats: (h) => step(h, (m) => ({ kv_length: m.kv.length, calls: counters.calls })),
   };
 })()

@@ -242,6 +242,9 @@ class ByteKernels:
     async def stats(self, handle: int) -> dict[str, Any]:
         return {}
 
+    async def device_info(self) -> dict[str, Any]:
+        return {"vendor": "bytes", "architecture": "python", "maxStorageBufferBindingSize": 1 << 20}
+
 
 VOLATILE = {"id", "created", "timeElapsed", "extra", "system_fingerprint"}
 

@@ -65,7 +65,10 @@ def test_generation_loop_awaits_js_calls(selenium: Any) -> None:
     got = _generate(selenium, SHIM)
     assert got["handle"] == 1
     assert got["config"]["prefill_chunk_size"] == 8
-    assert got["progress"] == [(0.5, "Fetching param cache[1/2]: fake"), (1.0, "Finish loading on WebGPU - fake fake")]
+    assert got["progress"] == [
+        (0.5, "Fetching param cache[1/2]: fake"),
+        (1.0, "Finish loading on WebGPU - fake fake"),
+    ]
     text, reason, tokens = got["first"]
     assert tokens == _expected("Hello, Pyodide!", 40)
     assert text == bytes(tokens).decode() and reason == "length"

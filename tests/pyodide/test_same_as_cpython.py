@@ -1,4 +1,4 @@
-"""Routing, locks, validation, errors and the worker message handler behave inside Pyodide exactly as on host CPython.
+"""Routing, locks, validation, errors and the message handler behave in Pyodide as on CPython.
 
 tests/pyodide/scenarios.py runs on both sides; the results must be equal, and the Pyodide side
 must also show the behaviour web-llm's rules ask for (checked here on that result).

@@ -18,3 +18,29 @@ export function rmsnorm({ hidden, eps }) {
   for (var k = 0u; k < ${H4}u; k++) { y[r * ${H4}u + k] = x[r * ${H4}u + k] * inv * w[k]; }
 }`;
 }
+
+/** The GPU variant: one 64-thread workgroup per row, the sum of squares reduced in workgroup memory. */
+export function rmsnormWg({ hidden, eps }) {
+  const H4 = hidden / 4;
+  return `${FWD}
+@group(0) @binding(0) var<uniform> fwd: Fwd;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+var<workgroup> red: array<f32, 64>;
+@compute @workgroup_size(64) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let r = wid.x;
+  if (r >= fwd.n) { return; }
+  let t = lid.x;
+  var ss = 0.0;
+  for (var k = t; k < ${H4}u; k += 64u) { let v = x[r * ${H4}u + k]; ss += dot(v, v); }
+  red[t] = ss;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (t < s) { red[t] += red[t + s]; }
+    workgroupBarrier();
+  }
+  let inv = 1.0 / sqrt(red[0] / ${hidden}.0 + ${eps.toExponential()});
+  for (var k = t; k < ${H4}u; k += 64u) { y[r * ${H4}u + k] = x[r * ${H4}u + k] * inv * w[k]; }
+}`;
+}

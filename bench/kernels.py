@@ -1,0 +1,172 @@
+"""Prefill and decode tokens/s of the WGSL kernels, one comparison per run: JSON + a PNG plot.
+
+    .venv/bin/python bench/kernels.py [--runner chromium deno] [--model smollm2 qwen2-0.5b ...]
+                                      [--prompt 32] [--steps 8] [--out bench/out]
+
+Models: ``smollm2`` (tools/convert_smollm2.py) or a random-weight shape of
+tools/make_random_model.py (``qwen2-0.5b``, ``llama-3.2-1b``, ...), each ``q4f32_1`` unless
+``--quant`` says otherwise. Per model and runner it times: a prefill of ``--prompt`` tokens, the
+GPU-resident loop (``decodeSteps(steps)``, second call, greedy) and the one-step path
+(``decode`` + ``sample``, one sync per token). It also reports the weight bytes read per decoded
+token and the achieved weight bandwidth. Timings are data, never pass/fail thresholds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.kernels.runners import chromium_page, deno_run  # noqa: E402
+
+WEBLLM_CHROMIUM_QWEN2 = {"decode": 0.02, "prefill": 0.16}
+"""web-llm 0.2.79, Qwen2-0.5B q4f32_1, headless Chromium on SwiftShader, this machine (FACTS §11)."""
+
+
+def model_dir(name: str, quant: str) -> str:
+    """Relative model dir, built on first use (conversion and generation are cached)."""
+    if name == "smollm2":
+        rel = f"build/models/SmolLM2-135M-Instruct-{quant}"
+        cmd = ["tools/convert_smollm2.py", "--out", "build/models", "--quantization", quant]
+    else:
+        rel = f"build/models/random-{name}-{quant}"
+        cmd = ["tools/make_random_model.py", "--shape", name, "--quantization", quant, "--out", rel]
+    if not (ROOT / rel / "tensor-cache.json").exists():
+        subprocess.run([sys.executable, *cmd], cwd=ROOT, check=True)
+    return rel
+
+
+def weight_bytes(rel: str) -> int:
+    """Bytes of all weights (every decoded token reads each once; a tied embedding twice is not counted)."""
+    meta = json.loads((ROOT / rel / "tensor-cache.json").read_text())
+    return sum(int(r["nbytes"]) for r in meta["records"])
+
+
+def scenario(rel: str, prompt: int, steps: int, one_steps: int, kernels: str | None) -> dict[str, Any]:
+    greedy = {"temperature": 0.0, "top_p": 1.0, "uniforms": [0.0] * steps, "history": [], "logit_bias": []}
+    ids = [(37 * i + 11) % 500 for i in range(prompt)]
+    calls: list[list[Any]] = [
+        ["prefill", ids],
+        ["sample", greedy],
+        ["decodeSteps", steps, greedy],
+        ["decodeSteps", steps, greedy],
+    ]
+    for _ in range(one_steps):
+        calls += [["decode", 65], ["sample", greedy]]
+    ctx = prompt + 2 * steps + one_steps + 8
+    return {
+        "record": {"model": rel, "overrides": {"context_window_size": ctx, "prefill_chunk_size": prompt}},
+        "calls": calls,
+        "bandwidthMiB": 256,
+        "options": {"kernels": kernels} if kernels else {},
+    }
+
+
+def measure(out: dict[str, Any], prompt: int, steps: int, wbytes: int) -> dict[str, Any]:
+    res = out["results"]
+    for r in res:
+        if "error" in r:
+            raise RuntimeError(r["error"])
+    secs = [r["seconds"] for r in res]
+    one = [secs[i] + secs[i + 1] for i in range(4, len(secs), 2)]
+    loop_tps = steps / secs[3]
+    return {
+        "device": out["device"]["description"],
+        "load_s": round(out["loadSeconds"], 3),
+        "prefill_tokens": prompt,
+        "prefill_tok_s": round(prompt / secs[0], 4),
+        "decode_loop_tok_s": round(loop_tps, 4),
+        "decode_one_step_tok_s": round(len(one) / sum(one), 4) if one else None,
+        "weight_bytes": wbytes,
+        "weight_GB_s_loop": round(wbytes * loop_tps / 1e9, 3),
+        "copy_GB_s": round(out["copy"]["GBps"], 3) if out.get("copy") else None,
+        "roofline_fraction": round(wbytes * loop_tps / out["copy"]["GBps"] / 1e9, 4)
+        if out.get("copy")
+        else None,
+    }
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['model']}\n{r['runner']}" for r in rows]
+    keys = [
+        ("prefill_tok_s", "prefill"),
+        ("decode_loop_tok_s", "decode (GPU loop)"),
+        ("decode_one_step_tok_s", "decode (one step)"),
+    ]
+    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(rows)), 4.5))
+    width = 0.8 / len(keys)
+    for k, (key, name) in enumerate(keys):
+        xs = [i + (k - 1) * width for i in range(len(rows))]
+        ax.bar(xs, [r.get(key) or 0 for r in rows], width, label=name)
+    for i, r in enumerate(rows):
+        if r["model"].startswith("qwen2-0.5b") and r["runner"] == "chromium":
+            for key, val in WEBLLM_CHROMIUM_QWEN2.items():
+                ax.hlines(val, i - 0.4, i + 0.4, colors="k", linestyles="dashed")
+                ax.text(i + 0.42, val, f"web-llm {key}", fontsize=7, va="center")
+    ax.set_yscale("log")
+    ax.set_ylabel("tokens / s")
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_title("py_worker WGSL kernels")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runner", nargs="+", default=["chromium", "deno"], choices=["chromium", "deno"])
+    ap.add_argument("--model", nargs="+", default=["smollm2", "qwen2-0.5b"])
+    ap.add_argument("--quant", nargs="+", default=["q4f32_1"])
+    ap.add_argument("--prompt", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--one-steps", type=int, default=2)
+    ap.add_argument("--kernels", choices=["cpu", "gpu"], default=None, help="default: by adapter")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/out")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for name in args.model:
+        for quant in args.quant:
+            rel = model_dir(name, quant)
+            sc = scenario(rel, args.prompt, args.steps, args.one_steps, args.kernels)
+            for runner in args.runner:
+                if runner == "deno":
+                    out = deno_run(sc, timeout=3600)
+                else:
+                    with chromium_page() as h:
+                        out = h.run(sc)
+                row = {
+                    "model": f"{name}-{quant}",
+                    "runner": runner,
+                    **measure(out, args.prompt, args.steps, weight_bytes(rel)),
+                }
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    result = {
+        "bench": "kernels",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": platform.node(),
+        "cpus": platform.processor() or platform.machine(),
+        "webllm_chromium_qwen2_0.5b": WEBLLM_CHROMIUM_QWEN2,
+        "rows": rows,
+    }
+    (args.out / "kernels.json").write_text(json.dumps(result, indent=1))
+    plot(rows, args.out / "kernels.png")
+    print(f"wrote {args.out / 'kernels.json'} and kernels.png")
+
+
+if __name__ == "__main__":
+    main()

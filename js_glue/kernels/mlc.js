@@ -1,0 +1,240 @@
+// The kernel ABI (docs/CONTRACTS.md) over tvmjs (npm @mlc-ai/web-runtime) and an MLC model
+// library .wasm: the `mlc` backend, for the MLC model zoo our own WGSL kernels do not cover.
+// Load order follows web-llm: instantiate → detectGPUDevice → required_features → initWebGPU →
+// fetchTensorCache → VM (model.js) → asyncLoadWebGPUPipelines. Results are plain data.
+
+import { namedError } from "./errors.js";
+import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
+import { ArtifactStore, resolveURL } from "./mlc/artifacts.js";
+import { MlcModel } from "./mlc/model.js";
+
+/** tvmjs's UMD bundle, copied next to this file by the site build (like web-tokenizers). */
+export const DEFAULT_TVMJS_URL = new URL("./vendor/tvmjs.js", import.meta.url).href;
+
+/** The tvmjs namespace from its bundle: CommonJS default export, or the `tvmjs` global (UMD). */
+async function importTvmjs(url) {
+  const mod = await import(url);
+  const ns = [mod, mod && mod.default, globalThis.tvmjs].find((m) => m && typeof m.instantiate === "function");
+  if (!ns) throw namedError("ModelLoadError", `no tvmjs runtime found at ${url}`, { url });
+  return ns;
+}
+
+/** Under Deno tvmjs's emscripten WASI takes its Node path when it sees `process`: hide it. */
+function withoutProcess(fn) {
+  const hide = globalThis.Deno && "process" in globalThis;
+  const saved = globalThis.process;
+  if (hide) delete globalThis.process;
+  try {
+    return fn();
+  } finally {
+    if (hide) globalThis.process = saved;
+  }
+}
+
+/** Progress of tvmjs's reports mapped onto one 0..1 load: fetch, upload, then shaders. */
+function progressMapper(progress) {
+  return (r) => {
+    const p = Math.min(1, Math.max(0, Number(r.progress) || 0));
+    if (r.text.startsWith("Fetching")) progress(0.4 * p, r.text);
+    else if (r.text.startsWith("Loading model")) progress(0.4 + 0.4 * p, r.text);
+    else if (r.text.startsWith("Loading GPU shader")) progress(0.8 + 0.19 * p, r.text);
+    else progress(0, r.text);
+  };
+}
+
+function checkFeatures(record, device) {
+  for (const feature of record.required_features || []) {
+    if (device.features.has(feature)) continue;
+    if (feature === "shader-f16") {
+      throw namedError(
+        "ShaderF16SupportError",
+        `model ${record.model_id} needs the WebGPU feature shader-f16, which this adapter lacks; pick a q4f32 variant`,
+        { feature, model_id: record.model_id },
+      );
+    }
+    throw namedError("FeatureSupportError", `model ${record.model_id} needs the WebGPU feature ${feature}`, { feature });
+  }
+}
+
+/**
+ * options: {tvmjs (the tvmjs namespace, else imported from tvmjsURL), tvmjsURL, tokenizersURL,
+ * baseURL (to resolve relative model / model_lib URLs), fetch, cache, powerPreference, logger}.
+ */
+export function createMlcKernels(options = {}) {
+  let runtime = null;
+  const tvmjs = () => (runtime ??= options.tvmjs ? Promise.resolve(options.tvmjs) : importTvmjs(options.tvmjsURL || DEFAULT_TVMJS_URL));
+  const models = new Map();
+  let nextHandle = 1;
+  let lastGpu = null; // {device, adapterInfo} of the last load
+
+  const get = (handle) => {
+    const m = models.get(handle);
+    if (!m) throw namedError("ModelNotLoadedError", `no model is loaded under handle ${handle}`, { handle });
+    if (m.lost) {
+      throw namedError("DeviceLostError", `WebGPU device lost: ${m.lost.message || m.lost.reason || "unknown reason"}`, {
+        reason: String(m.lost.reason ?? ""),
+      });
+    }
+    return m;
+  };
+
+  async function open(record) {
+    const lib = await tvmjs();
+    const modelURL = resolveURL(record.model, options, true);
+    const libURL = resolveURL(record.model_lib, options);
+    const files = new ArtifactStore(record, modelURL, options);
+    files.pin(libURL, (record.sha256 || {})[record.model_lib]);
+    const config = { ...(await files.json(new URL("mlc-chat-config.json", modelURL).href)), ...(record.overrides || {}) };
+    const wasm = await files.bytes(libURL);
+    const wasi = withoutProcess(() => lib.createPolyfillWASI());
+    let tvm;
+    try {
+      tvm = await lib.instantiate(wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength), wasi, options.logger || console.log);
+    } catch (e) {
+      throw namedError(
+        "ModelLoadError",
+        `${libURL} does not link against this tvmjs (${e.message}); a model library and tvmjs must come from matching releases`,
+        { url: libURL },
+      );
+    }
+    return { lib, tvm, config, files, modelURL };
+  }
+
+  return {
+    backend: "mlc",
+
+    async load(record, progress = () => {}) {
+      const t0 = performance.now();
+      if (!record.model_lib) {
+        throw namedError("ModelLibraryMissingError", `model ${record.model_id} has no model_lib (the URL of its MLC library .wasm)`, {
+          model_id: record.model_id,
+        });
+      }
+      const { lib, tvm, config, files, modelURL } = await open(record);
+      const entry = { lost: null, tokenizer: null, model: null };
+      let gpu = null;
+      let device = null;
+      let bound = false;
+      try {
+        tvm.registerInitProgressCallback(progressMapper(progress));
+        gpu = await lib.detectGPUDevice(options.powerPreference || "high-performance");
+        if (!gpu) throw namedError("WebGPUNotAvailableError", "navigator.gpu is missing in this context");
+        device = gpu.device;
+        checkFeatures(record, device);
+        device.lost.then((info) => {
+          entry.lost = info;
+        });
+        tvm.initWebGPU(device);
+        bound = true;
+        const tokName = (config.tokenizer_files || ["tokenizer.json"]).find((f) => f === "tokenizer.json" || f.endsWith(".model"));
+        if (!tokName) throw namedError("UnsupportedTokenizerFilesError", `no usable tokenizer in ${config.tokenizer_files}`);
+        const tokBytes = await files.bytes(new URL(tokName, modelURL).href);
+        entry.tokenizer = await loadTokenizer({ name: tokName, bytes: tokBytes }, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
+        await tvm.fetchTensorCache(modelURL, tvm.webgpu(), { artifactCache: files });
+        const embedding = record.model_type === "embedding" || config.model_type === "bert";
+        entry.model = new MlcModel(tvm, config, embedding);
+        await entry.model.loadPipelines();
+      } catch (e) {
+        entry.tokenizer?.dispose();
+        if (entry.model) entry.model.dispose(entry.lost !== null);
+        else if (entry.lost === null) tvm.dispose();
+        if (device && !bound) device.destroy();
+        throw entry.lost ? namedError("DeviceLostError", `WebGPU device lost while loading: ${e.message}`) : e;
+      }
+      const handle = nextHandle++;
+      models.set(handle, entry);
+      lastGpu = gpu;
+      const info = gpu.adapterInfo || {};
+      const label = info.description || info.vendor || "WebGPU";
+      const m = entry.model;
+      const out = { ...config, prefill_chunk_size: m.chunk, context_window_size: m.ctx };
+      progress(1, `Finish loading on WebGPU - ${label} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      return { handle, config: out };
+    },
+
+    async unload(handle) {
+      const m = models.get(handle);
+      if (!m) return;
+      models.delete(handle);
+      m.tokenizer.dispose();
+      m.model.dispose(m.lost !== null);
+    },
+
+    async tokenize(handle, text) {
+      return Array.from(get(handle).tokenizer.encode(text));
+    },
+
+    async detokenize(handle, ids) {
+      return get(handle).tokenizer.decode(Int32Array.from(ids));
+    },
+
+    async prefill(handle, ids) {
+      const m = get(handle);
+      m.pending = null;
+      m.model.prefill(Array.from(ids));
+    },
+
+    async decode(handle, token) {
+      const m = get(handle);
+      m.pending = null;
+      m.model.decode(Number(token));
+    },
+
+    async sample(handle, params) {
+      const m = get(handle);
+      const out = await m.model.sample(params, (params.uniforms || [0])[0] ?? 0);
+      m.pending = out.token;
+      return out;
+    },
+
+    async decodeSteps(handle, n, params) {
+      const m = get(handle);
+      const uniforms = params.uniforms || [];
+      if (n > 0 && m.pending == null) throw namedError("InvalidRequestFieldError", "decodeSteps needs a sample() first");
+      if (uniforms.length < n) throw namedError("InvalidRequestFieldError", `decodeSteps(${n}) needs ${n} uniforms, got ${uniforms.length}`);
+      const out = [];
+      for (let i = 0; i < n; i++) {
+        m.model.decode(m.pending);
+        const step = { ...params, history: [...(params.history || []), ...out.map((s) => s.token)] };
+        const s = await m.model.sample(step, uniforms[i]);
+        out.push(s);
+        m.pending = s.token;
+      }
+      return out;
+    },
+
+    async rewind(handle, length) {
+      const m = get(handle);
+      m.pending = null;
+      m.model.rewind(Number(length));
+    },
+
+    async reset(handle) {
+      const m = get(handle);
+      m.pending = null;
+      m.model.reset();
+    },
+
+    async embed(handle, batch) {
+      return get(handle).model.embed(batch.map((row) => Array.from(row)));
+    },
+
+    async stats(handle) {
+      const m = get(handle).model;
+      return { ...m.stats, kv_length: m.length, context_window_size: m.ctx };
+    },
+
+    /** The device of the last loaded model (tvmjs opens one device per model). */
+    async deviceInfo() {
+      if (!lastGpu) throw namedError("ModelNotLoadedError", "the mlc backend opens its device when a model loads");
+      const { device, adapterInfo: info = {} } = lastGpu;
+      return {
+        vendor: info.vendor || "",
+        architecture: info.architecture || "",
+        description: info.description || "",
+        maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+        features: Array.from(device.features),
+      };
+    },
+  };
+}

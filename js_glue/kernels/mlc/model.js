@@ -1,0 +1,318 @@
+// One loaded MLC model library on a tvmjs Instance: the VM, its functions, the weights, the
+// paged KV cache, and the kernel ABI's per-model calls in web-llm's call order. Every tvmjs
+// object that outlives one call is detached from its scope and kept in `owned`; everything
+// else is created inside a beginScope/endScope pair, so the scope frees it.
+
+import { namedError } from "../errors.js";
+import { penaltyPlan, sampleProcessed } from "./sampling.js";
+
+const SEQ = 0; // the one sequence this backend keeps in the KV cache
+const PAGE_SIZE = 16;
+const KV_BUILTINS = {
+  clear: "vm.builtin.kv_state_clear",
+  addSequence: "vm.builtin.kv_state_add_sequence",
+  beginForward: "vm.builtin.kv_state_begin_forward",
+  endForward: "vm.builtin.kv_state_end_forward",
+  popn: "vm.builtin.kv_state_popn",
+};
+
+const loadError = (message, fields = {}) => namedError("ModelLoadError", message, fields);
+
+export class MlcModel {
+  /**
+   * Build the VM and bind what the model needs. `tvm` has WebGPU initialised and the weights in
+   * its tensor cache. `config` is mlc-chat-config.json with the record's overrides applied.
+   */
+  constructor(tvm, config, embedding) {
+    this.tvm = tvm;
+    this.config = config;
+    this.embedding = embedding;
+    this.dev = tvm.webgpu();
+    this.owned = [];
+    this.f = {};
+    this.logits = null;
+    this.length = 0;
+    this.stats = { prefill_tokens: 0, prefill_seconds: 0, decode_tokens: 0, decode_seconds: 0 };
+    try {
+      this.#scoped(() => this.#bind());
+    } catch (e) {
+      this.#release();
+      throw e;
+    }
+  }
+
+  #own(obj) {
+    this.owned.push(this.tvm.detachFromCurrentScope(obj));
+    return obj;
+  }
+
+  #scoped(fn) {
+    this.tvm.beginScope();
+    try {
+      return fn();
+    } finally {
+      this.tvm.endScope();
+    }
+  }
+
+  /** A VM function, or null when the library does not export it. */
+  #vmFunc(name, required = true) {
+    let fn = null;
+    try {
+      fn = this.vm.getFunction(name);
+    } catch {
+      fn = null;
+    }
+    if (!fn && required) throw loadError(`the model library has no function ${name}`, { function: name });
+    return fn ? this.#own(fn) : null;
+  }
+
+  #bind() {
+    const tvm = this.tvm;
+    this.vm = this.#own(tvm.createVirtualMachine(this.dev));
+    const raw = this.vm.getFunction("_metadata")();
+    this.meta = JSON.parse(typeof raw === "string" ? raw : raw.toString());
+    this.chunk = Number(this.meta.prefill_chunk_size);
+    if (!(this.chunk > 0)) throw loadError(`prefill_chunk_size in _metadata is ${this.meta.prefill_chunk_size}`);
+    this.ctx = Number(this.config.context_window_size ?? -1);
+    this.sliding = Number(this.config.sliding_window_size ?? -1);
+    if (this.embedding) {
+      this.f.prefill = this.#vmFunc("prefill");
+      this.maxBatch = Math.max(1, Number(this.meta.max_batch_size) || 1);
+      this.params = this.#own(tvm.getParamsFromCacheByName(this.meta.params.map((p) => p.name)));
+      return;
+    }
+    const kind = this.meta.kv_state_kind ?? "kv_cache";
+    if (kind !== "kv_cache") throw loadError(`kv_state_kind ${kind} is not supported by the mlc backend`, { kv_state_kind: kind });
+    this.#checkWindows();
+    const single = this.#vmFunc("prefill", false);
+    this.batch = !single;
+    this.f.prefill = single || this.#vmFunc("batch_prefill");
+    this.f.decode = this.#vmFunc(this.batch ? "batch_decode" : "decode");
+    this.f.embed = this.#vmFunc("embed");
+    this.f.applyBias = this.#vmFunc("apply_logit_bias_inplace");
+    this.f.applyPenalty = this.#vmFunc("apply_penalty_inplace");
+    const createKV = this.#vmFunc("create_tir_paged_kv_cache");
+    this.params = this.#own(tvm.getParamsFromCacheByName(this.meta.params.map((p) => p.name)));
+    for (const [key, name] of Object.entries(KV_BUILTINS)) this.f[key] = this.#own(tvm.getGlobalFunc(name));
+    if (this.sliding > 0) {
+      this.f.slidingWindow = this.#own(tvm.getGlobalFunc("vm.builtin.attention_kv_cache_enable_sliding_window_for_seq"));
+    }
+    const shape = (v) => tvm.makeShapeTuple([v]);
+    const maxTotal = this.sliding > 0 ? this.sliding : this.ctx;
+    this.kv = this.#own(createKV(shape(1), shape(maxTotal), shape(this.chunk), shape(PAGE_SIZE), shape(this.sliding > 0 ? 1 : 0)));
+    if (this.batch) this.logitPos = this.#own(tvm.empty([1], "int32", this.dev));
+    this.#resetKV();
+  }
+
+  #checkWindows() {
+    if (this.ctx > 0 && this.sliding > 0) {
+      throw namedError("WindowSizeConfigurationError", `context_window_size ${this.ctx} and sliding_window_size ${this.sliding} are both set`);
+    }
+    if (!(this.ctx > 0) && !(this.sliding > 0)) {
+      throw namedError("WindowSizeSpecificationError", "neither context_window_size nor sliding_window_size is positive");
+    }
+    if (this.sliding > 0 && !(Number(this.config.attention_sink_size) >= 0)) {
+      throw namedError("AttentionSinkSizeError", "a sliding window needs attention_sink_size >= 0");
+    }
+  }
+
+  /** Compile every WGSL pipeline ahead of the first call (reports "Loading GPU shader modules"). */
+  async loadPipelines() {
+    await this.tvm.asyncLoadWebGPUPipelines(this.vm.getInternalModule());
+  }
+
+  #dropLogits() {
+    this.logits?.dispose();
+    this.logits = null;
+  }
+
+  #resetKV() {
+    const tvm = this.tvm;
+    this.f.clear(this.kv);
+    this.f.addSequence(this.kv, tvm.scalar(SEQ, "int64"));
+    if (this.f.slidingWindow) {
+      this.f.slidingWindow(
+        this.kv,
+        tvm.scalar(SEQ, "int64"),
+        tvm.scalar(this.sliding, "int32"),
+        tvm.scalar(Number(this.config.attention_sink_size), "int32"),
+      );
+    }
+    this.length = 0;
+  }
+
+  /** embed → begin_forward → prefill/decode → end_forward for one chunk; keeps its logits. */
+  #forward(ids) {
+    const tvm = this.tvm;
+    const n = ids.length;
+    this.#scoped(() => {
+      const input = tvm.empty([n], "int32", this.dev).copyFrom(Int32Array.from(ids));
+      const emb = this.f.embed(input, this.params);
+      const x = emb.view([1, n, emb.shape[emb.shape.length - 1]]);
+      this.f.beginForward(this.kv, tvm.makeShapeTuple([SEQ]), tvm.makeShapeTuple([n]));
+      let out;
+      if (n === 1) {
+        out = this.f.decode(x, this.kv, this.params);
+      } else if (this.batch) {
+        this.logitPos.copyFrom(Int32Array.of(n - 1));
+        out = this.f.prefill(x, this.logitPos, this.kv, this.params);
+      } else {
+        out = this.f.prefill(x, this.kv, this.params);
+      }
+      this.f.endForward(this.kv);
+      this.length += n;
+      this.#dropLogits();
+      this.logits = tvm.detachFromCurrentScope(out.get(0));
+    });
+  }
+
+  #checkRoom(n) {
+    if (this.sliding > 0 || this.length + n <= this.ctx) return;
+    throw namedError("ContextWindowSizeExceededError", `${this.length} + ${n} tokens exceed the context window of ${this.ctx}`, {
+      length: this.length,
+      added: n,
+      context_window_size: this.ctx,
+    });
+  }
+
+  #decoderOnly() {
+    if (this.embedding) throw namedError("IncorrectPipelineLoadedError", "this model is an encoder: it only embeds");
+  }
+
+  prefill(ids) {
+    this.#decoderOnly();
+    if (!ids.length) return;
+    this.#checkRoom(ids.length);
+    const t0 = performance.now();
+    for (let i = 0; i < ids.length; i += this.chunk) this.#forward(ids.slice(i, i + this.chunk));
+    this.stats.prefill_tokens += ids.length;
+    this.stats.prefill_seconds += (performance.now() - t0) / 1000;
+  }
+
+  decode(token) {
+    this.#decoderOnly();
+    this.#checkRoom(1);
+    const t0 = performance.now();
+    this.#forward([token]);
+    this.stats.decode_tokens += 1;
+    this.stats.decode_seconds += (performance.now() - t0) / 1000;
+  }
+
+  /** Steps 1-2 of the sampling rule on the GPU, then one read-back and steps 3-5 in JS. */
+  async sample(params, uniform) {
+    this.#decoderOnly();
+    if (!this.logits) throw namedError("PyWorkerError", "sample needs logits: prefill or decode first");
+    const tvm = this.tvm;
+    const plan = penaltyPlan(params);
+    const vocab = this.logits.shape[this.logits.shape.length - 1];
+    const host = this.#scoped(() => {
+      let logits = this.logits.view([1, vocab]);
+      if (plan.bias || plan.repetition || plan.penalty) {
+        // A copy, so sampling the same logits twice never applies a penalty twice.
+        logits = tvm.empty([1, vocab], "float32", this.dev).copyFrom(logits);
+        const up = (arr, dtype) => tvm.empty([arr.length], dtype, this.dev).copyFrom(arr);
+        const rows = (k) => up(new Int32Array(k), "int32");
+        if (plan.bias) this.f.applyBias(logits, rows(plan.bias.ids.length), up(plan.bias.ids, "int32"), up(plan.bias.values, "float32"));
+        if (plan.repetition) {
+          const r = plan.repetition;
+          const penalties = tvm.empty([1, 3], "float32", this.dev).copyFrom(Float32Array.of(0, 0, r.penalty));
+          this.f.applyPenalty(logits, up(Int32Array.of(SEQ), "int32"), rows(r.ids.length), up(r.ids, "int32"), up(r.counts, "int32"), penalties);
+        }
+        if (plan.penalty) this.f.applyBias(logits, rows(plan.penalty.ids.length), up(plan.penalty.ids, "int32"), up(plan.penalty.values, "float32"));
+      }
+      return tvm.detachFromCurrentScope(tvm.empty([1, vocab], "float32", tvm.cpu()).copyFrom(logits));
+    });
+    try {
+      await this.dev.sync();
+      return sampleProcessed(host.toArray(), params, uniform);
+    } finally {
+      host.dispose();
+    }
+  }
+
+  /** Drop the last `length - keep` tokens from the KV cache (kv_state_popn). */
+  rewind(keep) {
+    this.#decoderOnly();
+    if (keep < 0 || keep > this.length) {
+      throw namedError("InvalidRequestFieldError", `cannot rewind a KV cache of ${this.length} tokens to ${keep}`);
+    }
+    if (keep === this.length) return;
+    this.#scoped(() => this.f.popn(this.kv, this.tvm.scalar(SEQ, "int64"), this.tvm.scalar(this.length - keep, "int32")));
+    this.length = keep;
+    this.#dropLogits();
+  }
+
+  /** Clear the KV cache (an encoder keeps no state: nothing to clear). */
+  reset() {
+    if (this.embedding) return;
+    this.#scoped(() => this.#resetKV());
+    this.#dropLogits();
+  }
+
+  /** Encoder models: `prefill(ids, mask, params)` per batch, then pooling + L2 norm in JS. */
+  async embed(batch) {
+    if (!this.embedding) {
+      throw namedError("EmbeddingUnsupportedModelError", "this model is a decoder; embeddings need an encoder model");
+    }
+    const tvm = this.tvm;
+    const out = [];
+    for (let b = 0; b < batch.length; b += this.maxBatch) {
+      const rows = batch.slice(b, b + this.maxBatch);
+      const len = Math.max(...rows.map((r) => r.length));
+      if (len > this.ctx) {
+        throw namedError("EmbeddingExceedContextWindowSizeError", `an input has ${len} tokens, the context window is ${this.ctx}`);
+      }
+      const ids = new Int32Array(rows.length * len);
+      const mask = new Int32Array(rows.length * len);
+      rows.forEach((r, i) => {
+        ids.set(r, i * len);
+        mask.fill(1, i * len, i * len + r.length);
+      });
+      const host = this.#scoped(() => {
+        const on = (arr) => tvm.empty([arr.length], "int32", this.dev).copyFrom(arr).view([rows.length, len]);
+        const hidden = this.f.prefill(on(ids), on(mask), this.params);
+        return tvm.detachFromCurrentScope(tvm.empty(hidden.shape, hidden.dtype, tvm.cpu()).copyFrom(hidden));
+      });
+      try {
+        await this.dev.sync();
+        const data = host.toArray();
+        const width = host.shape[2];
+        rows.forEach((r, i) => out.push(pool(data, (i * len) * width, r.length, width, this.config.pooling)));
+      } finally {
+        host.dispose();
+      }
+    }
+    return out;
+  }
+
+  #release() {
+    this.#dropLogits();
+    for (const obj of this.owned.reverse()) obj.dispose();
+    this.owned = [];
+  }
+
+  /**
+   * Free every tvmjs object this model holds, then the instance (and with it the device).
+   * After a device loss tvmjs has disposed the instance itself; freeing into it would fault.
+   */
+  dispose(instanceGone = false) {
+    if (!instanceGone) {
+      this.#release();
+      this.tvm.dispose();
+    }
+    this.owned = [];
+    this.logits = null;
+  }
+}
+
+/** Mean over the `n` real rows (or the first row when pooling is "cls"), L2-normalised. */
+function pool(data, offset, n, width, pooling) {
+  const v = new Float64Array(width);
+  const rows = pooling === "cls" ? 1 : n;
+  for (let t = 0; t < rows; t++) for (let j = 0; j < width; j++) v[j] += data[offset + t * width + j];
+  let norm = 0;
+  for (let j = 0; j < width; j++) norm += (v[j] / rows) ** 2;
+  norm = Math.sqrt(norm) || 1;
+  return Array.from(v, (x) => x / rows / norm);
+}

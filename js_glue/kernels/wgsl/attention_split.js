@@ -1,0 +1,93 @@
+// Decode attention for real GPUs (flash-decoding): the cached keys are split into 64-key
+// chunks, one workgroup per (head, chunk) scores its keys in parallel, softmaxes them locally
+// and writes (max, sum, weighted V) to a scratch buffer; a second kernel merges the chunks of
+// each head. The one-thread-per-head kernel (attention.js) walks all keys serially, which is
+// fine on a CPU but leaves a GPU idle. Grouped-query heads as in attention.js; one query token.
+import { FWD } from "./common.js";
+
+export const SPLIT = 64;
+
+export function attentionPartial({ heads, kvHeads, headDim, ctx }) {
+  const D4 = headDim / 4;
+  const group = heads / kvHeads;
+  const stride = headDim + 2;
+  const S = Math.ceil(ctx / SPLIT);
+  return `${FWD}
+@group(0) @binding(0) var<uniform> fwd: Fwd;
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> vc: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> part: array<f32>;
+var<workgroup> red: array<f32, ${SPLIT}>;
+var<workgroup> p: array<f32, ${SPLIT}>;
+@compute @workgroup_size(${SPLIT}) fn main(@builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>) {
+  let h = wid.x;
+  let s = wid.y;
+  let len = fwd.pos + 1u;
+  if (s * ${SPLIT}u >= len) { return; }
+  let t = lid.x;
+  let j = s * ${SPLIT}u + t;
+  let g = h / ${group}u;
+  var score = -3.0e38;
+  if (j < len) {
+    var acc = 0.0;
+    for (var d = 0u; d < ${D4}u; d++) { acc += dot(qkv[h * ${D4}u + d], kc[(j * ${kvHeads}u + g) * ${D4}u + d]); }
+    score = acc * ${1 / Math.sqrt(headDim)};
+  }
+  red[t] = score;
+  workgroupBarrier();
+  for (var w = ${SPLIT / 2}u; w > 0u; w >>= 1u) {
+    if (t < w) { red[t] = max(red[t], red[t + w]); }
+    workgroupBarrier();
+  }
+  let m = red[0];
+  workgroupBarrier();
+  var e = 0.0;
+  if (j < len) { e = exp(score - m); }
+  p[t] = e;
+  red[t] = e;
+  workgroupBarrier();
+  for (var w = ${SPLIT / 2}u; w > 0u; w >>= 1u) {
+    if (t < w) { red[t] += red[t + w]; }
+    workgroupBarrier();
+  }
+  let base = (h * ${S}u + s) * ${stride}u;
+  if (t == 0u) { part[base] = m; part[base + 1u] = red[0]; }
+  if (t < ${D4}u) {
+    var o = vec4<f32>(0.0);
+    let n = min(len - s * ${SPLIT}u, ${SPLIT}u);
+    for (var k = 0u; k < n; k++) { o += p[k] * vc[((s * ${SPLIT}u + k) * ${kvHeads}u + g) * ${D4}u + t]; }
+    part[base + 2u + t * 4u] = o.x;
+    part[base + 3u + t * 4u] = o.y;
+    part[base + 4u + t * 4u] = o.z;
+    part[base + 5u + t * 4u] = o.w;
+  }
+}`;
+}
+
+export function attentionCombine({ heads, headDim, ctx }) {
+  const stride = headDim + 2;
+  const S = Math.ceil(ctx / SPLIT);
+  return `${FWD}
+@group(0) @binding(0) var<uniform> fwd: Fwd;
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let h = gid.x / ${headDim}u;
+  let d = gid.x % ${headDim}u;
+  if (h >= ${heads}u) { return; }
+  let n = (fwd.pos + ${SPLIT}u) / ${SPLIT}u;
+  var m = -3.0e38;
+  for (var s = 0u; s < n; s++) { m = max(m, part[(h * ${S}u + s) * ${stride}u]); }
+  var l = 0.0;
+  var o = 0.0;
+  for (var s = 0u; s < n; s++) {
+    let b = (h * ${S}u + s) * ${stride}u;
+    let c = exp(part[b] - m);
+    l += part[b + 1u] * c;
+    o += part[b + 2u + d] * c;
+  }
+  out[gid.x] = o / l;
+}`;
+}

@@ -1,0 +1,375 @@
+"""Fuzz the worker message handler with random scripts of valid and invalid messages.
+
+A script is a list of messages, each sent either awaited or left running in the background, so
+requests overlap: requests during reload and unload, stream ``next``/``return`` interleaved, an
+interrupt or a cancel landing anywhere. Messages are well-formed or broken (unknown kinds,
+missing fields, wrong types, huge strings, NaN, infinities and negative numbers). The reference
+backend yields to the event loop a drawn number of times around every kernel call, so each
+example explores another interleaving. After every script:
+
+- every message got exactly one terminal reply (``return`` or ``throw``), and nothing after it;
+- every ``throw`` carries ``{name, message, fields}`` and names a py_worker error class (or
+  ``CancelledError`` for a cancelled request), save the gaps of ``known_gap`` (see there);
+- once the script's open streams are returned, no model lock is held, no generation runs, no
+  stream is registered and no task is left;
+- the worker still works: a reload and a chat succeed.
+
+The number of examples and messages run is printed and written to bench/out/fuzz.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.load import BERT, app_config
+from py_worker.engine import MLCEngine
+from py_worker.errors import error_names
+from py_worker.handler import Handler
+from py_worker.reference import ReferenceKernels
+
+OUT = Path(__file__).resolve().parents[2] / "bench" / "out" / "fuzz.json"
+HANG_S = 20.0
+QUIET_TURNS = 400  # loop turns a request may take before the client frees its streams
+EXAMPLES = 120
+KERNEL_CALLS = (
+    "load", "unload", "tokenize", "detokenize", "prefill", "decode", "sample",
+    "decode_steps", "rewind", "reset", "embed", "stats", "device_info",
+)  # fmt: skip
+COUNTS = {"examples": 0, "messages": 0, "throws": 0, "returns": 0, "known_gaps": 0, "streams_opened": 0,
+          "chunks": 0, "completions": 0}
+NAMED = {*error_names(), "CancelledError"}
+VOCAB = 512  # the tiny models' vocabulary
+LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "SILENT"}
+
+
+class Yielding(ReferenceKernels):
+    """The reference backend, yielding to the loop a scheduled number of times per call."""
+
+    def __init__(self, schedule: list[int]) -> None:
+        super().__init__()
+        self._yields: Iterator[int] = itertools.cycle(schedule or [0])
+        for name in KERNEL_CALLS:
+            setattr(self, name, self._yielding(getattr(self, name)))
+
+    def _yielding(self, call: Any) -> Any:
+        async def wrapped(*args: Any) -> Any:
+            for _ in range(next(self._yields)):
+                await asyncio.sleep(0)
+            result = await call(*args)
+            for _ in range(next(self._yields)):
+                await asyncio.sleep(0)
+            return result
+
+        return wrapped
+
+
+# ---- strategies ------------------------------------------------------------------------------
+
+HUGE = "é" * 50_000
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.sampled_from([math.nan, math.inf, -math.inf, -1, -1.5, 0, 1e308, 2**64]),
+    st.text(max_size=12),
+    st.just(HUGE),
+    st.lists(st.integers(-3, 600), max_size=4),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+MODEL_IDS = st.sampled_from(["tiny-a", "tiny-b", BERT, "nope", ""])
+texts = st.one_of(st.text(max_size=16), st.sampled_from(["Hi", "Hello there", "ça va ? 🙂"]))
+messages = st.one_of(
+    st.lists(
+        st.fixed_dictionaries({"role": st.sampled_from(["user", "user", "system", "assistant", "tool"]),
+                               "content": texts}),
+        min_size=1, max_size=3,
+    ).map(lambda ms: [*ms, {"role": "user", "content": "and?"}] if ms[-1]["role"] != "user" else ms),
+    st.just([{"role": "user", "content": HUGE}]),
+)  # fmt: skip
+generation = {
+    "max_tokens": st.integers(1, 6),
+    "temperature": st.sampled_from([0, 0.5, 1.0]),
+    "seed": st.integers(0, 2**31),
+}
+optional_generation = {
+    "model": MODEL_IDS,
+    "ignore_eos": st.booleans(),
+    "stop": st.sampled_from(["a", ["e", " "], "\n"]),
+    "top_p": st.floats(0.05, 1.0),
+    "logprobs": st.just(True),
+    "n": st.sampled_from([1, 1, 2]),
+    "frequency_penalty": st.floats(-2, 2),
+}
+chat = st.fixed_dictionaries({"messages": messages, **generation}, optional=optional_generation)
+completion = st.fixed_dictionaries({"prompt": texts, **generation}, optional=optional_generation)
+embedding = st.fixed_dictionaries(
+    {"input": st.one_of(texts, st.lists(texts, max_size=3), st.lists(st.integers(-1, 600), max_size=5))},
+    optional={"model": MODEL_IDS, "encoding_format": st.sampled_from(["float", "base64", 3])},
+)
+# max_tokens is never dropped or made huge: a request that may generate for ever only costs time.
+SAFE_MAX_TOKENS = st.sampled_from([0, -1, 1.5, math.nan, "3", None, True])
+
+
+@st.composite
+def broken(draw: st.DrawFn, request: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
+    """A valid request with one field dropped or set to junk."""
+    value = dict(draw(request))
+    key = draw(st.sampled_from(sorted(value) + ["extra"]))
+    if key == "max_tokens":
+        value[key] = draw(SAFE_MAX_TOKENS)
+    elif draw(st.booleans()) and key != "extra":
+        del value[key]
+    else:
+        value[key] = draw(junk)
+    if value.get("max_tokens") is None:
+        value["max_tokens"] = 2
+    return value
+
+
+def mostly(valid: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``valid`` about four times in five, else ``bad``."""
+    return st.sampled_from([True, True, True, True, False]).flatmap(lambda ok: valid if ok else bad)
+
+
+def requests(valid: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[Any]:
+    return mostly(valid, st.one_of(broken(valid), junk))
+
+
+STREAM_IDS = mostly(st.sampled_from([f"stream-{i}" for i in range(1, 6)]), junk)
+RELOAD_IDS = mostly(
+    st.sampled_from([["tiny-a"], ["tiny-a", "tiny-b"], ["tiny-b", BERT], ["tiny-a", "tiny-b", BERT], "tiny-b"]),
+    st.one_of(st.sampled_from([["tiny-a", "tiny-a"], ["nope"], []]), junk),
+)
+# Inference messages name the models the client expects (web-llm's reloadIfUnmatched) now and then.
+with_model_ids = {"modelId": RELOAD_IDS}
+
+
+def content(required: dict[str, st.SearchStrategy[Any]], optional: dict[str, Any] | None = None) -> Any:
+    return st.fixed_dictionaries(required, optional=optional or {})
+
+
+CONTENTS: dict[str, st.SearchStrategy[Any]] = {
+    "reload": content({"modelId": RELOAD_IDS}, {"chatOpts": st.one_of(junk, st.just([{"temperature": 0}]))}),
+    "unload": st.just({}),
+    "chatCompletionNonStreaming": content({"request": requests(chat)}, with_model_ids),
+    "chatCompletionStreamInit": content({"request": requests(chat)}, with_model_ids),
+    "completionNonStreaming": content({"request": requests(completion)}, with_model_ids),
+    "completionStreamInit": content({"request": requests(completion)}, with_model_ids),
+    "completionStreamNextChunk": content({"streamId": STREAM_IDS}),
+    "completionStreamReturn": content({"streamId": STREAM_IDS}),
+    "embedding": content({"request": requests(embedding)}, with_model_ids),
+    "interruptGenerate": st.just({}),
+    "resetChat": content({}, {"keepStats": junk, "modelId": MODEL_IDS}),
+    "getMessage": content({}, {"modelId": MODEL_IDS}),
+    "runtimeStatsText": content({}, {"modelId": MODEL_IDS}),
+    "forwardTokensAndSample": content(
+        {"inputIds": st.one_of(st.lists(st.integers(0, 511), min_size=1, max_size=4), junk)},
+        {"isPrefill": st.booleans(), "modelId": MODEL_IDS},
+    ),
+    "getMaxStorageBufferBindingSize": st.just({}),
+    "getGPUVendor": st.just({}),
+    "setLogLevel": content({"level": st.one_of(st.sampled_from(["WARN", "INFO", "SILENT"]), junk)}),
+    "setAppConfig": content({"appConfig": st.one_of(st.just(app_config()), junk)}),
+}
+UNKNOWN_KINDS = st.sampled_from(["bogus", "", "__init__", "reload ", "RELOAD", "customRequest", "heartbeat"])
+# Stream pulls and returns come often, so they meet the streams the script opened.
+kinds = st.one_of(
+    st.sampled_from(sorted(CONTENTS)),
+    st.sampled_from(["completionStreamNextChunk", "completionStreamReturn", "chatCompletionStreamInit"]),
+)
+
+
+@st.composite
+def message(draw: st.DrawFn) -> tuple[str, Any, str]:
+    """(kind, content, mode); mode: "await", "background", or "cancel" (background, then cancelled)."""
+    if draw(st.integers(0, 9)) == 0:
+        kind, body = draw(UNKNOWN_KINDS), draw(st.one_of(junk, st.just({})))
+    else:
+        kind = draw(kinds)
+        body = draw(mostly(CONTENTS[kind], junk))
+    mode = draw(st.sampled_from(["await", "await", "background", "background", "cancel"]))
+    return kind, body, mode
+
+
+START = st.one_of(
+    st.sampled_from([["tiny-a"], ["tiny-b"], ["tiny-a", "tiny-b", BERT]]).map(
+        lambda ids: [("reload", {"modelId": ids}, "await")]
+    ),
+    st.just([]),
+)
+# Most scripts start from loaded models, so inference requests get past model selection.
+scripts = st.builds(lambda head, tail: head + tail, START, st.lists(message(), min_size=2, max_size=16))
+
+
+# ---- the property ----------------------------------------------------------------------------
+
+
+def _ids_out_of_vocab(value: Any) -> bool:
+    flat = [x for v in value for x in (v if isinstance(v, list) else [v])] if isinstance(value, list) else []
+    return any(isinstance(i, int) and not 0 <= i < VOCAB for i in flat)
+
+
+def known_gap(kind: str, body: Any) -> bool:
+    """Inputs the handler does not check yet, so a builtin error (TypeError, IndexError, ...)
+    escapes instead of a named one. Each is pinned by test_known_gaps_get_named_errors (strict
+    xfail): when handler.py / engine.py check them, that test passes, fails as XPASS, and this
+    function and that marker are to be removed."""
+    if not isinstance(body, dict):
+        return False
+    model_id = body.get("modelId")
+    if "modelId" in body and kind != "resetChat" and not (
+        isinstance(model_id, str) or (isinstance(model_id, list) and all(isinstance(m, str) for m in model_id))
+    ):
+        return True
+    if kind in ("completionStreamNextChunk", "completionStreamReturn") and not isinstance(
+        body.get("streamId"), str
+    ):
+        return True
+    opts = body.get("chatOpts")
+    if kind == "reload" and opts is not None and not isinstance(opts, dict | list):
+        return True
+    if kind == "setLogLevel" and str(body.get("level", "WARN")).upper() not in LOG_LEVELS:
+        return True
+    if kind == "forwardTokensAndSample":
+        return _ids_out_of_vocab(body.get("inputIds"))
+    request = body.get("request")
+    return kind == "embedding" and isinstance(request, dict) and _ids_out_of_vocab(request.get("input"))
+
+
+def check_replies(replies: list[dict[str, Any]], sent: dict[str, tuple[str, Any]]) -> None:
+    """Exactly one terminal reply per uuid, progress only before it, well-formed named throws."""
+    uuids = list(sent)
+    finished: set[str] = set()
+    for reply in replies:
+        uuid = reply.get("uuid")
+        assert uuid in uuids, reply
+        assert uuid not in finished, f"a reply after the terminal one: {reply}"
+        if reply["kind"] in ("return", "throw"):
+            finished.add(uuid)
+        else:
+            assert reply["kind"] == "initProgressCallback", reply
+        if reply["kind"] == "throw":
+            err = reply["content"]
+            assert isinstance(err["name"], str) and err["name"], err
+            assert isinstance(err["message"], str) and isinstance(err["fields"], dict), err
+            COUNTS["throws"] += 1
+            if err["name"] not in NAMED:
+                assert known_gap(*sent[uuid]), (sent[uuid], err)
+                COUNTS["known_gaps"] += 1
+        elif reply["kind"] == "return":
+            COUNTS["returns"] += 1
+            got = reply["content"] if isinstance(reply["content"], dict) else {}
+            COUNTS["streams_opened"] += "streamId" in got
+            COUNTS["chunks"] += "chunk" in got
+            COUNTS["completions"] += "usage" in got
+    assert finished == set(uuids), set(uuids) - finished
+
+
+class Session:
+    """One script against a fresh worker, with the client's side of the stream contract."""
+
+    def __init__(self, schedule: list[int]) -> None:
+        self.handler = Handler(MLCEngine(Yielding(schedule), app_config()))
+        self.replies: list[dict[str, Any]] = []
+        self.returned = 0
+
+    async def return_open_streams(self) -> None:
+        """Return every stream the script opened (what a client that stops reading must do)."""
+        opened = [r["content"]["streamId"] for r in self.replies if r["kind"] == "return"
+                  and isinstance(r["content"], dict) and "streamId" in r["content"]]  # fmt: skip
+        for stream_id in opened[self.returned :]:
+            end: list[dict[str, Any]] = []
+            message = {"kind": "completionStreamReturn", "uuid": f"r{self.returned}", "content": {"streamId": stream_id}}
+            await asyncio.wait_for(self.handler.handle(message, end.append), HANG_S)
+            assert [r["kind"] for r in end] == ["return"], end
+            self.returned += 1
+
+    async def wait(self, task: asyncio.Task[None]) -> None:
+        """Await one request. A stream holds its model until it ends or is returned, so a request
+        still pending once the loop has turned a while may queue behind a stream of the script's:
+        return the open streams, then it must finish."""
+        for _ in range(QUIET_TURNS):
+            if task.done():
+                return
+            await asyncio.sleep(0)
+        await self.return_open_streams()
+        await asyncio.wait_for(asyncio.shield(task), HANG_S)
+
+    async def settle(self, background: list[asyncio.Task[None]]) -> None:
+        """Let the background requests finish, returning open streams whenever they stall."""
+        pending = set(background)
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=0, return_when=asyncio.FIRST_COMPLETED)
+            if pending:
+                await self.wait(next(iter(pending)))
+        await self.return_open_streams()
+
+
+async def play(script: list[tuple[str, Any, str]], schedule: list[int]) -> None:
+    session = Session(schedule)
+    handler, replies = session.handler, session.replies
+    sent: dict[str, tuple[str, Any]] = {}
+    background: list[asyncio.Task[None]] = []
+    for i, (kind, body, mode) in enumerate(script):
+        uuid = f"m{i}"
+        sent[uuid] = (kind, body)
+        task = asyncio.ensure_future(handler.handle({"kind": kind, "uuid": uuid, "content": body}, replies.append))
+        if mode == "await":
+            await session.wait(task)
+        else:
+            background.append(task)
+            await asyncio.sleep(0)
+            if mode == "cancel":
+                task.cancel()
+    COUNTS["messages"] += len(script)
+    await session.settle(background)
+    check_replies(replies, sent)
+    engine = handler.engine
+    assert not engine.locks.held(), engine.locks.held()
+    assert not engine.running
+    assert not handler.streams
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+    # The worker still serves: a reload and a chat succeed.
+    final: list[dict[str, Any]] = []
+    await handler.handle({"kind": "setAppConfig", "uuid": "c", "content": {"appConfig": app_config()}},
+                         final.append)  # fmt: skip
+    await handler.handle({"kind": "reload", "uuid": "z", "content": {"modelId": ["tiny-a"]}}, final.append)
+    chat_request = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "ignore_eos": True}
+    await asyncio.wait_for(
+        handler.handle({"kind": "chatCompletionNonStreaming", "uuid": "y", "content": {"request": chat_request}},
+                       final.append),
+        HANG_S,
+    )  # fmt: skip
+    terminal = [r for r in final if r["kind"] in ("return", "throw")]
+    assert [r["kind"] for r in terminal] == ["return"] * 3, terminal
+    assert terminal[-1]["content"]["usage"]["completion_tokens"] == 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report() -> Iterator[None]:
+    yield
+    print(f"\nhandler fuzz: {COUNTS}")
+    record = json.loads(OUT.read_text()) if OUT.exists() else {}
+    record["handler"] = dict(COUNTS)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(record, indent=2) + "\n")
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(script=scripts, schedule=st.lists(st.integers(0, 3), min_size=1, max_size=8))
+def test_every_message_gets_one_reply_and_nothing_is_left_held(
+    script: list[tuple[str, Any, str]], schedule: list[int]
+) -> None:
+    COUNTS["examples"] += 1
+    asyncio.run(play(script, schedule))

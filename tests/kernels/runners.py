@@ -1,0 +1,171 @@
+"""Two runners for the same JS kernel harness (tests/kernels/harness.js), for tests and bench.
+
+``deno``: Deno's built-in WebGPU on Mesa lavapipe (CPU Vulkan, has shader-f16), one process per
+scenario. ``chromium``: Debian's headless chromium on SwiftShader, driven by playwright; the
+scenario runs in a module Web Worker of a page served from 127.0.0.1, and every request to any
+other host is aborted and fails the test. Both runners return the harness's JSON result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import json
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+DENO = ROOT / "node_modules/@deno/linux-x64-glibc/deno"
+CHROMIUM = "/usr/bin/chromium"
+MODELS = ROOT / "build/models"
+Runner = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class Unavailable(RuntimeError):
+    """The runner's browser or runtime is not installed on this machine."""
+
+
+def tiny_model(quant: str) -> str:
+    """The tiny Llama of tools/make_tiny_model.py (built on first use), relative to the repo root."""
+    out = MODELS / f"tiny-llama-{quant}"
+    if not (out / "tensor-cache.json").exists():
+        subprocess.run(
+            [
+                str(ROOT / ".venv/bin/python"),
+                "-m",
+                "tools.make_tiny_model",
+                "--out",
+                str(out),
+                "--quantization",
+                quant,
+            ],
+            cwd=ROOT,
+            check=True,
+        )
+    return str(out.relative_to(ROOT))
+
+
+def deno_run(scenario: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+    """Run one scenario under Deno (lavapipe); raises with Deno's stderr on failure."""
+    if not DENO.exists():
+        raise Unavailable("npm @deno/linux-x64-glibc is not installed")
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(scenario, f)
+    env = {**os.environ, "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", tempfile.gettempdir())}
+    try:
+        proc = subprocess.run(
+            # --location: the tokenizer bundle needs a `location` to take its browser path.
+            [
+                str(DENO),
+                "run",
+                "--allow-read",
+                "--allow-env",
+                "--location",
+                "http://127.0.0.1/",
+                str(ROOT / "tests/kernels/deno_runner.js"),
+                f.name,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=ROOT,
+        )
+    finally:
+        os.unlink(f.name)
+    if proc.returncode != 0:
+        raise RuntimeError(f"deno failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_root() -> Iterator[str]:
+    """The repository root over http://127.0.0.1:<free port>/ (a secure context for WebGPU)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(ROOT)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class ChromiumHarness:
+    """One headless chromium page on harness.html; counts requests by path for cache tests."""
+
+    def __init__(self, page: Any, base: str, foreign: list[str]) -> None:
+        self.page, self.base, self.foreign = page, base, foreign
+        self.requests: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+
+    def call(self, kind: str, payload: dict[str, Any], timeout_ms: int = 600_000) -> Any:
+        self.page.set_default_timeout(timeout_ms)
+        result = self.page.evaluate("([k, p]) => window.harness(k, p)", [kind, payload])
+        assert not self.foreign, f"requests to other hosts: {self.foreign}"
+        return result
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "baseURL": self.base,
+            "tokenizersURL": self.base + "node_modules/@mlc-ai/web-tokenizers/lib/index.js",
+        }
+
+    def run(self, scenario: dict[str, Any]) -> dict[str, Any]:
+        scenario = {**scenario, "options": {**self.options(), "cache": "none", **scenario.get("options", {})}}
+        return dict(self.call("scenario", scenario))
+
+
+@contextlib.contextmanager
+def chromium_page() -> Iterator[ChromiumHarness]:
+    """Headless chromium (SwiftShader WebGPU), a fresh profile, foreign hosts blocked."""
+    if not Path(CHROMIUM).exists():
+        raise Unavailable("chromium is not installed (tools/setup_gpu_env.sh)")
+    from playwright.sync_api import sync_playwright
+
+    foreign: list[str] = []
+
+    def guard(route: Any) -> None:
+        if route.request.url.startswith("http://127.0.0.1:"):
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    with serve_root() as base, sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+        ctx = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--enable-unsafe-webgpu",
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            ctx.route("**/*", guard)
+            page = ctx.new_page()
+            page.on("console", lambda m: print("[chromium]", m.text))
+            harness = ChromiumHarness(page, base, foreign)
+            page.goto(base + "tests/kernels/harness.html")
+            page.wait_for_function("window.harnessReady === true")
+            yield harness
+        finally:
+            ctx.close()
