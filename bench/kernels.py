@@ -1,7 +1,7 @@
 """Prefill and decode tokens/s of the WGSL kernels, one comparison per run: JSON + a PNG plot.
 
     .venv/bin/python bench/kernels.py [--runner chromium deno] [--model smollm2 qwen2-0.5b ...]
-                                      [--prompt 32] [--steps 8] [--out bench/out]
+                                      [--prompt 32] [--steps 8] [--kernels cpu|gpu] [--tag cpu]
 
 Models: ``smollm2`` (tools/convert_smollm2.py) or a random-weight shape of
 tools/make_random_model.py (``qwen2-0.5b``, ``llama-3.2-1b``, ...), each ``q4f32_1`` unless
@@ -76,6 +76,7 @@ def measure(out: dict[str, Any], prompt: int, steps: int, wbytes: int) -> dict[s
         if "error" in r:
             raise RuntimeError(r["error"])
     secs = [r["seconds"] for r in res]
+    bw = out.get("bandwidth")
     one = [secs[i] + secs[i + 1] for i in range(4, len(secs), 2)]
     loop_tps = steps / secs[3]
     return {
@@ -87,10 +88,10 @@ def measure(out: dict[str, Any], prompt: int, steps: int, wbytes: int) -> dict[s
         "decode_one_step_tok_s": round(len(one) / sum(one), 4) if one else None,
         "weight_bytes": wbytes,
         "weight_GB_s_loop": round(wbytes * loop_tps / 1e9, 3),
-        "copy_GB_s": round(out["copy"]["GBps"], 3) if out.get("copy") else None,
-        "roofline_fraction": round(wbytes * loop_tps / out["copy"]["GBps"] / 1e9, 4)
-        if out.get("copy")
-        else None,
+        "copy_GB_s": round(bw["copyGBps"], 2) if bw else None,
+        "read_GB_s": round(bw["readGBps"], 2) if bw else None,
+        "fraction_of_copy": round(wbytes * loop_tps / bw["copyGBps"] / 1e9, 4) if bw else None,
+        "fraction_of_read": round(wbytes * loop_tps / bw["readGBps"] / 1e9, 4) if bw else None,
     }
 
 
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--one-steps", type=int, default=2)
     ap.add_argument("--kernels", choices=["cpu", "gpu"], default=None, help="default: by adapter")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/out")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench")
+    ap.add_argument("--tag", default="cpu", help="output name: <out>/kernels_<tag>.json and .png")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -163,9 +165,10 @@ def main(argv: list[str] | None = None) -> None:
         "webllm_chromium_qwen2_0.5b": WEBLLM_CHROMIUM_QWEN2,
         "rows": rows,
     }
-    (args.out / "kernels.json").write_text(json.dumps(result, indent=1))
-    plot(rows, args.out / "kernels.png")
-    print(f"wrote {args.out / 'kernels.json'} and kernels.png")
+    stem = args.out / f"kernels_{args.tag}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    plot(rows, stem.with_suffix(".png"))
+    print(f"wrote {stem}.json and {stem}.png")
 
 
 if __name__ == "__main__":

@@ -153,7 +153,9 @@ def make_jobs(n: int = 64, seed: int = 0) -> list[Job]:
         slot = i % 8
         if slot == 0:
             text = [rng.choice(PROMPTS) for _ in range(rng.randint(1, 3))]
-            jobs.append(Job(i, "embedding", False, BERT, {"input": text if len(text) > 1 else text[0], "model": BERT}))
+            jobs.append(
+                Job(i, "embedding", False, BERT, {"input": text if len(text) > 1 else text[0], "model": BERT})
+            )
             continue
         kind = "completion" if slot in (3, 6) else "chat"
         stream = slot in (1, 2, 3, 4, 5)

@@ -1,9 +1,12 @@
 // The module worker: boots Pyodide from this site's own origin, installs the py_worker wheel,
 // creates the WebGPU kernel shim and hands every protocol message to the Python handler
 // (py_worker.worker_main). Messages that arrive while booting are queued in order; once Python
-// is ready the worker posts one unsolicited {kind: "workerReady", content: timeline}. Two kinds
+// is ready the worker posts one unsolicited {kind: "workerReady", content: timeline}. Some kinds
 // are answered here, never by Python: `heartbeat` (the proxy's liveness check, which must be
-// answered even while Python is busy) and `workerTimeline` (boot timings for the benchmark).
+// answered even while Python is busy), `workerTimeline` (boot timings), and two measurements
+// for bench/browser.py that need to run inside the worker: `workerLocalStream` (the same stream
+// protocol driven from inside the worker, no postMessage per chunk) and `workerJsLoop` (a
+// JS-only generation loop over the same kernel shim, no Python).
 // The first `reload` seen while booting starts that model's downloads at once, so the network
 // overlaps Pyodide's boot. Nothing from a message is ever evaluated as code.
 
@@ -15,6 +18,8 @@ const timeline = { workerStart: clock() };
 const queue = [];
 let deliver = null; // set once Python is ready
 let bootError = null;
+let kernelShim = null;
+const localWaiters = new Map(); // uuid -> {resolve, reject}: replies to requests made in here
 
 function post(message) {
   let plain = message;
@@ -22,8 +27,75 @@ function post(message) {
     plain = message.toJs({ dict_converter: Object.fromEntries, create_pyproxies: false });
     message.destroy();
   }
+  const waiter = plain && localWaiters.get(plain.uuid);
+  if (waiter) {
+    if (plain.kind === "return" || plain.kind === "throw") localWaiters.delete(plain.uuid);
+    if (plain.kind === "return") waiter.resolve(plain.content);
+    if (plain.kind === "throw") waiter.reject(Object.assign(new Error(plain.content.message), plain.content));
+    return;
+  }
   self.postMessage(plain);
 }
+
+/** A protocol request to the Python handler from inside the worker. */
+function localRequest(kind, content) {
+  return new Promise((resolve, reject) => {
+    const uuid = `local-${crypto.randomUUID()}`;
+    localWaiters.set(uuid, { resolve, reject });
+    deliver({ kind, uuid, content });
+  });
+}
+
+/** The proxy's stream loop, run in here: chunk arrival times without the postMessage hop. */
+async function workerLocalStream(content) {
+  const t0 = performance.now();
+  const { streamId } = await localRequest("chatCompletionStreamInit", content);
+  const chunks = [];
+  const times = [];
+  for (;;) {
+    const reply = await localRequest("completionStreamNextChunk", { streamId });
+    if (reply.done) break;
+    times.push(performance.now() - t0);
+    chunks.push(reply.chunk);
+  }
+  return { chunks, times, totalMs: performance.now() - t0 };
+}
+
+/**
+ * The engine's decode schedule (py_worker/generate.py: sample, then decodeSteps of 1, 2, 4, …
+ * up to maxBatch, detokenizing each batch) written in JS over the same shim: what the loop costs
+ * without Python. Greedy, no stop tokens, on its own load of the model.
+ */
+async function workerJsLoop({ record, prompt, maxTokens, maxBatch = 16 }) {
+  const shim = kernelShim;
+  const { handle, config } = await shim.load(record, () => {});
+  try {
+    const params = (n) => ({ temperature: 0, top_p: 1, frequency_penalty: 0, presence_penalty: 0,
+      repetition_penalty: 1, logit_bias: [], history: [], uniforms: new Array(n).fill(0), logprobs: false, top_logprobs: 0 });
+    const ids = Array.from(await shim.tokenize(handle, prompt));
+    const chunk = config.prefill_chunk_size || ids.length;
+    const t0 = performance.now();
+    for (let i = 0; i < ids.length; i += chunk) await shim.prefill(handle, ids.slice(i, i + chunk));
+    const tokens = [(await shim.sample(handle, params(1))).token];
+    let text = await shim.detokenize(handle, tokens);
+    const tDecode = performance.now();
+    let next = 1;
+    while (tokens.length < maxTokens) {
+      const n = Math.min(next, maxTokens - tokens.length);
+      const batch = await shim.decodeSteps(handle, n, params(n));
+      for (const s of batch) tokens.push(s.token);
+      text = await shim.detokenize(handle, tokens);
+      next = Math.min(maxBatch, next * 2);
+    }
+    const decodeS = (performance.now() - tDecode) / 1000;
+    return { tokens: tokens.length, text, prefillS: (tDecode - t0) / 1000, decodeS,
+             decodeTokensPerS: (tokens.length - 1) / decodeS };
+  } finally {
+    await shim.unload(handle);
+  }
+}
+
+const DIAGNOSTICS = { workerLocalStream, workerJsLoop };
 
 function replyError(msg, error) {
   const content = { name: error.name || "Error", message: String(error.message || error), fields: error.fields || {} };
@@ -36,6 +108,11 @@ self.onmessage = (event) => {
     post({ kind: "return", uuid: msg.uuid, content: { alive: true, booted: deliver !== null } });
   } else if (msg && msg.kind === "workerTimeline") {
     post({ kind: "return", uuid: msg.uuid, content: { ...timeline, now: clock() } });
+  } else if (deliver !== null && msg && DIAGNOSTICS[msg.kind]) {
+    DIAGNOSTICS[msg.kind](msg.content || {}).then(
+      (content) => post({ kind: "return", uuid: msg.uuid, content }),
+      (error) => replyError(msg, error),
+    );
   } else if (deliver !== null) {
     deliver(msg);
   } else if (bootError !== null) {
@@ -115,6 +192,7 @@ async function boot() {
   if (installErrors.length) throw new Error(`installing the py_worker wheel: ${installErrors.join("; ")}`);
   timeline.wheelInstalled = clock();
   const shim = await shimReady;
+  kernelShim = shim;
   timeline.shimReady = clock();
   const workerMain = pyodide.pyimport("py_worker.worker_main");
   const onMessage = workerMain.start(shim, post);

@@ -569,11 +569,13 @@ class Embeddings:
                     if isinstance(item, str)
                     else list(item)
                 )
-                if len(ids) > model.context_window:
+                # Encoders add [CLS] and [SEP] around the tokenizer's ids.
+                specials = 2 if model.config.get("cls_token_id") is not None else 0
+                if len(ids) + specials > model.context_window:
                     raise EmbeddingExceedContextWindowSizeError(
-                        f"The embedding input has {len(ids)} tokens, more than the model's context "
+                        f"The embedding input has {len(ids) + specials} tokens, more than the model's context "
                         f"window size of {model.context_window}.",
-                        input_tokens=len(ids),
+                        input_tokens=len(ids) + specials,
                         context_window_size=model.context_window,
                     )
                 batch.append(ids)

@@ -4,11 +4,13 @@
 
 import { Gpu } from "./gpu.js";
 import { LlamaModel } from "./llama.js";
+import { BertModel } from "./bert.js";
 import { loadArtifacts } from "./loader.js";
 import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
 import { namedError } from "./errors.js";
 
 const DECODERS = new Set(["llama", "qwen2", "mistral"]);
+const ENCODERS = new Set(["bert"]);
 
 /**
  * options: {tokenizersURL, baseURL (to resolve relative model URLs), fetch, cache
@@ -33,6 +35,13 @@ export async function createKernels(options = {}) {
     m.model.gpu.check();
     return m;
   };
+  const decoder = (handle) => {
+    const m = get(handle);
+    if (!(m.model instanceof LlamaModel)) {
+      throw namedError("IncorrectPipelineLoadedError", `model_type ${m.type} cannot generate text`, { model_type: m.type });
+    }
+    return m.model;
+  };
 
   return {
     backend: "wgsl",
@@ -42,24 +51,23 @@ export async function createKernels(options = {}) {
       const art = await loadArtifacts(record, (f, text) => progress(0.9 * f, text), options);
       const config = { ...art.config, ...(record.overrides || {}) };
       const type = config.model_type;
-      if (!DECODERS.has(type)) {
-        throw namedError("ModelLoadError", `model_type ${type} is not supported by the wgsl backend yet`, { model_type: type });
+      if (!DECODERS.has(type) && !ENCODERS.has(type)) {
+        throw namedError("ModelLoadError", `model_type ${type} is not supported by the wgsl backend`, { model_type: type });
       }
       const g = await gpu();
       const kernels = options.kernels || (g.isCpu ? "cpu" : "gpu");
-      const model = await LlamaModel.create(
-        g,
-        art.config,
-        art.tensors,
-        record.overrides || {},
-        (f, text) => progress(0.9 + 0.09 * f, text),
-        kernels,
-      );
+      const shaderProgress = (f, text) => progress(0.9 + 0.09 * f, text);
+      const overrides = record.overrides || {};
+      const model = ENCODERS.has(type)
+        ? await BertModel.create(g, art.config, art.tensors, overrides, shaderProgress)
+        : await LlamaModel.create(g, art.config, art.tensors, overrides, shaderProgress, kernels);
       const tokenizer = await loadTokenizer(art.tokenizer, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
       const handle = nextHandle++;
-      models.set(handle, { model, tokenizer });
-      config.context_window_size = model.d.ctx;
-      config.prefill_chunk_size = model.d.chunk;
+      models.set(handle, { model, tokenizer, type });
+      if (model instanceof LlamaModel) {
+        config.context_window_size = model.d.ctx;
+        config.prefill_chunk_size = model.d.chunk;
+      }
       const secs = ((performance.now() - t0) / 1000).toFixed(1);
       progress(1, `Finish loading on WebGPU - ${g.info} (${secs} s)`);
       return { handle, config };
@@ -82,42 +90,48 @@ export async function createKernels(options = {}) {
     },
 
     async prefill(handle, ids) {
-      await get(handle).model.prefill(ids);
+      await decoder(handle).prefill(ids);
     },
 
     async decode(handle, token) {
-      await get(handle).model.decode(token);
+      await decoder(handle).decode(token);
     },
 
     async sample(handle, params) {
-      return get(handle).model.sample(params);
+      return decoder(handle).sample(params);
     },
 
     async decodeSteps(handle, n, params) {
-      return get(handle).model.decodeSteps(n, params);
+      return decoder(handle).decodeSteps(n, params);
     },
 
     async rewind(handle, length) {
-      get(handle).model.rewind(length);
+      decoder(handle).rewind(length);
     },
 
     async reset(handle) {
-      get(handle).model.reset();
+      decoder(handle).reset();
     },
 
-    async embed(handle) {
-      get(handle);
-      throw namedError("EmbeddingUnsupportedModelError", "this model is a decoder; embeddings need an encoder model");
+    async embed(handle, batch) {
+      const m = get(handle);
+      if (!(m.model instanceof BertModel)) {
+        throw namedError("EmbeddingUnsupportedModelError", `model_type ${m.type} is not an embedding model`, {
+          model_type: m.type,
+        });
+      }
+      return m.model.embed(batch);
     },
 
     async stats(handle) {
       const m = get(handle).model;
-      return { ...m.stats, kv_length: m.len, context_window_size: m.d.ctx };
+      if (m instanceof BertModel) return { ...m.stats, context_window_size: m.d.maxLen };
+      return { ...m.stats, kv_length: m.len, context_window_size: m.d.ctx, f16_scales: m.f16Scales ? 1 : 0 };
     },
 
     /** Test hook (mirrors ReferenceKernels.logits): the current logits as a Float32Array. */
     async logits(handle) {
-      return get(handle).model.logits();
+      return decoder(handle).logits();
     },
 
     /** {vendor, architecture, description, maxStorageBufferBindingSize, features} of the device. */

@@ -4,6 +4,7 @@
 // decode loop rewrites between steps with a buffer copy, so n decode steps are one submit.
 
 import { namedError } from "./errors.js";
+import { Program } from "./program.js";
 import { embedF32, embedQ4 } from "./wgsl/embed.js";
 import { rmsnorm, rmsnormWg } from "./wgsl/rmsnorm.js";
 import { matmul, MATMUL_WG } from "./wgsl/matmul.js";
@@ -66,8 +67,9 @@ function halfToFloat(h) {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
-/** A tensor's bytes as a typed array ready for upload (f16 widened to f32). */
-function tensorData(t) {
+/** A tensor's bytes as a typed array ready for upload (f16 widened to f32 unless kept). */
+function tensorData(t, keepF16 = false) {
+  if (t.dtype === "float16" && keepF16) return t.bytes;
   if (t.dtype === "float16") {
     const h = new Uint16Array(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength / 2);
     return Float32Array.from(h, halfToFloat);
@@ -76,7 +78,7 @@ function tensorData(t) {
   throw namedError("ModelLoadError", `unsupported tensor dtype ${t.dtype}`);
 }
 
-export class LlamaModel {
+export class LlamaModel extends Program {
   /** Upload weights, allocate caches and compile every pipeline (progress per shader). */
   static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu") {
     const m = new LlamaModel(gpu, llamaDims(config, overrides), tensors);
@@ -86,30 +88,26 @@ export class LlamaModel {
   }
 
   constructor(gpu, dims, tensors) {
-    this.gpu = gpu;
+    super(gpu);
     this.d = dims;
     this.len = 0;
     this.sampledOnDevice = false;
     this.stats = { prefill_tokens: 0, prefill_seconds: 0, decode_tokens: 0, decode_seconds: 0 };
-    this.bufIds = new WeakMap();
-    this.nextBufId = 0;
-    this.binds = new Map();
-    this.owned = [];
     this.#upload(tensors);
     this.#allocate();
   }
 
-  /** Make a storage/uniform buffer this model owns (destroyed on unload). */
-  #own(kind, sizeOrData, label) {
-    const b = this.gpu[kind](sizeOrData, label);
-    this.owned.push(b);
-    return b;
-  }
-
+  /**
+   * Weights to GPU buffers. q4f16_1 scales stay f16 when the adapter has shader-f16 (the
+   * kernels read them as f16); otherwise they, like f16 norms and biases, are widened to f32.
+   */
   #upload(tensors) {
+    const scale = [...tensors.keys()].find((n) => n.endsWith(".q_scale"));
+    this.f16Scales = !!scale && tensors.get(scale).dtype === "float16" && this.gpu.hasF16;
     const get = (name) => {
       const t = tensors.get(name);
-      return t ? this.#own("storage", tensorData(t), name) : null;
+      const keep = this.f16Scales && name.endsWith(".q_scale");
+      return t ? this.own("storage", tensorData(t, keep), name) : null;
     };
     const linear = (base) => {
       const w = get(`${base}.weight`);
@@ -140,7 +138,7 @@ export class LlamaModel {
 
   #allocate() {
     const { hidden, inter, heads, kvHeads, headDim, ctx, chunk, vocab } = this.d;
-    const g = { storage: (x, l) => this.#own("storage", x, l), uniform: (x, l) => this.#own("uniform", x, l) };
+    const g = { storage: (x, l) => this.own("storage", x, l), uniform: (x, l) => this.own("uniform", x, l) };
     const f = 4;
     this.qkvLen = (heads + 2 * kvHeads) * headDim;
     this.fwd = g.uniform(FWD_BYTES, "fwd");
@@ -173,14 +171,11 @@ export class LlamaModel {
   /** Per-step buffers (draws, fwd table, sample output) sized for n steps of one call. */
   #ensureSteps(n) {
     if (this.maxSteps >= n) return;
-    const old = [this.draws, this.fwdTable, this.out];
-    this.owned = this.owned.filter((b) => !old.includes(b));
-    for (const b of old) if (b) b.destroy();
-    this.binds.clear();
+    this.release([this.draws, this.fwdTable, this.out]);
     this.maxSteps = Math.max(n, 16);
-    this.draws = this.#own("storage", this.maxSteps * 4, "draws");
-    this.fwdTable = this.#own("storage", this.maxSteps * FWD_BYTES, "fwd-table");
-    this.out = this.#own("storage", this.maxSteps * OUT_STRIDE * 4, "sample-out");
+    this.draws = this.own("storage", this.maxSteps * 4, "draws");
+    this.fwdTable = this.own("storage", this.maxSteps * FWD_BYTES, "fwd-table");
+    this.out = this.own("storage", this.maxSteps * OUT_STRIDE * 4, "sample-out");
   }
 
   /**
@@ -193,12 +188,13 @@ export class LlamaModel {
     const q4 = !!this.embedW.qw;
     const splitK = this.kernels === "gpu";
     const tn = (N) => (N % 4 === 0 ? 4 : 1);
+    const f16 = this.f16Scales;
     const lin = (K, N, TM, extra = {}) =>
-      TM === 1 && splitK ? gemv({ K, N, q4, ...extra }) : matmul({ K, N, TM, TN: tn(N), q4, ...extra });
+      TM === 1 && splitK ? gemv({ K, N, q4, f16, ...extra }) : matmul({ K, N, TM, TN: tn(N), q4, f16, ...extra });
     const hasBias = this.layers.some((l) => l.qkvBias);
     const headQ4 = !!this.lmHead.qw;
     const src = {
-      embed: q4 ? embedQ4(d) : embedF32(d),
+      embed: q4 ? embedQ4(d, f16) : embedF32(d),
       rmsnorm: splitK ? rmsnormWg(d) : rmsnorm(d),
       rope: rope(d),
       kv: kvAppend(d),
@@ -207,8 +203,8 @@ export class LlamaModel {
       swiglu: swiglu(d),
       sample: sample(d),
       lmHead: splitK
-        ? gemv({ K: d.hidden, N: d.vocab, q4: headQ4 })
-        : matmul({ K: d.hidden, N: d.vocab, TM: 1, TN: tn(d.vocab), q4: headQ4 }),
+        ? gemv({ K: d.hidden, N: d.vocab, q4: headQ4, f16: headQ4 && f16 })
+        : matmul({ K: d.hidden, N: d.vocab, TM: 1, TN: tn(d.vocab), q4: headQ4, f16: headQ4 && f16 }),
     };
     for (const [tag, TM] of [["1", 1], ["N", PREFILL_TM]]) {
       src[`qkv${tag}`] = lin(d.hidden, this.qkvLen, TM, { bias: hasBias });
@@ -216,42 +212,15 @@ export class LlamaModel {
       src[`gateUp${tag}`] = lin(d.hidden, 2 * d.inter, TM);
       src[`down${tag}`] = lin(d.inter, d.hidden, TM, { accumulate: true });
     }
-    const names = Object.keys(src);
-    this.pipes = {};
-    let done = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      names.map(async (name) => {
-        this.pipes[name] = await this.gpu.pipeline(src[name]);
-        done++;
-        const secs = ((performance.now() - t0) / 1000).toFixed(0);
-        progress(done / names.length, `Loading GPU shader modules[${done}/${names.length}]: ${secs} secs elapsed.`);
-      }),
-    );
-  }
-
-  #id(buf) {
-    let id = this.bufIds.get(buf);
-    if (id === undefined) this.bufIds.set(buf, (id = ++this.nextBufId));
-    return id;
-  }
-
-  /** Record one dispatch; bind groups are cached per (pipeline, buffers). */
-  #run(rec, name, buffers, x, y = 1) {
-    if (globalThis.__skip && globalThis.__skip.has(name.replace(/[1N]$/, ""))) return;
-    const pipe = this.pipes[name];
-    const key = name + buffers.map((b) => this.#id(b)).join(",");
-    let bg = this.binds.get(key);
-    if (!bg) this.binds.set(key, (bg = this.gpu.bind(pipe, buffers)));
-    rec.dispatch(pipe, bg, x, y);
+    await this.compile(src, progress);
   }
 
   #linear(rec, name, W, input, output, n, tm, fwd = this.fwd, bias = null) {
     const N = this.#outDim(name);
     const bufs = W.qw ? [fwd, input, W.qw, W.qs, output] : [fwd, input, W.w, output];
     if (bias) bufs.push(bias);
-    if (tm === 1 && this.kernels === "gpu") this.#run(rec, name, bufs, Math.ceil(N / GEMV_ROWS));
-    else this.#run(rec, name, bufs, Math.ceil(N / (N % 4 === 0 ? 4 : 1) / MATMUL_WG), Math.ceil(n / tm));
+    if (tm === 1 && this.kernels === "gpu") this.run(rec, name, bufs, Math.ceil(N / GEMV_ROWS));
+    else this.run(rec, name, bufs, Math.ceil(N / (N % 4 === 0 ? 4 : 1) / MATMUL_WG), Math.ceil(n / tm));
   }
 
   #outDim(name) {
@@ -272,27 +241,27 @@ export class LlamaModel {
     const F = this.fwd;
     const embedBufs = this.embedW.qw ? [F, this.ids, this.embedW.qw, this.embedW.qs, this.x] : [F, this.ids, this.embedW.w, this.x];
     const embedThreads = this.embedW.qw ? n * (d.hidden / 32) : n * (d.hidden / 4);
-    this.#run(rec, "embed", embedBufs, Math.ceil(embedThreads / WG));
+    this.run(rec, "embed", embedBufs, Math.ceil(embedThreads / WG));
     for (let i = 0; i < d.layers; i++) {
       const L = this.layers[i];
-      this.#run(rec, "rmsnorm", [F, this.x, L.inNorm, this.xn], this.#normGroups(n));
+      this.run(rec, "rmsnorm", [F, this.x, L.inNorm, this.xn], this.#normGroups(n));
       this.#linear(rec, `qkv${tag}`, L.qkv, this.xn, this.qkv, n, tm, F, L.qkvBias);
-      this.#run(rec, "rope", [F, this.ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.headDim) / 2 / WG));
-      this.#run(rec, "kv", [F, this.qkv, this.kc[i], this.vc[i]], Math.ceil((n * d.kvHeads * d.headDim) / WG));
+      this.run(rec, "rope", [F, this.ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.headDim) / 2 / WG));
+      this.run(rec, "kv", [F, this.qkv, this.kc[i], this.vc[i]], Math.ceil((n * d.kvHeads * d.headDim) / WG));
       if (n === 1 && this.kernels === "gpu") {
-        this.#run(rec, "attnPartial", [F, this.qkv, this.kc[i], this.vc[i], this.attnPart], d.heads, Math.ceil(kvEnd / SPLIT));
-        this.#run(rec, "attnCombine", [F, this.attnPart, this.att], Math.ceil((d.heads * d.headDim) / WG));
+        this.run(rec, "attnPartial", [F, this.qkv, this.kc[i], this.vc[i], this.attnPart], d.heads, Math.ceil(kvEnd / SPLIT));
+        this.run(rec, "attnCombine", [F, this.attnPart, this.att], Math.ceil((d.heads * d.headDim) / WG));
       } else {
-        this.#run(rec, "attn", [F, this.qkv, this.kc[i], this.vc[i], this.att], Math.ceil((n * d.heads) / 16));
+        this.run(rec, "attn", [F, this.qkv, this.kc[i], this.vc[i], this.att], Math.ceil((n * d.heads) / 16));
       }
       this.#linear(rec, `o${tag}`, L.o, this.att, this.x, n, tm);
-      this.#run(rec, "rmsnorm", [F, this.x, L.postNorm, this.xn], this.#normGroups(n));
+      this.run(rec, "rmsnorm", [F, this.x, L.postNorm, this.xn], this.#normGroups(n));
       this.#linear(rec, `gateUp${tag}`, L.gateUp, this.xn, this.gu, n, tm);
-      this.#run(rec, "swiglu", [F, this.gu, this.act], Math.ceil((n * d.inter) / 4 / WG));
+      this.run(rec, "swiglu", [F, this.gu, this.act], Math.ceil((n * d.inter) / 4 / WG));
       this.#linear(rec, `down${tag}`, L.down, this.act, this.x, n, tm);
     }
     rec.copy(this.x, (n - 1) * d.hidden * 4, this.xlast, 0, d.hidden * 4);
-    this.#run(rec, "rmsnorm", [this.fwd1, this.xlast, this.finalNorm, this.xlastn], this.#normGroups(1));
+    this.run(rec, "rmsnorm", [this.fwd1, this.xlast, this.finalNorm, this.xlastn], this.#normGroups(1));
     this.#linear(rec, "lmHead", this.lmHead, this.xlastn, this.logitsBuf, 1, 1, this.fwd1);
   }
 
@@ -377,7 +346,7 @@ export class LlamaModel {
   }
 
   #recordSample(rec) {
-    this.#run(
+    this.run(
       rec,
       "sample",
       [this.fwd, this.sp, this.logitsBuf, this.bias, this.draws, this.counts, this.work, this.ids, this.out],
@@ -454,11 +423,5 @@ export class LlamaModel {
   async logits() {
     const rec = this.gpu.recorder();
     return new Float32Array(await this.gpu.readback(rec, this.logitsBuf, this.d.vocab * 4));
-  }
-
-  destroy() {
-    for (const b of this.owned) b.destroy();
-    this.owned = [];
-    this.binds.clear();
   }
 }

@@ -3,12 +3,12 @@
 // {options, record, calls: [[method, ...args]]}; the loaded handle is passed as each call's
 // first argument, typed arrays come back as plain arrays, errors as {error: {name, message}}.
 import { createKernels } from "../../js_glue/kernels/index.js";
-import { copyBandwidth } from "./bandwidth.js";
+import { memoryBandwidth } from "./bandwidth.js";
 
 const plain = (v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
 
 export async function runScenario(scenario) {
-  const copy = scenario.bandwidthMiB ? await copyBandwidth(scenario.bandwidthMiB) : null;
+  const bandwidth = scenario.bandwidthMiB ? await memoryBandwidth(scenario.bandwidthMiB) : null;
   const kernels = await createKernels(scenario.options || {});
   const progress = [];
   const t0 = performance.now();
@@ -27,7 +27,7 @@ export async function runScenario(scenario) {
   const stats = await kernels.stats(loaded.handle);
   const device = await kernels.deviceInfo();
   if (!scenario.keepLoaded) await kernels.unload(loaded.handle);
-  return { config: loaded.config, progress, loadSeconds, results, stats, device, copy };
+  return { config: loaded.config, progress, loadSeconds, results, stats, device, bandwidth };
 }
 
 /** Load-only runs for the loader tests: returns the progress or the error of each load. */

@@ -60,7 +60,7 @@ def values(result: dict[str, Any]) -> list[Any]:
     return [r["value"] for r in result["results"]]
 
 
-@pytest.mark.parametrize("quant", ["q0f32", "q4f32_1"])
+@pytest.mark.parametrize("quant", ["q0f32", "q4f32_1", "q4f16_1"])
 def test_logits_prefill_and_8_decode_steps(runner: Runner, quant: str) -> None:
     model = tiny_model(quant)
     ref = Ref(model)
@@ -80,6 +80,9 @@ def test_logits_prefill_and_8_decode_steps(runner: Runner, quant: str) -> None:
     print(f"{quant} on {out['device']['description']}: max rel err {max(errors):.2e}")
     assert max(errors) < 1e-4, errors
     assert out["stats"]["kv_length"] == len(ids) + len(DECODE_TOKENS)
+    # q4f16_1 keeps its scales f16 where the adapter has shader-f16 (lavapipe), else widens them.
+    has_f16 = "shader-f16" in out["device"]["features"]
+    assert out["stats"]["f16_scales"] == (1 if quant == "q4f16_1" and has_f16 else 0)
     assert out["progress"][-1][0] == 1.0
 
 

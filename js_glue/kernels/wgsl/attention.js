@@ -1,9 +1,10 @@
 // Causal attention with grouped-query heads, one thread per (query token, head): a single pass
 // over the cached keys with an online softmax, the head's output accumulated in registers.
 // No workgroup memory or barriers (SwiftShader is slow with both); used for prefill and decode.
+// causal = false (BERT) lets every query see all n keys of the sequence.
 import { FWD } from "./common.js";
 
-export function attention({ heads, kvHeads, headDim }) {
+export function attention({ heads, kvHeads, headDim }, causal = true) {
   const D4 = headDim / 4;
   const rowLen4 = ((heads + 2 * kvHeads) * headDim) / 4;
   const group = heads / kvHeads;
@@ -27,7 +28,7 @@ export function attention({ heads, kvHeads, headDim }) {
   }
   var m = -3.0e38;
   var l = 0.0;
-  let last = fwd.pos + t;
+  let last = ${causal ? "fwd.pos + t" : "fwd.pos + fwd.n - 1u"};
   for (var j = 0u; j <= last; j++) {
     let kb = (j * ${kvHeads}u + g) * ${D4}u;
     var s = 0.0;

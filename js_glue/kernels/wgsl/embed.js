@@ -17,20 +17,20 @@ export function embedF32({ hidden }) {
 }`;
 }
 
-export function embedQ4({ hidden }) {
+export function embedQ4({ hidden }, f16 = false) {
   const G = hidden / 32;
-  return `${FWD}
+  return `${f16 ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read> qw: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> qs: array<f32>;
+@group(0) @binding(3) var<storage, read> qs: array<${f16 ? "f16" : "f32"}>;
 @group(0) @binding(4) var<storage, read_write> x: array<vec4<f32>>;
 @compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let t = gid.x / ${G}u;
   let g = gid.x % ${G}u;
   if (t >= fwd.n) { return; }
   let row = ids[t] * ${G}u + g;
-  let s = qs[row];
+  let s = f32(qs[row]);
   let w = qw[row];
   for (var j = 0u; j < 4u; j++) {
     let word = w[j];

@@ -9,12 +9,12 @@ import { FWD } from "./common.js";
 export const GEMV_ROWS = 8;
 const LANES = 32;
 
-export function gemv({ K, N, q4, bias = false, accumulate = false }) {
+export function gemv({ K, N, q4, f16 = false, bias = false, accumulate = false }) {
   const K4 = K / 4;
   const G = K / 32;
   const weights = q4
     ? `@group(0) @binding(2) var<storage, read> qw: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> qs: array<f32>;`
+@group(0) @binding(3) var<storage, read> qs: array<${f16 ? "f16" : "f32"}>;`
     : `@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;`;
   const yBinding = q4 ? 4 : 3;
   const biasDecl = bias ? `@group(0) @binding(${yBinding + 1}) var<storage, read> b: array<f32>;` : "";
@@ -27,10 +27,10 @@ export function gemv({ K, N, q4, bias = false, accumulate = false }) {
         let hi = vec4<f32>((vec4<u32>(wq[c]) >> SHH) & M4) - 7.0;
         d += dot(x[g * 8u + c * 2u], lo) + dot(x[g * 8u + c * 2u + 1u], hi);
       }
-      acc += d * qs[row * ${G}u + g];
+      acc += d * f32(qs[row * ${G}u + g]);
     }`
     : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc += dot(x[k], w[row * ${K4}u + k]); }`;
-  return `${FWD}
+  return `${f16 ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 ${weights}

@@ -5,8 +5,8 @@
 // The tile is unrolled here into named scalars: CPU WebGPU backends (lavapipe, SwiftShader)
 // keep those in registers, while indexed private arrays end up in memory.
 // Weights: f32 [N, K]; or q4 (MLC q4f*_1): words [N, K/8] read as one vec4<u32> per 32-input
-// group, scales [N, K/32] (f32; f16 scales are widened on load). The scale multiplies the
-// group's dot product once instead of every weight.
+// group, scales [N, K/32] as f32, or as f16 when the adapter has shader-f16 (else they are
+// widened on load). The scale multiplies the group's dot product once instead of every weight.
 import { FWD } from "./common.js";
 
 export const MATMUL_WG = 64;
@@ -28,7 +28,7 @@ function q4Inner(TM, TN, G) {
     return `{ ${deq.join("\n        ")}\n        ${dots.join("\n        ")} }`;
   });
   return `for (var g = 0u; g < ${G}u; g++) {
-    ${cols.map((j) => `let s${j} = qs[(n0 + ${j}u) * ${G}u + g]; let w${j} = qw[(n0 + ${j}u) * ${G}u + g];`).join("\n    ")}
+    ${cols.map((j) => `let s${j} = f32(qs[(n0 + ${j}u) * ${G}u + g]); let w${j} = qw[(n0 + ${j}u) * ${G}u + g];`).join("\n    ")}
     ${rows.flatMap((i) => cols.map((j) => `var d${i}_${j} = 0.0;`)).join(" ")}
     ${words.join("\n    ")}
     ${rows.flatMap((i) => cols.map((j) => `a${i}_${j} += d${i}_${j} * s${j};`)).join(" ")}
@@ -44,13 +44,13 @@ function f32Inner(TM, TN, K4) {
   }`;
 }
 
-export function matmul({ K, N, TM, TN, q4, bias = false, accumulate = false }) {
+export function matmul({ K, N, TM, TN, q4, f16 = false, bias = false, accumulate = false }) {
   const K4 = K / 4;
   const rows = range(TM);
   const cols = range(TN);
   const weights = q4
     ? `@group(0) @binding(2) var<storage, read> qw: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> qs: array<f32>;`
+@group(0) @binding(3) var<storage, read> qs: array<${f16 ? "f16" : "f32"}>;`
     : `@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;`;
   const yBinding = q4 ? 4 : 3;
   const biasDecl = bias ? `@group(0) @binding(${yBinding + 1}) var<storage, read> b: array<f32>;` : "";
@@ -65,7 +65,7 @@ export function matmul({ K, N, TM, TN, q4, bias = false, accumulate = false }) {
       .join("\n    ")}
   }`,
   );
-  return `${FWD}
+  return `${f16 ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 ${weights}
