@@ -573,8 +573,8 @@ class Embeddings:
                 specials = 2 if model.config.get("cls_token_id") is not None else 0
                 if len(ids) + specials > model.context_window:
                     raise EmbeddingExceedContextWindowSizeError(
-                        f"The embedding input has {len(ids) + specials} tokens, more than the model's context "
-                        f"window size of {model.context_window}.",
+                        f"The embedding input has {len(ids) + specials} tokens, more than the model's "
+                        f"context window size of {model.context_window}.",
                         input_tokens=len(ids) + specials,
                         context_window_size=model.context_window,
                     )
