@@ -5,12 +5,46 @@
 import { Gpu } from "./gpu.js";
 import { LlamaModel } from "./llama.js";
 import { BertModel } from "./bert.js";
-import { loadArtifacts } from "./loader.js";
+import { loadArtifacts, modelBase } from "./loader.js";
 import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
 import { namedError } from "./errors.js";
 
 const DECODERS = new Set(["llama", "qwen2", "mistral"]);
 const ENCODERS = new Set(["bert"]);
+
+// Artifacts fetched ahead of `load` (js_glue/worker.js starts this while Pyodide boots), by
+// model URL and pins; a load with the same URL takes the download over instead of starting one.
+const prefetched = new Map();
+const prefetchKey = (record, options) => `${modelBase(record, options)} ${JSON.stringify(record.sha256 || {})}`;
+
+/** Start fetching (and caching, and checking) a record's artifacts before the engine asks. */
+export function prefetchModel(record, options = {}) {
+  const key = prefetchKey(record, options);
+  if (!prefetched.has(key)) {
+    const pending = loadArtifacts(record, () => {}, options);
+    pending.catch(() => prefetched.delete(key));
+    prefetched.set(key, pending);
+  }
+  return prefetched.get(key).then(() => undefined);
+}
+
+/** A prefetched download of this record if one succeeded or is under way, else a fresh one. */
+async function artifacts(record, progress, options) {
+  const key = prefetchKey(record, options);
+  const pending = prefetched.get(key);
+  prefetched.delete(key);
+  if (pending) {
+    progress(0, "Start to fetch params");
+    try {
+      const art = await pending;
+      progress(1, "Loading model from cache[1/1]: prefetched while the worker started.");
+      return art;
+    } catch {
+      // the prefetch failed: fetch again below, reporting progress (and any error) for real
+    }
+  }
+  return loadArtifacts(record, progress, options);
+}
 
 /**
  * options: {tokenizersURL, baseURL (to resolve relative model URLs), fetch, cache
@@ -48,7 +82,7 @@ export async function createKernels(options = {}) {
 
     async load(record, progress = () => {}) {
       const t0 = performance.now();
-      const art = await loadArtifacts(record, (f, text) => progress(0.9 * f, text), options);
+      const art = await artifacts(record, (f, text) => progress(0.9 * f, text), options);
       const config = { ...art.config, ...(record.overrides || {}) };
       const type = config.model_type;
       if (!DECODERS.has(type) && !ENCODERS.has(type)) {

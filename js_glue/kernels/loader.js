@@ -165,15 +165,20 @@ function splitShard(bytes, records, into) {
 
 const MB = 1024 * 1024;
 
+/** The absolute URL (with a trailing slash) of a record's model directory. */
+export function modelBase(record, options = {}) {
+  const baseHref = options.baseURL || (globalThis.location ? location.href : undefined);
+  const model = String(record.model);
+  return new URL(model.endsWith("/") ? model : `${model}/`, baseHref).href;
+}
+
 /**
  * Fetch a model dir named by `record.model`. Returns {config, tensors: Map, tokenizer: {name, bytes}}.
  * progress(fraction, text) goes from 0 to 1 over the shard bytes.
  */
 export async function loadArtifacts(record, progress, options = {}) {
-  const baseHref = options.baseURL || (globalThis.location ? location.href : undefined);
-  const model = String(record.model);
   const ctx = {
-    base: new URL(model.endsWith("/") ? model : `${model}/`, baseHref).href,
+    base: modelBase(record, options),
     fetch: options.fetch || globalThis.fetch.bind(globalThis),
     store: openStore(record.cache || options.cache || "cache"),
   };

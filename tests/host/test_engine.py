@@ -14,6 +14,8 @@ from py_worker.conversation import Conversation
 from py_worker.engine import MLCEngine, Stream
 from py_worker.errors import (
     ContextWindowSizeExceededError,
+    EmbeddingExceedContextWindowSizeError,
+    IncorrectPipelineLoadedError,
     EmbeddingUnsupportedModelError,
     ModelNotLoadedError,
     ReloadInterruptedError,
@@ -307,5 +309,27 @@ def test_stats_message_reset_and_forward_tokens(app_config: dict[str, Any]) -> N
         await engine.reset_chat()
         assert await engine.get_message() == ""
         assert await engine.runtime_stats_text() == "prefill: 0.0000 tokens/sec, decoding: 0.0000 tokens/sec"
+
+    run(main())
+
+
+def test_embeddings_through_the_engine(app_config: dict[str, Any], minilm_record: dict[str, Any]) -> None:
+    async def main() -> None:
+        config = {"model_list": [*app_config["model_list"], minilm_record]}
+        engine = MLCEngine(ReferenceKernels(), config)
+        await engine.reload(["tiny-a", "minilm"])
+        reply = await engine.embeddings.create(
+            model="minilm", input=["A cat sits on the mat.", "A kitten rests on a rug.", "Stock prices fell."]
+        )
+        parsed = ot.CreateEmbeddingResponse.model_validate(reply)
+        vectors = np.array([d.embedding for d in parsed.data])
+        assert vectors.shape == (3, 384)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        sims = vectors @ vectors.T
+        assert sims[0, 1] > sims[0, 2] + 0.2
+        with pytest.raises(IncorrectPipelineLoadedError):
+            await engine.chat.completions.create(model="minilm", messages=HI)
+        with pytest.raises(EmbeddingExceedContextWindowSizeError):
+            await engine.embeddings.create(model="minilm", input="word " * 300)
 
     run(main())

@@ -5,6 +5,7 @@ lavapipe (8 sentences, cosine >= 0.999 required; in practice ~1 - 1e-7)."""
 from __future__ import annotations
 
 import subprocess
+
 import numpy as np
 import pytest
 

@@ -1,0 +1,196 @@
+"""Browser benchmark: the whole stack in headless Chromium, one run, one JSON file.
+
+Measures, for one model (the tiny one by default):
+- the worker boot timeline: Pyodide ready, wheel installed, Python ready, model loaded, first token
+  (milliseconds from page navigation);
+- a greedy stream through the proxy vs the same stream driven inside the worker (per-chunk relay
+  cost, tokens/s both ways, and the proxy's share of throughput; goal < 2 %);
+- the Python engine vs a JS-only loop over the same kernels in the same worker (goal < 2 %);
+- main-thread long tasks (> 50 ms) during boot+load and during generation (goal: none).
+
+    python bench/browser.py [--model ID] [--tokens N] [--out bench/out/browser.json]
+
+Needs a built site (./build.sh). Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+import serve  # noqa: E402
+
+BARE_PAGE = '<!doctype html><html><head><script src="/py-worker.js"></script></head><body></body></html>'
+
+# Runs in the page: observes long tasks from the start, then boots, loads and generates.
+LONG_TASKS = """
+window.longTasks = [];
+new PerformanceObserver((list) => { for (const e of list.getEntries())
+  window.longTasks.push({start: e.startTime, duration: e.duration}); }).observe({type: "longtask", buffered: true});
+"""
+
+RUN = """async ({model, tokens, prompt}) => {
+  const now = () => performance.timeOrigin + performance.now();
+  const marks = {navigation: performance.timeOrigin};
+  const engine = await PyWorker.CreateWebWorkerMLCEngine(model, {});
+  marks.modelLoaded = now();
+  const messages = [{role: "user", content: prompt}];
+  const request = {messages, temperature: 0, ignore_eos: true, max_tokens: tokens, stream: true};
+  const phase = {bootAndLoadEnd: performance.now()};
+
+  // Through the proxy: one postMessage round trip per chunk.
+  const content = {request, selectedModelId: model, modelId: [model]};
+  const proxyTimes = [], proxyChunks = [];
+  const t0 = performance.now();
+  for await (const chunk of await engine.chat.completions.create(request)) {
+    proxyTimes.push(performance.now() - t0);
+    proxyChunks.push(chunk);
+    if (!marks.firstToken) marks.firstToken = now();
+  }
+  const proxyTotal = performance.now() - t0;
+  phase.generationEnd = performance.now();
+
+  // The same stream driven inside the worker.
+  const local = await engine.sendRequest("workerLocalStream", content);
+
+  // Heartbeats: a bare postMessage round trip, answered by worker.js without Python.
+  const rtts = [];
+  for (let i = 0; i < 20; i++) {
+    const t = performance.now();
+    await engine.sendRequest("heartbeat", {});
+    rtts.push(performance.now() - t);
+  }
+
+  // A JS-only loop over the same kernels, in the same worker.
+  const record = engine.appConfig.model_list.find((r) => r.model_id === model);
+  const jsLoop = await engine.sendRequest("workerJsLoop", {record, prompt, maxTokens: tokens});
+  const timeline = await engine.sendRequest("workerTimeline", {});
+  return {marks, timeline, proxy: {times: proxyTimes, chunks: proxyChunks, totalMs: proxyTotal},
+          local, rtts, jsLoop, phase, longTasks: window.longTasks};
+}"""
+
+
+def text_of(chunks: list[dict[str, Any]]) -> str:
+    return "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c.get("choices"))
+
+
+def usage_of(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    return next((c["usage"] for c in chunks if c.get("usage")), {})
+
+
+def decode_rate(times: list[float], chunks: list[dict[str, Any]], tokens: int) -> float:
+    """Tokens/s from the first chunk to the last: the decode loop as the consumer sees it."""
+    deltas = [t for t, c in zip(times, chunks, strict=True) if c.get("choices")]
+    first_tokens = 1  # the first chunk carries the first sampled token
+    span = (deltas[-1] - deltas[0]) / 1000 if len(deltas) > 1 else 0.0
+    return (tokens - first_tokens) / span if span > 0 else 0.0
+
+
+def summarize(raw: dict[str, Any], model: str, tokens: int) -> dict[str, Any]:
+    nav = raw["marks"]["navigation"]
+    tl = raw["timeline"]
+    since = lambda t: None if t is None else round(t - nav, 1)  # noqa: E731
+    proxy, local = raw["proxy"], raw["local"]
+    n_tokens = usage_of(proxy["chunks"]).get("completion_tokens", tokens)
+    proxy_rate = decode_rate(proxy["times"], proxy["chunks"], n_tokens)
+    local_rate = decode_rate(local["times"], local["chunks"], n_tokens)
+    n_chunks = max(1, len(proxy["chunks"]))
+    py_rate = local_rate
+    js_rate = raw["jsLoop"]["decodeTokensPerS"]
+    boot_end, gen_end = raw["phase"]["bootAndLoadEnd"], raw["phase"]["generationEnd"]
+    long_tasks = raw["longTasks"]
+    return {
+        "model": model,
+        "max_tokens": tokens,
+        "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count()},
+        "boot_timeline_ms_from_navigation": {
+            "worker_start": since(tl.get("workerStart")),
+            "pyodide_ready": since(tl.get("pyodideReady")),
+            "wheel_installed": since(tl.get("wheelInstalled")),
+            "python_ready": since(tl.get("pythonReady")),
+            "model_loaded": since(raw["marks"]["modelLoaded"]),
+            "first_token": since(raw["marks"].get("firstToken")),
+        },
+        "stream": {
+            "same_text_proxy_and_worker": text_of(proxy["chunks"]) == text_of(local["chunks"]),
+            "completion_tokens": n_tokens,
+            "chunks": n_chunks,
+            "proxy_total_ms": round(proxy["totalMs"], 1),
+            "worker_total_ms": round(local["totalMs"], 1),
+            "relay_ms_per_chunk": round((proxy["totalMs"] - local["totalMs"]) / n_chunks, 3),
+            "heartbeat_rtt_ms_median": round(statistics.median(raw["rtts"]), 3),
+            "decode_tokens_per_s_through_proxy": round(proxy_rate, 2),
+            "decode_tokens_per_s_inside_worker": round(local_rate, 2),
+            "proxy_cost_pct": round(100 * (1 - proxy_rate / local_rate), 2) if local_rate else None,
+            "goal_proxy_cost_pct": 2,
+        },
+        "python_vs_js_loop": {
+            "decode_tokens_per_s_python_engine": round(py_rate, 2),
+            "decode_tokens_per_s_js_loop": round(js_rate, 2),
+            "python_cost_pct": round(100 * (1 - py_rate / js_rate), 2) if js_rate else None,
+            "goal_python_cost_pct": 2,
+            "same_tokens_count": raw["jsLoop"]["tokens"] == n_tokens,
+        },
+        "main_thread_long_tasks": {
+            "boot_and_load": sum(1 for t in long_tasks if t["start"] <= boot_end),
+            "generation": sum(1 for t in long_tasks if boot_end < t["start"] <= gen_end),
+            "all": [{"start_ms": round(t["start"], 1), "duration_ms": round(t["duration"], 1)} for t in long_tasks],
+            "goal": 0,
+        },
+    }
+
+
+def run(model: str, tokens: int, prompt: str) -> dict[str, Any]:
+    with serve.serving(ROOT / "site") as url, serve.chromium() as browser:
+        page = browser.new_page()
+        blocked: list[str] = []
+
+        def route(r: Any) -> None:
+            if not serve.is_local(r.request.url):
+                blocked.append(r.request.url)
+                r.abort()
+            elif r.request.url == url + "bare.html":
+                r.fulfill(status=200, content_type="text/html", body=BARE_PAGE)
+            else:
+                r.continue_()
+
+        page.route("**/*", route)
+        page.add_init_script(LONG_TASKS)
+        page.goto(url + "bare.html")
+        raw = page.evaluate(RUN, {"model": model, "tokens": tokens, "prompt": prompt})
+        if blocked:
+            raise SystemExit(f"non-local requests: {blocked}")
+    return raw
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny-llama-q4f32_1")
+    parser.add_argument("--tokens", type=int, default=160)
+    parser.add_argument("--prompt", default="Tell me a story.")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "browser.json")
+    args = parser.parse_args()
+    t0 = time.monotonic()
+    raw = run(args.model, args.tokens, args.prompt)
+    result = summarize(raw, args.model, args.tokens)
+    result["wall_s"] = round(time.monotonic() - t0, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    brief = {k: v for k, v in result.items() if k != "main_thread_long_tasks"}
+    brief["long_tasks"] = {k: v for k, v in result["main_thread_long_tasks"].items() if k != "all"}
+    print(json.dumps(brief, indent=2))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
