@@ -15,8 +15,8 @@ from py_worker.engine import MLCEngine, Stream
 from py_worker.errors import (
     ContextWindowSizeExceededError,
     EmbeddingExceedContextWindowSizeError,
-    IncorrectPipelineLoadedError,
     EmbeddingUnsupportedModelError,
+    IncorrectPipelineLoadedError,
     ModelNotLoadedError,
     ReloadInterruptedError,
     UnclearModelToUseError,
