@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -34,11 +35,12 @@ BARE_PAGE = '<!doctype html><html><head><script src="/py-worker.js"></script></h
 # Runs in the page: observes long tasks from the start, then boots, loads and generates.
 LONG_TASKS = """
 window.longTasks = [];
-new PerformanceObserver((list) => { for (const e of list.getEntries())
-  window.longTasks.push({start: e.startTime, duration: e.duration}); }).observe({type: "longtask", buffered: true});
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.longTasks.push({start: e.startTime, duration: e.duration});
+}).observe({type: "longtask", buffered: true});
 """
 
-RUN = """async ({model, tokens, prompt}) => {
+RUN = """async ({model, tokens, prompt, rounds}) => {
   const now = () => performance.timeOrigin + performance.now();
   const marks = {navigation: performance.timeOrigin};
   const engine = await PyWorker.CreateWebWorkerMLCEngine(model, {});
@@ -47,20 +49,31 @@ RUN = """async ({model, tokens, prompt}) => {
   const request = {messages, temperature: 0, ignore_eos: true, max_tokens: tokens, stream: true};
   const phase = {bootAndLoadEnd: performance.now()};
 
-  // Through the proxy: one postMessage round trip per chunk.
+  // Through the proxy (the first run also gives the first-token time and warms up).
   const content = {request, selectedModelId: model, modelId: [model]};
-  const proxyTimes = [], proxyChunks = [];
-  const t0 = performance.now();
-  for await (const chunk of await engine.chat.completions.create(request)) {
-    proxyTimes.push(performance.now() - t0);
-    proxyChunks.push(chunk);
-    if (!marks.firstToken) marks.firstToken = now();
+  const viaProxy = async () => {
+    const times = [], chunks = [];
+    const t0 = performance.now();
+    for await (const chunk of await engine.chat.completions.create(request)) {
+      times.push(performance.now() - t0);
+      chunks.push(chunk);
+      if (!marks.firstToken) marks.firstToken = now();
+    }
+    return {times, chunks, totalMs: performance.now() - t0};
+  };
+  // The same stream driven inside the worker; runs alternate so both see the same machine state.
+  const inWorker = () => engine.sendRequest("workerLocalStream", content);
+  await viaProxy();
+  // A JS-only loop over the same kernels, in the same worker (its own load of the model).
+  const record = engine.appConfig.model_list.find((r) => r.model_id === model);
+  const jsLoop = () => engine.sendRequest("workerJsLoop", {record, prompt, maxTokens: tokens});
+  const runs = {proxy: [], local: [], js: []};
+  for (let i = 0; i < rounds; i++) {
+    runs.proxy.push(await viaProxy());
+    runs.local.push(await inWorker());
+    runs.js.push(await jsLoop());
   }
-  const proxyTotal = performance.now() - t0;
   phase.generationEnd = performance.now();
-
-  // The same stream driven inside the worker.
-  const local = await engine.sendRequest("workerLocalStream", content);
 
   // Heartbeats: a bare postMessage round trip, answered by worker.js without Python.
   const rtts = [];
@@ -70,12 +83,8 @@ RUN = """async ({model, tokens, prompt}) => {
     rtts.push(performance.now() - t);
   }
 
-  // A JS-only loop over the same kernels, in the same worker.
-  const record = engine.appConfig.model_list.find((r) => r.model_id === model);
-  const jsLoop = await engine.sendRequest("workerJsLoop", {record, prompt, maxTokens: tokens});
   const timeline = await engine.sendRequest("workerTimeline", {});
-  return {marks, timeline, proxy: {times: proxyTimes, chunks: proxyChunks, totalMs: proxyTotal},
-          local, rtts, jsLoop, phase, longTasks: window.longTasks};
+  return {marks, timeline, runs, rtts, phase, longTasks: window.longTasks};
 }"""
 
 
@@ -98,20 +107,27 @@ def decode_rate(times: list[float], chunks: list[dict[str, Any]], tokens: int) -
 def summarize(raw: dict[str, Any], model: str, tokens: int) -> dict[str, Any]:
     nav = raw["marks"]["navigation"]
     tl = raw["timeline"]
-    since = lambda t: None if t is None else round(t - nav, 1)  # noqa: E731
-    proxy, local = raw["proxy"], raw["local"]
-    n_tokens = usage_of(proxy["chunks"]).get("completion_tokens", tokens)
-    proxy_rate = decode_rate(proxy["times"], proxy["chunks"], n_tokens)
-    local_rate = decode_rate(local["times"], local["chunks"], n_tokens)
-    n_chunks = max(1, len(proxy["chunks"]))
-    py_rate = local_rate
-    js_rate = raw["jsLoop"]["decodeTokensPerS"]
+
+    def since(t: float | None) -> float | None:
+        return None if t is None else round(t - nav, 1)
+
+    runs = raw["runs"]
+    first = runs["proxy"][0]["chunks"]
+    n_tokens = usage_of(first).get("completion_tokens", tokens)
+    proxy_rates = [decode_rate(r["times"], r["chunks"], n_tokens) for r in runs["proxy"]]
+    local_rates = [decode_rate(r["times"], r["chunks"], n_tokens) for r in runs["local"]]
+    js_rates = [r["decodeTokensPerS"] for r in runs["js"]]
+    proxy_rate, local_rate, js_rate = (statistics.median(x) for x in (proxy_rates, local_rates, js_rates))
+    n_chunks = max(1, len(first))
+    pairs = zip(runs["proxy"], runs["local"], strict=True)
+    relay = statistics.median(p["totalMs"] - q["totalMs"] for p, q in pairs)
     boot_end, gen_end = raw["phase"]["bootAndLoadEnd"], raw["phase"]["generationEnd"]
     long_tasks = raw["longTasks"]
     return {
         "model": model,
         "max_tokens": tokens,
-        "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count()},
+        "rounds": len(runs["proxy"]),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "boot_timeline_ms_from_navigation": {
             "worker_start": since(tl.get("workerStart")),
             "pyodide_ready": since(tl.get("pyodideReady")),
@@ -121,35 +137,35 @@ def summarize(raw: dict[str, Any], model: str, tokens: int) -> dict[str, Any]:
             "first_token": since(raw["marks"].get("firstToken")),
         },
         "stream": {
-            "same_text_proxy_and_worker": text_of(proxy["chunks"]) == text_of(local["chunks"]),
+            "same_text_proxy_and_worker": all(
+                text_of(r["chunks"]) == text_of(first) for r in runs["proxy"] + runs["local"]
+            ),
             "completion_tokens": n_tokens,
             "chunks": n_chunks,
-            "proxy_total_ms": round(proxy["totalMs"], 1),
-            "worker_total_ms": round(local["totalMs"], 1),
-            "relay_ms_per_chunk": round((proxy["totalMs"] - local["totalMs"]) / n_chunks, 3),
+            "relay_ms_per_chunk": round(relay / n_chunks, 3),
             "heartbeat_rtt_ms_median": round(statistics.median(raw["rtts"]), 3),
-            "decode_tokens_per_s_through_proxy": round(proxy_rate, 2),
-            "decode_tokens_per_s_inside_worker": round(local_rate, 2),
-            "proxy_cost_pct": round(100 * (1 - proxy_rate / local_rate), 2) if local_rate else None,
+            "decode_tokens_per_s_through_proxy": [round(x, 2) for x in proxy_rates],
+            "decode_tokens_per_s_inside_worker": [round(x, 2) for x in local_rates],
+            "proxy_cost_pct_of_median": round(100 * (1 - proxy_rate / local_rate), 2) if local_rate else None,
             "goal_proxy_cost_pct": 2,
         },
         "python_vs_js_loop": {
-            "decode_tokens_per_s_python_engine": round(py_rate, 2),
-            "decode_tokens_per_s_js_loop": round(js_rate, 2),
-            "python_cost_pct": round(100 * (1 - py_rate / js_rate), 2) if js_rate else None,
+            "decode_tokens_per_s_python_engine": [round(x, 2) for x in local_rates],
+            "decode_tokens_per_s_js_loop": [round(x, 2) for x in js_rates],
+            "python_cost_pct_of_median": round(100 * (1 - local_rate / js_rate), 2) if js_rate else None,
             "goal_python_cost_pct": 2,
-            "same_tokens_count": raw["jsLoop"]["tokens"] == n_tokens,
+            "same_token_count": all(r["tokens"] == n_tokens for r in runs["js"]),
         },
         "main_thread_long_tasks": {
             "boot_and_load": sum(1 for t in long_tasks if t["start"] <= boot_end),
             "generation": sum(1 for t in long_tasks if boot_end < t["start"] <= gen_end),
-            "all": [{"start_ms": round(t["start"], 1), "duration_ms": round(t["duration"], 1)} for t in long_tasks],
+            "all": [{"start_ms": round(t["start"], 1), "ms": round(t["duration"], 1)} for t in long_tasks],
             "goal": 0,
         },
     }
 
 
-def run(model: str, tokens: int, prompt: str) -> dict[str, Any]:
+def run(model: str, tokens: int, prompt: str, rounds: int) -> dict[str, Any]:
     with serve.serving(ROOT / "site") as url, serve.chromium() as browser:
         page = browser.new_page()
         blocked: list[str] = []
@@ -166,21 +182,25 @@ def run(model: str, tokens: int, prompt: str) -> dict[str, Any]:
         page.route("**/*", route)
         page.add_init_script(LONG_TASKS)
         page.goto(url + "bare.html")
-        raw = page.evaluate(RUN, {"model": model, "tokens": tokens, "prompt": prompt})
+        args = {"model": model, "tokens": tokens, "prompt": prompt, "rounds": rounds}
+        raw: dict[str, Any] = page.evaluate(RUN, args)
         if blocked:
             raise SystemExit(f"non-local requests: {blocked}")
     return raw
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="tiny-llama-q4f32_1")
     parser.add_argument("--tokens", type=int, default=160)
     parser.add_argument("--prompt", default="Tell me a story.")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measured runs of each loop")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "browser.json")
     args = parser.parse_args()
     t0 = time.monotonic()
-    raw = run(args.model, args.tokens, args.prompt)
+    raw = run(args.model, args.tokens, args.prompt, args.rounds)
     result = summarize(raw, args.model, args.tokens)
     result["wall_s"] = round(time.monotonic() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)

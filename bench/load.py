@@ -18,9 +18,9 @@ import json
 import platform
 import random
 import statistics
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ def bert_params(seed: int = 0) -> dict[str, np.ndarray]:
     h, inner = BERT_SHAPE["hidden_size"], BERT_SHAPE["intermediate_size"]
 
     def mat(rows: int, cols: int) -> np.ndarray:
-        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+        return np.asarray(rng.standard_normal((rows, cols)) / np.sqrt(cols), dtype=np.float32)
 
     def vec(n: int, around: float) -> np.ndarray:
         return (around + 0.1 * rng.standard_normal(n)).astype(np.float32)

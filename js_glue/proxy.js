@@ -28,23 +28,36 @@ const DEFAULT_BOOT_TIMEOUT_MS = 120000;
 
 const asList = (x) => (x === undefined || x === null ? [] : Array.isArray(x) ? [...x] : [x]);
 
-/** A stream of chunks from the worker, pulled one round trip at a time (web-llm's design). */
+/**
+ * A stream of chunks from the worker. Pull-based like web-llm (one request per chunk), but one
+ * pull ahead: while the consumer handles chunk i the worker already makes chunk i+1, so the
+ * postMessage round trip is hidden instead of added to every chunk.
+ */
 class ChunkStream {
   constructor(engine, streamId) {
     this.engine = engine;
     this.streamId = streamId;
     this.finished = false;
+    this.ahead = null;
   }
 
   [Symbol.asyncIterator]() {
     return this;
   }
 
+  _pull() {
+    const pending = this.engine._send("completionStreamNextChunk", { streamId: this.streamId });
+    pending.catch(() => {}); // a pull ahead that nobody awaits must not be an unhandled rejection
+    return pending;
+  }
+
   async next() {
     if (this.finished) return { done: true, value: undefined };
+    const pending = this.ahead || this._pull();
+    this.ahead = null;
     let reply;
     try {
-      reply = await this.engine._send("completionStreamNextChunk", { streamId: this.streamId });
+      reply = await pending;
     } catch (err) {
       this.finished = true; // the worker closes a stream that failed
       throw err;
@@ -53,13 +66,15 @@ class ChunkStream {
       this.finished = true;
       return { done: true, value: undefined };
     }
+    this.ahead = this._pull();
     return { done: false, value: reply.chunk };
   }
 
-  /** Called by `for await` on break/return/throw: frees the model in the worker. */
+  /** Called by `for await` on break/return/throw: stops the generation and frees the model. */
   async return(value) {
     if (!this.finished) {
       this.finished = true;
+      this.ahead = null; // the worker answers it {done: true} when the stream closes
       await this.engine._send("completionStreamReturn", { streamId: this.streamId });
     }
     return { done: true, value };

@@ -1,7 +1,9 @@
 // The demo chat over the script-tag build (window.PyWorker). Also the page the headless mode of
 // tools/serve.py and the browser tests drive: ?prompt=…[&model=…] loads the model, asks, and
-// reports each streamed delta to window.__pyworkerDelta (when the driver exposes it);
-// window.demoState mirrors what the page is doing so a driver can wait on it.
+// reports each streamed delta to window.__pyworkerDelta and each load progress text to
+// window.__pyworkerProgress (when the driver exposes them);
+// window.demoState mirrors what the page is doing so a driver can wait on it, and
+// window.demoEngine is the page's engine. Driver options: seed, max_tokens, temperature, ignore_eos.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -45,6 +47,7 @@ function fillPickers() {
 function onProgress(report) {
   $("progress-bar").style.width = `${Math.round(100 * report.progress)}%`;
   $("progress-text").textContent = report.text;
+  if (window.__pyworkerProgress) window.__pyworkerProgress(report.text);
 }
 
 async function loadModels() {
@@ -53,7 +56,7 @@ async function loadModels() {
   setBusy(true, "load");
   $("progress-text").classList.remove("error");
   try {
-    if (!engine) engine = await PyWorker.createEngine({ initProgressCallback: onProgress });
+    if (!engine) engine = window.demoEngine = await PyWorker.createEngine({ initProgressCallback: onProgress });
     await engine.reload(ids);
     state.loaded = ids;
     const kind = (id) => (records.find((r) => r.model_id === id) || {}).model_type;
@@ -107,6 +110,7 @@ async function ask(prompt) {
     if (seed !== null) request.seed = Number(seed);
     if (params.get("max_tokens")) request.max_tokens = Number(params.get("max_tokens"));
     if (params.get("ignore_eos")) request.ignore_eos = true;
+    if (params.get("temperature") !== null) request.temperature = Number(params.get("temperature"));
     for await (const chunk of await engine.chat.completions.create(request)) {
       const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta ? chunk.choices[0].delta.content : "";
       if (delta) {

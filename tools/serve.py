@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,10 +53,9 @@ CHROMIUM_ARGS = [
 class SiteHandler(http.server.SimpleHTTPRequestHandler):
     """Static files with the MIME types browsers insist on (application/wasm for streaming)."""
 
-    extensions_map: ClassVar[dict[str, str]] = {
-        **http.server.SimpleHTTPRequestHandler.extensions_map,
-        **MIME_TYPES,
-    }
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.extensions_map = {**self.extensions_map, **MIME_TYPES}
+        super().__init__(*args, **kwargs)
 
     def end_headers(self) -> None:
         # Fresh files on every reload during development; the engine caches models itself.
@@ -105,6 +104,12 @@ def chromium(headless: bool = True) -> Iterator[Any]:
             browser.close()
 
 
+def show_progress(text: str) -> None:
+    """One updating status line on stderr while the model loads."""
+    end = "\n" if text.startswith("Finish loading") else ""
+    print(f"\r\033[K{text[:110]}", end=end, file=sys.stderr, flush=True)
+
+
 def ask(base_url: str, prompt: str, model: str | None, timeout_s: float) -> int:
     """Drive the demo page: load the model, send the prompt, print the stream; 0 on success."""
     with chromium() as browser:
@@ -120,6 +125,7 @@ def ask(base_url: str, prompt: str, model: str | None, timeout_s: float) -> int:
 
         page.route("**/*", route)
         page.expose_function("__pyworkerDelta", lambda text: print(text, end="", flush=True))
+        page.expose_function("__pyworkerProgress", show_progress)
         page.on("console", lambda m: m.type == "error" and print(f"[page] {m.text}", file=sys.stderr))
         query = f"?prompt={quote(prompt)}&headless=1" + (f"&model={quote(model)}" if model else "")
         page.goto(base_url + "index.html" + query)

@@ -48,7 +48,7 @@ export function errorFromDict(data) {
 
 def error_classes() -> list[type[errors.PyWorkerError]]:
     """Every engine error class, parents before children (a stable order for the JS file)."""
-    found = [errors.PyWorkerError, *errors._REGISTRY.values()]
+    found: list[type[errors.PyWorkerError]] = [errors.PyWorkerError, *errors._REGISTRY.values()]
     unique = list(dict.fromkeys(found))
     return sorted(unique, key=lambda c: (len(c.__mro__), unique.index(c)))
 

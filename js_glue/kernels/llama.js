@@ -14,7 +14,7 @@ import { kvAppend } from "./wgsl/kv_append.js";
 import { attention } from "./wgsl/attention.js";
 import { attentionPartial, attentionCombine, SPLIT } from "./wgsl/attention_split.js";
 import { swiglu } from "./wgsl/swiglu.js";
-import { sample, SAMPLE_WG, OUT_STRIDE, MAX_TOP_LOGPROBS } from "./wgsl/sample.js";
+import { sample, OUT_STRIDE, MAX_TOP_LOGPROBS } from "./wgsl/sample.js";
 import { WG } from "./wgsl/common.js";
 
 const FWD_BYTES = 16;
@@ -39,7 +39,6 @@ export function llamaDims(config, overrides = {}) {
     ctx: pick("context_window_size", 2048),
     chunk: pick("prefill_chunk_size", 128),
     tied: !!pick("tie_word_embeddings", false),
-    quant: String(config.quantization || "q0f32"),
   };
 }
 

@@ -5,11 +5,12 @@ import { loadPyodide } from "../../node_modules/pyodide/pyodide.mjs";
 
 const root = new URL("../../", import.meta.url);
 const pyodide = await loadPyodide({ indexURL: new URL("node_modules/pyodide/", root).pathname });
-pyodide.FS.mkdirTree("/home/pyodide/py_worker");
-for (const name of readdirSync(new URL("py_worker/", root))) {
-  if (name.endsWith(".py")) {
-    pyodide.FS.writeFile(`/home/pyodide/py_worker/${name}`, readFileSync(new URL(`py_worker/${name}`, root)));
-  }
+// The package as source files (the whole tree: __init__ imports its subpackages).
+for (const name of readdirSync(new URL("py_worker/", root), { recursive: true })) {
+  if (!name.endsWith(".py")) continue;
+  const target = `/home/pyodide/py_worker/${name}`;
+  pyodide.FS.mkdirTree(target.slice(0, target.lastIndexOf("/")));
+  pyodide.FS.writeFile(target, readFileSync(new URL(`py_worker/${name}`, root)));
 }
 
 const calls = [];

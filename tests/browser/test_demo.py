@@ -7,8 +7,11 @@ from conftest import ARTIFACTS, TINY, TINY_B, Guarded
 # Pauses the page's stream at the 3rd delta until the test resumes it (demo.js awaits the hook).
 PAUSE_AT_3 = """
 window.deltas = 0;
-window.__pyworkerDelta = () => { window.deltas += 1;
-  if (window.deltas === 3) return new Promise((resolve) => { window.paused = true; window.resume = resolve; }); };
+window.__pyworkerDelta = () => {
+  window.deltas += 1;
+  if (window.deltas !== 3) return undefined;
+  return new Promise((resolve) => { window.paused = true; window.resume = resolve; });
+};
 """
 
 
@@ -54,7 +57,7 @@ def test_demo_stop_then_next_answer_complete(guarded: Guarded) -> None:
     page.select_option("#chat-model", TINY_B)
     page.fill("#prompt", "And again?")
     page.click("#send")
-    page.wait_for_function("!window.demoState.busy && document.querySelectorAll('.msg.assistant').length === 2")
+    page.wait_for_function("!demoState.busy && document.querySelectorAll('.msg.assistant').length === 2")
     assert page.locator(".msg.assistant .who").nth(1).inner_text() == TINY_B
     again = page.evaluate("window.demoState")
     assert again["error"] is None and again["finish"] in ("stop", "length")  # complete, not aborted

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,15 +21,16 @@ const m = await import(process.argv[1]);
 const out = {};
 for (const [name, cls] of Object.entries(m.ERROR_CLASSES)) {
   const e = m.errorFromDict({name, message: "m", fields: {k: 1}});
-  out[name] = {parent: Object.getPrototypeOf(cls).name, rebuilt: e.constructor.name, isError: e instanceof Error,
-               fields: e.fields, message: e.message};
+  out[name] = {parent: Object.getPrototypeOf(cls).name, rebuilt: e.constructor.name,
+               isError: e instanceof Error, fields: e.fields, message: e.message};
 }
 const unknown = m.errorFromDict({name: "ValueError", message: "bad"});
-console.log(JSON.stringify({classes: out, unknown: [unknown.name, unknown.fields.remote_name, unknown.message]}));
+const about = [unknown.name, unknown.fields.remote_name, unknown.message];
+console.log(JSON.stringify({classes: out, unknown: about}));
 """
 
 
-def _site_module():  # type: ignore[no-untyped-def]
+def _site_module() -> Any:
     spec = importlib.util.spec_from_file_location("pyworker_site", ROOT / "tools" / "site.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

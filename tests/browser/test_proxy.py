@@ -34,7 +34,8 @@ def test_bare_page_streams_same_text_as_worker(guarded: Guarded) -> None:
         """async (messages) => {
           const request = {messages, seed: 11, temperature: 0.9, max_tokens: 24};
           const chunks = [];
-          const stream = await within(engine.chat.completions.create({...request, stream: true}), 60000, "init");
+          const init = engine.chat.completions.create({...request, stream: true});
+          const stream = await within(init, 60000, "init");
           for await (const c of stream) chunks.push(c);
           const whole = await within(engine.chat.completions.create(request), 60000, "non-streaming");
           return {chunks, whole};
@@ -55,11 +56,12 @@ def test_break_early_then_new_request(guarded: Guarded) -> None:
     result = guarded.js(
         """async (messages) => {
           const seen = [];
-          const stream = await within(engine.chat.completions.create({messages, stream: true, max_tokens: 150}), 60000, "init");
+          const init = engine.chat.completions.create({messages, stream: true, max_tokens: 150});
+          const stream = await within(init, 60000, "init");
           for await (const c of stream) { seen.push(c); if (seen.length === 2) break; }
-          const next = await within(engine.chat.completions.create({messages, max_tokens: 5}), 30000, "after break");
-          const afterBreak = await within(engine.sendRequest("completionStreamNextChunk", {streamId: stream.streamId})
-            .then(() => "still open", (e) => e.name), 30000, "closed stream");
+          const next = await within(engine.chat.completions.create({messages, max_tokens: 5}), 30000, "next");
+          const pull = engine.sendRequest("completionStreamNextChunk", {streamId: stream.streamId});
+          const afterBreak = await within(pull.then(() => "still open", (e) => e.name), 30000, "closed");
           return {seen: seen.length, next, afterBreak};
         }""",
         USER,
@@ -75,15 +77,16 @@ def test_interrupt_stops_answer_and_next_is_complete(guarded: Guarded) -> None:
     result = guarded.js(
         """async (messages) => {
           let n = 0, finish = null;
-          const stream = await within(engine.chat.completions.create({messages, stream: true, max_tokens: 150,
-                                                                      ignore_eos: true}), 60000, "init");
+          const request = {messages, stream: true, max_tokens: 150, ignore_eos: true};
+          const init = engine.chat.completions.create(request);
+          const stream = await within(init, 60000, "init");
           for await (const c of stream) {
             n += 1;
             if (n === 3) await engine.interruptGenerate();
             if (c.choices.length && c.choices[0].finish_reason) finish = c.choices[0].finish_reason;
           }
-          const next = await within(engine.chat.completions.create({messages, max_tokens: 6, ignore_eos: true}),
-                                    30000, "after interrupt");
+          const again = engine.chat.completions.create({messages, max_tokens: 6, ignore_eos: true});
+          const next = await within(again, 30000, "after interrupt");
           return {n, finish, next};
         }""",
         USER,
@@ -98,7 +101,8 @@ def test_two_models_routed_and_unclear_fails_on_main_thread(guarded: Guarded) ->
     assert load(guarded, [TINY, TINY_B]) == [TINY, TINY_B]
     result = guarded.js(
         """async ([messages, a, b]) => {
-          const req = (model) => within(engine.chat.completions.create({messages, model, max_tokens: 3}), 30000, model);
+          const ask = (model) => engine.chat.completions.create({messages, model, max_tokens: 3});
+          const req = (model) => within(ask(model), 30000, model);
           const [ra, rb] = await Promise.all([req(a), req(b)]);
           let posted = 0;
           const real = engine.worker.postMessage.bind(engine.worker);
@@ -123,7 +127,9 @@ def test_two_models_routed_and_unclear_fails_on_main_thread(guarded: Guarded) ->
     [{"temperature": -1}, {"top_p": 0}, {"stream": True, "n": 2}, {"seed": 1.5}, {"messages": []}],
     ids=["temperature", "top_p", "stream-n", "seed", "empty-messages"],
 )
-def test_invalid_field_rejected_with_python_class_and_message(guarded: Guarded, extra: dict[str, Any]) -> None:
+def test_invalid_field_rejected_with_python_class_and_message(
+    guarded: Guarded, extra: dict[str, Any]
+) -> None:
     request = {"messages": USER, "max_tokens": 4, **extra}
     try:
         validate_chat_request(request)
@@ -149,7 +155,8 @@ def test_unknown_kind_and_no_model_get_a_reply(guarded: Guarded) -> None:
     result = guarded.js(
         """async () => {
           const engine = await PyWorker.createEngine({});
-          const catchName = (p) => within(p.then(() => "no error", (e) => [e.name, e instanceof PyWorker[e.name]]), 60000, "reply");
+          const outcome = (p) => p.then(() => "no error", (e) => [e.name, e instanceof PyWorker[e.name]]);
+          const catchName = (p) => within(outcome(p), 60000, "reply");
           return {
             unknown: await catchName(engine.sendRequest("noSuchKind", {})),
             stats: await catchName(engine.runtimeStatsText()),
@@ -169,9 +176,10 @@ def test_terminated_worker_recovers_with_one_reload(guarded: Guarded) -> None:
           const finished = () => progress.filter((t) => t.startsWith("Finish loading")).length;
           const before = finished();
           engine.worker.terminate();
-          const first = await within(engine.chat.completions.create({messages, max_tokens: 4}), 120000, "recovery");
+          const ask = () => engine.chat.completions.create({messages, max_tokens: 4});
+          const first = await within(ask(), 120000, "recovery");
           const afterFirst = finished();
-          const second = await within(engine.chat.completions.create({messages, max_tokens: 4}), 30000, "second");
+          const second = await within(ask(), 30000, "second");
           return {before, afterFirst, afterSecond: finished(), restarts: engine.workerRestarts,
                   tokens: [first.usage.completion_tokens, second.usage.completion_tokens]};
         }""",

@@ -41,7 +41,7 @@ from py_worker.handler import Handler
 from py_worker.reference import ReferenceKernels
 
 OUT = Path(__file__).resolve().parents[2] / "bench" / "out" / "fuzz.json"
-HANG_S = 20.0
+HANG_S = 10.0
 QUIET_TURNS = 400  # loop turns a request may take before the client frees its streams
 EXAMPLES = 150
 EXPLORE = os.environ.get("PY_WORKER_FUZZ") == "explore"
@@ -95,6 +95,12 @@ def mostly(valid: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.Sea
 
 
 HUGE = "é" * 50_000
+
+
+def end_with_user(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    return messages if messages[-1]["role"] == "user" else [*messages, {"role": "user", "content": "and?"}]
+
+
 junk = st.one_of(
     st.none(),
     st.booleans(),
@@ -108,10 +114,12 @@ junk = st.one_of(
 MODEL_IDS = st.sampled_from(["tiny-a", "tiny-b", BERT, "nope", ""])
 texts = st.one_of(st.text(max_size=16), st.sampled_from(["Hi", "Hello there", "ça va ? 🙂"]))
 messages = st.lists(
-        st.fixed_dictionaries({"role": st.sampled_from(["user", "user", "system", "assistant", "tool"]),
-                               "content": texts}),
-        min_size=1, max_size=3,
-    ).map(lambda ms: [*ms, {"role": "user", "content": "and?"}] if ms[-1]["role"] != "user" else ms)  # fmt: skip
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "user", "system", "assistant", "tool"]), "content": texts}
+    ),
+    min_size=1,
+    max_size=3,
+).map(end_with_user)
 generation = {
     "model": mostly(st.sampled_from(["tiny-a", "tiny-b"]), MODEL_IDS),
     "max_tokens": st.integers(1, 6),
@@ -146,7 +154,7 @@ SAFE_MAX_TOKENS = st.sampled_from([0, -1, 1.5, math.nan, "3", None, True])
 def broken(draw: st.DrawFn, request: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
     """A valid request with one field dropped or set to junk."""
     value = dict(draw(request))
-    key = draw(st.sampled_from(sorted(value) + ["extra"]))
+    key = draw(st.sampled_from([*sorted(value), "extra"]))
     if key == "max_tokens":
         value[key] = draw(SAFE_MAX_TOKENS)
     elif draw(st.booleans()) and key != "extra":
@@ -292,6 +300,7 @@ def check_replies(replies: list[dict[str, Any]], sent: dict[str, tuple[str, Any]
     """Exactly one terminal reply per uuid, progress only before it, well-formed named throws."""
     uuids = list(sent)
     finished: set[str] = set()
+    gap_streams: set[str] = set()  # streams opened by a request known_gap lets through
     for reply in replies:
         uuid = reply.get("uuid")
         assert uuid in uuids, reply
@@ -306,11 +315,17 @@ def check_replies(replies: list[dict[str, Any]], sent: dict[str, tuple[str, Any]
             assert isinstance(err["message"], str) and isinstance(err["fields"], dict), err
             COUNTS["throws"] += 1
             if err["name"] not in NAMED:
-                assert known_gap(*sent[uuid]), (sent[uuid], err)
+                kind, body = sent[uuid]
+                gap = known_gap(kind, body) or (
+                    isinstance(body, dict) and body.get("streamId") in gap_streams
+                )
+                assert gap, (sent[uuid], err)
                 COUNTS["known_gaps"] += 1
         elif reply["kind"] == "return":
             COUNTS["returns"] += 1
             got = reply["content"] if isinstance(reply["content"], dict) else {}
+            if "streamId" in got and known_gap(*sent[uuid]):
+                gap_streams.add(got["streamId"])
             COUNTS["streams_opened"] += "streamId" in got
             COUNTS["chunks"] += "chunk" in got
             COUNTS["completions"] += "usage" in got
@@ -324,6 +339,7 @@ class Session:
         self.handler = Handler(MLCEngine(Yielding(schedule), app_config()))
         self.replies: list[dict[str, Any]] = []
         self.returned = 0
+        self.trace: list[str] = []  # kind:mode of each message sent, for a hang's report
 
     def opened(self) -> list[str]:
         return [r["content"]["streamId"] for r in self.replies if r["kind"] == "return"
@@ -353,19 +369,29 @@ class Session:
     async def wait(self, task: asyncio.Task[None]) -> None:
         """Await one request. A stream holds its model until it ends or is returned, so a request
         still pending once the loop has turned a while may queue behind a stream of the script's:
-        return the open streams, then it must finish."""
+        keep returning open streams (background requests may open more); it must then finish."""
         for _ in range(QUIET_TURNS):
             if task.done():
                 return
             await asyncio.sleep(0)
-        await self.return_open_streams()
-        await asyncio.wait_for(asyncio.shield(task), HANG_S)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HANG_S
+        while not task.done():
+            await self.return_open_streams()
+            await asyncio.wait({task}, timeout=0.05)
+            engine = self.handler.engine
+            assert loop.time() < deadline, (
+                f"a request hangs: held {engine.locks.held()}, waiting "
+                f"{ {m: engine.locks.waiting(m) for m in engine.models} }, "
+                f"streams {list(self.handler.streams)}, "
+                f"running {len(engine.running)}, script {self.trace}"
+            )
 
     async def settle(self, background: list[asyncio.Task[None]]) -> None:
         """Let the background requests finish, returning open streams whenever they stall."""
         pending = set(background)
         while pending:
-            done, pending = await asyncio.wait(pending, timeout=0, return_when=asyncio.FIRST_COMPLETED)
+            _, pending = await asyncio.wait(pending, timeout=0, return_when=asyncio.FIRST_COMPLETED)
             if pending:
                 await self.wait(next(iter(pending)))
         await self.return_open_streams()
@@ -384,6 +410,7 @@ async def play(script: list[tuple[str, Any, str]], schedule: list[int]) -> None:
                 await session.wait(init)
         body = session.resolve(body)
         sent[uuid] = (kind, body)
+        session.trace.append(f"{uuid}:{kind}:{mode}:{repr(body)[:80]}")
         task = asyncio.ensure_future(
             handler.handle({"kind": kind, "uuid": uuid, "content": body}, replies.append)
         )
@@ -411,11 +438,8 @@ async def play(script: list[tuple[str, Any, str]], schedule: list[int]) -> None:
                          final.append)  # fmt: skip
     await handler.handle({"kind": "reload", "uuid": "z", "content": {"modelId": ["tiny-a"]}}, final.append)
     chat_request = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "ignore_eos": True}
-    await asyncio.wait_for(
-        handler.handle({"kind": "chatCompletionNonStreaming", "uuid": "y", "content": {"request": chat_request}},
-                       final.append),
-        HANG_S,
-    )  # fmt: skip
+    chat = {"kind": "chatCompletionNonStreaming", "uuid": "y", "content": {"request": chat_request}}
+    await asyncio.wait_for(handler.handle(chat, final.append), HANG_S)
     terminal = [r for r in final if r["kind"] in ("return", "throw")]
     assert [r["kind"] for r in terminal] == ["return"] * 3, terminal
     assert terminal[-1]["content"]["usage"]["completion_tokens"] == 3
@@ -492,3 +516,23 @@ def test_known_gaps_get_named_errors(kind: str, body: dict[str, Any], preload: l
 
     reply = asyncio.run(main())
     assert reply["kind"] == "throw" and reply["content"]["name"] in NAMED, reply
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="handler.stream_return pops the stream before closing it: cancelled while it waits for a "
+    "cancelled pull, the stream is lost unclosed and its model stays locked (issue 6 report; fix: "
+    "shield the close, or pop after it)",
+)
+def test_cancelled_pull_then_cancelled_return_frees_the_model() -> None:
+    """Found by the fuzz above (explore mode); kept as a fixed example."""
+    start = {"model": "tiny-b", "prompt": "Hello there", "max_tokens": 3, "seed": 1}
+    script = [
+        ("reload", {"modelId": ["tiny-b"]}, "await"),
+        ("completionStreamInit", {"request": start}, "await"),
+        ("completionStreamNextChunk", {"streamId": Recent(0)}, "await"),
+        ("completionStreamNextChunk", {"streamId": Recent(0)}, "cancel"),
+        ("completionStreamReturn", {"streamId": Recent(0)}, "cancel"),
+        ("completionNonStreaming", {"request": {"model": "tiny-b", "prompt": "x", "max_tokens": 1}}, "await"),
+    ]
+    asyncio.run(play(script, [0]))

@@ -43,7 +43,7 @@ from py_worker.protocol import validate_chat_request, validate_completion_reques
 
 OUT = Path(__file__).resolve().parents[2] / "bench" / "out" / "fuzz.json"
 HANG_S = 10
-EXAMPLES = 300
+EXAMPLES = 150
 FAMILIES = (errors.PyWorkerError, RequestValidationError, errors.GenerationConfigError)
 COUNTS: dict[str, int] = {}
 SLOWEST = [0.0]
@@ -110,7 +110,9 @@ def strategy(hint: Any, depth: int = 0) -> st.SearchStrategy[Any]:
     if te.is_typeddict(hint):
         fields = hints(hint)
         required = {k: strategy(v, depth + 1) for k, v in fields.items() if is_required(v)}
-        optional = {} if depth > 3 else {k: strategy(v, depth + 1) for k, v in fields.items() if not is_required(v)}
+        optional = (
+            {} if depth > 3 else {k: strategy(v, depth + 1) for k, v in fields.items() if not is_required(v)}
+        )
         return st.fixed_dictionaries(required, optional=optional)
     return st.one_of(st.none(), st.integers(), TEXT)  # object / Any
 
@@ -138,7 +140,9 @@ def conforms(value: Any, hint: Any) -> bool:
         return isinstance(value, list) and all(conforms(v, args[0] if args else object) for v in value)
     if origin is dict or hint is dict:
         key, item = args if args else (str, object)
-        return isinstance(value, dict) and all(conforms(k, key) and conforms(v, item) for k, v in value.items())
+        return isinstance(value, dict) and all(
+            conforms(k, key) and conforms(v, item) for k, v in value.items()
+        )
     if te.is_typeddict(hint):
         fields = hints(hint)
         return (
@@ -157,7 +161,8 @@ def as_openai(kind: str, request: dict[str, Any]) -> dict[str, Any]:
     """The request as plain OpenAI reads it, with web-llm's documented extensions taken out."""
     fields = hints(SCHEMAS[kind])
     out = {k: v for k, v in request.items() if v is not None or (k in fields and is_required(fields[k]))}
-    out.setdefault("model", "any-model")  # web-llm: model is optional (the loaded one serves)
+    if out.get("model") is None:
+        out["model"] = "any-model"  # web-llm: model is optional (the loaded one serves)
     fmt = out.get("response_format")
     if kind == "chat" and isinstance(fmt, dict) and fmt.get("type") in ("grammar", "structural_tag"):
         del out["response_format"]  # web-llm's own response formats
@@ -229,7 +234,11 @@ GENERATION_MUTATIONS: list[Mutation] = [
     ("seed='7'", {"seed": "7"}, (errors.SeedTypeError,)),
     ("seed=nan", {"seed": math.nan}, (errors.SeedTypeError,)),
     ("stream+n", {"stream": True, "n": 2}, (errors.StreamingCountError,)),
-    ("stream_options w/o stream", {"stream_options": {"include_usage": True}}, (errors.InvalidStreamOptionsError,)),
+    (
+        "stream_options w/o stream",
+        {"stream_options": {"include_usage": True}},
+        (errors.InvalidStreamOptionsError,),
+    ),
     ("stream='yes'", {"stream": "yes"}, (FIELD,)),
     ("logit_bias key", {"logit_bias": {"abc": 1}}, (errors.LogitBiasError,)),
     ("logit_bias key<0", {"logit_bias": {"-1": 1}}, (errors.LogitBiasError,)),
@@ -257,7 +266,11 @@ MUTATIONS: dict[str, list[Mutation]] = {
             {"messages": [*USER, {"role": "system", "content": "s"}, *USER]},
             (errors.SystemMessageOrderError,),
         ),
-        ("last assistant", {"messages": [*USER, {"role": "assistant", "content": "a"}]}, (errors.MessageOrderError,)),
+        (
+            "last assistant",
+            {"messages": [*USER, {"role": "assistant", "content": "a"}]},
+            (errors.MessageOrderError,),
+        ),
         ("user content 5", {"messages": [{"role": "user", "content": 5}]}, (errors.UserMessageContentError,)),
         (
             "user image part",
@@ -269,13 +282,21 @@ MUTATIONS: dict[str, list[Mutation]] = {
             {"messages": [{"role": "system", "content": [1]}, *USER]},
             (errors.ContentTypeError,),
         ),
-        ("response_format xml", {"response_format": {"type": "xml"}}, (errors.UnsupportedResponseFormatError,)),
+        (
+            "response_format xml",
+            {"response_format": {"type": "xml"}},
+            (errors.UnsupportedResponseFormatError,),
+        ),
         (
             "schema with text",
             {"response_format": {"type": "text", "schema": "{}"}},
             (errors.InvalidResponseFormatError,),
         ),
-        ("grammar missing", {"response_format": {"type": "grammar"}}, (errors.InvalidResponseFormatGrammarError,)),
+        (
+            "grammar missing",
+            {"response_format": {"type": "grammar"}},
+            (errors.InvalidResponseFormatGrammarError,),
+        ),
         ("tools retrieval", {"tools": [{"type": "retrieval"}]}, (errors.UnsupportedToolTypeError,)),
         ("tools not list", {"tools": {"type": "function"}}, (FIELD,)),
         ("tool_choice sometimes", {"tool_choice": "sometimes"}, (errors.InvalidToolChoiceError,)),
@@ -377,7 +398,9 @@ def mutate(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
 
 # ---- tests -------------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 KINDS = list(SCHEMAS)
 
 
@@ -394,20 +417,27 @@ def report() -> Iterator[None]:
     OUT.write_text(json.dumps(record, indent=2) + "\n")
 
 
+MINIMAL: dict[str, dict[str, Any]] = {
+    "chat": {"messages": USER},
+    "completion": {"prompt": "p"},
+    "embedding": {"input": "x"},
+}
+OFF_SCHEMA: dict[str, dict[str, Any]] = {
+    "chat": {"temperature": math.nan},
+    "completion": {"max_tokens": 1.5},
+    "embedding": {"dimensions": "8"},
+}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_schema_walker_reads_the_openai_types(kind: str) -> None:
     """The walker must see the schema's required fields, or the fuzz below would be hollow."""
     required = {k for k, h in hints(SCHEMAS[kind]).items() if is_required(h)}
-    assert required == {"chat": {"messages", "model"}, "completion": {"model", "prompt"},
-                        "embedding": {"input", "model"}}[kind]  # fmt: skip
-    assert conforms({"model": "m", **{"chat": {"messages": USER}, "completion": {"prompt": "p"},
-                     "embedding": {"input": "x"}}[kind]}, SCHEMAS[kind])  # fmt: skip
+    assert required == {"model", *MINIMAL[kind]}
+    minimal = {"model": "m", **MINIMAL[kind]}
+    assert conforms(minimal, SCHEMAS[kind])
     assert not conforms({"model": "m"}, SCHEMAS[kind])
-    minimal = {"model": "m", **{"chat": {"messages": USER}, "completion": {"prompt": "p"},
-               "embedding": {"input": "x"}}[kind]}  # fmt: skip
-    bad_field = {"chat": {"temperature": math.nan}, "completion": {"max_tokens": 1.5},
-                 "embedding": {"dimensions": "8"}}[kind]  # fmt: skip
-    assert not conforms({**minimal, **bad_field}, SCHEMAS[kind])
+    assert not conforms({**minimal, **OFF_SCHEMA[kind]}, SCHEMAS[kind])
 
 
 @FUZZ
@@ -440,9 +470,15 @@ def test_junk_anywhere_is_refused_by_name_or_accepted_as_schema(kind: str, data:
     huge strings, negative numbers, nested junk)."""
     request = data.draw(schema_requests(kind))
     junk = st.one_of(
-        st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=5),
-        st.just("x" * 1_000_000), st.lists(st.integers(), max_size=3), st.dictionaries(TEXT, st.integers(), max_size=2),
-    )  # fmt: skip
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(),
+        st.text(max_size=5),
+        st.just("x" * 1_000_000),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(TEXT, st.integers(), max_size=2),
+    )
     path = data.draw(st.lists(st.integers(0, 5), min_size=1, max_size=4))
     check(kind, replace_at(request, path, data.draw(junk)))
     check("chat" if kind != "chat" else "completion", request)  # a request of the wrong kind, too

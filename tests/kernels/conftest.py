@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -19,12 +20,28 @@ def _deno(scenario: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[ChromiumHarness]:
+def playwright_sync() -> Iterator[Any]:
+    """One sync playwright for the whole session (a second one in the same thread is refused)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def chromium(playwright_sync: Any) -> Iterator[ChromiumHarness]:
+    """A page shared by the kernel tests (its profile, and so its caches, live for the session)."""
     try:
-        with chromium_page() as harness:
+        with chromium_page(playwright_sync) as harness:
             yield harness
     except Unavailable as e:
         pytest.skip(str(e))
+
+
+@pytest.fixture
+def fresh_chromium(playwright_sync: Any) -> Callable[[], AbstractContextManager[ChromiumHarness]]:
+    """A factory of pages with fresh profiles (empty caches), for the loader tests."""
+    return lambda: chromium_page(playwright_sync)
 
 
 def _deno_gpu_kernels(scenario: dict[str, Any]) -> dict[str, Any]:

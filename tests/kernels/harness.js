@@ -2,7 +2,7 @@
 // runner (lavapipe) and by the Chromium worker (SwiftShader). A scenario is
 // {options, record, calls: [[method, ...args]]}; the loaded handle is passed as each call's
 // first argument, typed arrays come back as plain arrays, errors as {error: {name, message}}.
-import { createKernels } from "../../js_glue/kernels/index.js";
+import { createKernels, prefetchModel } from "../../js_glue/kernels/index.js";
 import { memoryBandwidth } from "./bandwidth.js";
 
 const plain = (v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
@@ -30,8 +30,12 @@ export async function runScenario(scenario) {
   return { config: loaded.config, progress, loadSeconds, results, stats, device, bandwidth };
 }
 
-/** Load-only runs for the loader tests: returns the progress or the error of each load. */
-export async function runLoads(options, records) {
+/**
+ * Load-only runs for the loader tests: returns the progress or the error of each load;
+ * `prefetch` first starts prefetchModel for every record (as js_glue/worker.js does).
+ */
+export async function runLoads(options, records, prefetch = false) {
+  if (prefetch) for (const record of records) prefetchModel(record, options).catch(() => {});
   const kernels = await createKernels(options);
   const out = [];
   for (const record of records) {

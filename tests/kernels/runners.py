@@ -128,12 +128,19 @@ class ChromiumHarness:
 
 
 @contextlib.contextmanager
-def chromium_page() -> Iterator[ChromiumHarness]:
-    """Headless chromium (SwiftShader WebGPU), a fresh profile, foreign hosts blocked."""
+def chromium_page(pw: Any = None) -> Iterator[ChromiumHarness]:
+    """Headless chromium (SwiftShader WebGPU), a fresh profile, foreign hosts blocked.
+
+    ``pw``: a running sync playwright to reuse (only one may run per thread); else one is started.
+    """
     if not Path(CHROMIUM).exists():
         raise Unavailable("chromium is not installed (tools/setup_gpu_env.sh)")
-    from playwright.sync_api import sync_playwright
+    if pw is None:
+        from playwright.sync_api import sync_playwright
 
+        with sync_playwright() as own, chromium_page(own) as harness:
+            yield harness
+        return
     foreign: list[str] = []
 
     def guard(route: Any) -> None:
@@ -143,7 +150,7 @@ def chromium_page() -> Iterator[ChromiumHarness]:
             foreign.append(route.request.url)
             route.abort()
 
-    with serve_root() as base, sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+    with serve_root() as base, tempfile.TemporaryDirectory() as profile:
         ctx = pw.chromium.launch_persistent_context(
             profile,
             executable_path=CHROMIUM,

@@ -5,11 +5,15 @@ refuse a wrong shard without caching it. Cache API (default) and IndexedDB alike
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 
-from tests.kernels.runners import ChromiumHarness, chromium_page, tiny_model
+from tests.kernels.runners import ChromiumHarness, tiny_model
+
+Fresh = Callable[[], AbstractContextManager[ChromiumHarness]]
 
 SHARD = "params_shard_0.bin"
 WRONG = "0" * 64
@@ -25,9 +29,9 @@ def load(h: ChromiumHarness, record: dict[str, Any], cache: str) -> dict[str, An
 
 
 @pytest.mark.parametrize("cache", ["cache", "indexeddb"])
-def test_second_load_from_cache_and_wrong_sha_not_cached(cache: str) -> None:
+def test_second_load_from_cache_and_wrong_sha_not_cached(fresh_chromium: Fresh, cache: str) -> None:
     model = tiny_model("q4f32_1")
-    with chromium_page() as h:
+    with fresh_chromium() as h:
         bad = load(h, {"model": model, "sha256": {SHARD: WRONG}}, cache)
         assert bad["error"]["name"] == "IntegrityError"
         assert SHARD in bad["error"]["message"]
@@ -55,9 +59,9 @@ def test_second_load_from_cache_and_wrong_sha_not_cached(cache: str) -> None:
         assert again["error"]["name"] == "IntegrityError"
 
 
-def test_interrupted_or_corrupt_download_never_poisons_cache() -> None:
+def test_interrupted_or_corrupt_download_never_poisons_cache(fresh_chromium: Fresh) -> None:
     model = tiny_model("q0f32")
-    with chromium_page() as h:
+    with fresh_chromium() as h:
         state = {"mode": "truncate"}
 
         def flaky(route: Any) -> None:
@@ -88,3 +92,19 @@ def test_interrupted_or_corrupt_download_never_poisons_cache() -> None:
         assert shard_requests(h) == before + 1, "nothing bad was cached, so the shard is fetched"
         cached = load(h, {"model": model}, "cache")
         assert "error" not in cached and shard_requests(h) == before + 1
+
+
+def test_prefetch_is_taken_over_by_load(fresh_chromium: Fresh) -> None:
+    """prefetchModel (started while Pyodide boots) and the later load share one download."""
+    model = tiny_model("q0f32")
+    with fresh_chromium() as h:
+        payload = {
+            "options": {**h.options(), "cache": "none"},
+            "records": [{"model": model}],
+            "prefetch": True,
+        }
+        [out] = h.call("loads", payload)
+        assert "error" not in out
+        assert shard_requests(h) == 1
+        assert any("prefetched" in text for _, text in out["progress"]), "load did not take the prefetch over"
+        assert out["progress"][-1][0] == 1.0

@@ -1,0 +1,125 @@
+"""The demo page under a strict Content-Security-Policy (docs/SECURITY.md) chats with the tiny model.
+
+The site is served by a server that sends the policy on every response (page, worker script,
+Pyodide, wasm, models), with ``report-uri`` pointing back at it, so a violation anywhere, the
+worker included, is recorded. The page must load the model, stream an answer and report no
+violation; and the policy must really be in force: an inline script is refused, and its
+violation report reaches the sink.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import serve
+from conftest import SITE, TINY, Guarded, _site_ready
+
+POLICY = (
+    "default-src 'self'; "
+    "script-src 'self' 'wasm-unsafe-eval'; "
+    "worker-src 'self'; "
+    "connect-src 'self'; "
+    "img-src 'self' data:; "
+    "style-src 'self'; "
+    "font-src 'self'; "
+    "object-src 'none'; "
+    "base-uri 'none'; "
+    "form-action 'none'; "
+    "frame-ancestors 'none'; "
+    "report-uri /csp-report"
+)
+
+
+class CspHandler(serve.SiteHandler):
+    """The site's handler plus the policy header on every response and a violation sink."""
+
+    reports: list[str]
+
+    def end_headers(self) -> None:
+        self.send_header("Content-Security-Policy", POLICY)
+        super().end_headers()
+
+    def do_POST(self) -> None:
+        if self.path != "/csp-report":
+            self.send_error(404)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        self.reports.append(self.rfile.read(length).decode("utf-8", "replace"))
+        self.send_response(204)
+        self.end_headers()
+
+
+@pytest.fixture(scope="module")
+def csp_site() -> Iterator[tuple[str, list[str]]]:
+    reason = _site_ready()
+    if reason:
+        pytest.skip(reason)
+    reports: list[str] = []
+    handler = functools.partial(type("Handler", (CspHandler,), {"reports": reports}), directory=str(SITE))
+    server = serve.Server(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", reports
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+INLINE_SCRIPT = """() => {
+  const s = document.createElement("script");
+  s.textContent = "window.inlineRan = true";
+  document.head.append(s);
+  return window.inlineRan ? "ran" : "blocked";
+}"""
+
+
+def wait_until_done(g: Guarded, timeout_s: float) -> None:
+    """Poll from here: playwright's wait_for_function evaluates its predicate with eval, which the
+    policy refuses."""
+    deadline = time.monotonic() + timeout_s
+    while not g.js("() => Boolean(window.demoState && window.demoState.done)"):
+        assert time.monotonic() < deadline, f"the demo did not finish in {timeout_s} s"
+        time.sleep(0.25)
+
+
+def test_demo_chats_under_a_strict_csp(browser: Any, csp_site: tuple[str, list[str]]) -> None:
+    base, reports = csp_site
+    context = browser.new_context()
+    g = Guarded(context.new_page(), base)
+    console: list[str] = []
+    g.page.on("console", lambda m: console.append(m.text))
+    try:
+        g.page.goto(
+            f"{base}index.html?prompt={quote('Hello under CSP')}&model={TINY}&max_tokens=12&headless=1"
+        )
+        wait_until_done(g, 180.0)
+        state = g.js("() => window.demoState")
+        during_chat, console_during_chat = list(reports), list(console)
+        header = g.js("async () => (await fetch('worker.js')).headers.get('content-security-policy')")
+        # The control: an inline script must be refused, and its violation must reach the sink.
+        inline = g.js(INLINE_SCRIPT)
+        deadline = time.monotonic() + 30  # the browser sends reports when it gets round to it
+        while len(reports) == len(during_chat) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        context.close()
+    assert state["error"] is None, state["error"]
+    assert state["loaded"] == [TINY]
+    assert state["text"], "no answer streamed"
+    assert state["finish"] in ("stop", "length")
+    assert header == POLICY  # the worker's script comes with the policy too
+    assert during_chat == [], during_chat
+    assert inline == "blocked"  # the policy is in force...
+    assert any("inline" in r for r in reports[len(during_chat) :]), (
+        reports,
+        console,
+    )  # ...and violations are seen
+    assert not [c for c in console_during_chat if "Content Security Policy" in c], console_during_chat
+    assert not g.blocked and not g.errors, (g.blocked, g.errors)
