@@ -2,7 +2,7 @@
 # py_worker: one command from a clean clone.
 #   ./build.sh                      build site/ (idempotent: each step skips what is up to date)
 #   ./build.sh serve [--port N]     build if needed, serve site/ on 127.0.0.1 and print the URL
-#   ./build.sh serve --prompt "…" [--model ID]
+#   ./build.sh serve --prompt "…" [--model ID] [--max-tokens N] [--temperature T] [--seed S]
 #                                   instead drive headless Chromium through the demo page and
 #                                   print the streamed answer in the terminal, then exit
 #   ./build.sh test [--fast]        build, then the whole test suite (--fast: skip the slow SmolLM2 tests)

@@ -8,7 +8,7 @@
 // protocol driven from inside the worker, no postMessage per chunk) and `workerJsLoop` (a
 // JS-only generation loop over the same kernel shim, no Python).
 // The first `reload` seen while booting starts that model's downloads at once, so the network
-// overlaps Pyodide's boot. Nothing from a message is ever evaluated as code.
+// overlaps Pyodide's boot (see `prefetch`). Nothing from a message is ever evaluated as code.
 
 const BASE = new URL("./", import.meta.url);
 const PYODIDE_URL = new URL("pyodide/", BASE).href;
@@ -27,6 +27,7 @@ function post(message) {
     plain = message.toJs({ dict_converter: Object.fromEntries, create_pyproxies: false });
     message.destroy();
   }
+  prefetch.settled(plain);
   const waiter = plain && localWaiters.get(plain.uuid);
   if (waiter) {
     if (plain.kind === "return" || plain.kind === "throw") localWaiters.delete(plain.uuid);
@@ -125,32 +126,65 @@ self.onmessage = (event) => {
   }
 };
 
-// Start fetching the first requested model while Pyodide boots. The fetched responses go into
-// the Cache API under the shim's cache name, where the shim's loader looks first.
+// Start downloading the first requested model while Pyodide boots. The responses wait in
+// `prefetched` until the shim's loader asks for the same URL (through `shimFetch`); the loader
+// still checks every byte's sha256 and fills its cache as usual. Whatever the loader does not
+// take (it found the files in its cache) is dropped when that reload is answered.
+const prefetched = new Map(); // absolute URL -> Promise<Response>
 const prefetch = {
   appConfig: null,
-  started: false,
+  reloadUuid: null,
   observe(msg) {
     if (!msg || typeof msg !== "object") return;
-    if (msg.kind === "setAppConfig") this.appConfig = msg.content;
-    if (msg.kind === "reload" && !this.started) {
-      this.started = true;
-      const first = msg.content && Array.isArray(msg.content.modelId) ? msg.content.modelId[0] : null;
-      this.start(first).catch(() => {}); // best effort: the real load reports any failure
+    if (msg.kind === "setAppConfig" && msg.content) this.appConfig = msg.content.appConfig;
+    if (msg.kind === "reload" && this.reloadUuid === null) {
+      this.reloadUuid = msg.uuid;
+      const ids = msg.content && Array.isArray(msg.content.modelId) ? msg.content.modelId : [];
+      const list = (this.appConfig && this.appConfig.model_list) || [];
+      const record = list.find((r) => r.model_id === ids[0]);
+      if (record && !record.model_lib) this.start(record).catch(() => {}); // the real load reports failures
     }
   },
-  async start(modelId) {
-    const kernels = await kernelsModule;
-    if (!modelId || !kernels || typeof kernels.prefetchModel !== "function") return;
-    const list = (this.appConfig && this.appConfig.model_list) || [];
-    const record = list.find((r) => r.model_id === modelId);
-    if (record) {
-      timeline.prefetchStart = clock();
-      await kernels.prefetchModel(record);
-      timeline.prefetchDone = clock();
+  settled(reply) {
+    if (reply && reply.uuid === this.reloadUuid && (reply.kind === "return" || reply.kind === "throw")) {
+      prefetched.clear();
     }
+  },
+  async start(record) {
+    timeline.prefetchStart = clock();
+    const model = String(record.model);
+    const base = new URL(model.endsWith("/") ? model : `${model}/`, BASE).href;
+    const get = (name) => {
+      const url = new URL(name, base).href;
+      const response = fetch(url);
+      response.catch(() => {});
+      return { url, response };
+    };
+    const json = async (name) => {
+      const { url, response } = get(name);
+      prefetched.set(url, response.then((r) => r.clone()));
+      const r = await response;
+      return r.ok ? r.json() : null;
+    };
+    const [config, index] = await Promise.all([json("mlc-chat-config.json"), json("tensor-cache.json")]);
+    const names = [...((index && index.records) || []).map((r) => r.dataPath)];
+    if (config) names.push(...(config.tokenizer_files || []).filter((f) => f === "tokenizer.json"));
+    for (const name of names) {
+      const { url, response } = get(name);
+      prefetched.set(url, response);
+    }
+    timeline.prefetchFiles = names.length;
   },
 };
+
+/** The fetch the kernel shim uses: a prefetched response when there is one, else the network. */
+function shimFetch(input, init) {
+  const key = new URL(String(input), BASE).href;
+  const early = prefetched.get(key);
+  if (early === undefined) return fetch(input, init);
+  prefetched.delete(key);
+  return early;
+}
 
 // Imported dynamically so that a missing or broken part is reported as a reply, not as a worker
 // that never answers.
@@ -173,7 +207,8 @@ async function createShim() {
   const kernels = await kernelsModule;
   if (!kernels) return unavailableShim(timeline.kernelsImportError);
   try {
-    return await kernels.createKernels({ baseURL: BASE.href, tokenizersURL: new URL("web-tokenizers/index.js", BASE).href });
+    const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
+    return await kernels.createKernels({ baseURL: BASE.href, tokenizersURL, fetch: shimFetch });
   } catch (err) {
     return unavailableShim(String(err && err.message ? err.message : err));
   }

@@ -22,6 +22,7 @@ from .errors import (
     EmbeddingExceedContextWindowSizeError,
     EmbeddingUnsupportedModelError,
     IncorrectPipelineLoadedError,
+    InvalidRequestFieldError,
     ModelNotLoadedError,
     ReloadInterruptedError,
 )
@@ -91,6 +92,20 @@ class Model:
         return int(
             cfg.get("prefill_chunk_size") or cfg.get("model_config", {}).get("prefill_chunk_size") or 512
         )
+
+    @property
+    def vocab_size(self) -> int:
+        cfg = self.config
+        return int(cfg.get("vocab_size") or cfg.get("model_config", {}).get("vocab_size") or 0)
+
+    def check_token_ids(self, ids: list[int], field: str) -> None:
+        """Token ids come from the client as numbers: keep them inside the vocabulary."""
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise InvalidRequestFieldError(
+                f"{field} has token ids outside the vocabulary [0, {self.vocab_size}): {bad[:5]}",
+                field=field,
+            )
 
     def forget_chat(self) -> None:
         """The cache no longer matches a chat: the next chat request prefills from scratch."""
@@ -238,6 +253,9 @@ class MLCEngine:
         """Feed tokens on top of the cache (prefill, or one decode step each) and sample greedily
         per the model's defaults. For callers that drive generation themselves."""
         target = self.pick(model, "forwardTokensAndSample", embedding=False)
+        if not input_ids:
+            raise InvalidRequestFieldError("inputIds must not be empty.", field="inputIds")
+        target.check_token_ids(input_ids, "inputIds")
         async with self.locks.hold(target.model_id):
             await self._hold(target)
             target.forget_chat()
@@ -485,10 +503,15 @@ class Completions:
         return await self._complete(model, req)
 
     async def _prompt(self, model: Model, req: protocol.CompletionRequest) -> list[int]:
+        ids = list(await finish_call(self.engine.kernels.tokenize(model.handle, req.prompt)))
+        if not ids:
+            raise InvalidRequestFieldError(
+                "prompt has no tokens: there is nothing to continue.", field="prompt"
+            )
         await finish_call(self.engine.kernels.reset(model.handle))
         model.kv_length = 0
         model.forget_chat()
-        return list(await finish_call(self.engine.kernels.tokenize(model.handle, req.prompt)))
+        return ids
 
     async def _complete(self, model: Model, req: protocol.CompletionRequest) -> dict[str, Any]:
         engine, started = self.engine, time.perf_counter()
@@ -569,6 +592,7 @@ class Embeddings:
                     if isinstance(item, str)
                     else list(item)
                 )
+                model.check_token_ids(ids, "input")
                 # Encoders add [CLS] and [SEP] around the tokenizer's ids.
                 specials = 2 if model.config.get("cls_token_id") is not None else 0
                 if len(ids) + specials > model.context_window:

@@ -26,6 +26,15 @@ from .errors import (
 )
 
 Post = Callable[[dict[str, Any]], None]
+LOG_LEVELS = {
+    "TRACE": logging.DEBUG,
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "SILENT": logging.CRITICAL + 1,
+}
+"""web-llm's log levels and the Python levels they map to."""
 Reply = Any
 
 
@@ -97,7 +106,8 @@ class Handler:
             post({"kind": "initProgressCallback", "uuid": uuid, "content": report})
 
         await self._close_streams()
-        await self.engine.reload(required(content, "modelId"), content.get("chatOpts"), progress=progress)
+        ids = model_ids(required(content, "modelId"))
+        await self.engine.reload(ids, chat_opts(content.get("chatOpts")), progress=progress)
 
     async def unload(self, content: dict[str, Any], uuid: Any, post: Post) -> None:
         await self._close_streams()
@@ -105,10 +115,9 @@ class Handler:
 
     async def reload_if_unmatched(self, content: dict[str, Any], uuid: Any, post: Post) -> None:
         """A restarted worker has lost its models: reload what the client expects, once."""
-        expected = content.get("modelId")
-        if expected is None:
+        if content.get("modelId") is None:
             return
-        expected = [expected] if isinstance(expected, str) else list(expected)
+        expected = model_ids(content["modelId"])
         async with self._recovering:
             if expected != self.engine.loaded_model_ids():
                 await self.reload({"modelId": expected, "chatOpts": content.get("chatOpts")}, uuid, post)
@@ -144,7 +153,7 @@ class Handler:
         return {"streamId": stream_id}
 
     async def stream_next(self, content: dict[str, Any], uuid: Any, post: Post) -> Reply:
-        stream_id = required(content, "streamId")
+        stream_id = stream_id_of(content)
         entry = self.streams.get(stream_id)
         if entry is None:
             raise StreamNotFoundError(
@@ -171,11 +180,19 @@ class Handler:
 
     async def stream_return(self, content: dict[str, Any], uuid: Any, post: Post) -> Reply:
         """Close a stream early: stop its generation and free its model now."""
-        stream_id = required(content, "streamId")
-        entry = self.streams.pop(stream_id, None)
+        stream_id = stream_id_of(content)
+        entry = self.streams.get(stream_id)
         if entry is not None:
-            await close(entry)
+            # Shielded: a return that is itself cancelled still closes the stream and frees the model.
+            await asyncio.shield(self._close(stream_id, entry))
         return {"done": True}
+
+    async def _close(self, stream_id: str, entry: OpenStream) -> None:
+        try:
+            await close(entry)
+        finally:
+            if self.streams.get(stream_id) is entry:
+                del self.streams[stream_id]
 
     async def _close_streams(self) -> None:
         entries, self.streams = list(self.streams.values()), {}
@@ -188,13 +205,13 @@ class Handler:
         self.engine.interrupt_generate()
 
     async def reset_chat(self, content: dict[str, Any], uuid: Any, post: Post) -> None:
-        await self.engine.reset_chat(bool(content.get("keepStats", False)), content.get("modelId"))
+        await self.engine.reset_chat(bool(content.get("keepStats", False)), model_id(content))
 
     async def get_message(self, content: dict[str, Any], uuid: Any, post: Post) -> Reply:
-        return await self.engine.get_message(content.get("modelId"))
+        return await self.engine.get_message(model_id(content))
 
     async def runtime_stats_text(self, content: dict[str, Any], uuid: Any, post: Post) -> Reply:
-        return await self.engine.runtime_stats_text(content.get("modelId"))
+        return await self.engine.runtime_stats_text(model_id(content))
 
     async def forward_tokens_and_sample(self, content: dict[str, Any], uuid: Any, post: Post) -> Reply:
         ids = required(content, "inputIds")
@@ -212,7 +229,11 @@ class Handler:
 
     async def set_log_level(self, content: dict[str, Any], uuid: Any, post: Post) -> None:
         level = str(content.get("level", "WARN")).upper()
-        logging.getLogger("py_worker").setLevel({"WARN": "WARNING", "SILENT": "CRITICAL"}.get(level, level))
+        if level not in LOG_LEVELS:
+            raise InvalidRequestFieldError(
+                f"Unknown log level {level!r}; expected one of {sorted(LOG_LEVELS)}.", field="level"
+            )
+        logging.getLogger("py_worker").setLevel(LOG_LEVELS[level])
 
     async def set_app_config(self, content: dict[str, Any], uuid: Any, post: Post) -> None:
         config = required(content, "appConfig")
@@ -248,3 +269,37 @@ def request_of(content: dict[str, Any], *, stream: bool | None) -> dict[str, Any
     if stream is False and request.get("stream"):
         raise InvalidRequestFieldError("A non-streaming message kind got stream: true.", field="stream")
     return {**request, "stream": stream} if stream else {k: v for k, v in request.items() if k != "stream"}
+
+
+def model_ids(value: Any) -> list[str]:
+    """``modelId`` of a reload or an inference request: one id or a list of ids."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise InvalidRequestFieldError(
+        "modelId must be a model id or a non-empty list of model ids.", field="modelId"
+    )
+
+
+def model_id(content: dict[str, Any]) -> str | None:
+    """``modelId`` of a control request: absent, or one id."""
+    value = content.get("modelId")
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidRequestFieldError("modelId must be a model id string.", field="modelId")
+
+
+def chat_opts(value: Any) -> dict[str, Any] | list[dict[str, Any] | None] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    if isinstance(value, list) and all(v is None or isinstance(v, dict) for v in value):
+        return value
+    raise InvalidRequestFieldError("chatOpts must be an object or a list of objects.", field="chatOpts")
+
+
+def stream_id_of(content: dict[str, Any]) -> str:
+    value = required(content, "streamId")
+    if not isinstance(value, str):
+        raise InvalidRequestFieldError("streamId must be a string.", field="streamId")
+    return value

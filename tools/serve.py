@@ -110,7 +110,7 @@ def show_progress(text: str) -> None:
     print(f"\r\033[K{text[:110]}", end=end, file=sys.stderr, flush=True)
 
 
-def ask(base_url: str, prompt: str, model: str | None, timeout_s: float) -> int:
+def ask(base_url: str, prompt: str, model: str | None, timeout_s: float, options: dict[str, str]) -> int:
     """Drive the demo page: load the model, send the prompt, print the stream; 0 on success."""
     with chromium() as browser:
         page = browser.new_page()
@@ -127,7 +127,8 @@ def ask(base_url: str, prompt: str, model: str | None, timeout_s: float) -> int:
         page.expose_function("__pyworkerDelta", lambda text: print(text, end="", flush=True))
         page.expose_function("__pyworkerProgress", show_progress)
         page.on("console", lambda m: m.type == "error" and print(f"[page] {m.text}", file=sys.stderr))
-        query = f"?prompt={quote(prompt)}&headless=1" + (f"&model={quote(model)}" if model else "")
+        query = f"?prompt={quote(prompt)}" + (f"&model={quote(model)}" if model else "")
+        query += "".join(f"&{k}={quote(v)}" for k, v in options.items())
         page.goto(base_url + "index.html" + query)
         page.wait_for_function("window.demoState && window.demoState.done", timeout=timeout_s * 1000)
         state = page.evaluate("window.demoState")
@@ -147,6 +148,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--prompt", help="ask this in headless Chromium, print the answer, exit")
     parser.add_argument("--model", help="model id for --prompt (default: the page's default)")
+    parser.add_argument("--max-tokens", type=int, default=256, help="answer length limit for --prompt")
+    parser.add_argument("--temperature", type=float, help="for --prompt (default: the model's)")
+    parser.add_argument("--seed", type=int, help="for --prompt")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for --prompt")
     args = parser.parse_args()
     if not (args.site / "index.html").exists():
@@ -154,7 +158,11 @@ def main() -> int:
         return 2
     with serving(args.site, 0 if args.prompt else args.port) as url:
         if args.prompt:
-            return ask(url, args.prompt, args.model, args.timeout)
+            options = {"max_tokens": str(args.max_tokens)}
+            for key in ("temperature", "seed"):
+                if getattr(args, key) is not None:
+                    options[key] = str(getattr(args, key))
+            return ask(url, args.prompt, args.model, args.timeout, options)
         print(f"Serving {args.site} at {url}  (Ctrl-C to stop)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()

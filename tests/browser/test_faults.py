@@ -55,7 +55,7 @@ def route_shard(g: Guarded, handler: Callable[[Any], None]) -> dict[str, int]:
 
 def reload_fails_then_succeeds(g: Guarded, state: dict[str, int], error_name: str) -> dict[str, Any]:
     g.open("bare.html")
-    first = g.js(TRY_RELOAD, [TINY, CACHE_NAME])
+    first: dict[str, Any] = g.js(TRY_RELOAD, [TINY, CACHE_NAME])
     assert state["hits"] >= 1, "the fault was never injected"
     assert first["error"] is not None, "a broken shard loaded"
     assert first["error"]["name"] == error_name, first["error"]
@@ -93,7 +93,8 @@ def test_shard_cut_short_is_refused_not_cached_and_retry_loads(guarded: Guarded)
 @pytest.mark.xfail(
     strict=True,
     reason="js_glue/kernels/loader.js stores a shard before its size check: without sha256 digests "
-    "(MLC's own tensor-cache.json has none) a cut-short shard is cached and every retry fails (issue 6 report)",
+    "(MLC's own tensor-cache.json has none) a cut-short shard is cached and every retry fails "
+    "(issue 6 report)",
 )
 def test_shard_cut_short_without_digests_is_not_cached(guarded: Guarded) -> None:
     """As above, but tensor-cache.json carries no sha256 digests: only the size can tell."""
@@ -126,13 +127,16 @@ def test_worker_killed_mid_stream_ends_the_stream_with_an_error_and_recovers(gua
               if (chunks === 2) engine.worker.terminate();
             }
           })();
-          try { await within(read, 60000, "stream after the worker died"); } catch (e) { error = describeError(e); }
-          const next = await within(engine.chat.completions.create({messages, max_tokens: 4, ignore_eos: true}),
-                                    120000, "next request");
-          return {chunks, error, finish, restarts: engine.workerRestarts, tokens: next.usage.completion_tokens};
+          try { await within(read, 60000, "stream after the worker died"); }
+          catch (e) { error = describeError(e); }
+          const again = {messages, max_tokens: 4, ignore_eos: true};
+          const next = await within(engine.chat.completions.create(again), 120000, "next request");
+          return {chunks, error, finish, restarts: engine.workerRestarts,
+                  tokens: next.usage.completion_tokens};
         }""",
         [TINY, USER],
     )
+    print(f"worker killed mid-stream: the stream ended with {result['error']}")
     assert result["error"] is not None, f"the stream ended quietly (finish {result['finish']})"
     assert not result["error"]["message"].startswith("timed out"), result["error"]  # a hang
     assert result["error"]["isPyWorkerError"], result["error"]
