@@ -113,13 +113,15 @@ async function download(fetchFn, url, onBytes) {
 }
 
 /**
- * Bytes of one file, from the store when its copy still hashes right, else from the network;
- * `expected` lists hex digests it must match (absent ones are skipped).
+ * Bytes of one file, from the store when its copy still checks out, else from the network;
+ * `expected` lists hex digests it must match (absent ones are skipped) and `size`, when known,
+ * its length, so a download cut short is refused even where no digest is published.
  */
-async function fetchFile(ctx, name, expected, onBytes) {
+async function fetchFile(ctx, name, expected, onBytes, size = null) {
   const url = new URL(name, ctx.base).href;
   const want = expected.filter((h) => h).map((h) => h.toLowerCase());
   const ok = async (bytes) => {
+    if (size !== null && bytes.byteLength !== size) return false;
     if (!want.length) return true;
     const got = await sha256Hex(bytes);
     return want.every((h) => h === got);
@@ -130,6 +132,9 @@ async function fetchFile(ctx, name, expected, onBytes) {
     await ctx.store.delete(url);
   }
   const bytes = await download(ctx.fetch, url, onBytes);
+  if (size !== null && bytes.byteLength !== size) {
+    throw namedError("IntegrityError", `${name} has ${bytes.byteLength} bytes, expected ${size}`, { file: name, url });
+  }
   if (!(await ok(bytes))) {
     const got = await sha256Hex(bytes);
     throw namedError("IntegrityError", `sha256 of ${name} is ${got}, expected ${want.join(" and ")}`, {
@@ -212,12 +217,13 @@ export async function loadArtifacts(record, progress, options = {}) {
         : `Fetching param cache[${i + 1}/${shards.length}]: ${Math.round((done + bytes) / MB)}MB fetched. ${pct}% completed, ${secs} secs elapsed. It can take a while when we first visit this page to populate the cache. Later refreshes will become faster.`;
       progress((done + bytes) / total, text);
     };
-    const { bytes, fromCache } = await fetchFile(ctx, s.dataPath, [shardHashes[s.dataPath], pins[s.dataPath]], (got) =>
-      report(false, Math.min(got, s.nbytes)),
+    const { bytes, fromCache } = await fetchFile(
+      ctx,
+      s.dataPath,
+      [shardHashes[s.dataPath], pins[s.dataPath]],
+      (got) => report(false, Math.min(got, s.nbytes)),
+      s.nbytes,
     );
-    if (bytes.byteLength !== s.nbytes) {
-      throw namedError("IntegrityError", `${s.dataPath} has ${bytes.byteLength} bytes, expected ${s.nbytes}`, { file: s.dataPath });
-    }
     splitShard(bytes, s.records, tensors);
     report(fromCache, s.nbytes);
     done += s.nbytes;
