@@ -48,7 +48,7 @@ build() {
 
 run_tests() {
   local fast=()
-  if [ "${1:-}" = "--fast" ]; then fast=(-m "not slow"); fi
+  if [ "${1:-}" = "--fast" ]; then fast=(-m "not slow"); else export PY_WORKER_SLOW=1; fi
   local failed=0
   step() {
     log "test: $*"
@@ -57,10 +57,11 @@ run_tests() {
   step .venv/bin/ruff check .
   step .venv/bin/mypy
   step "$PY" -m pytest tests/host
-  if [ -f tests/kernels/run.sh ]; then step bash tests/kernels/run.sh; fi
+  step "$PY" -m pytest tests/kernels "${fast[@]}"
+  step bash tests/mlc/run.sh
   step "$PY" -m pytest tests/browser "${fast[@]}"
-  if [ -f tests/pyodide/run.sh ]; then step bash tests/pyodide/run.sh; fi
-  if [ -f tests/jupyterlite/run.sh ]; then step bash tests/jupyterlite/run.sh; fi
+  step bash tests/pyodide/run.sh
+  step "$PY" -m pytest tests/jupyterlite
   return $failed
 }
 

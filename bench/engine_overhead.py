@@ -52,14 +52,24 @@ async def measure(stream: bool, tokens: int, rounds: int) -> dict[str, Any]:
     record = {"model_id": "tiny", "model": str(ensure_tiny("q0f32"))}
     engine = MLCEngine(kernels, {"model_list": [record]})
     await engine.reload("tiny")
-    request = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": tokens, "ignore_eos": True,
-               "temperature": 0.7, "seed": 1, "logit_bias": {str(i): -100 for i in range(256, 512)}}
+    request = {
+        "messages": [{"role": "user", "content": "Hello"}],
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "temperature": 0.7,
+        "seed": 1,
+        "logit_bias": {str(i): -100 for i in range(256, 512)},
+    }
     kernels.kernel_s, kernels.calls = 0.0, 0
     generated, start = 0, time.perf_counter()
     for _ in range(rounds):
         if stream:
-            chunks = [c async for c in await engine.chat.completions.create(**request, stream=True,
-                                                                              stream_options={"include_usage": True})]
+            chunks = [
+                c
+                async for c in await engine.chat.completions.create(
+                    **request, stream=True, stream_options={"include_usage": True}
+                )
+            ]
             generated += chunks[-1]["usage"]["completion_tokens"]
         else:
             reply = await engine.chat.completions.create(**request)
@@ -67,17 +77,27 @@ async def measure(stream: bool, tokens: int, rounds: int) -> dict[str, Any]:
         await engine.reset_chat()
     wall = time.perf_counter() - start
     python_s = wall - kernels.kernel_s
-    return {"stream": stream, "tokens": generated, "wall_s": wall, "kernel_s": kernels.kernel_s,
-            "kernel_calls": kernels.calls, "python_ms_per_token": 1000 * python_s / generated,
-            "kernel_ms_per_token": 1000 * kernels.kernel_s / generated}
+    return {
+        "stream": stream,
+        "tokens": generated,
+        "wall_s": wall,
+        "kernel_s": kernels.kernel_s,
+        "kernel_calls": kernels.calls,
+        "python_ms_per_token": 1000 * python_s / generated,
+        "kernel_ms_per_token": 1000 * kernels.kernel_s / generated,
+    }
 
 
 def main() -> None:
     results = [asyncio.run(measure(stream, 200, 5)) for stream in (False, True)]
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "engine_overhead", "python": sys.version.split()[0], "goal_ms_per_token": 0.2,
-              "results": results}
+    report = {
+        "benchmark": "engine_overhead",
+        "python": sys.version.split()[0],
+        "goal_ms_per_token": 0.2,
+        "results": results,
+    }
     (out / "engine_overhead.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

@@ -32,6 +32,10 @@ export class UnknownMessageKindError extends PyWorkerError {}
 export class MalformedMessageError extends PyWorkerError {}
 /** A stream id is unknown, already finished or already closed. */
 export class StreamNotFoundError extends PyWorkerError {}
+/** The worker could not start Pyodide, the py_worker wheel or the kernel shim. */
+export class WorkerBootError extends PyWorkerError {}
+/** The worker stopped answering heartbeats; the proxy replaces it and resends what was pending. */
+export class WorkerUnresponsiveError extends PyWorkerError {}
 /** A sampling or length setting is out of range (web-llm's ConfigValueError family). */
 export class GenerationConfigError extends RequestValidationError {}
 /** A request arrived while no model is loaded. */
@@ -153,6 +157,8 @@ export const ERROR_CLASSES = {
   UnknownMessageKindError,
   MalformedMessageError,
   StreamNotFoundError,
+  WorkerBootError,
+  WorkerUnresponsiveError,
   GenerationConfigError,
   ModelNotLoadedError,
   SpecifiedModelNotFoundError,

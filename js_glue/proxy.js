@@ -9,16 +9,13 @@
 
 import {
   ModelNotLoadedError,
-  PyWorkerError,
   SpecifiedModelNotFoundError,
   UnclearModelToUseError,
+  WorkerUnresponsiveError,
   errorFromDict,
 } from "./errors.js";
 
 export * from "./errors.js";
-
-/** The worker stopped answering and no factory was given to start another one. */
-export class WorkerUnresponsiveError extends PyWorkerError {}
 
 const HEARTBEAT_AFTER_MS = 2000;
 const DEFAULT_DEAD_AFTER_MS = 10000;

@@ -188,7 +188,8 @@ function shimFetch(input, init) {
 
 // Imported dynamically so that a missing or broken part is reported as a reply, not as a worker
 // that never answers.
-const kernelsModule = import("./kernels/index.js").catch((err) => {
+// backends.js dispatches each model to the wgsl shim or, for records with a model library, to tvmjs.
+const kernelsModule = import("./kernels/backends.js").catch((err) => {
   timeline.kernelsImportError = String(err);
   return null;
 });
@@ -208,7 +209,9 @@ async function createShim() {
   if (!kernels) return unavailableShim(timeline.kernelsImportError);
   try {
     const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
-    return await kernels.createKernels({ baseURL: BASE.href, tokenizersURL, fetch: shimFetch });
+    const tvmjsURL = new URL("tvmjs/index.js", BASE).href;
+    const backend = new URL(self.location.href).searchParams.get("backend") || undefined;
+    return await kernels.createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsURL, backend, fetch: shimFetch });
   } catch (err) {
     return unavailableShim(String(err && err.message ? err.message : err));
   }

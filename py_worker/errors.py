@@ -273,6 +273,14 @@ class StreamNotFoundError(PyWorkerError):
     """A stream id is unknown, already finished or already closed."""
 
 
+class WorkerBootError(PyWorkerError):
+    """The worker could not start Pyodide, the py_worker wheel or the kernel shim."""
+
+
+class WorkerUnresponsiveError(PyWorkerError):
+    """The worker stopped answering heartbeats; the proxy replaces it and resends what was pending."""
+
+
 # Loading and device.
 class ArtifactFetchError(ModelLoadError):
     """A model file could not be fetched (network, HTTP status or cache failure)."""

@@ -15,6 +15,19 @@ from .handler import Handler
 from .jsbridge import JsKernels
 
 
+def plain(value: Any) -> Any:
+    """JS ``null`` arrives as ``pyodide.ffi.jsnull``; the handler speaks JSON, where it is None."""
+    from pyodide.ffi import jsnull
+
+    if value is jsnull:
+        return None
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def start(shim: Any, post: Callable[[Any], None]) -> Callable[[Any], None]:
     """Build the engine over ``shim`` and return the worker's ``on_message(message)``."""
     from js import Object
@@ -27,7 +40,7 @@ def start(shim: Any, post: Callable[[Any], None]) -> Callable[[Any], None]:
         post(to_js(reply, dict_converter=Object.fromEntries))
 
     def on_message(message: Any) -> None:
-        data = message.to_py() if hasattr(message, "to_py") else message
+        data = plain(message.to_py() if hasattr(message, "to_py") else message)
         task = asyncio.ensure_future(handler.handle(data, send))
         tasks.add(task)
         task.add_done_callback(tasks.discard)

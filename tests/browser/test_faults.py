@@ -11,7 +11,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from conftest import SITE, TINY, Guarded
 
 SHARD = "params_shard_0.bin"

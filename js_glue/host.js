@@ -1,0 +1,134 @@
+// What every host of the Python handler shares (dedicated, shared and service worker): boot
+// Pyodide from this site's own origin, install the py_worker wheel, create the WebGPU kernel
+// shim, start py_worker.worker_main and return `deliver(msg, reply)`. Each delivered request is
+// given an internal uuid before Python sees it, and Python's replies are routed back to the
+// `reply` of the request they answer with the caller's own uuid restored, so several callers
+// (ports, service-worker clients) can share one handler without seeing each other's replies.
+// Imports are static on purpose: a service worker may not use import(), so Pyodide's
+// emscripten module is handed to loadPyodide instead of being imported by it.
+
+import { loadPyodide } from "./pyodide/pyodide.mjs";
+import createPyodideModule from "./pyodide/pyodide.asm.mjs";
+import { createKernels } from "./kernels/index.js";
+
+const BASE = new URL("./", import.meta.url);
+const PYODIDE_URL = new URL("pyodide/", BASE).href;
+const TERMINAL = new Set(["return", "throw"]);
+export const clock = () => performance.timeOrigin + performance.now();
+
+/** {name, message, fields}: the `throw` content the proxy re-throws as the class of that name. */
+export function errorContent(error) {
+  return {
+    name: (error && error.name) || "Error",
+    message: String(error && error.message !== undefined ? error.message : error),
+    fields: (error && error.fields) || {},
+  };
+}
+
+/** A shim that refuses every call, naming why the real one could not be created. */
+function unavailableShim(reason) {
+  const fail = async () => {
+    const err = new Error(`WebGPU kernels unavailable: ${reason}`);
+    err.name = "WebGPUNotAvailableError";
+    throw err;
+  };
+  return new Proxy({}, { get: () => fail });
+}
+
+async function createShim() {
+  try {
+    const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
+    return await createKernels({ baseURL: BASE.href, tokenizersURL });
+  } catch (err) {
+    return unavailableShim(String(err && err.message ? err.message : err));
+  }
+}
+
+function plainOf(message) {
+  if (message && typeof message.toJs === "function") {
+    const plain = message.toJs({ dict_converter: Object.fromEntries, create_pyproxies: false });
+    message.destroy();
+    return plain;
+  }
+  return message;
+}
+
+/**
+ * Start booting now. Returns {deliver(msg, reply), ready, timeline}: `reply(plain)` receives
+ * every progress report and the one terminal reply of `msg`; `ready` resolves with the boot
+ * timeline (rejects with the boot error). `heartbeat` and `hostTimeline` are answered here at
+ * once, even while Python is busy or still booting.
+ */
+export function createHost() {
+  const timeline = { hostStart: clock() };
+  const routes = new Map(); // internal uuid -> {uuid, reply}
+  const queue = [];
+  let seq = 0;
+  let onMessage = null;
+  let bootError = null;
+
+  function fromPython(message) {
+    const plain = plainOf(message);
+    const route = plain && routes.get(plain.uuid);
+    if (route === undefined) return; // unsolicited: the hosts announce readiness themselves
+    if (TERMINAL.has(plain.kind)) routes.delete(plain.uuid);
+    route.reply({ ...plain, uuid: route.uuid });
+  }
+
+  function toPython(msg, reply) {
+    if (bootError !== null) {
+      reply({ kind: "throw", uuid: msg.uuid, content: bootError });
+      return;
+    }
+    const internal = `h${++seq}`;
+    routes.set(internal, { uuid: msg.uuid, reply });
+    onMessage({ ...msg, uuid: internal });
+  }
+
+  function deliver(msg, reply) {
+    if (!msg || typeof msg !== "object") {
+      reply({ kind: "throw", uuid: null, content: { name: "MalformedMessageError", message: "A message must be an object.", fields: {} } });
+    } else if (msg.kind === "heartbeat") {
+      reply({ kind: "return", uuid: msg.uuid, content: { alive: true, booted: onMessage !== null } });
+    } else if (msg.kind === "hostTimeline") {
+      reply({ kind: "return", uuid: msg.uuid, content: { ...timeline, now: clock() } });
+    } else if (onMessage === null && bootError === null) {
+      queue.push([msg, reply]);
+    } else {
+      toPython(msg, reply);
+    }
+  }
+
+  async function boot() {
+    const shimReady = createShim();
+    const pyodide = await loadPyodide({
+      indexURL: PYODIDE_URL,
+      lockFileURL: `${PYODIDE_URL}pyodide-lock.json`,
+      createPyodideModule,
+      stdout: (line) => console.log(line),
+      stderr: (line) => console.warn(line),
+    });
+    timeline.pyodideReady = clock();
+    const installErrors = [];
+    await pyodide.loadPackage(["py-worker"], { messageCallback: () => {}, errorCallback: (m) => installErrors.push(m) });
+    if (installErrors.length) throw new Error(`installing the py_worker wheel: ${installErrors.join("; ")}`);
+    timeline.wheelInstalled = clock();
+    const shim = await shimReady;
+    timeline.shimReady = clock();
+    const workerMain = pyodide.pyimport("py_worker.worker_main");
+    onMessage = workerMain.start(shim, fromPython);
+    workerMain.destroy();
+    timeline.pythonReady = clock();
+    for (const [msg, reply] of queue.splice(0)) toPython(msg, reply);
+    return { ...timeline };
+  }
+
+  const ready = boot().catch((err) => {
+    bootError = { name: "WorkerBootError", message: `host boot failed: ${err && err.message ? err.message : err}`, fields: {} };
+    timeline.bootError = bootError.message;
+    for (const [msg, reply] of queue.splice(0)) toPython(msg, reply);
+    throw err;
+  });
+  ready.catch(() => {});
+  return { deliver, ready, timeline };
+}

@@ -1,0 +1,147 @@
+// One way for the proxy to reach the Python handler whichever host runs it:
+//   connect("worker" | "shared" | "service", {url?, name?, scope?})
+// returns an object with the Worker's surface — postMessage(msg), onmessage / onerror setters,
+// addEventListener("message" | "error"), terminate() (= close()) — so
+// `new WebWorkerMLCEngine(() => connect("shared"))` works with the proxy unchanged.
+// The shared and service transports answer the host's liveness pings themselves and say "bye"
+// when the page goes away (pagehide) or the transport is closed, so the host frees the page's
+// streams and model locks at once.
+
+const BASE = new URL("./", import.meta.url);
+const SCRIPTS = { worker: "worker.js", shared: "shared-worker.js", service: "service-worker.js" };
+const HOST_ONLY = new Set(["hostPing", "hostHello"]);
+
+/** The message/error plumbing every transport shares, shaped like a Worker's. */
+class Endpoint {
+  constructor() {
+    this.listeners = { message: new Set(), error: new Set() };
+    this.onmessage = null;
+    this.onerror = null;
+  }
+
+  addEventListener(type, fn) {
+    this.listeners[type]?.add(fn);
+  }
+
+  removeEventListener(type, fn) {
+    this.listeners[type]?.delete(fn);
+  }
+
+  _emit(type, event) {
+    const own = type === "message" ? this.onmessage : this.onerror;
+    if (own) own.call(this, event);
+    for (const fn of this.listeners[type]) fn.call(this, event);
+  }
+}
+
+class SharedTransport extends Endpoint {
+  constructor(url, name) {
+    super();
+    this.kind = "shared";
+    this.worker = new SharedWorker(url, { type: "module", name });
+    this.port = this.worker.port;
+    this.clientId = null;
+    this.port.onmessage = (event) => this._receive(event);
+    this.worker.onerror = (event) => this._emit("error", event);
+    this.onPageHide = () => this.port.postMessage({ kind: "bye" });
+    addEventListener("pagehide", this.onPageHide);
+    this.port.start();
+  }
+
+  _receive(event) {
+    const msg = event.data;
+    if (msg && msg.kind === "hostPing") this.port.postMessage({ kind: "hostPong" });
+    if (msg && msg.kind === "hostHello") this.clientId = msg.content.clientId;
+    if (!msg || !HOST_ONLY.has(msg.kind)) this._emit("message", event);
+  }
+
+  postMessage(msg) {
+    this.port.postMessage(msg);
+  }
+
+  terminate() {
+    removeEventListener("pagehide", this.onPageHide);
+    this.port.postMessage({ kind: "bye" });
+    this.port.close();
+  }
+
+  close() {
+    this.terminate();
+  }
+}
+
+/** The registration's worker once it is activated (a fresh install passes through states). */
+function activated(registration) {
+  if (registration.active) return Promise.resolve(registration.active);
+  const worker = registration.installing || registration.waiting;
+  return new Promise((resolve, reject) => {
+    worker.addEventListener("statechange", () => {
+      if (worker.state === "activated") resolve(worker);
+      if (worker.state === "redundant") reject(new Error("the service worker failed to install"));
+    });
+  });
+}
+
+class ServiceTransport extends Endpoint {
+  constructor(url, scope) {
+    super();
+    this.kind = "service";
+    this.outbox = [];
+    this.target = null;
+    this.closed = false;
+    this.container = navigator.serviceWorker;
+    this.onContainerMessage = (event) => this._receive(event);
+    this.container.addEventListener("message", this.onContainerMessage);
+    this.container.startMessages();
+    this.onPageHide = () => this.postMessage({ kind: "bye" });
+    addEventListener("pagehide", this.onPageHide);
+    this.ready = this.container
+      .register(url, { type: "module", ...(scope ? { scope } : {}) })
+      .then(activated)
+      .then((worker) => {
+        this.target = worker;
+        for (const msg of this.outbox.splice(0)) worker.postMessage(msg);
+        return worker;
+      });
+    this.ready.catch((error) => this._emit("error", { message: String(error && error.message), error }));
+  }
+
+  _receive(event) {
+    if (this.closed || event.origin !== location.origin || event.source !== this.target) return;
+    const msg = event.data;
+    if (msg && msg.kind === "hostPing") this.postMessage({ kind: "hostPong" });
+    if (!msg || !HOST_ONLY.has(msg.kind)) this._emit("message", event);
+  }
+
+  postMessage(msg) {
+    if (this.target) this.target.postMessage(msg);
+    else this.outbox.push(msg);
+  }
+
+  terminate() {
+    if (this.closed) return;
+    this.postMessage({ kind: "bye" });
+    this.closed = true;
+    removeEventListener("pagehide", this.onPageHide);
+    this.container.removeEventListener("message", this.onContainerMessage);
+  }
+
+  close() {
+    this.terminate();
+  }
+}
+
+/** A transport to the Python handler on the chosen host (see the top of this file). */
+export function connect(kind = "worker", options = {}) {
+  const script = SCRIPTS[kind];
+  if (script === undefined) throw new TypeError(`unknown host kind ${JSON.stringify(kind)}: expected worker, shared or service`);
+  const url = new URL(options.url || script, BASE);
+  if (kind === "worker") return new Worker(url, { type: "module", name: options.name || "py-worker" });
+  if (kind === "shared") return new SharedTransport(url, options.name || "py-worker-shared");
+  return new ServiceTransport(url, options.scope);
+}
+
+/** A factory for the proxy (it replaces an unresponsive host by calling it again). */
+export function transportFactory(kind = "worker", options = {}) {
+  return () => connect(kind, options);
+}

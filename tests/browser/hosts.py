@@ -1,0 +1,132 @@
+"""Helpers for the shared- and service-worker host tests: a counting server over site/, a
+guarded browser context (context-level routes also see worker requests) and page scripts."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import serve
+from conftest import INIT_SCRIPT, SITE
+
+# A page that exposes the proxy and the transport; everything else comes from page scripts.
+HOST_PAGE = """<!doctype html><html><head><script type="module">
+import * as proxy from "/proxy.js";
+import { connect } from "/transport.js";
+window.proxy = proxy; window.connect = connect; window.hostPageReady = true;
+</script></head><body></body></html>"""
+
+# Opens an engine over connect(kind, {url}) with the tiny model; the app config disables the
+# model cache, so every load is visible as shard requests. The transport is wrapped to record
+# any reply whose uuid this page never sent (another tab's reply leaking in).
+OPEN_ENGINE = """async ([kind, url, model]) => {
+  const config = await (await fetch("/app-config.json")).json();
+  for (const r of config.model_list) { r.model = new URL(r.model, location.href).href; r.cache = "none"; }
+  window.progress = []; window.foreign = []; window.sent = new Set();
+  const factory = () => {
+    const t = connect(kind, {url});
+    const post = t.postMessage.bind(t);
+    t.postMessage = (m) => { if (m && m.uuid) sent.add(m.uuid); post(m); };
+    t.addEventListener("message", (e) => {
+      const m = e.data;
+      if (m && m.uuid !== null && m.uuid !== undefined && !sent.has(m.uuid)) foreign.push(m);
+    });
+    window.transport = t;
+    return t;
+  };
+  window.engine = await within(proxy.CreateWebWorkerMLCEngine(factory, model,
+    {appConfig: config, initProgressCallback: (r) => progress.push(r.text)}), 240000, "load");
+  return engine.modelId;
+}"""
+
+# Starts a stream without waiting for it: window.runs[name] settles with its text and chunks.
+START_STREAM = """([name, request, stopAfter]) => {
+  window.runs = window.runs || {};
+  window.firstChunk = window.firstChunk || {};
+  runs[name] = (async () => {
+    const stream = await engine.chat.completions.create({...request, stream: true});
+    let text = "", n = 0, finish = null;
+    for await (const c of stream) {
+      if (n === 0) firstChunk[name] = true;
+      n += 1;
+      if (c.choices.length) { text += c.choices[0].delta.content || ""; finish = c.choices[0].finish_reason || finish; }
+      if (stopAfter && n >= stopAfter) break;
+    }
+    return {text, n, finish, streamId: stream.streamId};
+  })();
+  runs[name].catch(() => {});
+}"""
+
+AWAIT_STREAM = "([name, ms]) => within(runs[name], ms, name)"
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+class CountingServer:
+    """site/ on 127.0.0.1 with a count of GET requests per path (proves what was loaded)."""
+
+    def __init__(self) -> None:
+        self.hits: collections.Counter[str] = collections.Counter()
+
+    def shard_hits(self) -> int:
+        return sum(n for path, n in self.hits.items() if "/params_shard_" in path)
+
+    @contextlib.contextmanager
+    def serving(self, site: Path = SITE) -> Iterator[str]:
+        hits = self.hits
+
+        class Handler(serve.SiteHandler):
+            def do_GET(self) -> None:
+                hits[self.path.split("?")[0]] += 1
+                super().do_GET()
+
+        server = serve.Server(("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+class GuardedContext:
+    """A browser context whose non-local requests (pages and workers alike) are aborted and
+    recorded; pages get the host page at /host.html and the `within` helper."""
+
+    def __init__(self, browser: Any, base_url: str) -> None:
+        self.base_url = base_url
+        self.context = browser.new_context()
+        self.blocked: list[str] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._route)
+
+    def _route(self, route: Any) -> None:
+        url = route.request.url
+        if not serve.is_local(url):
+            self.blocked.append(url)
+            route.abort()
+        elif url == self.base_url + "host.html":
+            route.fulfill(status=200, content_type="text/html", body=HOST_PAGE)
+        else:
+            route.continue_()
+
+    def page(self) -> Any:
+        page = self.context.new_page()
+        page.add_init_script(INIT_SCRIPT)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.goto(self.base_url + "host.html")
+        page.wait_for_function("window.hostPageReady === true")
+        return page
+
+    def close(self) -> None:
+        self.context.close()
+        assert not self.blocked, f"requests left 127.0.0.1: {self.blocked}"
+        assert not self.errors, f"uncaught page errors: {self.errors}"

@@ -1,0 +1,144 @@
+"""The SharedWorker host (issue 7): tabs of one origin share one engine and one load of the
+model, each sees only its own replies and streams, and a tab that leaves mid-stream frees the
+model for the others."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import TINY, _site_ready
+from hosts import AWAIT_STREAM, OPEN_ENGINE, START_STREAM, CountingServer, GuardedContext, user
+
+# Fast pings so a silent port is noticed within the test's time.
+SHARED_URL = "shared-worker.js?pingMs=300&deadMs=2500"
+REQ_A = {"messages": user("Tell me a story about a tiny model."), "seed": 11, "temperature": 0.9, "max_tokens": 20}
+REQ_B = {"messages": user("What is the colour of the sea?"), "seed": 5, "temperature": 0.9, "max_tokens": 20}
+LONG = {"messages": user("Count for ever."), "max_tokens": 400, "ignore_eos": True}
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[CountingServer, str]]:
+    reason = _site_ready()
+    if reason:
+        pytest.skip(reason)
+    counting = CountingServer()
+    with counting.serving() as url:
+        yield counting, url
+
+
+@pytest.fixture
+def tabs(browser: Any, server: tuple[CountingServer, str]) -> Iterator[GuardedContext]:
+    ctx = GuardedContext(browser, server[1])
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def open_engine(page: Any, url: str = SHARED_URL) -> list[str]:
+    loaded: list[str] = page.evaluate(OPEN_ENGINE, ["shared", url, TINY])
+    return loaded
+
+
+def stream(page: Any, name: str, request: dict[str, Any], stop_after: int = 0) -> None:
+    page.evaluate(START_STREAM, [name, request, stop_after])
+
+
+def result(page: Any, name: str, ms: int = 120000) -> dict[str, Any]:
+    out: dict[str, Any] = page.evaluate(AWAIT_STREAM, [name, ms])
+    return out
+
+
+def test_two_tabs_share_one_load_and_stream_together(tabs: GuardedContext, server: tuple[CountingServer, str]) -> None:
+    counting = server[0]
+    a = tabs.page()
+    assert open_engine(a) == [TINY]
+    assert counting.shard_hits() == 1
+    b = tabs.page()
+    assert open_engine(b) == [TINY]
+    assert counting.shard_hits() == 1  # the second tab did not load the model again
+    assert not any(t.startswith("Start to fetch params") for t in b.evaluate("progress"))
+    assert any("already loaded in the shared engine" in t for t in b.evaluate("progress"))
+
+    # Each tab alone, one after the other: the reference outputs.
+    stream(a, "refA", REQ_A)
+    ref_a = result(a, "refA")
+    stream(b, "refB", REQ_B)
+    ref_b = result(b, "refB")
+    assert ref_a["text"] and ref_b["text"] and ref_a["text"] != ref_b["text"]
+
+    # Both at once: each gets exactly its own text.
+    stream(a, "bothA", REQ_A)
+    stream(b, "bothB", REQ_B)
+    both_a, both_b = result(a, "bothA"), result(b, "bothB")
+    assert both_a["text"] == ref_a["text"]
+    assert both_b["text"] == ref_b["text"]
+    assert both_a["n"] == ref_a["n"] and both_b["n"] == ref_b["n"]
+
+    # Stream ids are per tab, and a tab cannot reach another tab's stream.
+    assert both_a["streamId"] == both_b["streamId"] == "stream-2"
+    stream(a, "open", LONG, 0)
+    a.wait_for_function("window.firstChunk && window.firstChunk.open === true", timeout=60000)
+    refused = b.evaluate(
+        """() => within(engine.sendRequest("completionStreamNextChunk", {streamId: "stream-3"})
+              .then(() => "answered", (e) => e.name), 30000, "foreign pull")"""
+    )
+    assert refused == "StreamNotFoundError"
+    a.evaluate("() => engine.interruptGenerate()")
+    result(a, "open")
+    assert a.evaluate("foreign") == [] and b.evaluate("foreign") == []
+    assert counting.shard_hits() == 1
+
+
+def test_tab_closed_mid_stream_frees_the_model(tabs: GuardedContext, server: tuple[CountingServer, str]) -> None:
+    a = tabs.page()
+    b = tabs.page()
+    open_engine(a)
+    open_engine(b)
+    stream(b, "ref", REQ_B)
+    ref = result(b, "ref")
+
+    stream(a, "long", LONG)
+    a.wait_for_function("window.firstChunk && window.firstChunk.long === true", timeout=60000)
+    stream(b, "queued", REQ_B)  # waits for the model, which the long stream holds
+    a.close()
+    after = result(b, "queued")
+    assert after["text"] == ref["text"]
+    assert after["finish"] in ("stop", "length")
+    nxt = b.evaluate(
+        """(messages) => within(engine.chat.completions.create({messages, max_tokens: 4}), 60000, "next")""",
+        user("And then?"),
+    )
+    assert nxt["usage"]["completion_tokens"] == 4
+    assert server[0].shard_hits() == 1
+
+
+def test_silent_port_is_dropped_by_heartbeat(tabs: GuardedContext) -> None:
+    """A client that never says bye and stops answering pings (a crashed or frozen tab) has its
+    stream returned: the other tab's queued request then runs."""
+    a = tabs.page()
+    open_engine(a)
+    b = tabs.page()
+    held = b.evaluate(
+        """async ([url, request]) => {
+          // A raw port that opens a stream, pulls one chunk and then ignores the host for ever.
+          const port = new SharedWorker(url, {type: "module", name: "py-worker-shared"}).port;
+          const replies = new Map();
+          port.onmessage = (e) => { const r = replies.get(e.data.uuid); if (r && e.data.kind === "return") r(e.data.content); };
+          port.start();
+          const ask = (kind, content) => new Promise((resolve) => {
+            const uuid = crypto.randomUUID(); replies.set(uuid, resolve); port.postMessage({kind, uuid, content});
+          });
+          const {streamId} = await within(ask("chatCompletionStreamInit", {request: request, modelId: [engine.modelId[0]]}), 60000, "init");
+          const first = await within(ask("completionStreamNextChunk", {streamId}), 60000, "pull");
+          window.silentPort = port;
+          return {streamId, first: !!first.chunk};
+        }""",
+        [SHARED_URL, LONG],
+    )
+    assert held["first"]
+    stream(a, "queued", REQ_A)
+    got = result(a, "queued", 90000)
+    assert got["finish"] in ("stop", "length") and got["text"]
