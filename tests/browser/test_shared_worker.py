@@ -122,7 +122,7 @@ def test_silent_port_is_dropped_by_heartbeat(tabs: GuardedContext) -> None:
     open_engine(a)
     b = tabs.page()
     held = b.evaluate(
-        """async ([url, request]) => {
+        """async ([url, request, model]) => {
           // A raw port that opens a stream, pulls one chunk and then ignores the host for ever.
           const port = new SharedWorker(url, {type: "module", name: "py-worker-shared"}).port;
           const replies = new Map();
@@ -131,12 +131,12 @@ def test_silent_port_is_dropped_by_heartbeat(tabs: GuardedContext) -> None:
           const ask = (kind, content) => new Promise((resolve) => {
             const uuid = crypto.randomUUID(); replies.set(uuid, resolve); port.postMessage({kind, uuid, content});
           });
-          const {streamId} = await within(ask("chatCompletionStreamInit", {request: request, modelId: [engine.modelId[0]]}), 60000, "init");
+          const {streamId} = await within(ask("chatCompletionStreamInit", {request: request, modelId: [model]}), 60000, "init");
           const first = await within(ask("completionStreamNextChunk", {streamId}), 60000, "pull");
           window.silentPort = port;
           return {streamId, first: !!first.chunk};
         }""",
-        [SHARED_URL, LONG],
+        [SHARED_URL, LONG, TINY],
     )
     assert held["first"]
     stream(a, "queued", REQ_A)
