@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -34,73 +32,13 @@ if str(ROOT) not in sys.path:
 from py_worker.engine import MLCEngine  # noqa: E402
 from py_worker.handler import Handler  # noqa: E402
 from py_worker.reference import ReferenceKernels  # noqa: E402
-from tests.host.conftest import MODELS, ensure_tiny  # noqa: E402
-from tools.make_tiny_model import TOKENIZER_VOCAB, byte_level_tokenizer_json  # noqa: E402
-from tools.mlc_format import write_model_dir  # noqa: E402
+from tests.host.conftest import ensure_tiny  # noqa: E402
+from tools.make_tiny_bert import ensure_tiny_bert  # noqa: E402
 
 LLMS = ("tiny-a", "tiny-b")
 BERT = "tiny-bert"
 PROMPTS = ("Hi there", "Tell me a story.", "What is 2 + 2?", "Write a haiku about rain.", "Bonjour, ça va ?")
 STREAM_TIMEOUT_S = 60.0
-
-
-# ---- a tiny BERT (random weights, the tiny Llama's byte-level tokenizer) ----------------------
-
-BERT_SHAPE = {"hidden_size": 32, "num_attention_heads": 2, "num_hidden_layers": 2, "intermediate_size": 64}
-BERT_WINDOW = 128
-
-
-def bert_params(seed: int = 0) -> dict[str, np.ndarray]:
-    """HF BERT tensor names with deterministic random values (what the reference BERT reads)."""
-    rng = np.random.default_rng(seed)
-    h, inner = BERT_SHAPE["hidden_size"], BERT_SHAPE["intermediate_size"]
-
-    def mat(rows: int, cols: int) -> np.ndarray:
-        return np.asarray(rng.standard_normal((rows, cols)) / np.sqrt(cols), dtype=np.float32)
-
-    def vec(n: int, around: float) -> np.ndarray:
-        return (around + 0.1 * rng.standard_normal(n)).astype(np.float32)
-
-    p = {
-        "embeddings.word_embeddings.weight": rng.standard_normal((TOKENIZER_VOCAB, h)).astype(np.float32),
-        "embeddings.position_embeddings.weight": mat(BERT_WINDOW, h),
-        "embeddings.token_type_embeddings.weight": mat(2, h),
-        "embeddings.LayerNorm.weight": vec(h, 1.0),
-        "embeddings.LayerNorm.bias": vec(h, 0.0),
-    }
-    for i in range(BERT_SHAPE["num_hidden_layers"]):
-        pre = f"encoder.layer.{i}."
-        for name, (rows, cols) in {
-            "attention.self.query": (h, h),
-            "attention.self.key": (h, h),
-            "attention.self.value": (h, h),
-            "attention.output.dense": (h, h),
-            "intermediate.dense": (inner, h),
-            "output.dense": (h, inner),
-        }.items():
-            p[pre + name + ".weight"] = mat(rows, cols)
-            p[pre + name + ".bias"] = vec(rows, 0.0)
-        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
-            p[pre + norm + ".weight"] = vec(h, 1.0)
-            p[pre + norm + ".bias"] = vec(h, 0.0)
-    return p
-
-
-def ensure_tiny_bert() -> Path:
-    """build/models/tiny-bert-q0f32, written once (same seed -> same bytes)."""
-    out = MODELS / "tiny-bert-q0f32"
-    if not (out / "tensor-cache.json").exists():
-        config = {
-            "model_type": "bert",
-            "quantization": "q0f32",
-            "model_config": {**BERT_SHAPE, "vocab_size": TOKENIZER_VOCAB, "layer_norm_eps": 1e-12},
-            "vocab_size": TOKENIZER_VOCAB,
-            "context_window_size": BERT_WINDOW,
-            "prefill_chunk_size": BERT_WINDOW,
-            "tokenizer_files": ["tokenizer.json"],
-        }
-        write_model_dir(out, config, byte_level_tokenizer_json(), params=bert_params())
-    return out
 
 
 def app_config() -> dict[str, Any]:

@@ -14,7 +14,7 @@ import { createKernels } from "./kernels/index.js";
 const BASE = new URL("./", import.meta.url);
 const PYODIDE_URL = new URL("pyodide/", BASE).href;
 const TERMINAL = new Set(["return", "throw"]);
-export const clock = () => performance.timeOrigin + performance.now();
+const clock = () => performance.timeOrigin + performance.now();
 
 /** {name, message, fields}: the `throw` content the proxy re-throws as the class of that name. */
 export function errorContent(error) {

@@ -15,6 +15,8 @@ import {
   errorFromDict,
 } from "./errors.js";
 
+import { connect } from "./transport.js";
+
 export * from "./errors.js";
 
 const HEARTBEAT_AFTER_MS = 2000;
@@ -84,6 +86,12 @@ export class WebWorkerMLCEngine {
    * @param engineConfig {appConfig?, initProgressCallback?, logLevel?, heartbeatTimeoutMs?, bootTimeoutMs?}
    */
   constructor(worker, engineConfig = {}) {
+    // `{host: "worker" | "shared" | "service", url?, ...}` picks a host: one engine per tab, per
+    // origin (SharedWorker) or in the service worker; the API is the same for all three.
+    if (worker && typeof worker !== "function" && typeof worker.postMessage !== "function") {
+      const { host = "worker", ...options } = worker;
+      worker = () => connect(host, options);
+    }
     this.workerFactory = typeof worker === "function" ? worker : null;
     this.engineConfig = engineConfig;
     this.appConfig = engineConfig.appConfig;

@@ -33,7 +33,9 @@
       Object.assign(api, mod, {
         /** CreateWebWorkerMLCEngine([worker,] modelId, engineConfig?, chatOpts?). */
         CreateWebWorkerMLCEngine: async (...args) => {
-          const hasWorker = args[0] instanceof Worker || typeof args[0] === "function";
+          const first = args[0];
+          const hasWorker =
+            first instanceof Worker || typeof first === "function" || (typeof first === "object" && first && "host" in first);
           const [worker, modelId, engineConfig = {}, chatOpts] = hasWorker ? args : [newWorker, ...args];
           const appConfig = engineConfig.appConfig || (await defaultAppConfig());
           return mod.CreateWebWorkerMLCEngine(worker, modelId, { ...engineConfig, appConfig }, chatOpts);

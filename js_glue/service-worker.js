@@ -16,6 +16,7 @@
 
 import { createHost } from "./host.js";
 import { createSessions } from "./sessions.js";
+import "./web-tokenizers/index.js";
 
 const params = new URL(import.meta.url).searchParams;
 const PING_MS = Number(params.get("pingMs")) || 5000;

@@ -5,7 +5,9 @@
 let libPromise = null;
 
 async function tokenizerClass(url) {
-  libPromise ??= import(url).then((mod) => {
+  // A service worker may not call import(): its host imports the bundle statically beforehand.
+  const preloaded = globalThis.tokenizers && globalThis.tokenizers.Tokenizer;
+  libPromise ??= (preloaded ? Promise.resolve(null) : import(url)).then((mod) => {
     const T = (mod && mod.Tokenizer) || (globalThis.tokenizers && globalThis.tokenizers.Tokenizer);
     if (!T) throw new Error(`no Tokenizer class exported by ${url}`);
     return T;

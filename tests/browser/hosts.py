@@ -54,7 +54,10 @@ START_STREAM = """([name, request, stopAfter]) => {
     for await (const c of stream) {
       if (n === 0) firstChunk[name] = true;
       n += 1;
-      if (c.choices.length) { text += c.choices[0].delta.content || ""; finish = c.choices[0].finish_reason || finish; }
+      if (c.choices.length) {
+        text += c.choices[0].delta.content || "";
+        finish = c.choices[0].finish_reason || finish;
+      }
       if (stopAfter && n >= stopAfter) break;
     }
     return {text, n, finish, streamId: stream.streamId};
@@ -67,6 +70,28 @@ AWAIT_STREAM = "([name, ms]) => within(runs[name], ms, name)"
 
 def user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
+
+
+def request(text: str, seed: int) -> dict[str, Any]:
+    """A short sampled chat request: the same seed must give the same text on any host."""
+    return {"messages": user(text), "seed": seed, "temperature": 0.9, "max_tokens": 20}
+
+
+LONG = {"messages": user("Count for ever."), "max_tokens": 400, "ignore_eos": True}
+
+
+def open_engine(page: Any, kind: str, url: str, model: str) -> list[str]:
+    loaded: list[str] = page.evaluate(OPEN_ENGINE, [kind, url, model])
+    return loaded
+
+
+def stream(page: Any, name: str, req: dict[str, Any], stop_after: int = 0) -> None:
+    page.evaluate(START_STREAM, [name, req, stop_after])
+
+
+def result(page: Any, name: str, ms: int = 120000) -> dict[str, Any]:
+    out: dict[str, Any] = page.evaluate(AWAIT_STREAM, [name, ms])
+    return out
 
 
 class CountingServer:

@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import hosts
 import pytest
 from conftest import TINY, _site_ready
-from hosts import AWAIT_STREAM, OPEN_ENGINE, START_STREAM, CountingServer, GuardedContext, user
+from hosts import LONG, CountingServer, GuardedContext, request, result, stream, user
 
 SERVICE_URL = "service-worker.js?pingMs=500&deadMs=5000"
-REQ_A = {"messages": user("Tell me a story about a tiny model."), "seed": 11, "temperature": 0.9, "max_tokens": 20}
-REQ_B = {"messages": user("What is the colour of the sea?"), "seed": 5, "temperature": 0.9, "max_tokens": 20}
-LONG = {"messages": user("Count for ever."), "max_tokens": 400, "ignore_eos": True}
+REQ_A = request("Tell me a story about a tiny model.", 11)
+REQ_B = request("What is the colour of the sea?", 5)
 
 
 @pytest.fixture
@@ -37,17 +37,7 @@ def tabs(browser: Any, server: tuple[CountingServer, str]) -> Iterator[GuardedCo
 
 
 def open_engine(page: Any) -> list[str]:
-    loaded: list[str] = page.evaluate(OPEN_ENGINE, ["service", SERVICE_URL, TINY])
-    return loaded
-
-
-def stream(page: Any, name: str, request: dict[str, Any], stop_after: int = 0) -> None:
-    page.evaluate(START_STREAM, [name, request, stop_after])
-
-
-def result(page: Any, name: str, ms: int = 120000) -> dict[str, Any]:
-    out: dict[str, Any] = page.evaluate(AWAIT_STREAM, [name, ms])
-    return out
+    return hosts.open_engine(page, "service", SERVICE_URL, TINY)
 
 
 def loads(page: Any) -> int:
@@ -86,7 +76,9 @@ def test_two_pages_share_the_engine_and_see_only_their_replies(
     assert counting.shard_hits() == 1
 
 
-def test_survives_forced_stop_with_one_reload(tabs: GuardedContext, server: tuple[CountingServer, str]) -> None:
+def test_survives_forced_stop_with_one_reload(
+    tabs: GuardedContext, server: tuple[CountingServer, str]
+) -> None:
     counting = server[0]
     page = tabs.page()
     open_engine(page)
@@ -94,15 +86,16 @@ def test_survives_forced_stop_with_one_reload(tabs: GuardedContext, server: tupl
     before = result(page, "before")
     assert counting.shard_hits() == 1
 
+    started = page.evaluate("() => engine.sendRequest('hostTimeline')")["hostStart"]
     cdp = page.context.new_cdp_session(page)
     cdp.send("ServiceWorker.enable")
-    boots = counting.hits["/host.js"]
     cdp.send("ServiceWorker.stopAllWorkers")
 
     stream(page, "after", REQ_A)
     after = result(page, "after", 240000)
     assert after["text"] == before["text"]  # same seed, same answer from the fresh instance
-    assert counting.hits["/host.js"] >= boots  # (module scripts may come from the SW script cache)
+    restarted = page.evaluate("() => engine.sendRequest('hostTimeline')")["hostStart"]
+    assert restarted > started  # a fresh instance answered
     assert counting.shard_hits() == 2  # exactly one reload
     assert loads(page) == 2
     nxt = page.evaluate(
@@ -125,8 +118,10 @@ def test_message_from_another_origin_is_not_answered(tabs: GuardedContext) -> No
     page = tabs.page()
     open_engine(page)
     page.evaluate(
-        """() => { window.seenUuids = [];
-          navigator.serviceWorker.addEventListener("message", (e) => seenUuids.push(e.data && e.data.uuid)); }"""
+        """() => {
+          window.seenUuids = [];
+          navigator.serviceWorker.addEventListener("message", (e) => seenUuids.push(e.data && e.data.uuid));
+        }"""
     )
     (worker,) = tabs.context.service_workers
     own_origin = tabs.base_url.rstrip("/")

@@ -7,15 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import hosts
 import pytest
 from conftest import TINY, _site_ready
-from hosts import AWAIT_STREAM, OPEN_ENGINE, START_STREAM, CountingServer, GuardedContext, user
+from hosts import LONG, CountingServer, GuardedContext, request, result, stream, user
 
 # Fast pings so a silent port is noticed within the test's time.
 SHARED_URL = "shared-worker.js?pingMs=300&deadMs=2500"
-REQ_A = {"messages": user("Tell me a story about a tiny model."), "seed": 11, "temperature": 0.9, "max_tokens": 20}
-REQ_B = {"messages": user("What is the colour of the sea?"), "seed": 5, "temperature": 0.9, "max_tokens": 20}
-LONG = {"messages": user("Count for ever."), "max_tokens": 400, "ignore_eos": True}
+REQ_A = request("Tell me a story about a tiny model.", 11)
+REQ_B = request("What is the colour of the sea?", 5)
 
 
 @pytest.fixture
@@ -37,21 +37,13 @@ def tabs(browser: Any, server: tuple[CountingServer, str]) -> Iterator[GuardedCo
         ctx.close()
 
 
-def open_engine(page: Any, url: str = SHARED_URL) -> list[str]:
-    loaded: list[str] = page.evaluate(OPEN_ENGINE, ["shared", url, TINY])
-    return loaded
+def open_engine(page: Any) -> list[str]:
+    return hosts.open_engine(page, "shared", SHARED_URL, TINY)
 
 
-def stream(page: Any, name: str, request: dict[str, Any], stop_after: int = 0) -> None:
-    page.evaluate(START_STREAM, [name, request, stop_after])
-
-
-def result(page: Any, name: str, ms: int = 120000) -> dict[str, Any]:
-    out: dict[str, Any] = page.evaluate(AWAIT_STREAM, [name, ms])
-    return out
-
-
-def test_two_tabs_share_one_load_and_stream_together(tabs: GuardedContext, server: tuple[CountingServer, str]) -> None:
+def test_two_tabs_share_one_load_and_stream_together(
+    tabs: GuardedContext, server: tuple[CountingServer, str]
+) -> None:
     counting = server[0]
     a = tabs.page()
     assert open_engine(a) == [TINY]
@@ -92,7 +84,9 @@ def test_two_tabs_share_one_load_and_stream_together(tabs: GuardedContext, serve
     assert counting.shard_hits() == 1
 
 
-def test_tab_closed_mid_stream_frees_the_model(tabs: GuardedContext, server: tuple[CountingServer, str]) -> None:
+def test_tab_closed_mid_stream_frees_the_model(
+    tabs: GuardedContext, server: tuple[CountingServer, str]
+) -> None:
     a = tabs.page()
     b = tabs.page()
     open_engine(a)
@@ -126,12 +120,18 @@ def test_silent_port_is_dropped_by_heartbeat(tabs: GuardedContext) -> None:
           // A raw port that opens a stream, pulls one chunk and then ignores the host for ever.
           const port = new SharedWorker(url, {type: "module", name: "py-worker-shared"}).port;
           const replies = new Map();
-          port.onmessage = (e) => { const r = replies.get(e.data.uuid); if (r && e.data.kind === "return") r(e.data.content); };
+          port.onmessage = (e) => {
+            const answer = replies.get(e.data.uuid);
+            if (answer && e.data.kind === "return") answer(e.data.content);
+          };
           port.start();
           const ask = (kind, content) => new Promise((resolve) => {
-            const uuid = crypto.randomUUID(); replies.set(uuid, resolve); port.postMessage({kind, uuid, content});
+            const uuid = crypto.randomUUID();
+            replies.set(uuid, resolve);
+            port.postMessage({kind, uuid, content});
           });
-          const {streamId} = await within(ask("chatCompletionStreamInit", {request: request, modelId: [model]}), 60000, "init");
+          const init = ask("chatCompletionStreamInit", {request, modelId: [model]});
+          const {streamId} = await within(init, 60000, "init");
           const first = await within(ask("completionStreamNextChunk", {streamId}), 60000, "pull");
           window.silentPort = port;
           return {streamId, first: !!first.chunk};

@@ -2,20 +2,27 @@
 
 The site (tools/jupyterlite_site.py) is built fresh into site/lite and served with the main site
 from 127.0.0.1; every request to another host is aborted and recorded, and must not happen.
-Cells run through the JupyterLab app itself (``exposeAppInBrowser``), one at a time.
+Every code cell runs through the JupyterLab app itself (``exposeAppInBrowser``), one at a time,
+on the tiny models the notebook defaults to; the streamed answer and the embeddings are checked
+against the same engine on host CPython with the NumPy reference kernels, for the same request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import http.server
 import json
+import math
+import re
 import shutil
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +35,37 @@ NOTEBOOK = "py_worker_demo.ipynb"
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium")
 
+# Runs one cell and keeps every state its outputs went through while it ran: the load progress
+# line and the streamed answer must show up in the cell before the cell is done.
 RUN_CELL = """async (index) => {
   const app = window.jupyterapp;
   const panel = app.shell.currentWidget;
   await panel.sessionContext.ready;
   panel.content.activeCellIndex = index;
-  await app.commands.execute("notebook:run-cell");
   const cell = panel.content.widgets[index];
-  return {source: cell.model.sharedModel.getSource(), outputs: cell.model.outputs.toJSON()};
+  const states = [];
+  const record = () => states.push(cell.model.outputs.toJSON());
+  cell.model.outputs.changed.connect(record);
+  try {
+    await app.commands.execute("notebook:run-cell");
+  } finally {
+    cell.model.outputs.changed.disconnect(record);
+  }
+  return {outputs: cell.model.outputs.toJSON(), states};
+}"""
+
+# Evaluates an expression in the notebook's kernel (as a silent execute request) and returns
+# what it prints: the test reads the notebook's own request back instead of repeating it.
+KERNEL_PRINT = """async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = kernel.requestExecute({code, silent: false, store_history: false});
+  let text = "";
+  future.onIOPub = (msg) => {
+    if (msg.header.msg_type === "stream") text += msg.content.text;
+    if (msg.header.msg_type === "error") text += msg.content.ename + ": " + msg.content.evalue;
+  };
+  await future.done;
+  return text;
 }"""
 
 
@@ -44,7 +74,19 @@ def site() -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "tools"))
     from jupyterlite_site import build_site
 
+    ensure_site_models()
     return build_site(SITE / "lite")
+
+
+def ensure_site_models() -> None:
+    """The notebook's tiny models must be in the main site; build the tiny BERT and re-sync the
+    site when the build step has not (site.py only copies what changed)."""
+    from tools.make_tiny_bert import ensure_tiny_bert
+
+    if not (SITE / "models" / "tiny-bert-q0f32" / "tensor-cache.json").exists():
+        ensure_tiny_bert()
+        cmd = [sys.executable, "tools/site.py", "--out", "site", "--pyodide", "dist/pyodide"]
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -76,16 +118,42 @@ def text_of(outputs: list[dict[str, Any]]) -> str:
         elif out.get("output_type") == "error":
             parts.append(f"{out['ename']}: {out['evalue']}")
         elif "data" in out:
-            parts.append(str(out["data"].get("text/plain", "")))
+            plain = out["data"].get("text/plain", "")
+            parts.append("".join(plain) if isinstance(plain, list) else str(plain))
     return "".join(parts)
 
 
+class Notebook:
+    """The open notebook page: runs cells in order, keeps their outputs and timings."""
+
+    def __init__(self, page: Any, foreign: list[str], console: list[str]) -> None:
+        self.page, self.foreign, self.console = page, foreign, console
+        self.cells = json.loads((ROOT / "static" / "notebooks" / NOTEBOOK).read_text())["cells"]
+        self.outputs: dict[str, str] = {}
+        self.states: dict[str, list[str]] = {}
+        self.seconds: dict[str, float] = {}
+
+    def run_all(self) -> None:
+        for index, cell in enumerate(self.cells):
+            if cell["cell_type"] != "code":
+                continue
+            started = time.monotonic()
+            result = self.page.evaluate(RUN_CELL, index)
+            self.seconds[cell["id"]] = round(time.monotonic() - started, 3)
+            self.outputs[cell["id"]] = text_of(result["outputs"])
+            self.states[cell["id"]] = [text_of(s) for s in result["states"]]
+
+    def kernel_json(self, expression: str) -> Any:
+        printed = self.page.evaluate(KERNEL_PRINT, f"import json; print(json.dumps({expression}))")
+        return json.loads(printed)
+
+
 @pytest.fixture(scope="module")
-def notebook(site: dict[str, float]) -> Iterator[tuple[Any, list[str], dict[str, Any]]]:
+def notebook(site: dict[str, float]) -> Iterator[Notebook]:
     from playwright.sync_api import sync_playwright
 
     foreign: list[str] = []
-    cells = json.loads((ROOT / "static" / "notebooks" / NOTEBOOK).read_text())["cells"]
+    console: list[str] = []
     with serve(SITE) as base, sync_playwright() as pw:
         # launch() gives each run a fresh temporary profile.
         browser = pw.chromium.launch(
@@ -107,22 +175,37 @@ def notebook(site: dict[str, float]) -> Iterator[tuple[Any, list[str], dict[str,
 
         context.route("**/*", guard)
         page = context.new_page()
+        page.on("console", lambda m: console.append(m.text))
+        page.set_default_timeout(120_000)
         started = time.monotonic()
         page.goto(f"{base}/lite/notebooks/index.html?path={NOTEBOOK}")
         page.wait_for_function(
             "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-            " && window.jupyterapp.shell.currentWidget.sessionContext",
-            timeout=120_000,
+            " && window.jupyterapp.shell.currentWidget.sessionContext"
         )
-        timings = {"open_s": time.monotonic() - started, **site}
-        yield page, foreign, {"cells": cells, "timings": timings}
+        nb = Notebook(page, foreign, console)
+        nb.seconds["open"] = round(time.monotonic() - started, 3)
+        nb.run_all()
+        yield nb
         browser.close()
+        bench = ROOT / "bench" / "out" / "jupyterlite.json"
+        bench.parent.mkdir(parents=True, exist_ok=True)
+        bench.write_text(json.dumps({"site_build_s": site, "cell_s": nb.seconds}, indent=1) + "\n")
 
 
-def run_cell(page: Any, index: int, timeout_s: float = 300) -> str:
-    page.set_default_timeout(timeout_s * 1000)
-    result = page.evaluate(RUN_CELL, index)
-    return text_of(result["outputs"])
+async def reference_run(request: dict[str, Any], texts: list[str], models: list[str]) -> tuple[str, Any]:
+    """The notebook's chat request and embeddings on host CPython with the NumPy reference."""
+    from py_worker import MLCEngine
+    from py_worker.reference import ReferenceKernels
+
+    config = {"model_list": [{"model_id": m, "model": str(SITE / "models" / m)} for m in models]}
+    config["model_list"][1]["model_type"] = "embedding"
+    engine = MLCEngine(ReferenceKernels(), config)
+    await engine.reload(models)
+    answer = await engine.chat.completions.create(**request)
+    embeddings = await engine.embeddings.create(model=models[1], input=texts)
+    await engine.unload()
+    return answer["choices"][0]["message"]["content"], embeddings
 
 
 def test_site_is_offline_and_uses_local_pyodide(site: dict[str, float]) -> None:
@@ -135,18 +218,49 @@ def test_site_is_offline_and_uses_local_pyodide(site: dict[str, float]) -> None:
     assert (SITE / "lite" / "files" / NOTEBOOK).exists()
 
 
-def test_notebook_installs_and_runs_py_worker(notebook: tuple[Any, list[str], dict[str, Any]]) -> None:
-    page, foreign, info = notebook
-    cells = info["cells"]
-    setup = [i for i, c in enumerate(cells) if "setup" in c["metadata"].get("tags", [])]
-    assert len(setup) == 2
-    started = time.monotonic()
-    install = run_cell(page, setup[0])
-    first_cell_s = time.monotonic() - started
-    assert "Error" not in install, install
-    version = run_cell(page, setup[1])
-    assert version.strip() == "py_worker 0.1.0 on emscripten", version
-    assert foreign == []
-    bench = ROOT / "bench" / "out" / "jupyterlite.json"
-    bench.parent.mkdir(parents=True, exist_ok=True)
-    bench.write_text(json.dumps({**info["timings"], "first_cell_s": first_cell_s}, indent=1) + "\n")
+def test_every_cell_runs_without_error(notebook: Notebook) -> None:
+    ran = [c["id"] for c in notebook.cells if c["cell_type"] == "code"]
+    assert list(notebook.outputs) == ran
+    for cell_id, text in notebook.outputs.items():
+        assert "Error" not in text and "Traceback" not in text, (cell_id, text, notebook.console[-20:])
+    assert notebook.outputs["version"].strip() == "py_worker 0.1.0 on emscripten"
+    assert notebook.foreign == []
+
+
+def test_load_shows_progress_in_place(notebook: Notebook) -> None:
+    final = notebook.outputs["load"]
+    assert "100%" in final and "Finish loading on WebGPU" in final, final
+    # One output, updated in place: never more than one progress line at a time.
+    bars = [re.findall(r"\[[# ]{20}\] +(\d+)%", state) for state in notebook.states["load"]]
+    assert all(len(b) <= 1 for b in bars), notebook.states["load"]
+    percents = [int(b[0]) for b in bars if b]
+    assert len(set(percents)) >= 3 and percents[-1] == 100, percents
+
+
+def test_answer_streams_and_matches_the_engine(notebook: Notebook) -> None:
+    request = notebook.kernel_json("request")
+    texts = notebook.kernel_json("texts")
+    models = notebook.kernel_json("[CHAT_MODEL, EMBED_MODEL]")
+    assert models == ["tiny-llama-q0f32", "tiny-bert-q0f32"], "CI runs the notebook on the tiny models"
+    # Playwright's sync API keeps an event loop in this thread: the reference runs in another.
+    with ThreadPoolExecutor(1) as pool:
+        want_text, want_embeddings = pool.submit(asyncio.run, reference_run(request, texts, models)).result()
+
+    printed = notebook.outputs["chat"]
+    answer, _, tail = printed.rpartition("\n[finish_reason: ")
+    assert answer == want_text and answer.strip(), (answer, want_text)
+    assert tail.rstrip() in ("stop]", "length]"), tail
+    # The answer appeared piece by piece: several growing prefixes before the finish line.
+    partial = {s for s in notebook.states["chat"] if s and "[finish_reason" not in s}
+    assert len(partial) >= 3 and all(answer.startswith(s) for s in partial), partial
+
+    line = notebook.outputs["embed"]
+    match = re.fullmatch(r"(\d+)-d embeddings, cosine similarity (-?\d\.\d{4})\n", line)
+    assert match, line
+    a, b = (d["embedding"] for d in want_embeddings["data"])
+    assert int(match[1]) == len(a) == 32
+    want_cosine = sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+        sum(x * x for x in a) * sum(y * y for y in b)
+    )
+    assert -1.0 <= float(match[2]) <= 1.0
+    assert float(match[2]) == pytest.approx(want_cosine, abs=2e-4)

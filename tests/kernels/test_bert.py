@@ -4,13 +4,12 @@ lavapipe (8 sentences, cosine >= 0.999 required; in practice ~1 - 1e-7)."""
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pytest
 
 from tests.kernels.runners import ROOT, Runner, deno_run
 from tests.kernels.test_tiny_model import Ref, values
+from tools.make_tiny_bert import ensure_tiny_bert
 
 SENTENCES = [
     "The cat sits on the mat.",
@@ -25,12 +24,8 @@ SENTENCES = [
 
 
 def tiny_bert() -> str:
-    """build/models/tiny-bert-q0f32 (written by bench/load.py's generator on first use)."""
-    rel = "build/models/tiny-bert-q0f32"
-    if not (ROOT / rel / "tensor-cache.json").exists():
-        code = "import sys; sys.path.insert(0, 'bench'); import load; load.ensure_tiny_bert()"
-        subprocess.run([str(ROOT / ".venv/bin/python"), "-c", code], cwd=ROOT, check=True)
-    return rel
+    """build/models/tiny-bert-q0f32 (written by tools/make_tiny_bert.py on first use)."""
+    return str(ensure_tiny_bert().relative_to(ROOT))
 
 
 def compare(run: Runner, model: str) -> list[float]:
