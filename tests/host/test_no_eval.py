@@ -306,6 +306,10 @@ REVIEWED: dict[tuple[str, str, str], str] = {
         "url is the tokenizersURL that worker.js builds from import.meta.url",
     ("js_glue/kernels/mlc.js", "import()", "url"):
         "url is options.tvmjsURL or vendor/tvmjs.js next to mlc.js (import.meta.url); no record sets it",
+    ("js_glue/transport.js", "new SharedWorker", "url"):
+        "url is the page's own options.url or shared-worker.js, resolved against transport.js's own URL",
+    ("js_glue/transport.js", "new Worker", "url"):
+        "url is the page's own options.url or worker.js, resolved against transport.js's own URL",
     ("static/demo.js", "innerHTML", 'header + rows . join ( "" )'):
         "the similarity table holds only indices and toFixed(3) numbers, never input text",
 }  # fmt: skip
