@@ -35,15 +35,19 @@ build() {
       "$PY" tools/make_tiny_model.py --out "build/models/tiny-llama-$q" --quantization "$q"
     fi
   done
+  if stale build/models/tiny-bert-q0f32/mlc-chat-config.json tools/make_tiny_bert.py tools/mlc_format.py; then
+    log "tiny BERT"
+    "$PY" tools/make_tiny_bert.py --out build/models/tiny-bert-q0f32
+  fi
   # The converters keep their own stamps and skip work that is done.
-  if [ -f tools/convert_smollm2.py ]; then
-    "$PY" tools/convert_smollm2.py --out build/models --quantization q4f32_1
-  fi
-  if [ -f tools/convert_minilm.py ]; then
-    "$PY" tools/convert_minilm.py --out build/models
-  fi
+  "$PY" tools/convert_smollm2.py --out build/models --quantization q4f32_1
+  "$PY" tools/convert_minilm.py --out build/models
 
   "$PY" tools/site.py --out site --pyodide dist/pyodide --models build/models
+  if stale site/lite/jupyter-lite.json py_worker static/notebooks tools/jupyterlite_site.py dist/pyodide/pyodide-lock.json; then
+    log "JupyterLite site (site/lite)"
+    "$PY" tools/jupyterlite_site.py --out site/lite
+  fi
 }
 
 run_tests() {

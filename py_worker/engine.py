@@ -100,10 +100,11 @@ class Model:
 
     def check_token_ids(self, ids: list[int], field: str) -> None:
         """Token ids come from the client as numbers: keep them inside the vocabulary."""
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        limit = self.vocab_size or float("inf")  # a config without vocab_size bounds nothing but < 0
+        bad = [i for i in ids if not 0 <= i < limit]
         if bad:
             raise InvalidRequestFieldError(
-                f"{field} has token ids outside the vocabulary [0, {self.vocab_size}): {bad[:5]}",
+                f"{field} has token ids outside the vocabulary [0, {limit}): {bad[:5]}",
                 field=field,
             )
 

@@ -20,10 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+if __package__ in (None, ""):  # run as a script: make `tools` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyodide_dist import CACHE, assemble, build_own_wheel  # noqa: E402
+from tools.pyodide_dist import CACHE, assemble, build_own_wheel
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LITE_DIR = ROOT / ".cache" / "jupyterlite" / "lite"
 NOTEBOOKS = ROOT / "static" / "notebooks"

@@ -15,6 +15,7 @@ import functools
 import http.server
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -35,24 +36,47 @@ NOTEBOOK = "py_worker_demo.ipynb"
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium")
 
-# Runs one cell and keeps every state its outputs went through while it ran: the load progress
-# line and the streamed answer must show up in the cell before the cell is done.
+# Runs one cell and keeps every state its outputs went through while it ran (the load progress
+# line is one display, updated in place) and the stream messages the kernel sent for it one by one
+# (JupyterLab appends stream text to an output without a list change).
 RUN_CELL = """async (index) => {
   const app = window.jupyterapp;
   const panel = app.shell.currentWidget;
   await panel.sessionContext.ready;
   panel.content.activeCellIndex = index;
   const cell = panel.content.widgets[index];
+  const kernel = panel.sessionContext.session.kernel;
   const states = [];
+  const streamed = [];
   const record = () => states.push(cell.model.outputs.toJSON());
+  const listen = (_, msg) => {
+    if (msg.header.msg_type === "stream") streamed.push(msg.content.text);
+  };
   cell.model.outputs.changed.connect(record);
+  kernel.iopubMessage.connect(listen);
   try {
     await app.commands.execute("notebook:run-cell");
   } finally {
     cell.model.outputs.changed.disconnect(record);
+    kernel.iopubMessage.disconnect(listen);
   }
-  return {outputs: cell.model.outputs.toJSON(), states};
+  return {outputs: cell.model.outputs.toJSON(), states, streamed};
 }"""
+
+# The notebook's one switch to the real models, flipped in the open notebook before it runs.
+SWITCH = ("SMOLLM2 = False", "SMOLLM2 = True")
+FLIP_SWITCH = """async ([index, old, new_]) => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  await panel.context.ready;
+  const cell = panel.content.model.cells.get(index).sharedModel;
+  const source = cell.getSource();
+  if (!source.includes(old)) throw new Error("the first cell has no " + old);
+  cell.setSource(source.replace(old, new_));
+}"""
+VARIANTS = {
+    "tiny": ["tiny-llama-q0f32", "tiny-bert-q0f32"],
+    "smollm2": ["SmolLM2-135M-Instruct-q4f32_1", "all-MiniLM-L6-v2-q0f32"],
+}
 
 # Evaluates an expression in the notebook's kernel (as a silent execute request) and returns
 # what it prints: the test reads the notebook's own request back instead of repeating it.
@@ -71,8 +95,7 @@ KERNEL_PRINT = """async (code) => {
 
 @pytest.fixture(scope="module")
 def site() -> dict[str, float]:
-    sys.path.insert(0, str(ROOT / "tools"))
-    from jupyterlite_site import build_site
+    from tools.jupyterlite_site import build_site
 
     ensure_site_models()
     return build_site(SITE / "lite")
@@ -126,12 +149,18 @@ def text_of(outputs: list[dict[str, Any]]) -> str:
 class Notebook:
     """The open notebook page: runs cells in order, keeps their outputs and timings."""
 
-    def __init__(self, page: Any, foreign: list[str], console: list[str]) -> None:
-        self.page, self.foreign, self.console = page, foreign, console
+    def __init__(self, variant: str, page: Any, foreign: list[str], console: list[str]) -> None:
+        self.variant, self.page, self.foreign, self.console = variant, page, foreign, console
         self.cells = json.loads((ROOT / "static" / "notebooks" / NOTEBOOK).read_text())["cells"]
         self.outputs: dict[str, str] = {}
         self.states: dict[str, list[str]] = {}
+        self.streamed: dict[str, list[str]] = {}
         self.seconds: dict[str, float] = {}
+        self._reference: tuple[str, dict[str, Any]] | None = None
+
+    def switch_to_smollm2(self) -> None:
+        first = next(i for i, c in enumerate(self.cells) if c["cell_type"] == "code")
+        self.page.evaluate(FLIP_SWITCH, [first, *SWITCH])
 
     def run_all(self) -> None:
         for index, cell in enumerate(self.cells):
@@ -142,15 +171,35 @@ class Notebook:
             self.seconds[cell["id"]] = round(time.monotonic() - started, 3)
             self.outputs[cell["id"]] = text_of(result["outputs"])
             self.states[cell["id"]] = [text_of(s) for s in result["states"]]
+            self.streamed[cell["id"]] = result["streamed"]
+
+    def reference(self) -> tuple[str, dict[str, Any]]:
+        """What the engine answers on host CPython for the notebook's own request (read back
+        from the kernel), on the NumPy reference kernels; computed once."""
+        if self._reference is None:
+            models = self.kernel_json("[CHAT_MODEL, EMBED_MODEL]")
+            assert models == VARIANTS[self.variant], models
+            request, texts = self.kernel_json("request"), self.kernel_json("texts")
+            # Playwright's sync API keeps an event loop in this thread: the reference runs in another.
+            with ThreadPoolExecutor(1) as pool:
+                self._reference = pool.submit(asyncio.run, reference_run(request, texts, models)).result()
+        return self._reference
 
     def kernel_json(self, expression: str) -> Any:
         printed = self.page.evaluate(KERNEL_PRINT, f"import json; print(json.dumps({expression}))")
         return json.loads(printed)
 
 
-@pytest.fixture(scope="module")
-def notebook(site: dict[str, float]) -> Iterator[Notebook]:
+SLOW = pytest.mark.skipif(not os.environ.get("PY_WORKER_SLOW"), reason="SmolLM2 runs with PY_WORKER_SLOW=1")
+
+
+@pytest.fixture(scope="module", params=["tiny", pytest.param("smollm2", marks=[pytest.mark.slow, SLOW])])
+def notebook(request: pytest.FixtureRequest, site: dict[str, float]) -> Iterator[Notebook]:
     from playwright.sync_api import sync_playwright
+
+    variant: str = request.param
+    missing = [m for m in VARIANTS[variant] if not (SITE / "models" / m / "tensor-cache.json").exists()]
+    assert not missing, f"site/models lacks {missing}: run ./build.sh"
 
     foreign: list[str] = []
     console: list[str] = []
@@ -183,12 +232,14 @@ def notebook(site: dict[str, float]) -> Iterator[Notebook]:
             "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
             " && window.jupyterapp.shell.currentWidget.sessionContext"
         )
-        nb = Notebook(page, foreign, console)
+        nb = Notebook(variant, page, foreign, console)
         nb.seconds["open"] = round(time.monotonic() - started, 3)
+        if variant == "smollm2":
+            nb.switch_to_smollm2()
         nb.run_all()
         yield nb
         browser.close()
-        bench = ROOT / "bench" / "out" / "jupyterlite.json"
+        bench = ROOT / "bench" / "out" / f"jupyterlite-{variant}.json"
         bench.parent.mkdir(parents=True, exist_ok=True)
         bench.write_text(json.dumps({"site_build_s": site, "cell_s": nb.seconds}, indent=1) + "\n")
 
@@ -203,6 +254,7 @@ async def reference_run(request: dict[str, Any], texts: list[str], models: list[
     engine = MLCEngine(ReferenceKernels(), config)
     await engine.reload(models)
     answer = await engine.chat.completions.create(**request)
+    assert isinstance(answer, dict)
     embeddings = await engine.embeddings.create(model=models[1], input=texts)
     await engine.unload()
     return answer["choices"][0]["message"]["content"], embeddings
@@ -238,29 +290,31 @@ def test_load_shows_progress_in_place(notebook: Notebook) -> None:
 
 
 def test_answer_streams_and_matches_the_engine(notebook: Notebook) -> None:
-    request = notebook.kernel_json("request")
-    texts = notebook.kernel_json("texts")
-    models = notebook.kernel_json("[CHAT_MODEL, EMBED_MODEL]")
-    assert models == ["tiny-llama-q0f32", "tiny-bert-q0f32"], "CI runs the notebook on the tiny models"
-    # Playwright's sync API keeps an event loop in this thread: the reference runs in another.
-    with ThreadPoolExecutor(1) as pool:
-        want_text, want_embeddings = pool.submit(asyncio.run, reference_run(request, texts, models)).result()
-
+    want_text, _ = notebook.reference()
     printed = notebook.outputs["chat"]
     answer, _, tail = printed.rpartition("\n[finish_reason: ")
     assert answer == want_text and answer.strip(), (answer, want_text)
     assert tail.rstrip() in ("stop]", "length]"), tail
-    # The answer appeared piece by piece: several growing prefixes before the finish line.
-    partial = {s for s in notebook.states["chat"] if s and "[finish_reason" not in s}
-    assert len(partial) >= 3 and all(answer.startswith(s) for s in partial), partial
+    if notebook.variant == "smollm2":
+        assert "Paris" in answer, answer
+    # The answer reached the cell piece by piece, as the engine produced it.
+    pieces = notebook.streamed["chat"]
+    assert "".join(pieces) == printed
+    before_finish = pieces[: next(i for i, p in enumerate(pieces) if "[finish_reason" in p)]
+    assert len([p for p in before_finish if p]) >= 3, pieces
 
+
+def test_embeddings_and_cosine_match_the_engine(notebook: Notebook) -> None:
+    _, want = notebook.reference()
     line = notebook.outputs["embed"]
     match = re.fullmatch(r"(\d+)-d embeddings, cosine similarity (-?\d\.\d{4})\n", line)
     assert match, line
-    a, b = (d["embedding"] for d in want_embeddings["data"])
-    assert int(match[1]) == len(a) == 32
+    a, b = (d["embedding"] for d in want["data"])
     want_cosine = sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
         sum(x * x for x in a) * sum(y * y for y in b)
     )
+    assert int(match[1]) == len(a) == {"tiny": 32, "smollm2": 384}[notebook.variant]
     assert -1.0 <= float(match[2]) <= 1.0
     assert float(match[2]) == pytest.approx(want_cosine, abs=2e-4)
+    if notebook.variant == "smollm2":  # two sentences about a sitting cat are close
+        assert float(match[2]) > 0.5
