@@ -26,8 +26,13 @@ T = TypeVar("T")
 
 FIRST_BATCH = 1
 """Decode steps queued before the first readback after the first token (keeps streaming smooth)."""
-MAX_BATCH = 16
-"""Decode steps queued per readback once generation runs."""
+MAX_BATCH = 64
+"""At most this many decode steps are queued on the device per readback."""
+BATCH_SECONDS = 0.15
+"""Batches grow (doubling) until one takes about this long: a fast GPU amortises its sync over
+many tokens, a slow CPU adapter still streams token by token."""
+DETOKENIZE_WINDOW = 32
+"""Tokens the incremental detokeniser re-decodes before it slides its window forward."""
 
 
 async def finish_call(call: Awaitable[T]) -> T:
@@ -100,17 +105,20 @@ class Detokenizer:
         self.prefix_text = ""
 
     async def push(self, tokens: list[int]) -> str:
+        """Add tokens; return the text they complete (one detokenize call, two when sliding)."""
         self.tokens += tokens
         text = await finish_call(self.kernels.detokenize(self.handle, self.tokens[self.prefix :]))
         if len(text) <= len(self.prefix_text) or text.endswith("\ufffd"):
             return ""
         delta = text[len(self.prefix_text) :]
-        self.prefix, self.read = self.read, len(self.tokens)
-        self.prefix_text = (
-            await finish_call(self.kernels.detokenize(self.handle, self.tokens[self.prefix : self.read]))
-            if self.prefix < self.read
-            else ""
-        )
+        if len(self.tokens) - self.prefix <= DETOKENIZE_WINDOW:
+            self.prefix_text = text  # the window still starts where it did: no second call
+        else:
+            self.prefix = self.read  # slide: keep the tokens since the last release as context
+            self.prefix_text = await finish_call(
+                self.kernels.detokenize(self.handle, self.tokens[self.prefix :])
+            )
+        self.read = len(self.tokens)
         return delta
 
 
@@ -241,9 +249,11 @@ class Generation:
             n = min(next_batch, self.budget())
             step = time.perf_counter()
             batch = await finish_call(self.kernels.decode_steps(self.handle, n, self.params(n)))
-            out.decode_s += time.perf_counter() - step
+            took = time.perf_counter() - step
+            out.decode_s += took
             self.kv_length += n
-            next_batch = min(MAX_BATCH, next_batch * 2)
+            by_time = int(BATCH_SECONDS * n / took) if took > 0 else MAX_BATCH
+            next_batch = max(1, min(MAX_BATCH, next_batch * 2, by_time))
         await self.settle()
         if unsent or unsent_sampled:
             out.text += unsent

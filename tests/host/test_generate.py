@@ -149,3 +149,11 @@ def test_held_back_is_longest_stop_prefix_suffix() -> None:
     assert held_back("abc ST", ["STOP"]) == 2
     assert held_back("abc", ["STOP"]) == 0
     assert held_back("xS", ["SS", "STOP"]) == 1
+
+
+def test_long_text_survives_the_detokenizer_window_sliding() -> None:
+    text = "".join(f"word{i} 😀 é€ " for i in range(30))  # far more tokens than the window
+    _, gen = make([*text.encode(), EOT], context_window=2000)
+    deltas = asyncio.run(collect(gen))
+    assert "".join(deltas) == text
+    assert all("\ufffd" not in d for d in deltas)
