@@ -283,7 +283,7 @@ class MLCEngine:
 
     # ---- generation ---------------------------------------------------------------------
 
-    def settings(self, model: Model, config: protocol.GenerationConfig, extra_stop: list[str]) -> Settings:
+    def settings(self, model: Model, config: protocol.GenerationConfig) -> Settings:
         def pick(value: float | None, key: str) -> float:
             return float(value if value is not None else model.config.get(key, SAMPLING_DEFAULTS[key]))
 
@@ -296,7 +296,7 @@ class MLCEngine:
             repetition_penalty=pick(config.repetition_penalty, "repetition_penalty"),
             logit_bias=dict(config.logit_bias),
             max_tokens=config.max_tokens,
-            stop=[*config.stop, *extra_stop],
+            stop=list(config.stop),
             stop_token_ids=list(conv.stop_token_ids if conv else []),
             ignore_eos=config.ignore_eos,
             logprobs=config.logprobs,
@@ -345,6 +345,17 @@ class MLCEngine:
             self.running.discard(generation)
             model.kv_length = generation.kv_length
             model.stats.add(generation.outcome)
+
+    async def one_choice(
+        self, model: Model, prompt: list[int], settings: Settings, rng: random.Random
+    ) -> tuple[Outcome, list[TokenLogprob] | None]:
+        """Run one non-streaming choice to its end; logprobs when the settings ask for them."""
+        generation = self.new_generation(model, settings, rng)
+        logprobs: list[TokenLogprob] = []
+        async for delta in self.run(model, generation, prompt):
+            if settings.logprobs:
+                logprobs += await self.token_logprobs(model, delta.sampled)
+        return generation.outcome, logprobs if settings.logprobs else None
 
     async def token_logprobs(self, model: Model, sampled: list[Sampled]) -> list[TokenLogprob]:
         async def text(token: int) -> str:
@@ -420,30 +431,18 @@ class ChatCompletions:
             return Stream(self._stream(model, req))
         return await self._complete(model, req)
 
-    def _rng(self, req: protocol.ChatRequest) -> random.Random:
-        return random.Random(req.config.seed) if req.config.seed is not None else random.Random()
-
     async def _complete(self, model: Model, req: protocol.ChatRequest) -> dict[str, Any]:
         engine, started = self.engine, time.perf_counter()
-        rng = self._rng(req)
+        rng = seeded(req.config)
         choices, outcomes = [], []
         async with engine.locks.hold(model.model_id):
             await engine._hold(model)
-            settings = engine.settings(model, req.config, [])
+            settings = engine.settings(model, req.config)
             for index in range(req.config.n):
                 prompt = await engine.chat_prompt(model, req.messages)
-                generation = engine.new_generation(model, settings, rng)
-                logprobs: list[TokenLogprob] = []
-                async for delta in engine.run(model, generation, prompt):
-                    if req.config.logprobs:
-                        logprobs += await engine.token_logprobs(model, delta.sampled)
-                outcome = generation.outcome
+                outcome, logprobs = await engine.one_choice(model, prompt, settings, rng)
                 outcomes.append(outcome)
-                choices.append(
-                    Choice(
-                        index, outcome.text, outcome.finish_reason, logprobs if req.config.logprobs else None
-                    )
-                )
+                choices.append(Choice(index, outcome.text, outcome.finish_reason, logprobs))
                 remember_chat(model, req.messages, outcome, keep=req.config.n == 1)
         return protocol.responses.chat_completion(
             protocol.responses.new_id("chatcmpl"),
@@ -455,11 +454,11 @@ class ChatCompletions:
 
     async def _stream(self, model: Model, req: protocol.ChatRequest) -> AsyncIterator[dict[str, Any]]:
         engine, started = self.engine, time.perf_counter()
-        rng = self._rng(req)
+        rng = seeded(req.config)
         chunk_id, created = protocol.responses.new_id("chatcmpl"), int(time.time())
         async with engine.locks.hold(model.model_id):
             await engine._hold(model)
-            settings = engine.settings(model, req.config, [])
+            settings = engine.settings(model, req.config)
             prompt = await engine.chat_prompt(model, req.messages)
             generation = engine.new_generation(model, settings, rng)
             async for delta in engine.run(model, generation, prompt):
@@ -478,6 +477,11 @@ class ChatCompletions:
             yield protocol.responses.chat_usage_chunk(
                 chunk_id, model.model_id, created, usage_of([outcome], started)
             )
+
+
+def seeded(config: protocol.GenerationConfig) -> random.Random:
+    """The request's random stream: reproducible with a seed, fresh without one."""
+    return random.Random(config.seed) if config.seed is not None else random.Random()
 
 
 def remember_chat(model: Model, messages: list[dict[str, Any]], outcome: Outcome, *, keep: bool) -> None:
@@ -516,24 +520,17 @@ class Completions:
 
     async def _complete(self, model: Model, req: protocol.CompletionRequest) -> dict[str, Any]:
         engine, started = self.engine, time.perf_counter()
-        rng = random.Random(req.config.seed) if req.config.seed is not None else random.Random()
+        rng = seeded(req.config)
         choices, outcomes = [], []
         async with engine.locks.hold(model.model_id):
             await engine._hold(model)
-            settings = engine.settings(model, req.config, [])
+            settings = engine.settings(model, req.config)
             for index in range(req.config.n):
                 prompt = await self._prompt(model, req)
-                generation = engine.new_generation(model, settings, rng)
-                logprobs: list[TokenLogprob] = []
-                async for delta in engine.run(model, generation, prompt):
-                    if req.config.logprobs:
-                        logprobs += await engine.token_logprobs(model, delta.sampled)
-                outcome = generation.outcome
+                outcome, logprobs = await engine.one_choice(model, prompt, settings, rng)
                 outcomes.append(outcome)
                 text = (req.prompt if req.echo else "") + outcome.text
-                choices.append(
-                    Choice(index, text, outcome.finish_reason, logprobs if req.config.logprobs else None)
-                )
+                choices.append(Choice(index, text, outcome.finish_reason, logprobs))
                 model.last_message = outcome.text
         return protocol.responses.completion(
             protocol.responses.new_id("cmpl"),
@@ -545,11 +542,11 @@ class Completions:
 
     async def _stream(self, model: Model, req: protocol.CompletionRequest) -> AsyncIterator[dict[str, Any]]:
         engine, started = self.engine, time.perf_counter()
-        rng = random.Random(req.config.seed) if req.config.seed is not None else random.Random()
+        rng = seeded(req.config)
         chunk_id, created = protocol.responses.new_id("cmpl"), int(time.time())
         async with engine.locks.hold(model.model_id):
             await engine._hold(model)
-            settings = engine.settings(model, req.config, [])
+            settings = engine.settings(model, req.config)
             prompt = await self._prompt(model, req)
             generation = engine.new_generation(model, settings, rng)
             if req.echo:
