@@ -72,9 +72,10 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serving(site: Path, port: int = 0) -> Iterator[str]:
-    """Serve ``site`` on 127.0.0.1 in a background thread; yields the base URL."""
-    handler = functools.partial(SiteHandler, directory=str(site))
+def serving(site: Path, port: int = 0, handler_class: type[SiteHandler] | None = None) -> Iterator[str]:
+    """Serve ``site`` on 127.0.0.1 in a background thread; yields the base URL. Tests may pass a
+    ``SiteHandler`` subclass (to count or alter requests)."""
+    handler = functools.partial(handler_class or SiteHandler, directory=str(site))
     server = Server(("127.0.0.1", port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

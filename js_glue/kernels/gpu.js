@@ -21,9 +21,13 @@ export class Gpu {
     this.pipelines = new Map();
     this.lost = null;
     this.error = null;
-    device.lost.then((e) => {
+    // Settles with the loss: calls in flight race it, so a lost device fails them instead of
+    // leaving them waiting on work that will never finish.
+    this.whenLost = device.lost.then((e) => {
       this.lost = e;
+      throw this.#lostError();
     });
+    this.whenLost.catch(() => {});
     // A validation error is a bug in this shim: keep the first one and fail the next call.
     device.addEventListener("uncapturederror", (ev) => {
       this.error ??= ev.error;
@@ -54,9 +58,18 @@ export class Gpu {
     return new Gpu(adapter, device, info);
   }
 
+  /** DeviceLostError naming the loss's reason; `detail` is what failed when the loss is not known yet. */
+  #lostError(detail = "") {
+    const reason = this.lost ? String(this.lost.reason ?? "unknown") : "unknown";
+    const why = (this.lost && this.lost.message) || detail || "no message";
+    return namedError("DeviceLostError", `WebGPU device lost (reason: ${reason}): ${why}. Reload the model to recover.`, {
+      reason,
+    });
+  }
+
   check() {
+    if (this.lost) throw this.#lostError();
     if (this.error) throw namedError("DeviceError", `WebGPU error: ${this.error.message}`);
-    if (this.lost) throw namedError("DeviceLostError", `WebGPU device lost: ${this.lost.message || this.lost.reason}`);
   }
 
   /** A storage buffer (size rounded up to 4 bytes), optionally filled from a typed array. */
@@ -121,10 +134,11 @@ export class Gpu {
     rec.copy(src, 0, staging, 0, size);
     rec.submit();
     try {
-      await staging.mapAsync(1);
+      await Promise.race([staging.mapAsync(1), this.whenLost]);
     } catch (e) {
+      if (e.name === "DeviceLostError") throw e;
       this.check();
-      throw namedError("DeviceLostError", `readback failed: ${e.message}`);
+      throw this.#lostError(`readback failed: ${e.message}`);
     }
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();

@@ -56,7 +56,11 @@ export async function createKernels(options = {}) {
   const models = new Map();
   let nextHandle = 1;
 
-  const gpu = () => {
+  // One device for every model; a lost one is replaced on the next load (that is how a reload
+  // recovers), while models still on it keep failing with DeviceLostError until reloaded.
+  const gpu = async () => {
+    const current = gpuPromise;
+    if (current && (await current.catch(() => null))?.lost && gpuPromise === current) gpuPromise = null;
     gpuPromise ??= Gpu.create(options).catch((e) => {
       gpuPromise = null;
       throw e;

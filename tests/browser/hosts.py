@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,14 +110,8 @@ class CountingServer:
                 hits[self.path.split("?")[0]] += 1
                 super().do_GET()
 
-        server = serve.Server(("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/"
-        finally:
-            server.shutdown()
-            server.server_close()
+        with serve.serving(site, handler_class=Handler) as url:
+            yield url
 
 
 class GuardedContext:

@@ -9,16 +9,15 @@ other host is aborted and fails the test. Both runners return the harness's JSON
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import json
 import os
 import subprocess
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from tools import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 DENO = ROOT / "node_modules/@deno/linux-x64-glibc/deno"
@@ -84,22 +83,11 @@ def deno_run(scenario: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @contextlib.contextmanager
 def serve_root() -> Iterator[str]:
     """The repository root over http://127.0.0.1:<free port>/ (a secure context for WebGPU)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(ROOT)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve.serving(ROOT) as url:
+        yield url
 
 
 class ChromiumHarness:
