@@ -61,7 +61,7 @@ export class Gpu {
   /** DeviceLostError naming the loss's reason; `detail` is what failed when the loss is not known yet. */
   #lostError(detail = "") {
     const reason = this.lost ? String(this.lost.reason ?? "unknown") : "unknown";
-    const why = (this.lost && this.lost.message) || detail || "no message";
+    const why = ((this.lost && this.lost.message) || detail || "no message").replace(/\.+$/, "");
     return namedError("DeviceLostError", `WebGPU device lost (reason: ${reason}): ${why}. Reload the model to recover.`, {
       reason,
     });

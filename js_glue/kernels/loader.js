@@ -1,8 +1,9 @@
 // Fetch an MLC model directory: mlc-chat-config.json, tensor-cache.json, the shards and the
-// tokenizer file; progress in web-llm's texts; a browser cache (Cache API by default, IndexedDB
-// as an option); sha256 of every shard against tensor-cache.json's metadata.sha256 and the
-// record's pins. Bytes are stored only after their hash checked out, and cached bytes are
-// re-hashed when read, so an interrupted or corrupt download never poisons the cache.
+// tokenizer file; progress in web-llm's texts; a browser cache (Cache API by default, falling
+// back to IndexedDB when it is full; IndexedDB alone as an option); sha256 of every shard
+// against tensor-cache.json's metadata.sha256 and the record's pins. Bytes are stored only
+// after their hash checked out, and cached bytes are re-hashed when read, so an interrupted or
+// corrupt download never poisons the cache.
 
 import { namedError } from "./errors.js";
 
@@ -10,6 +11,7 @@ const CACHE_NAME = "py_worker-wgsl";
 
 /** Cache API store (`caches`): keyed by URL. */
 class CacheApiStore {
+  label = "Cache API";
   async #cache() {
     this.c ??= await caches.open(CACHE_NAME);
     return this.c;
@@ -28,6 +30,7 @@ class CacheApiStore {
 
 /** IndexedDB store: one object store of URL -> bytes. */
 class IndexedDbStore {
+  label = "IndexedDB";
   #db() {
     this.db ??= new Promise((resolve, reject) => {
       const req = indexedDB.open(CACHE_NAME, 1);
@@ -43,8 +46,10 @@ class IndexedDbStore {
       const tx = db.transaction("files", mode);
       const req = fn(tx.objectStore("files"));
       tx.oncomplete = () => resolve(req.result);
-      tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error);
+      // An abort by the browser (quota) carries an error; one without says so instead of null.
+      const failed = () => reject(tx.error || new DOMException("IndexedDB transaction aborted", "AbortError"));
+      tx.onerror = failed;
+      tx.onabort = failed;
     });
   }
   async get(url) {
@@ -59,19 +64,60 @@ class IndexedDbStore {
   }
 }
 
-class NoStore {
-  async get() {
+/**
+ * The stores of one load in order of preference. Reads look in each; a write goes to the first
+ * store that has not refused one, so a full Cache API (QuotaExceededError, or any error) moves
+ * this and later files to IndexedDB. When every store has refused, `off` names why and the load
+ * goes on uncached. A refused write deletes its key, so no half-written entry is left behind.
+ */
+class FallbackStore {
+  constructor(stores) {
+    this.stores = stores;
+    this.writer = 0;
+    this.refusals = [];
+    this.off = null;
+  }
+  async get(url) {
+    for (const store of this.stores) {
+      try {
+        const bytes = await store.get(url);
+        if (bytes) return bytes;
+      } catch (e) {
+        console.warn(`py_worker: could not read ${url} from ${store.label}: ${e.name}: ${e.message}`);
+      }
+    }
     return null;
   }
-  async put() {}
-  async delete() {}
+  async put(url, bytes) {
+    while (this.writer < this.stores.length) {
+      const store = this.stores[this.writer];
+      try {
+        await store.put(url, bytes);
+        return;
+      } catch (e) {
+        await store.delete(url).catch(() => {});
+        this.refusals.push(`${store.label} ${e.name}: ${e.message}`);
+        this.writer++;
+        const next = this.stores[this.writer];
+        console.warn(`py_worker: could not cache ${url} (${this.refusals.at(-1)}); ${next ? `using ${next.label}` : "caching is off"}`);
+      }
+    }
+    if (this.stores.length) this.off = this.refusals.join("; ");
+  }
+  async delete(url) {
+    await Promise.all(this.stores.map((store) => store.delete(url).catch(() => {})));
+  }
 }
 
-/** The store a record asks for ("cache" | "indexeddb" | "none"); no store where the API is missing. */
+/**
+ * The store a record asks for ("cache" | "indexeddb" | "none"): "cache" falls back to IndexedDB
+ * when the Cache API refuses a write; APIs missing in this context are skipped.
+ */
 export function openStore(kind) {
-  if (kind === "indexeddb" && globalThis.indexedDB) return new IndexedDbStore();
-  if (kind === "cache" && globalThis.caches) return new CacheApiStore();
-  return new NoStore();
+  const stores = [];
+  if (kind === "cache" && globalThis.caches) stores.push(new CacheApiStore());
+  if ((kind === "cache" || kind === "indexeddb") && globalThis.indexedDB) stores.push(new IndexedDbStore());
+  return new FallbackStore(stores);
 }
 
 export async function sha256Hex(bytes) {
@@ -144,11 +190,7 @@ async function fetchFile(ctx, name, expected, onBytes, size = null) {
       actual: got,
     });
   }
-  try {
-    await ctx.store.put(url, bytes);
-  } catch (e) {
-    console.warn(`py_worker: could not cache ${url}: ${e.message}`);
-  }
+  await ctx.store.put(url, bytes);
   return { bytes, fromCache: false };
 }
 
@@ -215,7 +257,8 @@ export async function loadArtifacts(record, progress, options = {}) {
       const text = fromCache
         ? `Loading model from cache[${i + 1}/${shards.length}]: ${Math.round((done + bytes) / MB)}MB loaded. ${pct}% completed, ${secs} secs elapsed.`
         : `Fetching param cache[${i + 1}/${shards.length}]: ${Math.round((done + bytes) / MB)}MB fetched. ${pct}% completed, ${secs} secs elapsed. It can take a while when we first visit this page to populate the cache. Later refreshes will become faster.`;
-      progress((done + bytes) / total, text);
+      const off = ctx.store.off ? ` Caching is off (${ctx.store.off}): the next visit downloads again.` : "";
+      progress((done + bytes) / total, text + off);
     };
     const { bytes, fromCache } = await fetchFile(
       ctx,
