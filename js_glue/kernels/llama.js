@@ -292,7 +292,7 @@ export class LlamaModel extends Program {
       rec.submit();
       this.len += part.length;
     }
-    await this.gpu.device.queue.onSubmittedWorkDone();
+    await Promise.race([this.gpu.device.queue.onSubmittedWorkDone(), this.gpu.whenLost]);
     this.gpu.check();
     this.sampledOnDevice = false;
     this.stats.prefill_tokens += all.length;
@@ -308,7 +308,7 @@ export class LlamaModel extends Program {
     this.#forward(rec, 1, this.len + 1);
     rec.submit();
     this.len += 1;
-    await this.gpu.device.queue.onSubmittedWorkDone();
+    await Promise.race([this.gpu.device.queue.onSubmittedWorkDone(), this.gpu.whenLost]);
     this.gpu.check();
     this.sampledOnDevice = false;
     this.stats.decode_tokens += 1;

@@ -69,11 +69,7 @@ export class ArtifactStore {
       await this.store.delete(url);
     }
     const bytes = await this.#download(url, signal);
-    try {
-      await this.store.put(url, bytes);
-    } catch (e) {
-      console.warn(`py_worker mlc: could not cache ${url}: ${e.message}`);
-    }
+    await this.store.put(url, bytes); // never throws: the store falls back or turns caching off
     return bytes;
   }
 
