@@ -9,7 +9,7 @@
 
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import createPyodideModule from "./pyodide/pyodide.asm.mjs";
-import { createKernels } from "./kernels/index.js";
+import { createKernels } from "./kernels/backends.js";
 
 const BASE = new URL("./", import.meta.url);
 const PYODIDE_URL = new URL("pyodide/", BASE).href;
@@ -38,7 +38,8 @@ function unavailableShim(reason) {
 async function createShim() {
   try {
     const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
-    return await createKernels({ baseURL: BASE.href, tokenizersURL });
+    const tvmjsURL = new URL("tvmjs/index.js", BASE).href;
+    return await createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsURL });
   } catch (err) {
     return unavailableShim(String(err && err.message ? err.message : err));
   }
