@@ -357,6 +357,15 @@ class MLCEngine:
                 logprobs += await self.token_logprobs(model, delta.sampled)
         return generation.outcome, logprobs if settings.logprobs else None
 
+    async def stream_choice(
+        self, model: Model, generation: Generation, prompt: list[int]
+    ) -> AsyncIterator[tuple[str, list[TokenLogprob] | None]]:
+        """Text pieces of one streamed choice, with their logprobs when the settings ask for them."""
+        wanted = generation.settings.logprobs
+        async for delta in self.run(model, generation, prompt):
+            if delta.text or wanted:
+                yield delta.text, await self.token_logprobs(model, delta.sampled) if wanted else None
+
     async def token_logprobs(self, model: Model, sampled: list[Sampled]) -> list[TokenLogprob]:
         async def text(token: int) -> str:
             if token not in model.token_text:
@@ -461,12 +470,9 @@ class ChatCompletions:
             settings = engine.settings(model, req.config)
             prompt = await engine.chat_prompt(model, req.messages)
             generation = engine.new_generation(model, settings, rng)
-            async for delta in engine.run(model, generation, prompt):
-                if not delta.text and not req.config.logprobs:
-                    continue
-                logprobs = await engine.token_logprobs(model, delta.sampled) if req.config.logprobs else None
+            async for text, logprobs in engine.stream_choice(model, generation, prompt):
                 yield protocol.responses.chat_chunk(
-                    chunk_id, model.model_id, created, 0, delta.text, True, None, logprobs
+                    chunk_id, model.model_id, created, 0, text, True, None, logprobs
                 )
             outcome = generation.outcome
             remember_chat(model, req.messages, outcome, keep=True)
@@ -553,12 +559,9 @@ class Completions:
                 yield protocol.responses.completion_chunk(
                     chunk_id, model.model_id, created, 0, req.prompt, None, None
                 )
-            async for delta in engine.run(model, generation, prompt):
-                if not delta.text and not req.config.logprobs:
-                    continue
-                logprobs = await engine.token_logprobs(model, delta.sampled) if req.config.logprobs else None
+            async for text, logprobs in engine.stream_choice(model, generation, prompt):
                 yield protocol.responses.completion_chunk(
-                    chunk_id, model.model_id, created, 0, delta.text, None, logprobs
+                    chunk_id, model.model_id, created, 0, text, None, logprobs
                 )
             outcome = generation.outcome
             model.last_message = outcome.text
