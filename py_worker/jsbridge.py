@@ -39,6 +39,12 @@ def _py(value: Any) -> Any:
     return value
 
 
+def _samples(value: Any) -> Any:
+    """Sample results are plain objects of numbers and plain arrays: one ``to_py`` converts them
+    whole (no typed arrays to unpack), which keeps the per-batch cost of the decode loop down."""
+    return value.to_py() if hasattr(value, "to_py") else value
+
+
 async def _call(pending: Awaitable[Any]) -> Any:
     """Await a shim promise; a named shim error becomes the py_worker class of that name."""
     try:
@@ -81,10 +87,10 @@ class JsKernels:
         await _call(self._shim.decode(handle, int(token)))
 
     async def sample(self, handle: int, params: SamplingParams) -> Sampled:
-        return Sampled.from_wire(_py(await _call(self._shim.sample(handle, _js(params.to_wire())))))
+        return Sampled.from_wire(_samples(await _call(self._shim.sample(handle, _js(params.to_wire())))))
 
     async def decode_steps(self, handle: int, n: int, params: SamplingParams) -> list[Sampled]:
-        raw = _py(await _call(self._shim.decodeSteps(handle, int(n), _js(params.to_wire()))))
+        raw = _samples(await _call(self._shim.decodeSteps(handle, int(n), _js(params.to_wire()))))
         return [Sampled.from_wire(r) for r in raw]
 
     async def rewind(self, handle: int, length: int) -> None:
