@@ -101,3 +101,28 @@ def guarded(browser: Any, base_url: str) -> Iterator[Guarded]:
         context.close()
     assert not g.blocked, f"requests left 127.0.0.1: {g.blocked}"
     assert not g.errors, f"uncaught page errors: {g.errors}"
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Any, str]]:
+    """The site behind a server that counts requests (hosts.CountingServer), for the tab tests."""
+    from hosts import CountingServer  # hosts imports this module: import it late
+
+    reason = _site_ready()
+    if reason:
+        pytest.skip(reason)
+    counting = CountingServer()
+    with counting.serving() as url:
+        yield counting, url
+
+
+@pytest.fixture
+def tabs(browser: Any, server: tuple[Any, str]) -> Iterator[Any]:
+    """A guarded browser context on ``server``, for pages that share one engine."""
+    from hosts import GuardedContext
+
+    ctx = GuardedContext(browser, server[1])
+    try:
+        yield ctx
+    finally:
+        ctx.close()

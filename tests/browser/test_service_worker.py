@@ -4,36 +4,15 @@ reload, and a message from another origin is not answered."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import hosts
-import pytest
-from conftest import TINY, _site_ready
+from conftest import TINY
 from hosts import LONG, CountingServer, GuardedContext, request, result, stream, user
 
 SERVICE_URL = "service-worker.js?pingMs=500&deadMs=5000"
 REQ_A = request("Tell me a story about a tiny model.", 11)
 REQ_B = request("What is the colour of the sea?", 5)
-
-
-@pytest.fixture
-def server() -> Iterator[tuple[CountingServer, str]]:
-    reason = _site_ready()
-    if reason:
-        pytest.skip(reason)
-    counting = CountingServer()
-    with counting.serving() as url:
-        yield counting, url
-
-
-@pytest.fixture
-def tabs(browser: Any, server: tuple[CountingServer, str]) -> Iterator[GuardedContext]:
-    ctx = GuardedContext(browser, server[1])
-    try:
-        yield ctx
-    finally:
-        ctx.close()
 
 
 def open_engine(page: Any) -> list[str]:
