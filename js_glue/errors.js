@@ -76,6 +76,8 @@ export class ContentTypeError extends RequestValidationError {}
 export class UnsupportedRoleError extends RequestValidationError {}
 /** A user message's content is neither a string nor a list of text parts. */
 export class UserMessageContentError extends RequestValidationError {}
+/** The model's Jinja chat template cannot render these messages. */
+export class ChatTemplateError extends RequestValidationError {}
 /** Embedding input is empty, or holds an empty string or an empty token list. */
 export class EmbeddingInputEmptyError extends RequestValidationError {}
 /** Embeddings were asked for in base64; only float is supported. */
@@ -102,6 +104,10 @@ export class IntegrityError extends ModelLoadError {}
 export class ModelLibraryMissingError extends ModelLoadError {}
 /** The model directory has no tokenizer file the engine can read. */
 export class UnsupportedTokenizerFilesError extends ModelLoadError {}
+/** A GGUF's tokenizer cannot be rebuilt to tokenize exactly as llama.cpp (fields: model, pre). */
+export class UnsupportedTokenizerError extends ModelLoadError {}
+/** A GGUF tensor uses a ggml type the kernels cannot read (fields: tensor, ggml_type, type_name). */
+export class UnsupportedWeightFormatError extends ModelLoadError {}
 /** Both context_window_size and sliding_window_size are positive. */
 export class WindowSizeConfigurationError extends ModelLoadError {}
 /** Neither context_window_size nor sliding_window_size is positive. */
@@ -110,6 +116,8 @@ export class WindowSizeSpecificationError extends ModelLoadError {}
 export class AttentionSinkSizeError extends ModelLoadError {}
 /** An embedding model is configured with a sliding window. */
 export class EmbeddingSlidingWindowError extends ModelLoadError {}
+/** A GGUF's ``general.architecture`` is not one the backend's decoder implements. */
+export class UnsupportedArchitectureError extends ModelLoadError {}
 /** The environment has no WebGPU (navigator.gpu is missing). */
 export class WebGPUNotAvailableError extends DeviceError {}
 /** WebGPU exists but no adapter or device could be obtained. */
@@ -179,6 +187,7 @@ export const ERROR_CLASSES = {
   ContentTypeError,
   UnsupportedRoleError,
   UserMessageContentError,
+  ChatTemplateError,
   EmbeddingInputEmptyError,
   EmbeddingUnsupportedEncodingFormatError,
   UnsupportedResponseFormatError,
@@ -192,10 +201,13 @@ export const ERROR_CLASSES = {
   IntegrityError,
   ModelLibraryMissingError,
   UnsupportedTokenizerFilesError,
+  UnsupportedTokenizerError,
+  UnsupportedWeightFormatError,
   WindowSizeConfigurationError,
   WindowSizeSpecificationError,
   AttentionSinkSizeError,
   EmbeddingSlidingWindowError,
+  UnsupportedArchitectureError,
   WebGPUNotAvailableError,
   WebGPUNotFoundError,
   FeatureSupportError,

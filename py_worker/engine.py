@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol
+from .chat_template import ChatTemplate
 from .conversation import Conversation
 from .errors import (
     EmbeddingExceedContextWindowSizeError,
@@ -71,7 +72,7 @@ class Model:
     handle: int
     config: dict[str, Any]
     is_embedding: bool
-    conversation: Conversation | None
+    conversation: Conversation | ChatTemplate | None
     messages: list[dict[str, Any]] = field(default_factory=list)
     kv_length: int = 0
     pending: list[int] = field(default_factory=list)
@@ -316,13 +317,14 @@ class MLCEngine:
         history = model.messages
         if history and messages[:-1] == history and messages[-1]["role"] in ("user", "tool"):
             answered = len([m for m in history if m["role"] != "system"])
-            return model.pending + await self.tokenize_pieces(
-                model, conv.continuation_pieces(messages, answered)
-            )
+            pieces = conv.continuation_pieces(messages, answered)
+            if pieces is not None:  # None: the template's render does not extend the cached one
+                return model.pending + await self.tokenize_pieces(model, pieces)
+        pieces = conv.prompt_pieces(messages)  # before the reset: a template error keeps the cache
         await finish_call(self.kernels.reset(model.handle))
         model.kv_length = 0
         model.forget_chat()
-        return conv.system_prefix_token_ids + await self.tokenize_pieces(model, conv.prompt_pieces(messages))
+        return conv.system_prefix_token_ids + await self.tokenize_pieces(model, pieces)
 
     def new_generation(self, model: Model, settings: Settings, rng: random.Random) -> Generation:
         return Generation(
@@ -383,7 +385,11 @@ class MLCEngine:
 def make_model(model_id: str, handle: int, config: dict[str, Any], record: dict[str, Any]) -> Model:
     is_embedding = record.get("model_type") == "embedding" or config.get("model_type") == "bert"
     template = config.get("conv_template")
-    conversation = Conversation.from_template(template) if isinstance(template, dict) else None
+    conversation: Conversation | ChatTemplate | None = None
+    if isinstance(template, dict):  # MLC's conv_template wins (chatOpts may set one over a GGUF's)
+        conversation = Conversation.from_template(template)
+    elif isinstance(config.get("chat_template"), str) and config["chat_template"]:
+        conversation = ChatTemplate.from_config(config)  # a GGUF's tokenizer.chat_template
     return Model(model_id, handle, config, is_embedding, conversation)
 
 

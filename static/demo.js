@@ -40,7 +40,7 @@ function fillPickers() {
   for (const select of [$("model-a"), $("model-b")]) {
     for (const r of records) select.add(new Option(`${r.model_id}${r.model_type === "embedding" ? " (embeddings)" : ""}`, r.model_id));
   }
-  $("model-a").value = params.get("model") || pickDefault(/SmolLM2.*q4f32/i) || pickDefault(/SmolLM2/i) || (records[0] && records[0].model_id) || "";
+  $("model-a").value = params.get("model") || pickDefault(/SmolLM2.*Q4_1$/) || pickDefault(/SmolLM2/i) || (records[0] && records[0].model_id) || "";
   $("model-b").value = params.get("model2") || "";
 }
 

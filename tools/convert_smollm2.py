@@ -7,7 +7,7 @@ Steps: read the GGUF with the ``gguf`` package; dequantise its Q4_1 / Q8_0 block
 NumPy decoders, checked against ``gguf.quants`` in the tests); undo llama.cpp's row permutation of
 the q/k projections (the GGUF stores them for its interleaved RoPE, MLC and HF use ``rotate_half``);
 fuse q,k,v and gate,up the MLC way; quantise and write with ``tools/mlc_format.py``; build
-``tokenizer.json`` with ``tools/gguf_tokenizer.py``. Output dirs are named
+``tokenizer.json`` with ``py_worker/reference/gguf_tokenizer.py``. Output dirs are named
 ``SmolLM2-135M-Instruct-<quantization>``. A dir is rebuilt only when its stamp (hashes of the GGUF,
 the options and the converter sources) differs or a shard fails its sha256: same inputs, same bytes.
 """
@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: make `tools` and `py_worker` i
 
 from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor
 
-from tools.gguf_tokenizer import tokenizer_json_bytes
+from py_worker.reference.gguf_tokenizer import tokenizer_json_bytes
 from tools.make_tiny_model import LlamaShape, chat_config, chatml_conv_template, param_shapes
 from tools.mlc_format import QUANTIZATIONS, dumps_json, shard_digest_errors, write_model_dir
 
@@ -38,7 +38,13 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SYSTEM_MESSAGE = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 """The default system prompt SmolLM2's chat template inserts when the first message is not system."""
 STAMP = "convert-stamp.json"
-SOURCES = ("convert_smollm2.py", "gguf_tokenizer.py", "mlc_format.py", "make_tiny_model.py")
+SOURCES = (
+    "convert_smollm2.py",
+    "../py_worker/reference/gguf_tokenizer.py",
+    "mlc_format.py",
+    "make_tiny_model.py",
+)
+"""Files (relative to tools/) whose bytes the output depends on."""
 
 
 def default_gguf() -> Path:

@@ -6,8 +6,14 @@ So this tool writes a distribution of real files only: the npm core, pure-Python
 PyPI (``pip download --no-deps --only-binary=:all: --python-version 3.14 --platform any``: without
 the platform, pip prefers a compiled wheel for the host where a pure one also exists), the py_worker
 wheel, and a lock of our own whose ``sha256`` matches those files and whose ``depends`` come
-from each wheel's METADATA evaluated for Emscripten / Python 3.14. Downloads are cached under
-``.cache/pyodide_dist`` so a second run needs no network.
+from each wheel's METADATA evaluated for Emscripten / Python 3.14. The roots are the consumer
+groups below plus py_worker's own ``dependencies`` (jinja2, and so markupsafe).
+
+A package on ``PURE_FROM_SDIST`` has no pure wheel on PyPI, only compiled ones and an sdist whose
+C extension is optional: its wheel is built here from the sdist with the C compiler disabled
+(``CC=false``), so the build's own fallback leaves the extension out, and it is then checked to be
+tagged ``py3-none-any``, to hold no compiled file, and to import from the wheel alone. Downloads
+and built wheels are cached under ``.cache/pyodide_dist`` so a second run needs no network.
 
     python tools/pyodide_dist.py --out dist/pyodide [--wheel path/to/py_worker.whl]
 """
@@ -19,9 +25,11 @@ import email.parser
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -47,6 +55,13 @@ GROUPS: dict[str, list[str]] = {
     "pytest": ["pytest<9", "tblib"],
     "kernel": ["ipython", "comm", "jedi"],
 }
+
+# Names built from their sdist into a pure wheel (see the module docstring), and why that is sound.
+PURE_FROM_SDIST: dict[str, str] = {
+    "markupsafe": "setup.py retries without markupsafe._speedups when compiling it fails; "
+    "markupsafe/__init__.py then imports the same functions from markupsafe._native",
+}
+COMPILED_SUFFIXES = (".so", ".pyd", ".dylib", ".dll", ".wasm")
 
 # PEP 508 environment of Pyodide 314 in a browser or node.
 EMSCRIPTEN_ENV: dict[str, str] = {
@@ -177,12 +192,35 @@ class Resolver:
         return best
 
     def _download(self, name: NormalizedName, spec: SpecifierSet) -> None:
+        if name in PURE_FROM_SDIST:
+            self._build_pure(name, spec)
+            return
         cmd = [
             sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
             "--no-deps", "--only-binary=:all:", "--python-version", PYTHON_VERSION, "--platform", "any",
             "--dest", str(self.cache), f"{name}{spec}",
         ]  # fmt: skip
         subprocess.run(cmd, check=True)
+
+    def _build_pure(self, name: NormalizedName, spec: SpecifierSet) -> None:
+        """Build a pure wheel of ``name`` from PyPI's sdist, check it, and put it in the cache."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            cmd = [
+                sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                "--no-deps", "--no-cache-dir", f"--no-binary={name}", "--wheel-dir", str(out),
+                f"{name}{spec}",
+            ]  # fmt: skip
+            if importlib.util.find_spec("setuptools") is not None:
+                cmd.insert(4, "--no-build-isolation")  # the host's setuptools: no download
+            # No compiler: an optional C extension fails to build and is left out. A fixed
+            # SOURCE_DATE_EPOCH makes the wheel's bytes (and so its lock sha256) reproducible.
+            env = {**os.environ, "CC": "false", "CXX": "false", "LDSHARED": "false",
+                   "SOURCE_DATE_EPOCH": "315532800"}  # fmt: skip
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+            (built,) = out.glob("*.whl")
+            check_pure_wheel(built)
+            shutil.move(built, self.cache / built.name)
 
     def pick(self, name: NormalizedName, spec: SpecifierSet) -> Wheel:
         wheel = self._cached(name, spec)
@@ -214,6 +252,26 @@ class Resolver:
             picked[name] = wheel
             pending.extend(wheel.depends())
         return picked
+
+
+def check_pure_wheel(path: Path) -> None:
+    """A wheel is pure: tagged ``py3-none-any``, no compiled file, and its top-level modules
+    import from the wheel alone (an isolated interpreter without site-packages)."""
+    _, _, _, tags = parse_wheel_filename(path.name)
+    if {(t.interpreter, t.abi, t.platform) for t in tags} != {("py3", "none", "any")}:
+        raise SystemExit(f"{path.name}: not tagged py3-none-any")
+    with zipfile.ZipFile(path) as zf:
+        compiled = [n for n in zf.namelist() if n.endswith(COMPILED_SUFFIXES)]
+    if compiled:
+        raise SystemExit(f"{path.name}: holds compiled files {compiled}")
+    probe = (
+        "import importlib, sys; sys.path.insert(0, sys.argv[1])\n"
+        "for name in sys.argv[2:]:\n"
+        "    m = importlib.import_module(name)\n"
+        "    assert m.__file__.startswith(sys.argv[1]), (name, m.__file__)\n"
+    )
+    imports = Wheel.read(path).imports
+    subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(path), *imports], check=True)
 
 
 def build_own_wheel(dest: Path) -> Path:
@@ -265,9 +323,9 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
 
 def assemble(out: Path, own_wheel: Path, groups: list[str], extra: list[str]) -> dict[str, object]:
     """Write the distribution into ``out``; returns the lock it wrote."""
-    roots = [Requirement(r) for g in groups for r in GROUPS[g]] + [Requirement(r) for r in extra]
-    wheels = Resolver(CACHE / "wheels").resolve(roots)
     own = Wheel.read(own_wheel)
+    roots = [Requirement(r) for g in groups for r in GROUPS[g]] + [Requirement(r) for r in extra]
+    wheels = Resolver(CACHE / "wheels").resolve(roots + own.depends())
     if own.name in wheels:
         raise SystemExit(f"{own.name} is both a dependency and the local wheel")
     wheels[own.name] = own

@@ -6,6 +6,7 @@ import { Gpu } from "./gpu.js";
 import { LlamaModel } from "./llama.js";
 import { BertModel } from "./bert.js";
 import { loadArtifacts, modelBase } from "./loader.js";
+import { isGgufRecord, loadGguf } from "./gguf.js";
 import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
 import { namedError } from "./errors.js";
 
@@ -17,11 +18,15 @@ const ENCODERS = new Set(["bert"]);
 const prefetched = new Map();
 const prefetchKey = (record, options) => `${modelBase(record, options)} ${JSON.stringify(record.sha256 || {})}`;
 
+/** An MLC model directory or a GGUF file, by what `record.model` names. */
+const fetchArtifacts = (record, progress, options) =>
+  isGgufRecord(record) ? loadGguf(record, progress, options) : loadArtifacts(record, progress, options);
+
 /** Start fetching (and caching, and checking) a record's artifacts before the engine asks. */
 export function prefetchModel(record, options = {}) {
   const key = prefetchKey(record, options);
   if (!prefetched.has(key)) {
-    const pending = loadArtifacts(record, () => {}, options);
+    const pending = fetchArtifacts(record, () => {}, options);
     pending.catch(() => prefetched.delete(key));
     prefetched.set(key, pending);
   }
@@ -43,7 +48,7 @@ async function artifacts(record, progress, options) {
       // the prefetch failed: fetch again below, reporting progress (and any error) for real
     }
   }
-  return loadArtifacts(record, progress, options);
+  return fetchArtifacts(record, progress, options);
 }
 
 /**

@@ -1,11 +1,13 @@
 // A Llama-family decoder (Llama, SmolLM2, Qwen2) on the WGSL kernels: weights, KV cache and
 // activations live on the GPU; a forward pass is a list of dispatches recorded top to bottom.
+// Weights come from an MLC model dir (f32, or MLC q4 words + scales) or from a GGUF file (each
+// tensor's ggml blocks uploaded byte for byte and dequantised inside the kernels).
 // Every position-aware kernel reads the `fwd` uniform (pos, n, step), which the GPU-resident
 // decode loop rewrites between steps with a buffer copy, so n decode steps are one submit.
 
 import { namedError } from "./errors.js";
 import { Program } from "./program.js";
-import { embedF32, embedQ4 } from "./wgsl/embed.js";
+import { embedF32, embedQ4, embedGgml } from "./wgsl/embed.js";
 import { rmsnorm, rmsnormWg } from "./wgsl/rmsnorm.js";
 import { matmul, MATMUL_WG } from "./wgsl/matmul.js";
 import { gemv, GEMV_ROWS } from "./wgsl/gemv.js";
@@ -16,6 +18,7 @@ import { attentionPartial, attentionCombine, SPLIT } from "./wgsl/attention_spli
 import { swiglu } from "./wgsl/swiglu.js";
 import { sample, OUT_STRIDE, MAX_TOP_LOGPROBS } from "./wgsl/sample.js";
 import { WG } from "./wgsl/common.js";
+import { GGML } from "./wgsl/ggml.js";
 
 const FWD_BYTES = 16;
 const PREFILL_TM = 4;
@@ -39,6 +42,7 @@ export function llamaDims(config, overrides = {}) {
     ctx: pick("context_window_size", 2048),
     chunk: pick("prefill_chunk_size", 128),
     tied: !!pick("tie_word_embeddings", false),
+    ropeInterleaved: !!pick("rope_interleaved", false),
   };
 }
 
@@ -77,30 +81,47 @@ function tensorData(t, keepF16 = false) {
   throw namedError("ModelLoadError", `unsupported tensor dtype ${t.dtype}`);
 }
 
+/** An F32 or F16 GGUF vector (a norm or a bias) as f32 data; other types are refused by name. */
+function ggufFloats(t, name) {
+  if (t.type !== GGML.F32 && t.type !== GGML.F16) {
+    throw namedError("ModelLoadError", `${name} is ggml type ${t.type}; norms and biases must be F32 or F16`, {
+      tensor: name,
+      ggml_type: t.type,
+    });
+  }
+  const data = tensorData({ dtype: t.type === GGML.F32 ? "float32" : "float16", bytes: t.bytes });
+  return new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4);
+}
+
 export class LlamaModel extends Program {
   /** Upload weights, allocate caches and compile every pipeline (progress per shader). */
   static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu") {
-    const m = new LlamaModel(gpu, llamaDims(config, overrides), tensors);
+    const m = new LlamaModel(gpu, llamaDims(config, overrides), tensors, config.source === "gguf");
     m.kernels = kernels;
     await m.#compile(progress);
     return m;
   }
 
-  constructor(gpu, dims, tensors) {
+  constructor(gpu, dims, tensors, gguf = false) {
     super(gpu);
     this.d = dims;
+    this.qkvLen = (dims.heads + 2 * dims.kvHeads) * dims.headDim;
     this.len = 0;
     this.sampledOnDevice = false;
     this.stats = { prefill_tokens: 0, prefill_seconds: 0, decode_tokens: 0, decode_seconds: 0 };
-    this.#upload(tensors);
+    this.#upload(tensors, gguf);
     this.#allocate();
   }
 
   /**
-   * Weights to GPU buffers. q4f16_1 scales stay f16 when the adapter has shader-f16 (the
-   * kernels read them as f16); otherwise they, like f16 norms and biases, are widened to f32.
+   * Weights to GPU buffers. A linear layer is a list of parts, each {kind: "f32" | "q4" | "ggml",
+   * type (ggml), bufs (weight buffers in binding order), N (output columns), yoff (first column),
+   * bias}; parts of one layer write side by side into one output row (fused q|k|v, gate|up).
+   * MLC dirs have one part per layer. q4f16_1 scales stay f16 when the adapter has shader-f16
+   * (the kernels read them as f16); otherwise they, like f16 norms and biases, are widened.
    */
-  #upload(tensors) {
+  #upload(tensors, gguf) {
+    if (gguf) return this.#uploadGguf(tensors);
     const scale = [...tensors.keys()].find((n) => n.endsWith(".q_scale"));
     this.f16Scales = !!scale && tensors.get(scale).dtype === "float16" && this.gpu.hasF16;
     const get = (name) => {
@@ -108,38 +129,112 @@ export class LlamaModel extends Program {
       const keep = this.f16Scales && name.endsWith(".q_scale");
       return t ? this.own("storage", tensorData(t, keep), name) : null;
     };
-    const linear = (base) => {
+    const linear = (base, N, bias = null) => {
       const w = get(`${base}.weight`);
-      if (w) return { w };
+      if (w) return [{ kind: "f32", bufs: [w], N, yoff: 0, bias }];
       const qw = get(`${base}.q_weight`);
       const qs = get(`${base}.q_scale`);
       if (!qw || !qs) throw namedError("ModelLoadError", `missing weights for ${base}`);
-      return { qw, qs };
+      return [{ kind: "q4", bufs: [qw, qs], N, yoff: 0, bias }];
     };
-    this.embedW = linear("model.embed_tokens");
+    const d = this.d;
+    this.embedW = linear("model.embed_tokens", d.vocab)[0];
     const hasHead = tensors.has("lm_head.weight") || tensors.has("lm_head.q_weight");
-    this.lmHead = this.d.tied || !hasHead ? this.embedW : linear("lm_head");
+    this.lmHead = d.tied || !hasHead ? [this.embedW] : linear("lm_head", d.vocab);
     this.finalNorm = get("model.norm.weight");
     this.layers = [];
-    for (let i = 0; i < this.d.layers; i++) {
+    for (let i = 0; i < d.layers; i++) {
       const p = `model.layers.${i}`;
       this.layers.push({
         inNorm: get(`${p}.input_layernorm.weight`),
-        qkv: linear(`${p}.self_attn.qkv_proj`),
-        qkvBias: get(`${p}.self_attn.qkv_proj.bias`),
-        o: linear(`${p}.self_attn.o_proj`),
+        qkv: linear(`${p}.self_attn.qkv_proj`, this.qkvLen, get(`${p}.self_attn.qkv_proj.bias`)),
+        o: linear(`${p}.self_attn.o_proj`, d.hidden),
         postNorm: get(`${p}.post_attention_layernorm.weight`),
-        gateUp: linear(`${p}.mlp.gate_up_proj`),
-        down: linear(`${p}.mlp.down_proj`),
+        gateUp: linear(`${p}.mlp.gate_up_proj`, 2 * d.inter),
+        down: linear(`${p}.mlp.down_proj`, d.hidden),
       });
     }
+  }
+
+  /**
+   * GGUF tensors (llama.cpp names: blk.N.attn_q, ...). Parts of a fused linear that share a ggml
+   * type are joined row after row into one buffer (rows are independent blocks, so this is
+   * lossless); parts of different types (q4_K_M files mix Q4_K and Q6_K) stay separate dispatches.
+   */
+  #uploadGguf(tensors) {
+    this.f16Scales = false;
+    const d = this.d;
+    const need = (name) => {
+      const t = tensors.get(name);
+      if (!t) throw namedError("ModelLoadError", `the GGUF has no tensor ${name}`, { tensor: name });
+      return t;
+    };
+    const floats = (name) => this.own("storage", ggufFloats(need(name), name), name);
+    const raw = (name, parts) => {
+      const total = parts.reduce((a, t) => a + t.bytes.byteLength, 0);
+      const out = new Uint8Array(Math.ceil(total / 4) * 4);
+      let at = 0;
+      for (const t of parts) {
+        out.set(t.bytes, at);
+        at += t.bytes.byteLength;
+      }
+      return this.own("storage", out, name);
+    };
+    const linear = (names, biasNames = []) => {
+      const ts = names.map(need);
+      const K = ts[0].shape[1];
+      const parts = [];
+      let yoff = 0;
+      ts.forEach((t, j) => {
+        if (t.shape[1] !== K) throw namedError("ModelLoadError", `${names[j]} has ${t.shape[1]} inputs, expected ${K}`);
+        const last = parts.at(-1);
+        if (last && last.type === t.type) last.members.push(j);
+        else parts.push({ type: t.type, members: [j], yoff });
+        yoff += t.shape[0];
+      });
+      return parts.map((p) => {
+        const members = p.members.map((j) => ts[j]);
+        const N = members.reduce((a, t) => a + t.shape[0], 0);
+        const biasParts = biasNames.length ? p.members.map((j) => need(biasNames[j])) : [];
+        const bias = biasParts.length ? this.#joinedFloats(biasParts, `${names[p.members[0]]}.bias`) : null;
+        return { kind: "ggml", type: p.type, bufs: [raw(names[p.members[0]], members)], N, yoff: p.yoff, bias };
+      });
+    };
+    this.embedW = linear(["token_embd.weight"])[0];
+    this.lmHead = tensors.has("output.weight") ? linear(["output.weight"]) : [this.embedW];
+    this.finalNorm = floats("output_norm.weight");
+    this.layers = [];
+    for (let i = 0; i < d.layers; i++) {
+      const b = `blk.${i}.`;
+      const qkv = ["attn_q", "attn_k", "attn_v"].map((n) => `${b}${n}.weight`);
+      const qkvBias = ["attn_q", "attn_k", "attn_v"].map((n) => `${b}${n}.bias`);
+      this.layers.push({
+        inNorm: floats(`${b}attn_norm.weight`),
+        qkv: linear(qkv, tensors.has(qkvBias[0]) ? qkvBias : []),
+        o: linear([`${b}attn_output.weight`]),
+        postNorm: floats(`${b}ffn_norm.weight`),
+        gateUp: linear([`${b}ffn_gate.weight`, `${b}ffn_up.weight`]),
+        down: linear([`${b}ffn_down.weight`]),
+      });
+    }
+  }
+
+  /** F32/F16 GGUF vectors joined into one f32 buffer (the q|k|v biases). */
+  #joinedFloats(ts, label) {
+    const parts = ts.map((t) => ggufFloats(t, label));
+    const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return this.own("storage", out, label);
   }
 
   #allocate() {
     const { hidden, inter, heads, kvHeads, headDim, ctx, chunk, vocab } = this.d;
     const g = { storage: (x, l) => this.own("storage", x, l), uniform: (x, l) => this.own("uniform", x, l) };
     const f = 4;
-    this.qkvLen = (heads + 2 * kvHeads) * headDim;
     this.fwd = g.uniform(FWD_BYTES, "fwd");
     this.fwd1 = g.uniform(new Uint32Array([0, 1, 0, 0]), "fwd1");
     this.ids = g.storage(chunk * 4, "ids");
@@ -180,20 +275,15 @@ export class LlamaModel extends Program {
   /**
    * WGSL for every pipeline. Decode linears are GEMVs: split-K workgroups on a GPU, register
    * tiles (matmul.js, TM = 1) on the CPU backends; prefill always uses TM x 4 register tiles.
-   * Decode attention on a GPU is split over 64-key chunks (attention_split.js).
+   * Decode attention on a GPU is split over 64-key chunks (attention_split.js). A linear part's
+   * pipeline is named by everything its WGSL depends on, so layers of the same formats share one.
    */
   async #compile(progress) {
     const d = this.d;
-    const q4 = !!this.embedW.qw;
     const splitK = this.kernels === "gpu";
-    const tn = (N) => (N % 4 === 0 ? 4 : 1);
-    const f16 = this.f16Scales;
-    const lin = (K, N, TM, extra = {}) =>
-      TM === 1 && splitK ? gemv({ K, N, q4, f16, ...extra }) : matmul({ K, N, TM, TN: tn(N), q4, f16, ...extra });
-    const hasBias = this.layers.some((l) => l.qkvBias);
-    const headQ4 = !!this.lmHead.qw;
+    const embed = this.embedW;
     const src = {
-      embed: q4 ? embedQ4(d, f16) : embedF32(d),
+      embed: embed.kind === "ggml" ? embedGgml(d, embed.type) : embed.kind === "q4" ? embedQ4(d, this.f16Scales) : embedF32(d),
       rmsnorm: splitK ? rmsnormWg(d) : rmsnorm(d),
       rope: rope(d),
       kv: kvAppend(d),
@@ -201,32 +291,44 @@ export class LlamaModel extends Program {
       ...(splitK ? { attnPartial: attentionPartial(d), attnCombine: attentionCombine(d) } : {}),
       swiglu: swiglu(d),
       sample: sample(d),
-      lmHead: splitK
-        ? gemv({ K: d.hidden, N: d.vocab, q4: headQ4, f16: headQ4 && f16 })
-        : matmul({ K: d.hidden, N: d.vocab, TM: 1, TN: tn(d.vocab), q4: headQ4, f16: headQ4 && f16 }),
     };
-    for (const [tag, TM] of [["1", 1], ["N", PREFILL_TM]]) {
-      src[`qkv${tag}`] = lin(d.hidden, this.qkvLen, TM, { bias: hasBias });
-      src[`o${tag}`] = lin(d.heads * d.headDim, d.hidden, TM, { accumulate: true });
-      src[`gateUp${tag}`] = lin(d.hidden, 2 * d.inter, TM);
-      src[`down${tag}`] = lin(d.inter, d.hidden, TM, { accumulate: true });
+    const roles = [
+      ["qkv", d.hidden, this.qkvLen, false],
+      ["o", d.heads * d.headDim, d.hidden, true],
+      ["gateUp", d.hidden, 2 * d.inter, false],
+      ["down", d.inter, d.hidden, true],
+    ];
+    const add = (part, K, ldy, accumulate, TM) => {
+      part.pipes ??= {};
+      const key = `lin:${K}x${part.N}:${part.kind}${part.type ?? ""}:${ldy}+${part.yoff}:${!!part.bias}:${accumulate}:${TM}`;
+      part.pipes[TM] = key;
+      if (src[key]) return;
+      const fmt = {
+        q4: part.kind === "q4",
+        f16: part.kind === "q4" && this.f16Scales,
+        ...(part.kind === "ggml" ? { ggml: part.type } : {}),
+      };
+      const opts = { K, N: part.N, ldy, yoff: part.yoff, bias: !!part.bias, accumulate, ...fmt };
+      src[key] = TM === 1 && splitK ? gemv(opts) : matmul({ ...opts, TM, TN: part.N % 4 === 0 ? 4 : 1 });
+    };
+    for (const L of this.layers) {
+      for (const [role, K, ldy, accumulate] of roles) {
+        for (const part of L[role]) for (const TM of [1, PREFILL_TM]) add(part, K, ldy, accumulate, TM);
+      }
     }
+    for (const part of this.lmHead) add(part, d.hidden, d.vocab, false, 1);
     await this.compile(src, progress);
   }
 
-  #linear(rec, name, W, input, output, n, tm, fwd = this.fwd, bias = null) {
-    const N = this.#outDim(name);
-    const bufs = W.qw ? [fwd, input, W.qw, W.qs, output] : [fwd, input, W.w, output];
-    if (bias) bufs.push(bias);
-    if (tm === 1 && this.kernels === "gpu") this.run(rec, name, bufs, Math.ceil(N / GEMV_ROWS));
-    else this.run(rec, name, bufs, Math.ceil(N / (N % 4 === 0 ? 4 : 1) / MATMUL_WG), Math.ceil(n / tm));
-  }
-
-  #outDim(name) {
-    const d = this.d;
-    if (name === "lmHead") return d.vocab;
-    const base = name.slice(0, -1);
-    return { qkv: this.qkvLen, o: d.hidden, gateUp: 2 * d.inter, down: d.hidden }[base];
+  /** Dispatch every part of a linear layer over n rows of `input` (row tiles of tm). */
+  #linear(rec, parts, input, output, n, tm, fwd = this.fwd) {
+    for (const part of parts) {
+      const bufs = [fwd, input, ...part.bufs, output];
+      if (part.bias) bufs.push(part.bias);
+      const name = part.pipes[tm];
+      if (tm === 1 && this.kernels === "gpu") this.run(rec, name, bufs, Math.ceil(part.N / GEMV_ROWS));
+      else this.run(rec, name, bufs, Math.ceil(part.N / (part.N % 4 === 0 ? 4 : 1) / MATMUL_WG), Math.ceil(n / tm));
+    }
   }
 
   /**
@@ -235,16 +337,14 @@ export class LlamaModel extends Program {
    */
   #forward(rec, n, kvEnd) {
     const d = this.d;
-    const tag = n === 1 ? "1" : "N";
     const tm = n === 1 ? 1 : PREFILL_TM;
     const F = this.fwd;
-    const embedBufs = this.embedW.qw ? [F, this.ids, this.embedW.qw, this.embedW.qs, this.x] : [F, this.ids, this.embedW.w, this.x];
-    const embedThreads = this.embedW.qw ? n * (d.hidden / 32) : n * (d.hidden / 4);
-    this.run(rec, "embed", embedBufs, Math.ceil(embedThreads / WG));
+    const E = this.embedW;
+    this.run(rec, "embed", [F, this.ids, ...E.bufs, this.x], Math.ceil((E.kind === "f32" ? n * (d.hidden / 4) : n * (d.hidden / 32)) / WG));
     for (let i = 0; i < d.layers; i++) {
       const L = this.layers[i];
       this.run(rec, "rmsnorm", [F, this.x, L.inNorm, this.xn], this.#normGroups(n));
-      this.#linear(rec, `qkv${tag}`, L.qkv, this.xn, this.qkv, n, tm, F, L.qkvBias);
+      this.#linear(rec, L.qkv, this.xn, this.qkv, n, tm);
       this.run(rec, "rope", [F, this.ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.headDim) / 2 / WG));
       this.run(rec, "kv", [F, this.qkv, this.kc[i], this.vc[i]], Math.ceil((n * d.kvHeads * d.headDim) / WG));
       if (n === 1 && this.kernels === "gpu") {
@@ -253,15 +353,15 @@ export class LlamaModel extends Program {
       } else {
         this.run(rec, "attn", [F, this.qkv, this.kc[i], this.vc[i], this.att], Math.ceil((n * d.heads) / 16));
       }
-      this.#linear(rec, `o${tag}`, L.o, this.att, this.x, n, tm);
+      this.#linear(rec, L.o, this.att, this.x, n, tm);
       this.run(rec, "rmsnorm", [F, this.x, L.postNorm, this.xn], this.#normGroups(n));
-      this.#linear(rec, `gateUp${tag}`, L.gateUp, this.xn, this.gu, n, tm);
+      this.#linear(rec, L.gateUp, this.xn, this.gu, n, tm);
       this.run(rec, "swiglu", [F, this.gu, this.act], Math.ceil((n * d.inter) / 4 / WG));
-      this.#linear(rec, `down${tag}`, L.down, this.act, this.x, n, tm);
+      this.#linear(rec, L.down, this.act, this.x, n, tm);
     }
     rec.copy(this.x, (n - 1) * d.hidden * 4, this.xlast, 0, d.hidden * 4);
     this.run(rec, "rmsnorm", [this.fwd1, this.xlast, this.finalNorm, this.xlastn], this.#normGroups(1));
-    this.#linear(rec, "lmHead", this.lmHead, this.xlastn, this.logitsBuf, 1, 1, this.fwd1);
+    this.#linear(rec, this.lmHead, this.xlastn, this.logitsBuf, 1, 1, this.fwd1);
   }
 
   /** Workgroups of the RMSNorm dispatch: one per row on a GPU, 8 rows each on the CPU backends. */

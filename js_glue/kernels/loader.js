@@ -125,7 +125,11 @@ export async function sha256Hex(bytes) {
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Fetch `url` as bytes, calling onBytes(received) while the body streams in. */
+/**
+ * Fetch `url` as bytes, calling onBytes(received, total) while the body streams in. With a
+ * Content-Length the body is written straight into one buffer of that size, so a large file
+ * (a GGUF) is never held twice in memory.
+ */
 async function download(fetchFn, url, onBytes) {
   let resp;
   try {
@@ -136,23 +140,26 @@ async function download(fetchFn, url, onBytes) {
   if (!resp.ok) throw namedError("ArtifactFetchError", `fetch ${url}: HTTP ${resp.status}`, { url, status: resp.status });
   try {
     if (!resp.body) return new Uint8Array(await resp.arrayBuffer());
-    const parts = [];
+    const declared = Number(resp.headers.get("content-length"));
+    const encoded = resp.headers.get("content-encoding");
+    const total = declared > 0 && !encoded ? declared : 0;
+    let out = new Uint8Array(total);
     let got = 0;
     const reader = resp.body.getReader();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      parts.push(value);
+      if (got + value.byteLength > out.byteLength) {
+        // no (or a wrong) Content-Length: grow geometrically
+        const grown = new Uint8Array(Math.max(2 * out.byteLength, got + value.byteLength));
+        grown.set(out.subarray(0, got));
+        out = grown;
+      }
+      out.set(value, got);
       got += value.byteLength;
-      onBytes(got);
+      onBytes(got, total);
     }
-    const out = new Uint8Array(got);
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.byteLength;
-    }
-    return out;
+    return got === out.byteLength ? out : out.slice(0, got);
   } catch (e) {
     throw namedError("ArtifactFetchError", `download of ${url} was interrupted: ${e.message}`, { url });
   }
@@ -163,7 +170,7 @@ async function download(fetchFn, url, onBytes) {
  * `expected` lists hex digests it must match (absent ones are skipped) and `size`, when known,
  * its length, so a download cut short is refused even where no digest is published.
  */
-async function fetchFile(ctx, name, expected, onBytes, size = null) {
+export async function fetchFile(ctx, name, expected, onBytes, size = null) {
   const url = new URL(name, ctx.base).href;
   const want = expected.filter((h) => h).map((h) => h.toLowerCase());
   const ok = async (bytes) => {
@@ -220,8 +227,8 @@ export function modelBase(record, options = {}) {
 }
 
 /**
- * Fetch a model dir named by `record.model`. Returns {config, tensors: Map, tokenizer: {name, bytes}}.
- * progress(fraction, text) goes from 0 to 1 over the shard bytes.
+ * Fetch an MLC model dir named by `record.model`. Returns {config, tensors: Map, tokenizer:
+ * {name, bytes}}. progress(fraction, text) goes from 0 to 1 over the shard bytes.
  */
 export async function loadArtifacts(record, progress, options = {}) {
   const ctx = {

@@ -30,6 +30,8 @@ from py_worker.errors import (
 )
 from py_worker.kernels import LoadedModel, ProgressFn, Sampled, SamplingParams
 from py_worker.reference.bert import BertConfig, BertEncoder
+from py_worker.reference.gguf_model import load_gguf, metadata
+from py_worker.reference.gguf_tokenizer import tokenizer_json_from_gguf
 from py_worker.reference.llama import KVCache, LlamaConfig, LlamaModel
 from py_worker.reference.sampling import sample, with_history
 from py_worker.reference.tokenizer import ReferenceTokenizer
@@ -109,6 +111,8 @@ class ReferenceKernels:
         root = Path(str(record["model"]))
         pins: dict[str, str] = dict(record.get("sha256") or {})
         progress(0.0, "Start to fetch params")
+        if root.suffix.lower() == ".gguf":
+            return self._register(self._load_gguf(root, record, pins), progress)
         config_bytes = _read(root / "mlc-chat-config.json")
         _check_pin("mlc-chat-config.json", config_bytes, pins.get("mlc-chat-config.json"))
         config = {**json.loads(config_bytes), **(record.get("overrides") or {})}
@@ -143,11 +147,25 @@ class ReferenceKernels:
             )
         session = _Session(config=config, tokenizer=ReferenceTokenizer(root / "tokenizer.json"))
         builder(session, dequantize_tensors(tensors))
+        return self._register(session, progress)
+
+    @staticmethod
+    def _load_gguf(path: Path, record: dict[str, Any], pins: dict[str, str]) -> _Session:
+        """A GGUF file: pinned like a shard, every tensor dequantised exactly (gguf_model.py)."""
+        _check_pin(path.name, _read(path), pins.get(path.name))
+        config, weights, reader = load_gguf(path)
+        config.update(record.get("overrides") or {})
+        tokenizer = ReferenceTokenizer(json_text=tokenizer_json_from_gguf(metadata(reader)))
+        session = _Session(config=config, tokenizer=tokenizer)
+        _build_decoder(session, weights)
+        return session
+
+    def _register(self, session: _Session, progress: ProgressFn) -> LoadedModel:
         handle = self._next_handle
         self._next_handle += 1
         self._sessions[handle] = session
         progress(1.0, "Finish loading on NumPy reference (CPU)")
-        return LoadedModel(handle, config)
+        return LoadedModel(handle, session.config)
 
     async def unload(self, handle: int) -> None:
         self._session(handle)

@@ -31,6 +31,8 @@ class LlamaConfig:
     rms_norm_eps: float
     rope_theta: float
     tie_word_embeddings: bool
+    rope_interleaved: bool = False
+    """RoPE pairs (2i, 2i+1) as ggml does for llama-architecture GGUFs, not (i, i + d/2)."""
 
     @classmethod
     def from_chat_config(cls, config: Mapping[str, Any]) -> LlamaConfig:
@@ -47,6 +49,7 @@ class LlamaConfig:
             rms_norm_eps=float(mc.get("rms_norm_eps", 1e-5)),
             rope_theta=float(mc.get("rope_theta", mc.get("position_embedding_base", 10000.0))),
             tie_word_embeddings=bool(mc.get("tie_word_embeddings", False)),
+            rope_interleaved=bool(mc.get("rope_interleaved", False)),
         )
 
 
@@ -74,8 +77,17 @@ def rope_cos_sin(positions: Array, head_dim: int, theta: float) -> tuple[Array, 
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
-    """``x * cos + rotate_half(x) * sin`` for ``x`` of shape ``[T, heads, head_dim]``."""
+def apply_rope(x: Array, cos: Array, sin: Array, interleaved: bool = False) -> Array:
+    """``x * cos + rotate_half(x) * sin`` for ``x`` of shape ``[T, heads, head_dim]``.
+
+    ``interleaved``: pair i is (2i, 2i+1) instead of (i, i + d/2), with the same frequencies
+    (ggml's layout); it is the same rotation applied to a permutation of the head's dims.
+    """
+    if interleaved:
+        d = x.shape[-1]
+        order = np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])  # interleaved -> halves
+        back = np.argsort(order)
+        return apply_rope(x[..., order], cos, sin)[..., back]
     half = x.shape[-1] // 2
     rotated = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
     return x * cos[:, None, :] + rotated * sin[:, None, :]
@@ -123,8 +135,8 @@ class LlamaModel:
             q = qkv[:, : n_heads * hd].reshape(n, n_heads, hd)
             k = qkv[:, n_heads * hd : (n_heads + n_kv) * hd].reshape(n, n_kv, hd)
             v = qkv[:, (n_heads + n_kv) * hd :].reshape(n, n_kv, hd)
-            q = apply_rope(q, cos, sin)
-            k = apply_rope(k, cos, sin)
+            q = apply_rope(q, cos, sin, cfg.rope_interleaved)
+            k = apply_rope(k, cos, sin, cfg.rope_interleaved)
             cache.k[layer, start : start + n] = k
             cache.v[layer, start : start + n] = v
             keys = cache.k[layer, : start + n]  # [S, kv_heads, hd]

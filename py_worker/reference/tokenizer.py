@@ -15,8 +15,9 @@ from tokenizers import Tokenizer
 class ReferenceTokenizer:
     """``encode``/``decode`` with the browser tokenizer's defaults."""
 
-    def __init__(self, path: Path) -> None:
-        self._tok = Tokenizer.from_file(str(path))
+    def __init__(self, path: Path | None = None, *, json_text: str | None = None) -> None:
+        """From a ``tokenizer.json`` file, or from its text (built from a GGUF's metadata)."""
+        self._tok = Tokenizer.from_str(json_text) if json_text is not None else Tokenizer.from_file(str(path))
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids)

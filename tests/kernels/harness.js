@@ -2,12 +2,15 @@
 // runner (lavapipe) and by the Chromium worker (SwiftShader). A scenario is
 // {options, record, calls: [[method, ...args]]}; the loaded handle is passed as each call's
 // first argument, typed arrays come back as plain arrays, errors as {error: {name, message}}.
+// {kind: "ggml", ...} runs single kernels on GGUF weight bytes instead (ggml_harness.js).
 import { createKernels, prefetchModel } from "../../js_glue/kernels/index.js";
 import { memoryBandwidth } from "./bandwidth.js";
+import { runGgml } from "./ggml_harness.js";
 
 const plain = (v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
 
 export async function runScenario(scenario) {
+  if (scenario.kind === "ggml") return runGgml(scenario); // raw-kernel runs, tests/kernels/ggml_harness.js
   const bandwidth = scenario.bandwidthMiB ? await memoryBandwidth(scenario.bandwidthMiB) : null;
   const kernels = await createKernels(scenario.options || {});
   const progress = [];

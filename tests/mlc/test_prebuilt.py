@@ -11,14 +11,17 @@ from py_worker.router import find_record
 def test_default_model_leads_and_ids_are_unique() -> None:
     records = prebuilt.prebuilt_app_config()["model_list"]
     ids = [r["model_id"] for r in records]
-    assert ids[0] == prebuilt.DEFAULT_MODEL_ID == "SmolLM2-135M-Instruct-q4f32_1"
+    assert ids[0] == prebuilt.DEFAULT_MODEL_ID == "SmolLM2-135M-Instruct-Q4_1"
     assert len(ids) == len(set(ids))
     assert {"tiny-llama-q0f32", "all-MiniLM-L6-v2-q0f32"} <= set(ids)
 
 
 def test_local_models_come_from_the_sites_own_origin() -> None:
     for record in prebuilt.LOCAL_MODELS:
-        assert record["model"] == f"models/{record['model_id']}/"
+        gguf = record["model"].endswith(".gguf")
+        assert record["model"] == (
+            f"models/{prebuilt.DEFAULT_GGUF}" if gguf else f"models/{record['model_id']}/"
+        )
         assert "model_lib" not in record  # so backends.js runs them on wgsl
     kinds = {r["model_id"]: r["model_type"] for r in prebuilt.LOCAL_MODELS}
     assert kinds["all-MiniLM-L6-v2-q0f32"] == "embedding"
@@ -52,5 +55,5 @@ def test_each_call_returns_a_fresh_copy() -> None:
     first["model_list"][0]["model"] = "elsewhere/"
     first["model_list"].pop()
     again = prebuilt.prebuilt_app_config()
-    assert again["model_list"][0]["model"] == f"models/{prebuilt.DEFAULT_MODEL_ID}/"
+    assert again["model_list"][0]["model"] == f"models/{prebuilt.DEFAULT_GGUF}"
     assert len(again["model_list"]) == len(prebuilt.LOCAL_MODELS) + len(prebuilt.MLC_PREBUILT)

@@ -1,6 +1,8 @@
 // Embedding lookup: x[t, :] = E[ids[t], :]. f32 tables copy vec4s; q4 tables dequantise one
-// 32-wide group per thread (the same group layout as the matmul weights).
+// 32-wide group per thread (the same group layout as the matmul weights); so do ggml tables
+// (a GGUF token_embd tensor's bytes as they are in the file, wgsl/ggml.js).
 import { FWD, WG } from "./common.js";
+import { ggmlWeights } from "./ggml.js";
 
 export function embedF32({ hidden }) {
   const H4 = hidden / 4;
@@ -39,5 +41,25 @@ export function embedQ4({ hidden }, f16 = false) {
     x[(t * ${G}u + g) * 8u + j * 2u] = (lo - 7.0) * s;
     x[(t * ${G}u + g) * 8u + j * 2u + 1u] = (hi - 7.0) * s;
   }
+}`;
+}
+
+/**
+ * ggml table [vocab, hidden] of ggml type `type`. Bindings [fwd, ids [fwd.n] u32, wq, x [fwd.n,
+ * hidden] f32]; one thread per (token, 32-input group): dispatch ceil(n * hidden / 32 / WG).
+ */
+export function embedGgml({ hidden }, type) {
+  const G = hidden / 32;
+  return `${FWD}
+@group(0) @binding(0) var<uniform> fwd: Fwd;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+${ggmlWeights(type, hidden, 2)}
+@group(0) @binding(3) var<storage, read_write> x: array<vec4<f32>>;
+@compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let t = gid.x / ${G}u;
+  let g = gid.x % ${G}u;
+  if (t >= fwd.n) { return; }
+  let w = dq32(ids[t], g);
+  ${Array.from({ length: 8 }, (_, c) => `x[gid.x * 8u + ${c}u] = w[${c}];`).join("\n  ")}
 }`;
 }

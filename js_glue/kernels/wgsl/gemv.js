@@ -4,18 +4,25 @@
 // runs) and add their partial sums in workgroup memory. Many workgroups in flight keep the
 // memory bus busy, which the one-thread-per-row tiles of matmul.js cannot do on a GPU. The CPU
 // backends (lavapipe, SwiftShader) use matmul.js instead: barriers are slow there.
+// Weights as in matmul.js: f32, MLC q4, or ggml blocks (`ggml: <type id>`, wgsl/ggml.js);
+// bindings [fwd, x, w | (qw, qs) | wq, y, (bias)]; x is [K], W [N, K], bias [N]. Output
+// y[yoff + n] (matmul's `ldy` is ignored here: one token has one output row).
 import { FWD } from "./common.js";
+import { ggmlWeights } from "./ggml.js";
 
 export const GEMV_ROWS = 8;
 const LANES = 32;
 
-export function gemv({ K, N, q4, f16 = false, bias = false, accumulate = false }) {
+export function gemv({ K, N, q4, ggml, f16 = false, bias = false, accumulate = false, yoff = 0 }) {
   const K4 = K / 4;
   const G = K / 32;
+  const isGgml = ggml !== undefined && ggml !== null;
   const weights = q4
     ? `@group(0) @binding(2) var<storage, read> qw: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> qs: array<${f16 ? "f16" : "f32"}>;`
-    : `@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;`;
+    : isGgml
+      ? ggmlWeights(ggml, K, 2)
+      : `@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;`;
   const yBinding = q4 ? 4 : 3;
   const biasDecl = bias ? `@group(0) @binding(${yBinding + 1}) var<storage, read> b: array<f32>;` : "";
   const partial = q4
@@ -29,7 +36,13 @@ export function gemv({ K, N, q4, f16 = false, bias = false, accumulate = false }
       }
       acc += d * f32(qs[row * ${G}u + g]);
     }`
-    : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc += dot(x[k], w[row * ${K4}u + k]); }`;
+    : isGgml
+      ? `for (var g = lane; g < ${G}u; g += ${LANES}u) {
+      let w = dq32(row, g);
+      acc += ${Array.from({ length: 8 }, (_, c) => `dot(x[g * 8u + ${c}u], w[${c}])`).join(" + ")};
+    }`
+      : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc += dot(x[k], w[row * ${K4}u + k]); }`;
+  const o = yoff ? `${yoff}u + row` : "row";
   return `${f16 ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -57,7 +70,7 @@ var<workgroup> part: array<f32, ${GEMV_ROWS * LANES}>;
     workgroupBarrier();
   }
   if (lane == 0u && row < ${N}u) {
-    y[row] = part[slot]${bias ? " + b[row]" : ""}${accumulate ? " + y[row]" : ""};
+    y[${o}] = part[slot]${bias ? " + b[row]" : ""}${accumulate ? ` + y[${o}]` : ""};
   }
 }`;
 }

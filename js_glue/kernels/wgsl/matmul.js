@@ -7,7 +7,13 @@
 // Weights: f32 [N, K]; or q4 (MLC q4f*_1): words [N, K/8] read as one vec4<u32> per 32-input
 // group, scales [N, K/32] as f32, or as f16 when the adapter has shader-f16 (else they are
 // widened on load). The scale multiplies the group's dot product once instead of every weight.
+// Or ggml (GGUF) blocks: `ggml: <type id>`, the tensor's file bytes as one array<u32>
+// (wgsl/ggml.js), 32 inputs of one weight row dequantised at a time. Bindings:
+// [fwd, x, w | (qw, qs) | wq, y, (bias)]; x is [fwd.n, K], W is [N, K], bias [N].
+// y[m * ldy + yoff + n]: a row stride and a column offset let the parts of one linear (q, k, v
+// of different formats) write side by side into one output; bias stays indexed by n.
 import { FWD } from "./common.js";
+import { ggmlWeights } from "./ggml.js";
 
 export const MATMUL_WG = 64;
 
@@ -44,21 +50,37 @@ function f32Inner(TM, TN, K4) {
   }`;
 }
 
-export function matmul({ K, N, TM, TN, q4, f16 = false, bias = false, accumulate = false }) {
+// ggml: per 32-input group, one weight row's 32 values at a time (dq32), dotted with TM tokens.
+function ggmlInner(TM, TN, G) {
+  const rows = range(TM);
+  const dots = (i) => range(8).map((c) => `dot(x[xr${i} + g * 8u + ${c}u], w[${c}])`).join(" + ");
+  return `for (var g = 0u; g < ${G}u; g++) {
+    ${range(TN)
+      .map((j) => `{ let w = dq32(n0 + ${j}u, g);
+      ${rows.map((i) => `a${i}_${j} += ${dots(i)};`).join("\n      ")} }`)
+      .join("\n    ")}
+  }`;
+}
+
+export function matmul({ K, N, TM, TN, q4, ggml, f16 = false, bias = false, accumulate = false, ldy = N, yoff = 0 }) {
   const K4 = K / 4;
   const rows = range(TM);
   const cols = range(TN);
+  const isGgml = ggml !== undefined && ggml !== null;
   const weights = q4
     ? `@group(0) @binding(2) var<storage, read> qw: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> qs: array<${f16 ? "f16" : "f32"}>;`
-    : `@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;`;
+    : isGgml
+      ? ggmlWeights(ggml, K, 2)
+      : `@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;`;
   const yBinding = q4 ? 4 : 3;
   const biasDecl = bias ? `@group(0) @binding(${yBinding + 1}) var<storage, read> b: array<f32>;` : "";
+  const inner = q4 ? q4Inner(TM, TN, K / 32) : isGgml ? ggmlInner(TM, TN, K / 32) : f32Inner(TM, TN, K4);
   const store = rows.map(
     (i) => `if (m0 + ${i}u < fwd.n) {
     ${cols
       .map((j) => {
-        const o = `(m0 + ${i}u) * ${N}u + n0 + ${j}u`;
+        const o = `(m0 + ${i}u) * ${ldy}u + ${yoff ? `${yoff}u + ` : ""}n0 + ${j}u`;
         const extra = (bias ? ` + b[n0 + ${j}u]` : "") + (accumulate ? ` + y[${o}]` : "");
         return `y[${o}] = a${i}_${j}${extra};`;
       })
@@ -80,7 +102,7 @@ const M4 = vec4<u32>(15u);
   if (n0 >= ${N}u || m0 >= fwd.n) { return; }
   ${rows.map((i) => `let xr${i} = min(m0 + ${i}u, fwd.n - 1u) * ${K4}u;`).join("\n  ")}
   ${rows.flatMap((i) => cols.map((j) => `var a${i}_${j} = 0.0;`)).join(" ")}
-  ${q4 ? q4Inner(TM, TN, K / 32) : f32Inner(TM, TN, K4)}
+  ${inner}
   ${store.join("\n  ")}
 }`;
 }

@@ -1,9 +1,11 @@
-// Rotary embedding (Llama's rotate-half layout), in place on the q and k heads of the fused qkv
-// rows. cos/sin come from a table computed once in float64 on the CPU, so large positions keep
-// full f32 accuracy.
+// Rotary embedding, in place on the q and k heads of the fused qkv rows. Pair i of a head is
+// (i, i + headDim/2) in HF's rotate-half layout, or (2i, 2i + 1) when `interleaved` (ggml's
+// layout for llama-architecture GGUFs, whose q/k rows llama.cpp's converter permuted); both
+// turn pair i by position * theta^(-2i/headDim). cos/sin come from a table computed once in
+// float64 on the CPU, so large positions keep full f32 accuracy.
 import { FWD, WG } from "./common.js";
 
-export function rope({ heads, kvHeads, headDim }) {
+export function rope({ heads, kvHeads, headDim, ropeInterleaved = false }) {
   const half = headDim / 2;
   const rowLen = (heads + 2 * kvHeads) * headDim;
   const perTok = (heads + kvHeads) * half;
@@ -18,10 +20,11 @@ export function rope({ heads, kvHeads, headDim }) {
   let head = r / ${half}u;
   let i = r % ${half}u;
   let cs = table[(fwd.pos + t) * ${half}u + i];
-  let base = t * ${rowLen}u + head * ${headDim}u + i;
-  let a = qkv[base];
-  let b = qkv[base + ${half}u];
-  qkv[base] = a * cs.x - b * cs.y;
-  qkv[base + ${half}u] = b * cs.x + a * cs.y;
+  let ia = t * ${rowLen}u + head * ${headDim}u + ${ropeInterleaved ? "2u * i" : "i"};
+  let ib = ia + ${ropeInterleaved ? 1 : half}u;
+  let a = qkv[ia];
+  let b = qkv[ib];
+  qkv[ia] = a * cs.x - b * cs.y;
+  qkv[ib] = b * cs.x + a * cs.y;
 }`;
 }
