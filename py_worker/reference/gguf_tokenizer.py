@@ -25,10 +25,13 @@ What llama.cpp does, and how it is written here:
 - ``tokenizer.ggml.model == "llama"`` (SentencePiece BPE: Llama 2, TinyLlama, Mistral): llama.cpp
   merges the adjacent pair whose concatenation is the highest-scoring vocabulary token, leftmost
   first, and falls back to ``<0xXX>`` byte tokens. Here: BPE with ``byte_fallback`` and merges
-  ranked by the score of their result (ties by the result's id, then the parts' ids, as HF's
-  SentencePiece converter does); a space is prepended to every text piece (at the start and after
-  each special token, llama.cpp's ``add_space_prefix``) by a ``Prepend`` normalizer, which HF
-  applies to each piece between added tokens, and spaces become ``▁``.
+  ranked by the score of their result (several splits of one result by the parts' ids, as HF's
+  SentencePiece converter ranks them); a space is prepended to every text piece (at the start and
+  after each special token, llama.cpp's ``add_space_prefix``) by a ``Prepend`` normalizer, which
+  HF applies to each piece between added tokens, and spaces become ``▁``. Ranks cannot say
+  "leftmost first", so distinct tokens of one score are refused, except runs of one character
+  (the whitespace pieces Llama and Mistral score alike), for which both algorithms are run on
+  runs of every length up to four times the longest piece (plus eight) and must agree.
 - BOS/EOS: ``tokenizer.ggml.add_bos_token`` / ``add_eos_token`` (llama.cpp's per-model defaults
   when absent) become a ``TemplateProcessing`` post-processor, so they are added only when the
   caller asks for special tokens (the engine's encode never does: the chat template writes BOS).
@@ -182,7 +185,7 @@ def _flag(meta: Mapping[str, Any], key: str, default: bool) -> bool:
 
 
 def _vocab(meta: Mapping[str, Any], model: Any, pre: Any) -> tuple[list[str], list[int]]:
-    """Tokens (empty ones renamed as llama.cpp does) and their llama.cpp special-ness attributes."""
+    """Tokens (empty ones renamed as llama.cpp does) and their GGUF token types."""
     raw = meta.get("tokenizer.ggml.tokens")
     if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
         raise _unsupported(model, pre, "tokenizer.ggml.tokens is missing")

@@ -50,6 +50,28 @@ def tiny_model(quant: str) -> str:
     return str(out.relative_to(ROOT))
 
 
+def tiny_gguf(variant: str) -> str:
+    """A tiny GGUF of tools/make_tiny_gguf.py (built on first use), relative to the repo root."""
+    from tools.make_tiny_gguf import VARIANTS
+
+    out = ROOT / "build/gguf" / VARIANTS[variant][0]
+    if not out.exists():
+        subprocess.run(
+            [
+                str(ROOT / ".venv/bin/python"),
+                "-m",
+                "tools.make_tiny_gguf",
+                "--out",
+                str(out.parent),
+                "--variant",
+                variant,
+            ],
+            cwd=ROOT,
+            check=True,
+        )
+    return str(out.relative_to(ROOT))
+
+
 def deno_run(scenario: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
     """Run one scenario under Deno (lavapipe); raises with Deno's stderr on failure."""
     if not DENO.exists():
