@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import gguf
 import pytest
-
-gguf = pytest.importorskip("gguf")
 
 from py_worker.kernels import SamplingParams
 from py_worker.reference.gguf_model import gguf_config
