@@ -2,14 +2,15 @@
 // tools/serve.py and the browser tests drive: ?prompt=…[&model=…] loads the model, asks, and
 // reports each streamed delta to window.__pyworkerDelta and each load progress text to
 // window.__pyworkerProgress (when the driver exposes them);
-// window.demoState mirrors what the page is doing so a driver can wait on it, and
+// window.demoState mirrors what the page is doing so a driver can wait on it (`progress`: the
+// [fraction, text] reports of the last load), and
 // window.demoEngine is the page's engine. Driver options: seed, max_tokens, temperature, ignore_eos.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = (window.demoState = {
-  loaded: [], busy: false, done: false, error: null, text: "", finish: null, stats: "", longTasks: [],
+  loaded: [], busy: false, done: false, error: null, text: "", finish: null, stats: "", longTasks: [], progress: [],
 });
 const history = [];
 let engine = null;
@@ -45,6 +46,7 @@ function fillPickers() {
 }
 
 function onProgress(report) {
+  state.progress.push([report.progress, report.text]);
   $("progress-bar").style.width = `${Math.round(100 * report.progress)}%`;
   $("progress-text").textContent = report.text;
   if (window.__pyworkerProgress) window.__pyworkerProgress(report.text);
@@ -54,6 +56,7 @@ async function loadModels() {
   const ids = [$("model-a").value, $("model-b").value].filter((x, i, a) => x && a.indexOf(x) === i);
   if (!ids.length) return;
   setBusy(true, "load");
+  state.progress = [];
   $("progress-text").classList.remove("error");
   try {
     if (!engine) engine = window.demoEngine = await PyWorker.createEngine({ initProgressCallback: onProgress });

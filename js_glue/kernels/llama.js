@@ -170,9 +170,10 @@ export class LlamaModel extends Program {
       return t;
     };
     const floats = (name) => this.own("storage", ggufFloats(need(name), name), name);
+    // gpu.storage pads to 16 bytes, so a tensor's view is uploaded as it is (no copy).
     const raw = (name, parts) => {
-      const total = parts.reduce((a, t) => a + t.bytes.byteLength, 0);
-      const out = new Uint8Array(Math.ceil(total / 4) * 4);
+      if (parts.length === 1) return this.own("storage", parts[0].bytes, name);
+      const out = new Uint8Array(parts.reduce((a, t) => a + t.bytes.byteLength, 0));
       let at = 0;
       for (const t of parts) {
         out.set(t.bytes, at);

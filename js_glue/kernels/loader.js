@@ -57,7 +57,8 @@ class IndexedDbStore {
     return v ? new Uint8Array(v) : null;
   }
   put(url, bytes) {
-    return this.#tx("readwrite", (s) => s.put(bytes.slice().buffer, url));
+    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+    return this.#tx("readwrite", (s) => s.put(whole ? bytes.buffer : bytes.slice().buffer, url));
   }
   delete(url) {
     return this.#tx("readwrite", (s) => s.delete(url));
