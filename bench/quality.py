@@ -81,13 +81,15 @@ class Transformers:
         return out.double().numpy()
 
     def greedy(self, prompt: list[int], n: int, stops: set[int]) -> list[int]:
-        ids = list(prompt)
-        for _ in range(n):
-            nxt = int(np.argmax(self.logits(ids)[-1]))
-            ids.append(nxt)
-            if nxt in stops:
-                break
-        return ids[len(prompt) :]
+        with self.torch.no_grad():
+            out = self.model.generate(
+                self.torch.tensor([prompt]),
+                max_new_tokens=n,
+                do_sample=False,
+                eos_token_id=sorted(stops),
+                pad_token_id=sorted(stops)[0],
+            )
+        return [int(t) for t in out[0, len(prompt) :]]
 
 
 class Candidate:

@@ -36,6 +36,8 @@ export class StreamNotFoundError extends PyWorkerError {}
 export class WorkerBootError extends PyWorkerError {}
 /** The worker stopped answering heartbeats; the proxy replaces it and resends what was pending. */
 export class WorkerUnresponsiveError extends PyWorkerError {}
+/** A message is larger than the worker accepts; refused in JS (fields: kind, size, limit). */
+export class MessageTooLargeError extends PyWorkerError {}
 /** A sampling or length setting is out of range (web-llm's ConfigValueError family). */
 export class GenerationConfigError extends RequestValidationError {}
 /** A request arrived while no model is loaded. */
@@ -167,6 +169,7 @@ export const ERROR_CLASSES = {
   StreamNotFoundError,
   WorkerBootError,
   WorkerUnresponsiveError,
+  MessageTooLargeError,
   GenerationConfigError,
   ModelNotLoadedError,
   SpecifiedModelNotFoundError,

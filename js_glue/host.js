@@ -6,10 +6,16 @@
 // (ports, service-worker clients) can share one handler without seeing each other's replies.
 // Imports are static on purpose: a service worker may not use import(), so Pyodide's
 // emscripten module is handed to loadPyodide instead of being imported by it.
+// Every delivered message gets its one terminal reply even when handing it on fails: a message
+// over limits.js's size is refused with MessageTooLargeError before Python sees it, and an error
+// thrown while handing a message to Python becomes that message's `throw`. Each host instance has
+// an id of its own (`instance`, in heartbeat and hostTimeline replies): a fresh instance (a
+// service worker the browser stopped and started again) never passes for the old one.
 
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import createPyodideModule from "./pyodide/pyodide.asm.mjs";
 import { createKernels } from "./kernels/backends.js";
+import { oversize } from "./limits.js";
 
 const BASE = new URL("./", import.meta.url);
 const PYODIDE_URL = new URL("pyodide/", BASE).href;
@@ -61,7 +67,8 @@ function plainOf(message) {
  * once, even while Python is busy or still booting.
  */
 export function createHost() {
-  const timeline = { hostStart: clock() };
+  const instance = crypto.randomUUID();
+  const timeline = { hostStart: clock(), instance };
   const routes = new Map(); // internal uuid -> {uuid, reply}
   const queue = [];
   let seq = 0;
@@ -83,14 +90,23 @@ export function createHost() {
     }
     const internal = `h${++seq}`;
     routes.set(internal, { uuid: msg.uuid, reply });
-    onMessage({ ...msg, uuid: internal });
+    try {
+      onMessage({ ...msg, uuid: internal });
+    } catch (err) {
+      if (!routes.delete(internal)) return; // already answered
+      const message = `The message could not be handed to Python: ${err && err.message ? err.message : err}`;
+      reply({ kind: "throw", uuid: msg.uuid, content: { name: "MalformedMessageError", message, fields: {} } });
+    }
   }
 
   function deliver(msg, reply) {
+    const tooLarge = msg && typeof msg === "object" ? oversize(msg.kind, msg.content) : null;
     if (!msg || typeof msg !== "object") {
       reply({ kind: "throw", uuid: null, content: { name: "MalformedMessageError", message: "A message must be an object.", fields: {} } });
     } else if (msg.kind === "heartbeat") {
-      reply({ kind: "return", uuid: msg.uuid, content: { alive: true, booted: onMessage !== null } });
+      reply({ kind: "return", uuid: msg.uuid, content: { alive: true, booted: onMessage !== null, instance } });
+    } else if (tooLarge !== null) {
+      reply({ kind: "throw", uuid: msg.uuid, content: tooLarge });
     } else if (msg.kind === "hostTimeline") {
       reply({ kind: "return", uuid: msg.uuid, content: { ...timeline, now: clock() } });
     } else if (onMessage === null && bootError === null) {
@@ -131,5 +147,5 @@ export function createHost() {
     throw err;
   });
   ready.catch(() => {});
-  return { deliver, ready, timeline };
+  return { deliver, ready, timeline, instance };
 }

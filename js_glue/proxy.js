@@ -6,15 +6,27 @@
 // replayed to a restarted worker; a worker that stops answering is replaced (when the proxy was
 // given a factory) and the pending requests are sent again — they carry the model ids the proxy
 // expects, so the new worker reloads once and remembers it.
+// What a page can get wrong is answered per request, never by harming the others
+// (docs/CONTRACTS.md, "Reliability of the JS side"): a value that cannot be posted or a message
+// over the size limit is refused before it is posted; a request is sent again at most once after
+// its worker stopped answering while it was in flight; a request that a host lost (the host
+// answers a heartbeat without holding it: a service worker the browser stopped) is sent again once;
+// inference requests made while a reload or unload is pending wait for it.
 
 import {
+  ERROR_CLASSES,
+  InvalidRequestFieldError,
+  MalformedMessageError,
+  MessageTooLargeError,
   ModelNotLoadedError,
+  RemoteError,
   SpecifiedModelNotFoundError,
   UnclearModelToUseError,
   WorkerUnresponsiveError,
   errorFromDict,
 } from "./errors.js";
 
+import { oversize } from "./limits.js";
 import { connect } from "./transport.js";
 
 export * from "./errors.js";
@@ -26,6 +38,34 @@ const DEFAULT_DEAD_AFTER_MS = 10000;
 const DEFAULT_BOOT_TIMEOUT_MS = 120000;
 
 const asList = (x) => (x === undefined || x === null ? [] : Array.isArray(x) ? [...x] : [x]);
+const noop = () => {};
+const MAX_PROBES = 8; // heartbeats awaiting an answer that are remembered
+
+/** A worker's `throw` content as an error; only a class of errors.js's own table is used. */
+function toError(content) {
+  const name = content && typeof content.name === "string" ? content.name : "Error";
+  if (Object.hasOwn(ERROR_CLASSES, name)) return errorFromDict(content);
+  const fields = content && content.fields && typeof content.fields === "object" ? content.fields : {};
+  return new RemoteError(String((content && content.message) || ""), { ...fields, remote_name: name });
+}
+
+/** The error for a message that could not be posted (DataCloneError, RangeError, ...). */
+function unpostable(kind, cause) {
+  const why = `${(cause && cause.name) || "Error"}: ${(cause && cause.message) || cause}`;
+  const error = new MalformedMessageError(`A ${JSON.stringify(String(kind))} message could not be posted to the worker (${why}); nothing was sent.`,
+    { kind: String(kind), cause: why });
+  error.cause = cause;
+  return error;
+}
+
+/** An OpenAI request must be a plain object (create(null) is refused with a named error). */
+function requestObject(request) {
+  if (request === null || typeof request !== "object" || Array.isArray(request)) {
+    const got = request === null ? "null" : Array.isArray(request) ? "an array" : typeof request;
+    throw new InvalidRequestFieldError(`request must be an object, not ${got}.`, { field: "request" });
+  }
+  return request;
+}
 
 /**
  * A stream of chunks from the worker. Pull-based like web-llm (one request per chunk), but one
@@ -101,8 +141,11 @@ export class WebWorkerMLCEngine {
     this.bootTimeoutMs = engineConfig.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
     this.modelId = [];
     this.chatOpts = undefined;
-    this.pending = new Map();
+    this.modelChange = null; // settles when the reload or unload in flight has (see _inference)
+    this.pending = new Map(); // uuid -> {kind, content, resolve, reject, seq, resent}
+    this.seq = 0; // counts posted messages: tells which requests a heartbeat reply covers
     this.workerRestarts = 0;
+    this.hostRestarts = 0; // a host instance that changed under the same transport
     this.chat = { completions: { create: (request) => this.chatCompletion(request) } };
     this.completions = { create: (request) => this.completion(request) };
     this.embeddings = { create: (request) => this.embedding(request) };
@@ -114,16 +157,42 @@ export class WebWorkerMLCEngine {
     this.workerReady = false;
     this.lastHeard = performance.now();
     this.heartbeatSent = null;
+    this.probes = new Map(); // heartbeat uuid -> seq of that heartbeat
+    this.hostInstance = null;
     worker.onmessage = (event) => this._onMessage(worker, event.data);
     worker.onerror = (event) => this._onWorkerError(worker, event);
-    if (this.appConfig !== undefined) this._post("setAppConfig", { appConfig: this.appConfig });
-    if (this.logLevel !== undefined) this._post("setLogLevel", { level: this.logLevel });
+    // Replays: each was refused to its caller already if it could not be posted.
+    try {
+      if (this.appConfig !== undefined) this._post("setAppConfig", { appConfig: this.appConfig });
+      if (this.logLevel !== undefined) this._post("setLogLevel", { level: this.logLevel });
+    } catch (err) {
+      console.warn(`py_worker proxy: replaying the config to a new worker failed: ${err}`);
+    }
+    this._probe(); // learns the host's instance before any request can be lost
+  }
+
+  /** Post a heartbeat whose answer is checked by _onHeartbeat. */
+  _probe() {
+    const uuid = crypto.randomUUID();
+    try {
+      this.probes.set(uuid, this._post("heartbeat", {}, uuid));
+    } catch (err) {
+      console.warn(`py_worker proxy: heartbeat not posted: ${err}`);
+    }
+    while (this.probes.size > MAX_PROBES) this.probes.delete(this.probes.keys().next().value);
+    return uuid;
   }
 
   _onMessage(worker, msg) {
     if (worker !== this.worker || !msg) return;
     this.lastHeard = performance.now();
     this.heartbeatSent = null;
+    if (msg.kind === "return" && this.probes.has(msg.uuid)) {
+      const seq = this.probes.get(msg.uuid);
+      this.probes.delete(msg.uuid);
+      this._onHeartbeat(msg.content, seq);
+      return;
+    }
     if (msg.kind === "workerReady") {
       this.workerReady = true;
       this.workerTimeline = msg.content;
@@ -140,15 +209,44 @@ export class WebWorkerMLCEngine {
       waiter.resolve(msg.content);
     } else if (msg.kind === "throw") {
       this.pending.delete(msg.uuid);
-      waiter.reject(errorFromDict(msg.content));
+      waiter.reject(toError(msg.content));
     }
   }
 
-  /** An error event before the worker ever spoke means it cannot start: fail what waits. */
+  /**
+   * A heartbeat's answer: `instance` names the host instance (a new one under the same
+   * transport is a restart, e.g. a service worker the browser stopped and started again) and
+   * `held` lists the uuids of this page's requests that host has and has not answered yet.
+   * Messages arrive in order, so a request posted before the heartbeat, still pending here and
+   * not held there, was lost with the instance that had it: it is sent once more (or refused).
+   */
+  _onHeartbeat(content, seq) {
+    if (!content || typeof content !== "object") return;
+    const instance = typeof content.instance === "string" ? content.instance : null;
+    const restarted = instance !== null && this.hostInstance !== null && instance !== this.hostInstance;
+    if (restarted) this.hostRestarts += 1;
+    if (instance !== null) this.hostInstance = instance;
+    if (!Array.isArray(content.held)) return;
+    const held = new Set(content.held);
+    const why = restarted ? "the host restarted" : "the host no longer holds it";
+    for (const [uuid, entry] of [...this.pending]) {
+      if (entry.seq < seq && !held.has(uuid)) this._resend(uuid, entry, why);
+    }
+  }
+
+  /**
+   * An error event before the worker said it was ready means it cannot start: fail what waits.
+   * Later, an error event (an uncaught error inside the worker) does not mean the worker is gone:
+   * its heartbeats decide that, and no other request is failed for it.
+   */
   _onWorkerError(worker, event) {
     if (worker !== this.worker) return;
     event.preventDefault?.();
     const message = `worker failed: ${event.message || "error event"}`;
+    if (this.workerReady) {
+      console.warn(`py_worker proxy: ${message} (the worker is still answering; nothing is failed for it)`);
+      return;
+    }
     this._rejectAll(new WorkerUnresponsiveError(message, { filename: event.filename || "" }));
   }
 
@@ -159,26 +257,78 @@ export class WebWorkerMLCEngine {
     this._stopWatchdog();
   }
 
+  /** Post one message; returns its sequence number. Throws what postMessage throws. */
   _post(kind, content, uuid = crypto.randomUUID()) {
     this.worker.postMessage({ kind, uuid, content });
-    return uuid;
+    this.seq += 1;
+    return this.seq;
   }
 
-  /** Send one request; resolves with its `return` content, rejects with its re-thrown error. */
+  /**
+   * Send one request; resolves with its `return` content, rejects with its re-thrown error.
+   * What cannot be sent is refused here, and nothing of it is kept: a message over the size
+   * limit (MessageTooLargeError) or one postMessage cannot clone (MalformedMessageError, the
+   * DataCloneError or RangeError as `cause`). The content is kept as a snapshot taken now, so a
+   * request sent again after a worker replacement is the one that was asked for.
+   */
   _send(kind, content) {
-    return new Promise((resolve, reject) => {
-      const uuid = crypto.randomUUID();
-      this.pending.set(uuid, { kind, content, resolve, reject });
-      this._post(kind, content, uuid);
-      this._startWatchdog();
+    let snapshot;
+    try {
+      const tooLarge = oversize(kind, content);
+      if (tooLarge !== null) return Promise.reject(new MessageTooLargeError(tooLarge.message, tooLarge.fields));
+      snapshot = structuredClone(content);
+    } catch (err) {
+      return Promise.reject(unpostable(kind, err));
+    }
+    const uuid = crypto.randomUUID();
+    let entry;
+    const promise = new Promise((resolve, reject) => {
+      entry = { kind, content: snapshot, resolve, reject, seq: 0, resent: false };
     });
+    try {
+      entry.seq = this._post(kind, snapshot, uuid);
+    } catch (err) {
+      return Promise.reject(unpostable(kind, err));
+    }
+    this.pending.set(uuid, entry);
+    this._startWatchdog();
+    return promise;
+  }
+
+  /**
+   * A request in flight when its worker stopped answering (or lost by its host) is sent once
+   * more; the second time it is refused with WorkerUnresponsiveError ({in_flight: true}), so a
+   * request that itself blocks every worker it reaches cannot make the proxy replace workers
+   * for ever. Each request is sent on its own: one that fails to post fails alone.
+   */
+  _resend(uuid, entry, why) {
+    if (this.pending.get(uuid) !== entry) return;
+    if (entry.resent) {
+      this.pending.delete(uuid);
+      entry.reject(new WorkerUnresponsiveError(
+        `The ${JSON.stringify(entry.kind)} request was in flight when the worker stopped answering (${why}), ` +
+          "for the second time; it is not sent again.",
+        { kind: entry.kind, in_flight: true, restarts: this.workerRestarts },
+      ));
+      return;
+    }
+    entry.resent = true;
+    try {
+      entry.seq = this._post(entry.kind, entry.content, uuid);
+    } catch (err) {
+      this.pending.delete(uuid);
+      entry.reject(unpostable(entry.kind, err));
+    }
   }
 
   // Liveness: while requests wait and the worker is silent, ask it for a heartbeat (worker.js
-  // answers those itself, even while Python is busy); silence past the limit means it is gone.
+  // answers those itself, even while Python is busy); silence past the limit, with a heartbeat
+  // unanswered, means it is gone. A check that runs late means this page itself was stalled (a
+  // loaded machine): that stall is not counted as the worker's silence.
   _startWatchdog() {
     if (this.watchdog) return;
     this.lastHeard = Math.max(this.lastHeard, performance.now() - HEARTBEAT_AFTER_MS / 2);
+    this.lastCheck = performance.now();
     this.watchdog = setInterval(() => this._checkAlive(), HEARTBEAT_AFTER_MS / 2);
   }
 
@@ -192,11 +342,15 @@ export class WebWorkerMLCEngine {
       this._stopWatchdog();
       return;
     }
-    const silent = performance.now() - this.lastHeard;
-    if (silent > (this.workerReady ? this.deadAfterMs : this.bootTimeoutMs)) {
+    const now = performance.now();
+    const late = now - this.lastCheck - HEARTBEAT_AFTER_MS / 2;
+    if (late > HEARTBEAT_AFTER_MS / 2) this.lastHeard = Math.min(now, this.lastHeard + late);
+    this.lastCheck = now;
+    const silent = now - this.lastHeard;
+    if (silent > (this.workerReady ? this.deadAfterMs : this.bootTimeoutMs) && this.heartbeatSent !== null) {
       this._replaceWorker();
     } else if (silent > HEARTBEAT_AFTER_MS && this.heartbeatSent === null) {
-      this.heartbeatSent = this._post("heartbeat", {});
+      this.heartbeatSent = this._probe();
     }
   }
 
@@ -208,7 +362,8 @@ export class WebWorkerMLCEngine {
     this.worker.terminate();
     this.workerRestarts += 1;
     this._attach(this.workerFactory());
-    for (const [uuid, w] of this.pending) this._post(w.kind, w.content, uuid);
+    const why = `no answer for ${this.deadAfterMs} ms; replaced by a new worker`;
+    for (const [uuid, entry] of [...this.pending]) this._resend(uuid, entry, why);
   }
 
   /** web-llm's getModelIdToUse, on the main thread: fails before anything is posted. */
@@ -234,42 +389,61 @@ export class WebWorkerMLCEngine {
     return this.modelId[0];
   }
 
-  _inference(request) {
+  /**
+   * The content of an inference request. While a reload or unload is in flight the request
+   * waits for it, then carries the model ids it left loaded: sent at once it would carry the
+   * old ids, and the worker's reload-if-unmatched would load those again and interrupt the reload.
+   */
+  async _inference(request) {
+    requestObject(request);
+    while (this.modelChange !== null) await this.modelChange;
     const selectedModelId = this._selectModel(request.model);
     const chatOpts = this.chatOpts === undefined ? undefined : [...this.chatOpts];
     return { request, selectedModelId, modelId: [...this.modelId], chatOpts };
   }
 
-  async reload(modelId, chatOpts) {
-    const ids = asList(modelId);
-    const opts = chatOpts === undefined || chatOpts === null ? undefined : asList(chatOpts);
-    await this._send("reload", { modelId: ids, chatOpts: opts });
-    this.modelId = ids;
-    this.chatOpts = opts;
+  /** Runs `op` (a reload or unload) as the model change inference requests wait for. */
+  _changeModels(op) {
+    const settled = op.then(noop, noop);
+    this.modelChange = settled;
+    settled.then(() => {
+      if (this.modelChange === settled) this.modelChange = null;
+    });
+    return op;
   }
 
-  async unload() {
-    await this._send("unload", {});
-    this.modelId = [];
-    this.chatOpts = undefined;
+  reload(modelId, chatOpts) {
+    const ids = asList(modelId);
+    const opts = chatOpts === undefined || chatOpts === null ? undefined : asList(chatOpts);
+    return this._changeModels(this._send("reload", { modelId: ids, chatOpts: opts }).then(() => {
+      this.modelId = ids;
+      this.chatOpts = opts;
+    }));
+  }
+
+  unload() {
+    return this._changeModels(this._send("unload", {}).then(() => {
+      this.modelId = [];
+      this.chatOpts = undefined;
+    }));
   }
 
   async chatCompletion(request) {
-    const content = this._inference(request);
+    const content = await this._inference(request);
     if (!request.stream) return this._send("chatCompletionNonStreaming", content);
     const { streamId } = await this._send("chatCompletionStreamInit", content);
     return new ChunkStream(this, streamId);
   }
 
   async completion(request) {
-    const content = this._inference(request);
+    const content = await this._inference(request);
     if (!request.stream) return this._send("completionNonStreaming", content);
     const { streamId } = await this._send("completionStreamInit", content);
     return new ChunkStream(this, streamId);
   }
 
   async embedding(request) {
-    return this._send("embedding", this._inference(request));
+    return this._send("embedding", await this._inference(request));
   }
 
   interruptGenerate() {
@@ -307,8 +481,14 @@ export class WebWorkerMLCEngine {
 
   /** Kept here too, so a replacement worker gets it again before any other request. */
   setAppConfig(appConfig) {
-    this.appConfig = appConfig;
-    return this._send("setAppConfig", { appConfig });
+    let snapshot;
+    try {
+      snapshot = structuredClone(appConfig); // one that cannot be posted is not kept for replay
+    } catch (err) {
+      return Promise.reject(unpostable("setAppConfig", err));
+    }
+    this.appConfig = snapshot;
+    return this._send("setAppConfig", { appConfig: snapshot });
   }
 
   setInitProgressCallback(callback) {

@@ -78,8 +78,8 @@ setInterval(async () => {
     if (!(await self.clients.get(client.id))) {
       client.leave("client gone");
     } else if (client.pending > 0 || client.streams.size > 0) {
-      if (now - client.lastHeard > DEAD_MS) client.leave("no answer to pings");
-      else client.send({ kind: "hostPing", uuid: null, content: null });
+      if (client.silent(now, DEAD_MS)) client.leave("no answer to pings");
+      else client.ping();
     }
   }
 }, PING_MS);

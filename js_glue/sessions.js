@@ -5,6 +5,10 @@
 // loading) is answered here, without loading again. A client that leaves ("bye", a closed
 // port, a client the browser no longer knows, or silence past the ping deadline) has its
 // streams returned, which stops their generation and frees their model locks for the others.
+// Each client's requests are held (by uuid) from their arrival to their terminal reply; the
+// answer to a client's `heartbeat` lists them (`held`) with the host's `instance`, so the proxy
+// can tell a request this instance has from one an earlier instance lost. A message whose
+// handling throws is answered with that error: one reply per request, whatever happens here.
 
 import { errorContent } from "./host.js";
 
@@ -16,6 +20,10 @@ const INFERENCE = new Set([
 ]);
 const TERMINAL = new Set(["return", "throw"]);
 const noop = () => {};
+// A client leaves for silence only when it is past the deadline AND has left this many pings
+// unanswered: a host that was itself busy (Python's synchronous stretches, a loaded machine)
+// sent no pings meanwhile and so drops nobody for its own stall.
+const MIN_UNANSWERED = 3;
 const reloadKey = (content) => JSON.stringify([content.modelId, content.chatOpts ?? null]);
 
 /**
@@ -37,12 +45,38 @@ export function createSessions(host) {
       this.onLeave = onLeave;
       this.alive = true;
       this.lastHeard = performance.now();
+      this.unanswered = 0; // pings sent since this client was last heard
       this.streams = new Map(); // client stream id -> engine stream id
       this.nextStream = 0;
       this.pending = 0;
+      this.held = new Map(); // uuid -> count: requests received and not yet answered
+    }
+
+    hold(uuid) {
+      if (typeof uuid === "string") this.held.set(uuid, (this.held.get(uuid) || 0) + 1);
+    }
+
+    /** True when `uuid` still waits for its terminal reply. */
+    holds(uuid) {
+      return this.held.has(uuid);
+    }
+
+    /** Silent past `deadMs` and through MIN_UNANSWERED pings (see above). */
+    silent(now, deadMs) {
+      return now - this.lastHeard > deadMs && this.unanswered >= MIN_UNANSWERED;
+    }
+
+    ping() {
+      this.unanswered += 1;
+      this.send({ kind: "hostPing", uuid: null, content: null });
     }
 
     send(message) {
+      if (message && TERMINAL.has(message.kind) && this.held.has(message.uuid)) {
+        const n = this.held.get(message.uuid) - 1;
+        if (n > 0) this.held.set(message.uuid, n);
+        else this.held.delete(message.uuid);
+      }
       if (this.alive) this.sendRaw(message);
     }
 
@@ -138,6 +172,13 @@ export function createSessions(host) {
       client.leave("bye");
       return Promise.resolve();
     }
+    if (msg.kind === "heartbeat") {
+      host.deliver(msg, (reply) => {
+        const content = reply.kind === "return" ? { ...reply.content, held: [...client.held.keys()] } : reply.content;
+        client.send({ ...reply, content });
+      });
+      return Promise.resolve();
+    }
     if (STREAM_OPS.has(msg.kind)) return streamOp(client, msg);
     if (msg.kind === "reload" && msg.content && typeof msg.content === "object") {
       return reload(client, msg).catch((error) => client.send({ kind: "throw", uuid: msg.uuid, content: errorContent(error) }));
@@ -155,18 +196,31 @@ export function createSessions(host) {
     /** Handle one message of `client`; settles once its last reply has been sent. */
     receive(client, msg) {
       client.lastHeard = performance.now();
+      client.unanswered = 0;
       if (!msg || typeof msg !== "object" || msg.kind === "hostPong") return Promise.resolve();
+      if (msg.kind !== "heartbeat" && msg.kind !== "bye") client.hold(msg.uuid);
       client.pending += 1;
-      return dispatch(client, msg).finally(() => {
-        client.pending -= 1;
-      });
+      let done;
+      try {
+        done = dispatch(client, msg);
+      } catch (error) {
+        done = Promise.reject(error);
+      }
+      return done
+        .catch((error) => {
+          if (typeof msg.uuid !== "string" || client.holds(msg.uuid)) client.send({ kind: "throw", uuid: msg.uuid, content: errorContent(error) });
+          else console.warn(`py_worker host: after the reply to ${String(msg.kind)}: ${error}`);
+        })
+        .finally(() => {
+          client.pending -= 1;
+        });
     },
-    /** Ping every client; one silent for longer than `deadMs` leaves. */
+    /** Ping every client; one silent for longer than `deadMs` (and several pings) leaves. */
     sweep(deadMs) {
       const now = performance.now();
       for (const client of [...clients.values()]) {
-        if (now - client.lastHeard > deadMs) client.leave("no answer to pings");
-        else client.send({ kind: "hostPing", uuid: null, content: null });
+        if (client.silent(now, deadMs)) client.leave("no answer to pings");
+        else client.ping();
       }
     },
   };

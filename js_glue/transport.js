@@ -8,29 +8,29 @@
 // streams and model locks at once.
 
 const BASE = new URL("./", import.meta.url);
-const SCRIPTS = { worker: "worker.js", shared: "shared-worker.js", service: "service-worker.js" };
+const SCRIPTS = new Map([["worker", "worker.js"], ["shared", "shared-worker.js"], ["service", "service-worker.js"]]);
 const HOST_ONLY = new Set(["hostPing", "hostHello"]);
 
 /** The message/error plumbing every transport shares, shaped like a Worker's. */
 class Endpoint {
   constructor() {
-    this.listeners = { message: new Set(), error: new Set() };
+    this.listeners = new Map([["message", new Set()], ["error", new Set()]]);
     this.onmessage = null;
     this.onerror = null;
   }
 
   addEventListener(type, fn) {
-    this.listeners[type]?.add(fn);
+    this.listeners.get(type)?.add(fn);
   }
 
   removeEventListener(type, fn) {
-    this.listeners[type]?.delete(fn);
+    this.listeners.get(type)?.delete(fn);
   }
 
   _emit(type, event) {
     const own = type === "message" ? this.onmessage : this.onerror;
     if (own) own.call(this, event);
-    for (const fn of this.listeners[type]) fn.call(this, event);
+    for (const fn of [...this.listeners.get(type)]) fn.call(this, event);
   }
 }
 
@@ -100,7 +100,7 @@ class ServiceTransport extends Endpoint {
       .then(activated)
       .then((worker) => {
         this.target = worker;
-        for (const msg of this.outbox.splice(0)) worker.postMessage(msg);
+        for (const msg of this.outbox.splice(0)) worker.postMessage(msg); // clones: they post
         return worker;
       });
     this.ready.catch((error) => this._emit("error", { message: String(error && error.message), error }));
@@ -113,9 +113,11 @@ class ServiceTransport extends Endpoint {
     if (!msg || !HOST_ONLY.has(msg.kind)) this._emit("message", event);
   }
 
+  /** Throws at once what postMessage would throw (DataCloneError, ...), even before the
+   * worker is activated: the outbox keeps a clone taken now, as postMessage would. */
   postMessage(msg) {
     if (this.target) this.target.postMessage(msg);
-    else this.outbox.push(msg);
+    else this.outbox.push(structuredClone(msg));
   }
 
   terminate() {
@@ -133,7 +135,7 @@ class ServiceTransport extends Endpoint {
 
 /** A transport to the Python handler on the chosen host (see the top of this file). */
 export function connect(kind = "worker", options = {}) {
-  const script = SCRIPTS[kind];
+  const script = SCRIPTS.get(kind);
   if (script === undefined) throw new TypeError(`unknown host kind ${JSON.stringify(kind)}: expected worker, shared or service`);
   const url = new URL(options.url || script, BASE);
   if (kind === "worker") return new Worker(url, { type: "module", name: options.name || "py-worker" });

@@ -9,6 +9,14 @@
 // JS-only generation loop over the same kernel shim, no Python).
 // The first `reload` seen while booting starts that model's downloads at once, so the network
 // overlaps Pyodide's boot (see `prefetch`). Nothing from a message is ever evaluated as code.
+// Every message gets its reply here even when handing it on fails: a kind is looked up only
+// among this file's own diagnostics (never an inherited property such as "constructor"), a
+// message over limits.js's size is refused with MessageTooLargeError before Python sees it, and
+// an error thrown while delivering becomes that message's `throw`, never the worker's error event.
+// A heartbeat's answer names this instance and the requests it holds (received, not yet
+// answered), which lets the proxy tell a request that was lost from one that is still running.
+
+import { oversize } from "./limits.js";
 
 const BASE = new URL("./", import.meta.url);
 const PYODIDE_URL = new URL("pyodide/", BASE).href;
@@ -20,6 +28,20 @@ let deliver = null; // set once Python is ready
 let bootError = null;
 let kernelShim = null;
 const localWaiters = new Map(); // uuid -> {resolve, reject}: replies to requests made in here
+const INSTANCE = crypto.randomUUID();
+const held = new Map(); // uuid -> count: requests received from the page and not yet answered
+const TERMINAL = new Set(["return", "throw"]);
+
+function hold(msg) {
+  if (msg && typeof msg === "object" && typeof msg.uuid === "string") held.set(msg.uuid, (held.get(msg.uuid) || 0) + 1);
+}
+
+function release(reply) {
+  if (!reply || !TERMINAL.has(reply.kind) || !held.has(reply.uuid)) return;
+  const n = held.get(reply.uuid) - 1;
+  if (n > 0) held.set(reply.uuid, n);
+  else held.delete(reply.uuid);
+}
 
 function post(message) {
   let plain = message;
@@ -35,6 +57,7 @@ function post(message) {
     if (plain.kind === "throw") waiter.reject(Object.assign(new Error(plain.content.message), plain.content));
     return;
   }
+  release(plain);
   self.postMessage(plain);
 }
 
@@ -98,31 +121,64 @@ async function workerJsLoop({ record, prompt, maxTokens, maxBatch = 16 }) {
   }
 }
 
-const DIAGNOSTICS = { workerLocalStream, workerJsLoop };
+const DIAGNOSTICS = new Map([["workerLocalStream", workerLocalStream], ["workerJsLoop", workerJsLoop]]);
 
 function replyError(msg, error) {
-  const content = { name: error.name || "Error", message: String(error.message || error), fields: error.fields || {} };
-  post({ kind: "throw", uuid: msg.uuid, content });
+  const content = {
+    name: (error && error.name) || "Error",
+    message: String((error && error.message) || error),
+    fields: (error && error.fields) || {},
+  };
+  post({ kind: "throw", uuid: msg && typeof msg === "object" ? msg.uuid : null, content });
 }
 
-self.onmessage = (event) => {
-  const msg = event.data;
-  if (msg && msg.kind === "heartbeat") {
-    post({ kind: "return", uuid: msg.uuid, content: { alive: true, booted: deliver !== null } });
-  } else if (msg && msg.kind === "workerTimeline") {
-    post({ kind: "return", uuid: msg.uuid, content: { ...timeline, now: clock() } });
-  } else if (deliver !== null && msg && DIAGNOSTICS[msg.kind]) {
-    DIAGNOSTICS[msg.kind](msg.content || {}).then(
-      (content) => post({ kind: "return", uuid: msg.uuid, content }),
-      (error) => replyError(msg, error),
-    );
-  } else if (deliver !== null) {
+/** Hand a message to Python; if that throws, the message is answered with the error. */
+function deliverSafely(msg) {
+  try {
     deliver(msg);
+  } catch (err) {
+    replyError(msg, { name: "MalformedMessageError", message: `The message could not be handed to Python: ${err && err.message ? err.message : err}` });
+  }
+}
+
+function onMessage(msg) {
+  const isObject = msg !== null && typeof msg === "object";
+  const kind = isObject ? msg.kind : undefined;
+  if (kind === "heartbeat") {
+    post({ kind: "return", uuid: msg.uuid, content: { alive: true, booted: deliver !== null, instance: INSTANCE, held: [...held.keys()] } });
+    return;
+  }
+  if (kind === "workerTimeline") {
+    post({ kind: "return", uuid: msg.uuid, content: { ...timeline, instance: INSTANCE, now: clock() } });
+    return;
+  }
+  hold(msg);
+  const tooLarge = isObject ? oversize(kind, msg.content) : null;
+  if (tooLarge !== null) {
+    post({ kind: "throw", uuid: msg.uuid, content: tooLarge });
+  } else if (deliver !== null && typeof kind === "string" && DIAGNOSTICS.has(kind)) {
+    Promise.resolve()
+      .then(() => DIAGNOSTICS.get(kind)(msg.content || {}))
+      .then((content) => post({ kind: "return", uuid: msg.uuid, content }), (error) => replyError(msg, error));
+  } else if (deliver !== null) {
+    deliverSafely(msg);
   } else if (bootError !== null) {
     replyError(msg, bootError);
   } else {
     queue.push(msg);
-    prefetch.observe(msg);
+    try {
+      prefetch.observe(msg);
+    } catch (err) {
+      console.warn(`py_worker worker: no prefetch: ${err}`); // only an optimisation
+    }
+  }
+}
+
+self.onmessage = (event) => {
+  try {
+    onMessage(event.data);
+  } catch (err) {
+    replyError(event.data, err); // this worker's own bug: still one reply, never an error event
   }
 };
 
@@ -151,8 +207,11 @@ const prefetch = {
     }
   },
   async start(record) {
-    timeline.prefetchStart = clock();
     const model = String(record.model);
+    // A GGUF is one file with no mlc-chat-config.json or tensor-cache.json beside it to ask for;
+    // fetching it here would also download it again on a visit whose cache already holds it.
+    if (/\.gguf([?#].*)?$/i.test(model)) return;
+    timeline.prefetchStart = clock();
     const base = new URL(model.endsWith("/") ? model : `${model}/`, BASE).href;
     const get = (name) => {
       const url = new URL(name, base).href;
@@ -240,7 +299,7 @@ async function boot() {
   deliver = (msg) => onMessage(msg);
   timeline.pythonReady = clock();
   post({ kind: "workerReady", uuid: null, content: { ...timeline } });
-  for (const msg of queue.splice(0)) deliver(msg);
+  for (const msg of queue.splice(0)) deliverSafely(msg);
 }
 
 boot().catch((err) => {

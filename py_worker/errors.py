@@ -354,3 +354,7 @@ class ShaderF16SupportError(FeatureSupportError):
 
 class DeviceLostError(DeviceError):
     """The WebGPU device was lost (often out of memory)."""
+
+
+class MessageTooLargeError(PyWorkerError):
+    """A message is larger than the worker accepts; refused in JS (fields: kind, size, limit)."""

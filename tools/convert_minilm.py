@@ -14,7 +14,6 @@ Cached and reproducible like ``convert_smollm2``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import sys
@@ -28,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `tools` and `py_worker` i
 
 from safetensors.numpy import load_file
 
+from tools.digest import sha256_file
 from tools.mlc_format import dumps_json, shard_digest_errors, write_model_dir
 
 MODEL_NAME = "all-MiniLM-L6-v2-q0f32"
@@ -119,18 +119,14 @@ def params(src: Path, num_layers: int) -> dict[str, np.ndarray]:
     return {n: np.ascontiguousarray(weights[n], dtype=np.float32) for n in tensor_names(num_layers)}
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def input_stamp(src: Path) -> dict[str, Any]:
     """Hashes of every source file the output depends on (model files and converter sources)."""
     here = Path(__file__).resolve().parent
     inputs = ("model.safetensors", "config.json", "tokenizer.json", "sentence_bert_config.json",
               "modules.json", "1_Pooling/config.json")
     return {
-        "inputs_sha256": {name: _sha256_file(src / name) for name in inputs},
-        "sources_sha256": {name: _sha256_file(here / name) for name in SOURCES},
+        "inputs_sha256": {name: sha256_file(src / name) for name in inputs},
+        "sources_sha256": {name: sha256_file(here / name) for name in SOURCES},
         "numpy": np.__version__,
     }
 

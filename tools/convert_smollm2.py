@@ -15,7 +15,6 @@ the options and the converter sources) differs or a shard fails its sha256: same
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import sys
@@ -30,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: make `tools` and `py_worker` i
 from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor
 
 from py_worker.reference.gguf_tokenizer import tokenizer_json_bytes
+from tools.digest import sha256_file
 from tools.make_tiny_model import LlamaShape, chat_config, chatml_conv_template, param_shapes
 from tools.mlc_format import QUANTIZATIONS, dumps_json, shard_digest_errors, write_model_dir
 
@@ -192,22 +192,15 @@ def smollm2_chat_config(shape: LlamaShape, quantization: str) -> dict[str, Any]:
 # --- caching ---
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def input_stamp(gguf_path: Path, quantization: str, context_window: int | None) -> dict[str, Any]:
     """Everything the output bytes depend on; a dir whose stamp matches is not rebuilt."""
     here = Path(__file__).resolve().parent
     return {
-        "gguf_sha256": _sha256_file(gguf_path),
+        "gguf_sha256": sha256_file(gguf_path),
         "quantization": quantization,
         "context_window": context_window,
-        "sources_sha256": {name: _sha256_file(here / name) for name in SOURCES},
+        "sources_sha256": {name: sha256_file(here / name) for name in SOURCES},
         "numpy": np.__version__,
     }
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import email.parser
-import hashlib
 import importlib.util
 import json
 import os
@@ -40,6 +39,11 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
+
+if __package__ in (None, ""):  # run as a script: make `tools` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.digest import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 NPM_PYODIDE = ROOT / "node_modules" / "pyodide"
@@ -157,13 +161,6 @@ def _imports_from_names(names: list[str]) -> list[str]:
             found.add(head[:-3])
     return sorted(x for x in found if x.isidentifier())
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Resolver:
@@ -306,7 +303,7 @@ def lock_entry(wheel: Wheel, known: set[NormalizedName]) -> dict[str, object]:
         "version": str(wheel.version),
         "file_name": wheel.path.name,
         "install_dir": "site",
-        "sha256": _sha256(wheel.path),
+        "sha256": sha256_file(wheel.path),
         "package_type": "package",
         "imports": wheel.imports,
         "depends": depends,
@@ -316,7 +313,7 @@ def lock_entry(wheel: Wheel, known: set[NormalizedName]) -> dict[str, object]:
 
 
 def _copy_if_changed(src: Path, dst: Path) -> None:
-    if dst.exists() and dst.stat().st_size == src.stat().st_size and _sha256(dst) == _sha256(src):
+    if dst.exists() and dst.stat().st_size == src.stat().st_size and sha256_file(dst) == sha256_file(src):
         return
     shutil.copyfile(src, dst)
 

@@ -169,7 +169,9 @@ async function download(fetchFn, url, onBytes) {
 /**
  * Bytes of one file, from the store when its copy still checks out, else from the network;
  * `expected` lists hex digests it must match (absent ones are skipped) and `size`, when known,
- * its length, so a download cut short is refused even where no digest is published.
+ * its length, so a download cut short is refused even where no digest is published. A cached
+ * copy that fails the check is replaced only by a download that passes it: a wrong pin is
+ * refused without evicting the good copy another record (or the right pin) still uses.
  */
 export async function fetchFile(ctx, name, expected, onBytes, size = null) {
   const url = new URL(name, ctx.base).href;
@@ -180,11 +182,10 @@ export async function fetchFile(ctx, name, expected, onBytes, size = null) {
     const got = await sha256Hex(bytes);
     return want.every((h) => h === got);
   };
-  const cached = await ctx.store.get(url);
-  if (cached) {
-    if (await ok(cached)) return { bytes: cached, fromCache: true };
-    await ctx.store.delete(url);
-  }
+  let cached = await ctx.store.get(url);
+  if (cached && (await ok(cached))) return { bytes: cached, fromCache: true };
+  const stale = cached !== null;
+  cached = null; // not held while the download fills memory (a GGUF is one large file)
   const bytes = await download(ctx.fetch, url, onBytes);
   if (size !== null && bytes.byteLength !== size) {
     throw namedError("IntegrityError", `${name} has ${bytes.byteLength} bytes, expected ${size}`, { file: name, url });
@@ -198,6 +199,7 @@ export async function fetchFile(ctx, name, expected, onBytes, size = null) {
       actual: got,
     });
   }
+  if (stale) await ctx.store.delete(url); // every store: the new copy may go to another one
   await ctx.store.put(url, bytes);
   return { bytes, fromCache: false };
 }

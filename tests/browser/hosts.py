@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import serve
 from conftest import INIT_SCRIPT, SITE
@@ -65,6 +66,22 @@ START_STREAM = """([name, request, stopAfter]) => {
 
 AWAIT_STREAM = "([name, ms]) => within(runs[name], ms, name)"
 
+# What the page sees stored under the loader's names: Cache API URLs and IndexedDB keys.
+STORED = """async (name) => {
+  const cached = (await (await caches.open(name)).keys()).map((r) => r.url);
+  const dbs = await indexedDB.databases();
+  if (!dbs.some((d) => d.name === name)) return {cached, idb: []};
+  const db = await new Promise((ok, fail) => {
+    const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error); });
+  if (!db.objectStoreNames.contains("files")) { db.close(); return {cached, idb: []}; }
+  const idb = await new Promise((ok, fail) => {
+    const r = db.transaction("files").objectStore("files").getAllKeys();
+    r.onsuccess = () => ok(r.result.map(String)); r.onerror = () => fail(r.error); });
+  db.close();
+  return {cached, idb};
+}"""
+CACHE_NAME = "py_worker-wgsl"  # js_glue/kernels/loader.js: its Cache API cache and IndexedDB database
+
 
 def user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
@@ -102,13 +119,24 @@ class CountingServer:
         return sum(n for path, n in self.hits.items() if "/params_shard_" in path)
 
     @contextlib.contextmanager
-    def serving(self, site: Path = SITE) -> Iterator[str]:
+    def serving(self, site: Path = SITE, mounts: dict[str, Path] | None = None) -> Iterator[str]:
+        """``mounts``: URL folder ("/test-gguf/") -> a directory whose files are served there too
+        (test models that must not be part of site/ and its app-config.json)."""
         hits = self.hits
+        mounted = dict(mounts or {})
 
         class Handler(serve.SiteHandler):
             def do_GET(self) -> None:
                 hits[self.path.split("?")[0]] += 1
                 super().do_GET()
+
+            def translate_path(self, path: str) -> str:
+                clean = unquote(urlsplit(path).path)
+                for prefix, folder in mounted.items():
+                    name = clean[len(prefix) :]
+                    if clean.startswith(prefix) and name and "/" not in name and name not in (".", ".."):
+                        return str(folder / name)
+                return super().translate_path(path)
 
         with serve.serving(site, handler_class=Handler) as url:
             yield url

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from conftest import TINY, Guarded
+from hosts import CACHE_NAME, STORED
 
 SHARD = "params_shard_0.bin"
-CACHE_NAME = "py_worker-wgsl"  # js_glue/kernels/loader.js: Cache API cache and IndexedDB database
 
 QUOTA = 'new DOMException("The quota has been exceeded.", "QuotaExceededError")'
 CACHE_API_FULL = f"""() => {{
@@ -34,22 +34,6 @@ RELOAD = """async (model) => {
                              60000, "chat");
   return {texts: window.progress, tokens: reply.usage.completion_tokens};
 }"""
-
-# What the page sees stored under the loader's names: Cache API URLs and IndexedDB keys.
-STORED = """async (name) => {
-  const cached = (await (await caches.open(name)).keys()).map((r) => r.url);
-  const dbs = await indexedDB.databases();
-  if (!dbs.some((d) => d.name === name)) return {cached, idb: []};
-  const db = await new Promise((ok, fail) => {
-    const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error); });
-  if (!db.objectStoreNames.contains("files")) { db.close(); return {cached, idb: []}; }
-  const idb = await new Promise((ok, fail) => {
-    const r = db.transaction("files").objectStore("files").getAllKeys();
-    r.onsuccess = () => ok(r.result.map(String)); r.onerror = () => fail(r.error); });
-  db.close();
-  return {cached, idb};
-}"""
-
 
 def _engine_with(g: Guarded, hooks: list[str]) -> tuple[Any, dict[str, int]]:
     """An engine over a fresh worker with ``hooks`` installed; counts the shard's requests."""

@@ -1,0 +1,80 @@
+// What the worker accepts, checked in JS before a message reaches Python: Python handles a
+// message synchronously (conversion, validation, tokenization) and a worker busy for longer than
+// the proxy's heartbeat is declared dead, so a message that is too large is refused at once with
+// MessageTooLargeError (by the proxy before posting, and again by every host for raw messages).
+// Imported by proxy.js, worker.js and host.js; no side effects.
+
+/** The largest message accepted: about 1 MiB of JSON (strings counted in UTF-8 bytes). */
+export const MAX_MESSAGE_BYTES = 1 << 20;
+
+/** UTF-8 length of `s`, counting at most until `budget` is passed (then any larger number). */
+function utf8Length(s, budget) {
+  if (s.length > budget) return s.length; // at least one byte per UTF-16 unit
+  let n = 0;
+  for (let i = 0; i < s.length && n <= budget; i++) {
+    const c = s.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c <= 0xdfff ? 2 : 3; // a surrogate pair: 4
+  }
+  return n;
+}
+
+class Exit {
+  constructor(node) {
+    this.node = node;
+  }
+}
+
+/**
+ * About the size of `value` as JSON, walked without recursion (any depth is fine) and stopped
+ * as soon as it passes `limit`. A value reached twice is counted twice (Python converts it
+ * twice); a reference back to an enclosing object (a cycle) is not followed: whether a cyclic
+ * message is acceptable is the handler's decision, not a size question.
+ */
+export function messageSize(value, limit = MAX_MESSAGE_BYTES) {
+  let size = 0;
+  const stack = [value];
+  const open = new Set(); // the objects enclosing the one being walked
+  while (stack.length > 0 && size <= limit) {
+    const v = stack.pop();
+    if (v instanceof Exit) {
+      open.delete(v.node);
+    } else if (typeof v === "string") {
+      size += utf8Length(v, limit - size) + 2;
+    } else if (v === null || typeof v !== "object") {
+      size += 8;
+    } else if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) {
+      size += v.byteLength + 2;
+    } else if (!open.has(v)) {
+      open.add(v);
+      stack.push(new Exit(v));
+      const entries = v instanceof Map ? [...v.entries()].flat() : v instanceof Set ? [...v] : null;
+      const keys = entries === null && !Array.isArray(v) ? Object.keys(v) : null;
+      const children = entries ?? (keys === null ? v : null);
+      const count = children !== null ? children.length : keys.length;
+      size += 2 + count; // brackets and separators
+      if (size > limit) break;
+      if (children !== null) {
+        for (let i = 0; i < children.length; i++) stack.push(children[i]);
+      } else {
+        for (const key of keys) {
+          size += utf8Length(key, limit - size) + 3;
+          if (size > limit) break;
+          stack.push(v[key]);
+        }
+      }
+    }
+  }
+  return size;
+}
+
+/** The `throw` content for a message over the limit, or null when it may go on (fields.size:
+ * the bytes counted when the walk stopped, just past the limit). */
+export function oversize(kind, content, limit = MAX_MESSAGE_BYTES) {
+  const size = messageSize(content, limit);
+  if (size <= limit) return null;
+  return {
+    name: "MessageTooLargeError",
+    message: `A ${JSON.stringify(String(kind))} message larger than ${limit} bytes is refused before it reaches Python.`,
+    fields: { kind: String(kind), size, limit },
+  };
+}
