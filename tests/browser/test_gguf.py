@@ -247,6 +247,7 @@ def test_demo_page_answers_from_the_smollm2_gguf_like_the_host_reference(guarded
     assert record["model"] == f"models/{DEFAULT_GGUF}" and DEFAULT_GGUF in record["sha256"]
     assert hits["gguf"] == 1
     assert_web_llm_progress(state["progress"], from_cache=False)
+    print(f"demo answer: {state['text']!r}")
     assert "Paris" in state["text"], state["text"]
     request = {"messages": [{"role": "user", "content": QUESTION}], "max_tokens": SMOL_TOKENS}
     request["temperature"] = 0
