@@ -6,6 +6,9 @@ defaults are served from the site's own origin (relative ``models/<file>.gguf`` 
 backend; the default is SmolLM2's GGUF read as it is. The MLC prebuilt records name
 a Hugging Face model directory (``.../resolve/main/``) and an MLC model library ``.wasm``, so
 they run on the ``mlc`` backend (js_glue/kernels/backends.js) for a user who is online.
+``MLC_WGSL_ZOO`` lists web-llm's prebuilt ids whose architecture our own kernels run (llama,
+mistral, qwen2, qwen3, phi3, gemma2) at a quantisation they read (q4f16_1, q4f32_1, q0f16, q0f32):
+the same Hugging Face directories, on the ``wgsl`` backend, with no model library at all.
 Nothing here is fetched at import or in CI.
 """
 
@@ -115,10 +118,94 @@ MLC_PREBUILT: list[dict[str, Any]] = [
 ]
 
 
-def prebuilt_app_config(*, include_mlc: bool = True) -> dict[str, Any]:
+Q4, Q0 = ("q4f16_1", "q4f32_1"), ("q0f16", "q0f32")
+"""The quantisations our kernels read (q3f16_1, e.g. Llama-3.1-70B's, is not one of them)."""
+
+_ZOO: dict[str, list[str]] = {
+    # web-llm's prebuiltAppConfig (src/config.ts), by the model_type of their mlc-chat-config.json.
+    # "<id>-1k" is web-llm's 1k-context variant of the directory <id>.
+    "llama": [
+        *(f"Llama-3.2-1B-Instruct-{q}-MLC" for q in Q4 + Q0),
+        "Llama-3.2-3B-Instruct-q4f32_1-MLC", "Llama-3.2-3B-Instruct-q4f16_1-MLC",
+        "Llama-3.1-8B-Instruct-q4f32_1-MLC-1k", "Llama-3.1-8B-Instruct-q4f16_1-MLC-1k",
+        "Llama-3.1-8B-Instruct-q4f32_1-MLC", "Llama-3.1-8B-Instruct-q4f16_1-MLC",
+        "Llama-3-8B-Instruct-q4f32_1-MLC-1k", "Llama-3-8B-Instruct-q4f16_1-MLC-1k",
+        "Llama-3-8B-Instruct-q4f32_1-MLC", "Llama-3-8B-Instruct-q4f16_1-MLC",
+        "Llama-2-7b-chat-hf-q4f32_1-MLC-1k", "Llama-2-7b-chat-hf-q4f16_1-MLC-1k",
+        "Llama-2-7b-chat-hf-q4f32_1-MLC", "Llama-2-7b-chat-hf-q4f16_1-MLC", "Llama-2-13b-chat-hf-q4f16_1-MLC",
+        "DeepSeek-R1-Distill-Llama-8B-q4f32_1-MLC", "DeepSeek-R1-Distill-Llama-8B-q4f16_1-MLC",
+        "Hermes-2-Theta-Llama-3-8B-q4f16_1-MLC", "Hermes-2-Theta-Llama-3-8B-q4f32_1-MLC",
+        "Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC", "Hermes-2-Pro-Llama-3-8B-q4f32_1-MLC",
+        "Hermes-3-Llama-3.2-3B-q4f32_1-MLC", "Hermes-3-Llama-3.2-3B-q4f16_1-MLC",
+        "Hermes-3-Llama-3.1-8B-q4f32_1-MLC", "Hermes-3-Llama-3.1-8B-q4f16_1-MLC",
+        "SmolLM2-1.7B-Instruct-q4f16_1-MLC", "SmolLM2-1.7B-Instruct-q4f32_1-MLC",
+        *(f"SmolLM2-360M-Instruct-{q}-MLC" for q in Q4 + Q0),
+        "SmolLM2-135M-Instruct-q0f16-MLC", "SmolLM2-135M-Instruct-q0f32-MLC",
+        *(f"TinyLlama-1.1B-Chat-{v}-{q}-MLC{k}" for v in ("v1.0", "v0.4") for k in ("", "-1k") for q in Q4),
+    ],
+    "mistral": [
+        "Mistral-7B-Instruct-v0.3-q4f16_1-MLC", "Mistral-7B-Instruct-v0.3-q4f32_1-MLC",
+        "Mistral-7B-Instruct-v0.2-q4f16_1-MLC", "Hermes-2-Pro-Mistral-7B-q4f16_1-MLC",
+        "OpenHermes-2.5-Mistral-7B-q4f16_1-MLC", "NeuralHermes-2.5-Mistral-7B-q4f16_1-MLC",
+        "WizardMath-7B-V1.1-q4f16_1-MLC",
+    ],
+    "qwen2": [
+        *(f"Qwen2.5-{m}-Instruct-{q}-MLC" for m in ("0.5B", "Coder-0.5B") for q in Q4 + Q0),
+        *(f"Qwen2.5-{m}-Instruct-{q}-MLC" for m in ("1.5B", "3B", "7B", "Math-1.5B") for q in Q4),
+        *(f"Qwen2.5-Coder-{m}-Instruct-{q}-MLC" for m in ("1.5B", "3B", "7B") for q in Q4),
+        "Qwen2-0.5B-Instruct-q4f16_1-MLC", "Qwen2-0.5B-Instruct-q0f16-MLC", "Qwen2-0.5B-Instruct-q0f32-MLC",
+        *(f"Qwen2-{m}-Instruct-{q}-MLC" for m in ("1.5B", "7B", "Math-1.5B", "Math-7B") for q in Q4),
+        "DeepSeek-R1-Distill-Qwen-7B-q4f16_1-MLC", "DeepSeek-R1-Distill-Qwen-7B-q4f32_1-MLC",
+    ],
+    "qwen3": [
+        *(f"Qwen3-0.6B-{q}-MLC" for q in Q4 + Q0),
+        *(f"Qwen3-{m}-{q}-MLC" for m in ("1.7B", "4B", "8B") for q in Q4),
+    ],
+    "phi3": [
+        *(f"Phi-3.5-mini-instruct-{q}-MLC{k}" for k in ("", "-1k") for q in Q4),
+        *(f"Phi-3-mini-4k-instruct-{q}-MLC{k}" for k in ("", "-1k") for q in Q4),
+        "Phi-4-mini-instruct-q4f16_1-MLC", "Phi-4-mini-instruct-q4f32_1-MLC",
+    ],
+    "gemma2": [
+        *(f"gemma-2-2b-it-{q}-MLC{k}" for k in ("", "-1k") for q in Q4),
+        "gemma-2-9b-it-q4f16_1-MLC", "gemma-2-9b-it-q4f32_1-MLC",
+        "gemma-2-2b-jpn-it-q4f16_1-MLC", "gemma-2-2b-jpn-it-q4f32_1-MLC",
+    ],
+}  # fmt: skip
+
+
+def _wgsl(model_id: str) -> dict[str, Any]:
+    """One zoo record: the HF ``resolve/main/`` dir on our kernels, web-llm's context window.
+
+    No ``required_features``: where the adapter lacks shader-f16 the kernels widen f16 weights.
+    """
+    directory = model_id.removesuffix("-1k")
+    window = 1024 if model_id.endswith("-1k") else 2048 if model_id.startswith("TinyLlama") else 4096
+    return {
+        "model_id": model_id,
+        "model": f"{HF}{directory}/resolve/main/",
+        "model_type": "LLM",
+        "backend": "wgsl",
+        "overrides": {"context_window_size": window},
+    }
+
+
+MLC_WGSL_ZOO: list[dict[str, Any]] = [_wgsl(i) for ids in _ZOO.values() for i in ids]
+"""web-llm prebuilt ids our kernels run, as MLC publishes them (weights only, no model_lib)."""
+
+MLC_WGSL_ZOO_ARCHITECTURES: dict[str, str] = {i: arch for arch, ids in _ZOO.items() for i in ids}
+"""model_id -> the model_type its mlc-chat-config.json names."""
+
+
+def prebuilt_app_config(*, include_mlc: bool = True, wgsl_zoo: bool = False) -> dict[str, Any]:
     """A fresh app config: local defaults first (the default model leads), then MLC prebuilts.
 
     ``include_mlc=False`` gives an offline config (only what the site itself serves).
+    ``wgsl_zoo=True`` adds ``MLC_WGSL_ZOO``; an id also in ``MLC_PREBUILT`` runs on our kernels
+    then (its model library does not link with the tvmjs the site ships, docs/MLC.md).
     """
     records = LOCAL_MODELS + (MLC_PREBUILT if include_mlc else [])
+    if wgsl_zoo:
+        zoo = {r["model_id"]: r for r in MLC_WGSL_ZOO}
+        records = [zoo.pop(r["model_id"], r) for r in records] + list(zoo.values())
     return {"model_list": copy.deepcopy(records)}

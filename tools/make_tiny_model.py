@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make `tools` and `py_worker` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from py_worker.reference.architectures import LINEARS, naming
 from tools.mlc_format import write_model_dir
 
 SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
@@ -31,7 +32,7 @@ TOKENIZER_VOCAB = 512
 
 @dataclass(frozen=True)
 class LlamaShape:
-    """A Llama-family decoder's shape (the fields of MLC's ``model_config``)."""
+    """A decoder's shape (the fields of MLC's ``model_config``) for any ``model_type`` we run."""
 
     model_type: str
     hidden_size: int
@@ -46,11 +47,10 @@ class LlamaShape:
     rms_norm_eps: float = 1e-5
     context_window_size: int = 4096
     prefill_chunk_size: int = 512
-
-    @property
-    def qkv_bias(self) -> bool:
-        """Qwen2 has biases on the fused q/k/v projection."""
-        return self.model_type == "qwen2"
+    theta_key: str = "rope_theta"
+    """MLC's key for the RoPE base: ``rope_theta`` (Qwen) or ``position_embedding_base`` (the others)."""
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    """Further ``model_config`` keys of the architecture (rope_scaling, soft-caps, attention_bias…)."""
 
     def model_config(self) -> dict[str, Any]:
         return {
@@ -61,12 +61,13 @@ class LlamaShape:
             "head_dim": self.head_dim,
             "num_hidden_layers": self.num_hidden_layers,
             "rms_norm_eps": self.rms_norm_eps,
-            "rope_theta": self.rope_theta,
+            self.theta_key: self.rope_theta,
             "vocab_size": self.vocab_size,
             "tie_word_embeddings": self.tie_word_embeddings,
             "context_window_size": self.context_window_size,
             "prefill_chunk_size": self.prefill_chunk_size,
             "hidden_act": "silu",
+            **self.extra,
         }
 
 
@@ -189,23 +190,33 @@ def chat_config(shape: LlamaShape, quantization: str) -> dict[str, Any]:
 
 
 def param_shapes(shape: LlamaShape) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """MLC tensor names and f32 shapes of a Llama-family decoder, in MLC's order."""
+    """MLC's tensor names and f32 shapes of a decoder of ``shape.model_type``, in MLC's order.
+
+    Names from py_worker/reference/architectures.py (MLC's model definitions): the embedding,
+    each layer's roles in module order (a linear's bias right after it), the final norm, lm_head.
+    """
+    n = naming(shape.model_type)
     h, hd = shape.hidden_size, shape.head_dim
-    qkv_rows = (shape.num_attention_heads + 2 * shape.num_key_value_heads) * hd
-    yield "model.embed_tokens.weight", (shape.vocab_size, h)
+    dims = {
+        "qkv": ((shape.num_attention_heads + 2 * shape.num_key_value_heads) * hd, h),
+        "o": (h, shape.num_attention_heads * hd),
+        "gate_up": (2 * shape.intermediate_size, h),
+        "down": (h, shape.intermediate_size),
+        "q_norm": (hd,),
+        "k_norm": (hd,),
+    }
+    config = shape.model_config()
+    biases = n.bias_roles(config)
+    yield f"{n.embed}.weight", (shape.vocab_size, h)
     for i in range(shape.num_hidden_layers):
-        p = f"model.layers.{i}"
-        yield f"{p}.self_attn.qkv_proj.weight", (qkv_rows, h)
-        if shape.qkv_bias:
-            yield f"{p}.self_attn.qkv_proj.bias", (qkv_rows,)
-        yield f"{p}.self_attn.o_proj.weight", (h, shape.num_attention_heads * hd)
-        yield f"{p}.mlp.gate_up_proj.weight", (2 * shape.intermediate_size, h)
-        yield f"{p}.mlp.down_proj.weight", (h, shape.intermediate_size)
-        yield f"{p}.input_layernorm.weight", (h,)
-        yield f"{p}.post_attention_layernorm.weight", (h,)
-    yield "model.norm.weight", (h,)
-    if not shape.tie_word_embeddings:
-        yield "lm_head.weight", (shape.vocab_size, h)
+        p = n.layer.format(i=i)
+        for role, stem in n.roles.items():
+            yield f"{p}{stem}.weight", dims.get(role, (h,))
+            if role in biases and role in LINEARS:
+                yield f"{p}{stem}.bias", (dims[role][0],)
+    yield f"{n.final_norm}.weight", (h,)
+    if not n.tied(config):
+        yield f"{n.lm_head}.weight", (shape.vocab_size, h)
 
 
 def tiny_params(seed: int = 0, shape: LlamaShape = TINY) -> dict[str, np.ndarray]:

@@ -8,7 +8,8 @@ Quantisation (MLC group quantisation, 4-bit symmetric, group size 32, per output
 ``scale = max|w| / 7`` over a group, ``q = clip(round(w / scale) + 7, 0, 14)``, eight 4-bit
 values per uint32 with element j in bits 4j..4j+3, ``w ≈ (q - 7) * scale``. ``q`` is computed
 from the scale as stored (f16-rounded for q4f16_1), so dequantising reproduces the writer's grid.
-As in MLC, q4f16_1 stores the unquantised tensors (norms, biases) as float16, q4f32_1 as float32.
+As in MLC, q4f16_1 stores the unquantised tensors (norms, biases) as float16, q4f32_1 as float32;
+q0f32 and q0f16 store every tensor unquantised, as float32 and float16.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from py_worker.reference.weights import (
 SHARD_LIMIT = 32 * 1024 * 1024
 """Most bytes in one ``params_shard_*.bin``; a single larger tensor gets a shard of its own."""
 
-QUANTIZATIONS = ("q0f32", "q4f32_1", "q4f16_1")
+QUANTIZATIONS = ("q0f32", "q0f16", "q4f32_1", "q4f16_1")
 
 
 def quantize_q4(w: np.ndarray, scale_dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
@@ -61,8 +62,9 @@ def quantize_params(params: Mapping[str, np.ndarray], quantization: str) -> dict
     """Map f32 ``{name: array}`` to the stored tensors of ``quantization`` (order kept)."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; known: {QUANTIZATIONS}")
-    if quantization == "q0f32":
-        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
+    if quantization in ("q0f32", "q0f16"):
+        dtype = np.float16 if quantization == "q0f16" else np.float32
+        return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in params.items()}
     scale_dtype = "float16" if quantization == "q4f16_1" else "float32"
     out: dict[str, np.ndarray] = {}
     for name, array in params.items():

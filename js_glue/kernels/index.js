@@ -3,14 +3,14 @@
 // cross the Pyodide FFI without keeping JS objects alive in Python.
 
 import { Gpu } from "./gpu.js";
-import { LlamaModel } from "./llama.js";
+import { LlamaModel, DECODER_TYPES, unsupportedArchitecture } from "./llama.js";
 import { BertModel } from "./bert.js";
 import { loadArtifacts, modelBase } from "./loader.js";
 import { isGgufRecord, loadGguf } from "./gguf.js";
 import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
 import { namedError } from "./errors.js";
 
-const DECODERS = new Set(["llama", "qwen2", "mistral"]);
+const DECODERS = new Set(DECODER_TYPES); // llama, mistral, qwen2, qwen3, phi3, gemma2 (llama.js: MLC_NAMES)
 const ENCODERS = new Set(["bert"]);
 
 // Artifacts fetched ahead of `load` (js_glue/worker.js starts this while Pyodide boots), by
@@ -54,7 +54,9 @@ async function artifacts(record, progress, options) {
 /**
  * options: {tokenizersURL, baseURL (to resolve relative model URLs), fetch, cache
  * ("cache"|"indexeddb"|"none", default for records without `cache`), powerPreference, f16,
- * kernels ("cpu": register tiles everywhere | "gpu": split-K decode GEMVs; default by adapter)}.
+ * kernels ("cpu": register tiles everywhere | "gpu": split-K decode GEMVs; default by adapter),
+ * maxBindingBytes (split weights at this many bytes per buffer even below the adapter's
+ * maxStorageBufferBindingSize: tests of the splitting)}.
  */
 export async function createKernels(options = {}) {
   let gpuPromise = null;
@@ -94,16 +96,14 @@ export async function createKernels(options = {}) {
       const art = await artifacts(record, (f, text) => progress(0.9 * f, text), options);
       const config = { ...art.config, ...(record.overrides || {}) };
       const type = config.model_type;
-      if (!DECODERS.has(type) && !ENCODERS.has(type)) {
-        throw namedError("ModelLoadError", `model_type ${type} is not supported by the wgsl backend`, { model_type: type });
-      }
+      if (!DECODERS.has(type) && !ENCODERS.has(type)) throw unsupportedArchitecture(type, [...DECODERS, ...ENCODERS]);
       const g = await gpu();
       const kernels = options.kernels || (g.isCpu ? "cpu" : "gpu");
       const shaderProgress = (f, text) => progress(0.9 + 0.09 * f, text);
       const overrides = record.overrides || {};
       const model = ENCODERS.has(type)
         ? await BertModel.create(g, art.config, art.tensors, overrides, shaderProgress)
-        : await LlamaModel.create(g, art.config, art.tensors, overrides, shaderProgress, kernels);
+        : await LlamaModel.create(g, art.config, art.tensors, overrides, shaderProgress, kernels, options.maxBindingBytes);
       const tokenizer = await loadTokenizer(art.tokenizer, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
       const handle = nextHandle++;
       models.set(handle, { model, tokenizer, type });
@@ -169,7 +169,7 @@ export async function createKernels(options = {}) {
     async stats(handle) {
       const m = get(handle).model;
       if (m instanceof BertModel) return { ...m.stats, context_window_size: m.d.maxLen };
-      return { ...m.stats, kv_length: m.len, context_window_size: m.d.ctx, f16_scales: m.f16Scales ? 1 : 0 };
+      return { ...m.stats, kv_length: m.len, context_window_size: m.d.ctx, f16_scales: m.f16Scales ? 1 : 0, f16_weights: m.f16Weights ? 1 : 0 };
     },
 
     /** Test hook (mirrors ReferenceKernels.logits): the current logits as a Float32Array. */

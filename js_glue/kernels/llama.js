@@ -1,7 +1,9 @@
-// A Llama-family decoder (Llama, SmolLM2, Qwen2) on the WGSL kernels: weights, KV cache and
-// activations live on the GPU; a forward pass is a list of dispatches recorded top to bottom.
-// Weights come from an MLC model dir (f32, or MLC q4 words + scales) or from a GGUF file (each
-// tensor's ggml blocks uploaded byte for byte and dequantised inside the kernels).
+// A pre-norm decoder on the WGSL kernels, for every architecture of MLC_NAMES (Llama, SmolLM2,
+// Mistral, Qwen2, Qwen3, Phi-3, Gemma 2): weights, KV cache and activations live on the GPU; a
+// forward pass is a list of dispatches recorded top to bottom. Weights come from an MLC model
+// dir as MLC publishes it (f32 or f16, or MLC q4 words + scales, under MLC's own tensor names)
+// or from a GGUF file (each tensor's ggml blocks uploaded byte for byte and dequantised inside
+// the kernels). NumPy twin: py_worker/reference/llama.py (+ architectures.py for the names).
 // Every position-aware kernel reads the `fwd` uniform (pos, n, step), which the GPU-resident
 // decode loop rewrites between steps with a buffer copy, so n decode steps are one submit.
 
@@ -16,6 +18,9 @@ import { kvAppend } from "./wgsl/kv_append.js";
 import { attention } from "./wgsl/attention.js";
 import { attentionPartial, attentionCombine, SPLIT } from "./wgsl/attention_split.js";
 import { swiglu } from "./wgsl/swiglu.js";
+import { geglu } from "./wgsl/geglu.js";
+import { headRmsnorm } from "./wgsl/head_rmsnorm.js";
+import { softcap } from "./wgsl/softcap.js";
 import { sample, OUT_STRIDE, MAX_TOP_LOGPROBS } from "./wgsl/sample.js";
 import { WG } from "./wgsl/common.js";
 import { GGML } from "./wgsl/ggml.js";
@@ -23,38 +28,168 @@ import { GGML } from "./wgsl/ggml.js";
 const FWD_BYTES = 16;
 const PREFILL_TM = 4;
 
-/** Model dimensions from mlc-chat-config.json (model_config wins over top-level keys). */
+/**
+ * MLC's tensor names per model_type, from mlc-llm's model definitions
+ * (python/mlc_llm/model/<arch>/<arch>_model.py; Qwen2's also from the parameter list of MLC's
+ * own library, ../shared/mlc-libs/meta/). Twin of NAMINGS in py_worker/reference/architectures.py
+ * (tests/kernels/test_mlc_zoo.py checks they agree). roles: role -> stem inside a layer, in MLC's
+ * parameter order; biases: roles whose linear always has a bias; optionalBiases: roles with one
+ * when model_config.attention_bias; alwaysTied: no lm_head whatever tie_word_embeddings says.
+ */
+const LLAMA_ROLES = {
+  qkv: "self_attn.qkv_proj", // q, k, v rows fused in that order
+  o: "self_attn.o_proj",
+  gate_up: "mlp.gate_up_proj", // gate rows, then up rows
+  down: "mlp.down_proj",
+  attn_norm: "input_layernorm",
+  mlp_norm: "post_attention_layernorm",
+};
+const LLAMA_LAYOUT = { embed: "model.embed_tokens", layer: "model.layers.{i}.", final_norm: "model.norm", lm_head: "lm_head" };
+export const MLC_NAMES = {
+  llama: { ...LLAMA_LAYOUT, roles: LLAMA_ROLES },
+  mistral: { ...LLAMA_LAYOUT, roles: LLAMA_ROLES },
+  qwen2: { ...LLAMA_LAYOUT, roles: { ...LLAMA_ROLES, qkv: "self_attn.c_attn" }, biases: ["qkv"] },
+  qwen3: {
+    ...LLAMA_LAYOUT,
+    roles: {
+      qkv: "self_attn.c_attn",
+      o: "self_attn.o_proj",
+      q_norm: "self_attn.q_norm",
+      k_norm: "self_attn.k_norm",
+      gate_up: "mlp.gate_up_proj",
+      down: "mlp.down_proj",
+      attn_norm: "input_layernorm",
+      mlp_norm: "post_attention_layernorm",
+    },
+    optionalBiases: ["qkv", "o"],
+  },
+  phi3: {
+    embed: "transformer.embd",
+    layer: "transformer.h.{i}.",
+    final_norm: "transformer.norm",
+    lm_head: "lm_head",
+    roles: {
+      attn_norm: "ln",
+      qkv: "mixer.qkv_proj",
+      o: "mixer.out_proj",
+      gate_up: "mlp.gate_up_proj",
+      down: "mlp.down_proj",
+      mlp_norm: "post_attention_layernorm",
+    },
+  },
+  gemma2: {
+    ...LLAMA_LAYOUT,
+    roles: {
+      qkv: "self_attn.qkv_proj",
+      o: "self_attn.o_proj",
+      gate_up: "mlp.gate_up_proj",
+      down: "mlp.down_proj",
+      attn_norm: "input_layernorm",
+      attn_out_norm: "post_attention_layernorm", // on the attention output, in Gemma 2
+      mlp_norm: "pre_feedforward_layernorm",
+      mlp_out_norm: "post_feedforward_layernorm",
+    },
+    alwaysTied: true,
+  },
+};
+
+/** Every model_type this decoder runs. */
+export const DECODER_TYPES = Object.keys(MLC_NAMES);
+
+/** The named refusal of a model_type we do not run (UnsupportedArchitectureError, as for GGUF). */
+export function unsupportedArchitecture(type, supported = DECODER_TYPES) {
+  return namedError("UnsupportedArchitectureError", `model_type ${type} is not an architecture we run (supported: ${supported.join(", ")})`, {
+    architecture: type,
+    supported,
+  });
+}
+
+/**
+ * Model dimensions and quirks from mlc-chat-config.json (MLC's keys). For the numbers MLC
+ * compiles into its library (context window, prefill chunk) the chat config's top level wins
+ * over model_config (which holds the model's own, e.g. 131072 for Llama 3.2); overrides win over
+ * both. A sliding window (Mistral's sliding_window_size, Gemma 2's sliding_window) caps the KV
+ * cache at the window, as MLC does for Gemma 2: inside it, windowed and full attention agree.
+ */
 export function llamaDims(config, overrides = {}) {
   const mc = config.model_config || {};
   const pick = (k, d) => overrides[k] ?? mc[k] ?? config[k] ?? d;
+  const top = (k, d) => overrides[k] ?? (config[k] > 0 ? config[k] : null) ?? (mc[k] > 0 ? mc[k] : null) ?? d;
+  const type = config.model_type || "llama";
+  const gemma = type.startsWith("gemma");
   const hidden = pick("hidden_size");
   const heads = pick("num_attention_heads");
+  const headDim = pick("head_dim", hidden / heads);
+  let ctx = top("context_window_size", 2048);
+  const sliding = [mc.sliding_window, mc.sliding_window_size].find((w) => w > 0);
+  if (sliding) ctx = Math.min(ctx, sliding);
   return {
+    type,
     hidden,
     inter: pick("intermediate_size"),
     heads,
     kvHeads: pick("num_key_value_heads", heads),
-    headDim: pick("head_dim", hidden / heads),
+    headDim,
+    rotaryDim: Math.trunc(headDim * (mc.partial_rotary_factor ?? 1)),
     layers: pick("num_hidden_layers"),
     eps: pick("rms_norm_eps", 1e-6),
-    theta: pick("rope_theta", 10000),
+    theta: mc.rope_theta ?? mc.position_embedding_base ?? config.rope_theta ?? 10000,
+    ropeScaling: mc.rope_scaling || null,
     vocab: pick("vocab_size"),
-    ctx: pick("context_window_size", 2048),
-    chunk: pick("prefill_chunk_size", 128),
-    tied: !!pick("tie_word_embeddings", false),
+    ctx,
+    chunk: top("prefill_chunk_size", 128),
+    tied: gemma || !!pick("tie_word_embeddings", false),
     ropeInterleaved: !!pick("rope_interleaved", false),
+    act: gemma ? "gelu_tanh" : "silu",
+    embedScale: gemma ? Math.sqrt(hidden) : 1,
+    attnScale: mc.query_pre_attn_scalar ? mc.query_pre_attn_scalar ** -0.5 : undefined,
+    attnSoftcap: mc.attn_logit_softcapping || 0,
+    finalSoftcap: mc.final_logit_softcapping || 0,
   };
 }
 
-/** cos/sin of position * inv_freq, computed in float64, stored f32 as [ctx, headDim/2, 2]. */
-function ropeTable(ctx, headDim, theta) {
-  const half = headDim / 2;
-  const tab = new Float32Array(ctx * half * 2);
+/**
+ * Per-pair RoPE frequencies (float64, rotaryDim/2 of them) and the cos/sin gain. Llama 3
+ * scaling slows the low frequencies by `factor` with a smooth ramp between low_freq_factor and
+ * high_freq_factor (MLC's rope_freq_llama3, HF's _compute_llama3_parameters); LongRoPE (Phi-3)
+ * divides pair i by short_factor[i] while the context stays within
+ * original_max_position_embeddings (else long_factor) and scales cos/sin by
+ * sqrt(1 + ln(s) / ln(original)), s = max_position_embeddings / original.
+ */
+function ropeFrequencies({ rotaryDim, theta, ropeScaling, ctx }) {
+  const inv = Array.from({ length: rotaryDim / 2 }, (_, i) => 1 / Math.pow(theta, (2 * i) / rotaryDim));
+  const rs = ropeScaling || {};
+  const kind = rs.rope_type || rs.type;
+  if (kind === "llama3") {
+    const { factor, low_freq_factor: low, high_freq_factor: high, original_max_position_embeddings: old } = rs;
+    const freqs = inv.map((f) => {
+      const smooth = Math.min(1, Math.max(0, ((old / (2 * Math.PI)) * f) / (high - low) - low / (high - low)));
+      return ((1 - smooth) * f) / factor + smooth * f;
+    });
+    return { freqs, gain: 1 };
+  }
+  if (kind === "longrope" || kind === "su") {
+    const original = rs.original_max_position_embeddings;
+    const ext = ctx > original ? rs.long_factor : rs.short_factor;
+    const scale = rs.max_position_embeddings / original;
+    const gain = scale > 1 ? Math.sqrt(1 + Math.log(scale) / Math.log(original)) : 1;
+    return { freqs: inv.map((f, i) => f / ext[i]), gain };
+  }
+  if (kind && kind !== "default") {
+    throw namedError("ModelLoadError", `RoPE scaling ${kind} is not implemented`, { rope_type: kind });
+  }
+  return { freqs: inv, gain: 1 };
+}
+
+/** gain * cos/sin of position * freq, computed in float64, stored f32 as [ctx, rotaryDim/2, 2]. */
+function ropeTable(d) {
+  const { freqs, gain } = ropeFrequencies(d);
+  const half = freqs.length;
+  const tab = new Float32Array(d.ctx * half * 2);
   for (let i = 0; i < half; i++) {
-    const inv = 1 / Math.pow(theta, (2 * i) / headDim);
-    for (let p = 0; p < ctx; p++) {
-      tab[(p * half + i) * 2] = Math.cos(p * inv);
-      tab[(p * half + i) * 2 + 1] = Math.sin(p * inv);
+    for (let p = 0; p < d.ctx; p++) {
+      tab[(p * half + i) * 2] = Math.cos(p * freqs[i]) * gain;
+      tab[(p * half + i) * 2 + 1] = Math.sin(p * freqs[i]) * gain;
     }
   }
   return tab;
@@ -95,15 +230,18 @@ function ggufFloats(t, name) {
 
 export class LlamaModel extends Program {
   /** Upload weights, allocate caches and compile every pipeline (progress per shader). */
-  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu") {
-    const m = new LlamaModel(gpu, llamaDims(config, overrides), tensors, config.source === "gguf");
+  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity) {
+    const m = new LlamaModel(gpu, config, llamaDims(config, overrides), tensors, config.source === "gguf", maxBinding);
     m.kernels = kernels;
     await m.#compile(progress);
     return m;
   }
 
-  constructor(gpu, dims, tensors, gguf = false) {
+  constructor(gpu, config, dims, tensors, gguf = false, maxBinding = Infinity) {
     super(gpu);
+    this.config = config;
+    // Most bytes one weight buffer may hold: the adapter's binding limit (or a smaller cap).
+    this.maxBinding = Math.min(maxBinding, gpu.device.limits.maxStorageBufferBindingSize);
     this.d = dims;
     this.qkvLen = (dims.heads + 2 * dims.kvHeads) * dims.headDim;
     this.len = 0;
@@ -114,45 +252,78 @@ export class LlamaModel extends Program {
   }
 
   /**
-   * Weights to GPU buffers. A linear layer is a list of parts, each {kind: "f32" | "q4" | "ggml",
-   * type (ggml), bufs (weight buffers in binding order), N (output columns), yoff (first column),
-   * bias}; parts of one layer write side by side into one output row (fused q|k|v, gate|up).
-   * MLC dirs have one part per layer. q4f16_1 scales stay f16 when the adapter has shader-f16
-   * (the kernels read them as f16); otherwise they, like f16 norms and biases, are widened.
+   * Weights to GPU buffers. A linear layer is a list of parts, each {kind: "f32" | "f16" | "q4" |
+   * "ggml", type (ggml), bufs (weight buffers in binding order), N (output columns), yoff (first
+   * column), bias}; parts of one layer write side by side into one output row (fused q|k|v,
+   * gate|up). MLC dirs have one part per layer, found by MLC's names for the model_type
+   * (MLC_NAMES), or several row ranges where a tensor is larger than the adapter's
+   * maxStorageBufferBindingSize (split, not refused; the embedding too, one lookup per range).
+   * A missing tensor is a ModelLoadError naming it. Where the adapter has shader-f16, q4f16_1
+   * scales and q0f16 matrices stay f16 (the kernels read them as f16); otherwise they, like f16
+   * norms and biases, are widened.
    */
   #upload(tensors, gguf) {
     if (gguf) return this.#uploadGguf(tensors);
+    const d = this.d;
+    const names = MLC_NAMES[d.type];
+    if (!names) throw unsupportedArchitecture(d.type);
     const scale = [...tensors.keys()].find((n) => n.endsWith(".q_scale"));
     this.f16Scales = !!scale && tensors.get(scale).dtype === "float16" && this.gpu.hasF16;
-    const get = (name) => {
+    const matrix = [...tensors.values()].find((t) => t.shape.length === 2);
+    this.f16Weights = !scale && !!matrix && matrix.dtype === "float16" && this.gpu.hasF16;
+    const quantised = !!scale;
+    const missing = (name) =>
+      namedError("ModelLoadError", `the model directory has no tensor ${name} (model_type ${d.type})`, {
+        tensor: name,
+        model_type: d.type,
+      });
+    const need = (name) => {
       const t = tensors.get(name);
-      const keep = this.f16Scales && name.endsWith(".q_scale");
-      return t ? this.own("storage", tensorData(t, keep), name) : null;
+      if (!t) throw missing(name);
+      return t;
     };
-    const linear = (base, N, bias = null) => {
-      const w = get(`${base}.weight`);
-      if (w) return [{ kind: "f32", bufs: [w], N, yoff: 0, bias }];
-      const qw = get(`${base}.q_weight`);
-      const qs = get(`${base}.q_scale`);
-      if (!qw || !qs) throw namedError("ModelLoadError", `missing weights for ${base}`);
-      return [{ kind: "q4", bufs: [qw, qs], N, yoff: 0, bias }];
+    const upload = (label, t, keep = false) => this.own("storage", tensorData(t, keep), label);
+    const get = (name) => upload(name, need(name));
+    // Rows [r0, r1) of a row-major tensor, as a view (no copy).
+    const rows = (t, r0, r1) => {
+      const per = t.bytes.byteLength / t.shape[0];
+      return { ...t, shape: [r1 - r0, ...t.shape.slice(1)], bytes: t.bytes.subarray(r0 * per, r1 * per) };
     };
-    const d = this.d;
-    this.embedW = linear("model.embed_tokens", d.vocab)[0];
-    const hasHead = tensors.has("lm_head.weight") || tensors.has("lm_head.q_weight");
-    this.lmHead = d.tied || !hasHead ? [this.embedW] : linear("lm_head", d.vocab);
-    this.finalNorm = get("model.norm.weight");
+    const linear = (stem, N, biasName = null) => {
+      const kind = quantised ? "q4" : this.f16Weights ? "f16" : "f32";
+      const ts = quantised ? [need(`${stem}.q_weight`), need(`${stem}.q_scale`)] : [need(`${stem}.weight`)];
+      const keep = quantised ? [false, this.f16Scales] : [this.f16Weights];
+      const bias = biasName ? need(biasName) : null;
+      const widened = (t, j) => (t.dtype === "float16" && !keep[j] ? 2 : 1);
+      const rowBytes = Math.max(...ts.map((t, j) => (t.bytes.byteLength / t.shape[0]) * widened(t, j)));
+      const step = N * rowBytes <= this.maxBinding ? N : Math.max(8, Math.floor(this.maxBinding / rowBytes / 8) * 8);
+      const parts = [];
+      for (let r0 = 0; r0 < N; r0 += step) {
+        const r1 = Math.min(N, r0 + step);
+        const part = (t) => (step === N ? t : rows(t, r0, r1));
+        const label = step === N ? stem : `${stem}[${r0}:${r1}]`;
+        const bufs = ts.map((t, j) => upload(label, part(t), keep[j]));
+        parts.push({ kind, bufs, N: r1 - r0, yoff: r0, bias: bias && upload(`${biasName}`, part(bias)) });
+      }
+      return parts;
+    };
+    const mc = this.config.model_config || {};
+    const biases = new Set([...(names.biases || []), ...(mc.attention_bias ? names.optionalBiases || [] : [])]);
+    this.embedParts = linear(names.embed, d.vocab);
+    this.lmHead = d.tied || names.alwaysTied ? this.embedParts : linear(names.lm_head, d.vocab);
+    this.finalNorm = get(`${names.final_norm}.weight`);
+    const outRows = { qkv: this.qkvLen, o: d.hidden, gate_up: 2 * d.inter, down: d.hidden };
+    const field = { qkv: "qkv", o: "o", gate_up: "gateUp", down: "down", attn_norm: "inNorm", mlp_norm: "postNorm",
+      q_norm: "qNorm", k_norm: "kNorm", attn_out_norm: "attnOutNorm", mlp_out_norm: "mlpOutNorm" }; // prettier-ignore
     this.layers = [];
     for (let i = 0; i < d.layers; i++) {
-      const p = `model.layers.${i}`;
-      this.layers.push({
-        inNorm: get(`${p}.input_layernorm.weight`),
-        qkv: linear(`${p}.self_attn.qkv_proj`, this.qkvLen, get(`${p}.self_attn.qkv_proj.bias`)),
-        o: linear(`${p}.self_attn.o_proj`, d.hidden),
-        postNorm: get(`${p}.post_attention_layernorm.weight`),
-        gateUp: linear(`${p}.mlp.gate_up_proj`, 2 * d.inter),
-        down: linear(`${p}.mlp.down_proj`, d.hidden),
-      });
+      const p = names.layer.replace("{i}", String(i));
+      const L = {};
+      for (const [role, stem] of Object.entries(names.roles)) {
+        if (!(role in outRows)) L[field[role]] = get(`${p}${stem}.weight`);
+        else L[field[role]] = linear(`${p}${stem}`, outRows[role], biases.has(role) ? `${p}${stem}.bias` : null);
+      }
+      this.layers.push(L);
     }
   }
 
@@ -163,6 +334,7 @@ export class LlamaModel extends Program {
    */
   #uploadGguf(tensors) {
     this.f16Scales = false;
+    this.f16Weights = false;
     const d = this.d;
     const need = (name) => {
       const t = tensors.get(name);
@@ -201,8 +373,8 @@ export class LlamaModel extends Program {
         return { kind: "ggml", type: p.type, bufs: [raw(names[p.members[0]], members)], N, yoff: p.yoff, bias };
       });
     };
-    this.embedW = linear(["token_embd.weight"])[0];
-    this.lmHead = tensors.has("output.weight") ? linear(["output.weight"]) : [this.embedW];
+    this.embedParts = linear(["token_embd.weight"]);
+    this.lmHead = tensors.has("output.weight") ? linear(["output.weight"]) : this.embedParts;
     this.finalNorm = floats("output_norm.weight");
     this.layers = [];
     for (let i = 0; i < d.layers; i++) {
@@ -244,11 +416,14 @@ export class LlamaModel extends Program {
     this.qkv = g.storage(chunk * this.qkvLen * f, "qkv");
     this.att = g.storage(chunk * heads * headDim * f, "att");
     this.gu = g.storage(chunk * 2 * inter * f, "gu");
+    // Gemma 2 norms the attention and MLP outputs before the residual add: they land here first.
+    this.sandwich = !!this.layers[0]?.attnOutNorm;
+    this.blockOut = this.sandwich ? g.storage(chunk * hidden * f, "block-out") : null;
     this.act = g.storage(chunk * inter * f, "act");
     this.xlast = g.storage(hidden * f, "xlast");
     this.xlastn = g.storage(hidden * f, "xlastn");
     this.logitsBuf = g.storage(vocab * f, "logits");
-    this.ropeTab = g.storage(ropeTable(ctx, headDim, this.d.theta), "rope");
+    this.ropeTab = g.storage(ropeTable(this.d), "rope");
     this.kc = [];
     this.vc = [];
     for (let i = 0; i < this.d.layers; i++) {
@@ -282,22 +457,38 @@ export class LlamaModel extends Program {
   async #compile(progress) {
     const d = this.d;
     const splitK = this.kernels === "gpu";
-    const embed = this.embedW;
-    const src = {
-      embed: embed.kind === "ggml" ? embedGgml(d, embed.type) : embed.kind === "q4" ? embedQ4(d, this.f16Scales) : embedF32(d),
-      rmsnorm: splitK ? rmsnormWg(d) : rmsnorm(d),
+    const norm = splitK ? rmsnormWg : rmsnorm;
+    const src = {};
+    for (const part of this.embedParts) {
+      // A split table: each range looks up only the ids in [yoff, yoff + N).
+      const range = this.embedParts.length > 1 ? { rowStart: part.yoff, rows: part.N } : {};
+      part.embedPipe = `embed:${part.yoff}`;
+      src[part.embedPipe] = {
+        ggml: () => embedGgml(d, part.type),
+        q4: () => embedQ4(d, this.f16Scales, range),
+        f16: () => embedF32(d, true, range),
+        f32: () => embedF32(d, false, range),
+      }[part.kind]();
+    }
+    Object.assign(src, {
+      rmsnorm: norm(d),
+      ...(this.sandwich ? { rmsnormAdd: norm(d, true) } : {}),
+      ...(this.layers[0]?.qNorm ? { headNorm: headRmsnorm(d) } : {}),
       rope: rope(d),
       kv: kvAppend(d),
       attn: attention(d),
       ...(splitK ? { attnPartial: attentionPartial(d), attnCombine: attentionCombine(d) } : {}),
-      swiglu: swiglu(d),
+      act: d.act === "gelu_tanh" ? geglu(d) : swiglu(d),
+      ...(d.finalSoftcap ? { softcap: softcap(d, d.finalSoftcap) } : {}),
       sample: sample(d),
-    };
+    });
+    // [role, K, ldy, accumulate]: o and down add into the residual stream unless their output is
+    // normed first (Gemma 2), when they write block-out and rmsnormAdd adds it.
     const roles = [
       ["qkv", d.hidden, this.qkvLen, false],
-      ["o", d.heads * d.headDim, d.hidden, true],
+      ["o", d.heads * d.headDim, d.hidden, !this.sandwich],
       ["gateUp", d.hidden, 2 * d.inter, false],
-      ["down", d.inter, d.hidden, true],
+      ["down", d.inter, d.hidden, !this.sandwich],
     ];
     const add = (part, K, ldy, accumulate, TM) => {
       part.pipes ??= {};
@@ -307,6 +498,7 @@ export class LlamaModel extends Program {
       const fmt = {
         q4: part.kind === "q4",
         f16: part.kind === "q4" && this.f16Scales,
+        f16w: part.kind === "f16",
         ...(part.kind === "ggml" ? { ggml: part.type } : {}),
       };
       const opts = { K, N: part.N, ldy, yoff: part.yoff, bias: !!part.bias, accumulate, ...fmt };
@@ -340,13 +532,18 @@ export class LlamaModel extends Program {
     const d = this.d;
     const tm = n === 1 ? 1 : PREFILL_TM;
     const F = this.fwd;
-    const E = this.embedW;
-    this.run(rec, "embed", [F, this.ids, ...E.bufs, this.x], Math.ceil((E.kind === "f32" ? n * (d.hidden / 4) : n * (d.hidden / 32)) / WG));
+    for (const E of this.embedParts) {
+      const perVec4 = E.kind === "f32" || E.kind === "f16";
+      this.run(rec, E.embedPipe, [F, this.ids, ...E.bufs, this.x], Math.ceil((n * d.hidden) / (perVec4 ? 4 : 32) / WG));
+    }
     for (let i = 0; i < d.layers; i++) {
       const L = this.layers[i];
+
+      // Attention block: x += [norm](o_proj(attention(rope([norm] q), rope([norm] k), v))).
       this.run(rec, "rmsnorm", [F, this.x, L.inNorm, this.xn], this.#normGroups(n));
       this.#linear(rec, L.qkv, this.xn, this.qkv, n, tm);
-      this.run(rec, "rope", [F, this.ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.headDim) / 2 / WG));
+      if (L.qNorm) this.run(rec, "headNorm", [F, this.qkv, L.qNorm, L.kNorm], Math.ceil((n * (d.heads + d.kvHeads)) / WG));
+      this.run(rec, "rope", [F, this.ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.rotaryDim) / 2 / WG));
       this.run(rec, "kv", [F, this.qkv, this.kc[i], this.vc[i]], Math.ceil((n * d.kvHeads * d.headDim) / WG));
       if (n === 1 && this.kernels === "gpu") {
         this.run(rec, "attnPartial", [F, this.qkv, this.kc[i], this.vc[i], this.attnPart], d.heads, Math.ceil(kvEnd / SPLIT));
@@ -354,15 +551,25 @@ export class LlamaModel extends Program {
       } else {
         this.run(rec, "attn", [F, this.qkv, this.kc[i], this.vc[i], this.att], Math.ceil((n * d.heads) / 16));
       }
-      this.#linear(rec, L.o, this.att, this.x, n, tm);
+      this.#residual(rec, L.o, this.att, L.attnOutNorm, n, tm);
+
+      // MLP block: x += [norm](down(act(gate) * up)).
       this.run(rec, "rmsnorm", [F, this.x, L.postNorm, this.xn], this.#normGroups(n));
       this.#linear(rec, L.gateUp, this.xn, this.gu, n, tm);
-      this.run(rec, "swiglu", [F, this.gu, this.act], Math.ceil((n * d.inter) / 4 / WG));
-      this.#linear(rec, L.down, this.act, this.x, n, tm);
+      this.run(rec, "act", [F, this.gu, this.act], Math.ceil((n * d.inter) / 4 / WG));
+      this.#residual(rec, L.down, this.act, L.mlpOutNorm, n, tm);
     }
     rec.copy(this.x, (n - 1) * d.hidden * 4, this.xlast, 0, d.hidden * 4);
     this.run(rec, "rmsnorm", [this.fwd1, this.xlast, this.finalNorm, this.xlastn], this.#normGroups(1));
     this.#linear(rec, this.lmHead, this.xlastn, this.logitsBuf, 1, 1, this.fwd1);
+    if (d.finalSoftcap) this.run(rec, "softcap", [this.logitsBuf], Math.ceil(d.vocab / WG));
+  }
+
+  /** x += linear(input), or (Gemma 2) x += rmsnorm(linear(input)) * outNorm through block-out. */
+  #residual(rec, parts, input, outNorm, n, tm) {
+    if (!outNorm) return this.#linear(rec, parts, input, this.x, n, tm);
+    this.#linear(rec, parts, input, this.blockOut, n, tm);
+    this.run(rec, "rmsnormAdd", [this.fwd, this.blockOut, outNorm, this.x], this.#normGroups(n));
   }
 
   /** Workgroups of the RMSNorm dispatch: one per row on a GPU, 8 rows each on the CPU backends. */

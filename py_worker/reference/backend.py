@@ -3,7 +3,8 @@
 It lets the whole engine run under pytest without a browser, and it is what the WebGPU backend's
 numbers are compared with. Models load from a local MLC model dir; shards are checked against
 ``tensor-cache.json``'s ``metadata.sha256`` and the record's pins, then dequantised to f32.
-Decoders (``llama``, ``qwen2``) and the BERT encoder plug in by ``model_type``.
+Decoders (every architecture of ``architectures.py``: MLC's own tensor names, renamed for
+``llama.py``) and the BERT encoder plug in by ``model_type``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from py_worker.errors import (
     IncorrectPipelineLoadedError,
     IntegrityError,
     InvalidRequestFieldError,
-    ModelLoadError,
     ModelNotLoadedError,
+    UnsupportedArchitectureError,
 )
 from py_worker.kernels import LoadedModel, ProgressFn, Sampled, SamplingParams
+from py_worker.reference.architectures import SUPPORTED, reference_weights
 from py_worker.reference.bert import BertConfig, BertEncoder
 from py_worker.reference.gguf_model import load_gguf, metadata
 from py_worker.reference.gguf_tokenizer import tokenizer_json_from_gguf
@@ -39,7 +41,7 @@ from py_worker.reference.weights import cache_file, dequantize_tensors, read_sha
 
 Array = Any  # numpy.ndarray
 
-DECODER_TYPES = ("llama", "qwen2")
+DECODER_TYPES = SUPPORTED
 ENCODER_TYPES = ("bert",)
 
 
@@ -80,12 +82,14 @@ def _check_pin(name: str, data: bytes, expected: str | None) -> None:
 
 
 def _build_decoder(session: _Session, weights: Mapping[str, Array]) -> None:
+    """``weights`` under the reference's names (a GGUF's already are; an MLC dir's are renamed)."""
     cfg = LlamaConfig.from_chat_config(session.config)
     session.decoder = LlamaModel(weights, cfg)
-    window = int(session.config.get("context_window_size") or -1)
-    if window <= 0:  # MLC writes -1 when a sliding window replaces it; fall back to the model's own
-        window = int(session.config["model_config"]["context_window_size"])
-    session.cache = KVCache(cfg, window)
+    session.cache = KVCache(cfg, cfg.context_window_size)
+
+
+def _build_mlc_decoder(session: _Session, weights: Mapping[str, Array]) -> None:
+    _build_decoder(session, reference_weights(session.config, weights))
 
 
 def _build_encoder(session: _Session, weights: Mapping[str, Array]) -> None:
@@ -93,7 +97,7 @@ def _build_encoder(session: _Session, weights: Mapping[str, Array]) -> None:
 
 
 _BUILDERS: dict[str, Callable[[_Session, Mapping[str, Array]], None]] = {
-    **dict.fromkeys(DECODER_TYPES, _build_decoder),
+    **dict.fromkeys(DECODER_TYPES, _build_mlc_decoder),
     **dict.fromkeys(ENCODER_TYPES, _build_encoder),
 }
 
@@ -125,11 +129,14 @@ class ReferenceKernels:
         for name in tokenizer_files:
             _check_pin(name, _read(root / name), pins.get(name))
 
-        builder = _BUILDERS.get(str(config.get("model_type")))
+        model_type = str(config.get("model_type"))
+        builder = _BUILDERS.get(model_type)
         if builder is None:
-            raise ModelLoadError(
-                f"model_type {config.get('model_type')!r} has no reference implementation",
-                model_type=config.get("model_type"),
+            raise UnsupportedArchitectureError(
+                f"model_type {model_type} is not an architecture we run "
+                f"(supported: {', '.join((*DECODER_TYPES, *ENCODER_TYPES))})",
+                architecture=model_type,
+                supported=[*DECODER_TYPES, *ENCODER_TYPES],
             )
         tensors: dict[str, Array] = {}
         shards = cache["records"]

@@ -87,9 +87,10 @@ def hf_logits(weights: dict[str, np.ndarray], shape: LlamaShape, ids: list[int])
     kv_rows = shape.num_key_value_heads * shape.head_dim
     state = {}
     for name, w in weights.items():
-        if ".qkv_proj." in name:
+        fused = next((f for f in (".qkv_proj.", ".c_attn.") if f in name), None)  # c_attn: MLC's Qwen2
+        if fused:
             kind = name.rsplit(".", 1)[1]
-            stem = name.split(".qkv_proj.")[0]
+            stem = name.split(fused)[0]
             q, k, v = w[:q_rows], w[q_rows : q_rows + kv_rows], w[q_rows + kv_rows :]
             state.update({f"{stem}.q_proj.{kind}": q, f"{stem}.k_proj.{kind}": k, f"{stem}.v_proj.{kind}": v})
         elif ".gate_up_proj." in name:
@@ -133,7 +134,7 @@ def test_qwen2_bias_and_tied_embeddings_match_transformers(tmp_path: Path) -> No
     rng = np.random.default_rng(5)
     stored = dict(make_random_model.random_tensors(shape, "q0f32", seed=4))
     for name in stored:
-        if name.endswith("qkv_proj.bias"):
+        if name.endswith("c_attn.bias"):
             stored[name] = rng.standard_normal(stored[name].shape).astype(np.float32)
     config = make_tiny_model.chat_config(shape, "q0f32")
     write_model_dir(tmp_path, config, make_tiny_model.byte_level_tokenizer_json(), stored=stored.items())

@@ -231,7 +231,7 @@ def test_real_shapes_have_the_published_sizes() -> None:
     assert count(shapes["qwen2-0.5b"]) == 494_032_768  # Qwen2-0.5B
     assert count(shapes["llama-3.2-1b"]) == 1_235_814_400  # Llama-3.2-1B
     names = dict(make_tiny_model.param_shapes(shapes["qwen2-0.5b"]))
-    assert names["model.layers.0.self_attn.qkv_proj.bias"] == ((14 + 2 * 2) * 64,)
+    assert names["model.layers.0.self_attn.c_attn.bias"] == ((14 + 2 * 2) * 64,)  # MLC's Qwen2 name
     assert "lm_head.weight" not in names
 
 

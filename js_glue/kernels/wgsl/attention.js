@@ -1,15 +1,21 @@
 // Causal attention with grouped-query heads, one thread per (query token, head): a single pass
 // over the cached keys with an online softmax, the head's output accumulated in registers.
 // No workgroup memory or barriers (SwiftShader is slow with both); used for prefill and decode.
-// causal = false (BERT) lets every query see all n keys of the sequence.
-import { FWD } from "./common.js";
+// causal = false (BERT) lets every query see all n keys of the sequence. q is scaled by
+// attnScale (1/sqrt(headDim) unless the model says otherwise: Gemma 2's query_pre_attn_scalar);
+// attnSoftcap (Gemma 2) turns each score s into cap * tanh(s / cap) before the softmax.
+import { FWD, TANH, f32Literal } from "./common.js";
 
-export function attention({ heads, kvHeads, headDim }, causal = true) {
+/** The score expression after q.k (q already scaled): soft-capped when the model caps it. */
+export const cappedScore = (s, cap) => (cap ? `${f32Literal(cap)} * tanh_safe(${s} / ${f32Literal(cap)})` : s);
+
+export function attention({ heads, kvHeads, headDim, attnScale, attnSoftcap }, causal = true) {
   const D4 = headDim / 4;
   const rowLen4 = ((heads + 2 * kvHeads) * headDim) / 4;
   const group = heads / kvHeads;
-  const scale = 1 / Math.sqrt(headDim);
+  const scale = attnScale ?? 1 / Math.sqrt(headDim);
   return `${FWD}
+${attnSoftcap ? TANH : ""}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
@@ -33,6 +39,7 @@ export function attention({ heads, kvHeads, headDim }, causal = true) {
     let kb = (j * ${kvHeads}u + g) * ${D4}u;
     var s = 0.0;
     for (var d = 0u; d < ${D4}u; d++) { s += dot(q[d], kc[kb + d]); }
+    ${attnSoftcap ? `s = ${cappedScore("s", attnSoftcap)};` : ""}
     let mNew = max(m, s);
     let corr = exp(m - mNew);
     let p = exp(s - mNew);

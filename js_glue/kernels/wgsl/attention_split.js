@@ -3,12 +3,15 @@
 // and writes (max, sum, weighted V) to a scratch buffer; a second kernel merges the chunks of
 // each head. The one-thread-per-head kernel (attention.js) walks all keys serially, which is
 // fine on a CPU but leaves a GPU idle. Grouped-query heads as in attention.js; one query token.
-import { FWD } from "./common.js";
+// Scale and soft-cap as in attention.js.
+import { FWD, TANH } from "./common.js";
+import { cappedScore } from "./attention.js";
 
 export const SPLIT = 64;
 
-export function attentionPartial({ heads, kvHeads, headDim, ctx }) {
+export function attentionPartial({ heads, kvHeads, headDim, ctx, attnScale, attnSoftcap }) {
   const D4 = headDim / 4;
+  const scale = attnScale ?? 1 / Math.sqrt(headDim);
   const group = heads / kvHeads;
   const stride = headDim + 2;
   const S = Math.ceil(ctx / SPLIT);
@@ -18,6 +21,7 @@ export function attentionPartial({ heads, kvHeads, headDim, ctx }) {
 @group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> vc: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
+${attnSoftcap ? TANH : ""}
 var<workgroup> red: array<f32, ${SPLIT}>;
 var<workgroup> p: array<f32, ${SPLIT}>;
 @compute @workgroup_size(${SPLIT}) fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -33,7 +37,7 @@ var<workgroup> p: array<f32, ${SPLIT}>;
   if (j < len) {
     var acc = 0.0;
     for (var d = 0u; d < ${D4}u; d++) { acc += dot(qkv[h * ${D4}u + d], kc[(j * ${kvHeads}u + g) * ${D4}u + d]); }
-    score = acc * ${1 / Math.sqrt(headDim)};
+    score = ${cappedScore(`acc * ${scale}`, attnSoftcap)};
   }
   red[t] = score;
   workgroupBarrier();

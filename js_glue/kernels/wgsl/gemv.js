@@ -4,7 +4,7 @@
 // runs) and add their partial sums in workgroup memory. Many workgroups in flight keep the
 // memory bus busy, which the one-thread-per-row tiles of matmul.js cannot do on a GPU. The CPU
 // backends (lavapipe, SwiftShader) use matmul.js instead: barriers are slow there.
-// Weights as in matmul.js: f32, MLC q4, or ggml blocks (`ggml: <type id>`, wgsl/ggml.js);
+// Weights as in matmul.js: f32 (f16 with `f16w`), MLC q4, or ggml blocks (`ggml: <type id>`, wgsl/ggml.js);
 // bindings [fwd, x, w | (qw, qs) | wq, y, (bias)]; x is [K], W [N, K], bias [N]. Output
 // y[yoff + n] (matmul's `ldy` is ignored here: one token has one output row).
 import { FWD } from "./common.js";
@@ -13,7 +13,7 @@ import { ggmlWeights } from "./ggml.js";
 export const GEMV_ROWS = 8;
 const LANES = 32;
 
-export function gemv({ K, N, q4, ggml, f16 = false, bias = false, accumulate = false, yoff = 0 }) {
+export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, accumulate = false, yoff = 0 }) {
   const K4 = K / 4;
   const G = K / 32;
   const isGgml = ggml !== undefined && ggml !== null;
@@ -22,7 +22,7 @@ export function gemv({ K, N, q4, ggml, f16 = false, bias = false, accumulate = f
 @group(0) @binding(3) var<storage, read> qs: array<${f16 ? "f16" : "f32"}>;`
     : isGgml
       ? ggmlWeights(ggml, K, 2)
-      : `@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;`;
+      : `@group(0) @binding(2) var<storage, read> w: array<vec4<${f16w ? "f16" : "f32"}>>;`;
   const yBinding = q4 ? 4 : 3;
   const biasDecl = bias ? `@group(0) @binding(${yBinding + 1}) var<storage, read> b: array<f32>;` : "";
   const partial = q4
@@ -41,9 +41,9 @@ export function gemv({ K, N, q4, ggml, f16 = false, bias = false, accumulate = f
       let w = dq32(row, g);
       acc += ${Array.from({ length: 8 }, (_, c) => `dot(x[g * 8u + ${c}u], w[${c}])`).join(" + ")};
     }`
-      : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc += dot(x[k], w[row * ${K4}u + k]); }`;
+      : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc += dot(x[k], vec4<f32>(w[row * ${K4}u + k])); }`;
   const o = yoff ? `${yoff}u + row` : "row";
-  return `${f16 ? "enable f16;\n" : ""}${FWD}
+  return `${f16 || f16w ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 ${weights}

@@ -4,7 +4,8 @@
 // weight group is dequantised once per TM tokens. `accumulate` adds into y (residual add).
 // The tile is unrolled here into named scalars: CPU WebGPU backends (lavapipe, SwiftShader)
 // keep those in registers, while indexed private arrays end up in memory.
-// Weights: f32 [N, K]; or q4 (MLC q4f*_1): words [N, K/8] read as one vec4<u32> per 32-input
+// Weights: f32 [N, K] (or f16 with `f16w`: q0f16 on an adapter with shader-f16, widened per
+// vec4 as it is read); or q4 (MLC q4f*_1): words [N, K/8] read as one vec4<u32> per 32-input
 // group, scales [N, K/32] as f32, or as f16 when the adapter has shader-f16 (else they are
 // widened on load). The scale multiplies the group's dot product once instead of every weight.
 // Or ggml (GGUF) blocks: `ggml: <type id>`, the tensor's file bytes as one array<u32>
@@ -45,7 +46,7 @@ function f32Inner(TM, TN, K4) {
   const rows = range(TM);
   const cols = range(TN);
   return `for (var k = 0u; k < ${K4}u; k++) {
-    ${cols.map((j) => `let w${j} = w[(n0 + ${j}u) * ${K4}u + k];`).join(" ")}
+    ${cols.map((j) => `let w${j} = vec4<f32>(w[(n0 + ${j}u) * ${K4}u + k]);`).join(" ")}
     ${rows.map((i) => `{ let xv = x[xr${i} + k]; ${cols.map((j) => `a${i}_${j} += dot(xv, w${j});`).join(" ")} }`).join("\n    ")}
   }`;
 }
@@ -62,7 +63,7 @@ function ggmlInner(TM, TN, G) {
   }`;
 }
 
-export function matmul({ K, N, TM, TN, q4, ggml, f16 = false, bias = false, accumulate = false, ldy = N, yoff = 0 }) {
+export function matmul({ K, N, TM, TN, q4, ggml, f16 = false, f16w = false, bias = false, accumulate = false, ldy = N, yoff = 0 }) {
   const K4 = K / 4;
   const rows = range(TM);
   const cols = range(TN);
@@ -72,7 +73,7 @@ export function matmul({ K, N, TM, TN, q4, ggml, f16 = false, bias = false, accu
 @group(0) @binding(3) var<storage, read> qs: array<${f16 ? "f16" : "f32"}>;`
     : isGgml
       ? ggmlWeights(ggml, K, 2)
-      : `@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;`;
+      : `@group(0) @binding(2) var<storage, read> w: array<vec4<${f16w ? "f16" : "f32"}>>;`;
   const yBinding = q4 ? 4 : 3;
   const biasDecl = bias ? `@group(0) @binding(${yBinding + 1}) var<storage, read> b: array<f32>;` : "";
   const inner = q4 ? q4Inner(TM, TN, K / 32) : isGgml ? ggmlInner(TM, TN, K / 32) : f32Inner(TM, TN, K4);
@@ -87,7 +88,7 @@ export function matmul({ K, N, TM, TN, q4, ggml, f16 = false, bias = false, accu
       .join("\n    ")}
   }`,
   );
-  return `${f16 ? "enable f16;\n" : ""}${FWD}
+  return `${f16 || f16w ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 ${weights}

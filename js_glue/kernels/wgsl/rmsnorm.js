@@ -1,32 +1,38 @@
 // RMSNorm, one thread per row: y = x / sqrt(mean(x^2) + eps) * w. Rows are few (tokens), the
-// reduction is short, and no workgroup memory keeps it fast on SwiftShader.
+// reduction is short, and no workgroup memory keeps it fast on SwiftShader. `accumulate` adds
+// the normed row into y instead (Gemma 2's norms on the attention and MLP outputs, then the
+// residual add: x += norm(o)). Bindings [fwd, x [n, hidden], w [hidden], y [n, hidden]].
 import { FWD } from "./common.js";
 
-export function rmsnorm({ hidden, eps }) {
+const store = (accumulate) => (accumulate ? "y[r * H4 + k] = y[r * H4 + k] + " : "y[r * H4 + k] = ");
+
+export function rmsnorm({ hidden, eps }, accumulate = false) {
   const H4 = hidden / 4;
   return `${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+const H4 = ${H4}u;
 @compute @workgroup_size(8) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let r = gid.x;
   if (r >= fwd.n) { return; }
   var ss = 0.0;
   for (var k = 0u; k < ${H4}u; k++) { let v = x[r * ${H4}u + k]; ss += dot(v, v); }
   let inv = 1.0 / sqrt(ss / ${hidden}.0 + ${eps.toExponential()});
-  for (var k = 0u; k < ${H4}u; k++) { y[r * ${H4}u + k] = x[r * ${H4}u + k] * inv * w[k]; }
+  for (var k = 0u; k < H4; k++) { ${store(accumulate)}x[r * H4 + k] * inv * w[k]; }
 }`;
 }
 
 /** The GPU variant: one 64-thread workgroup per row, the sum of squares reduced in workgroup memory. */
-export function rmsnormWg({ hidden, eps }) {
+export function rmsnormWg({ hidden, eps }, accumulate = false) {
   const H4 = hidden / 4;
   return `${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+const H4 = ${H4}u;
 var<workgroup> red: array<f32, 64>;
 @compute @workgroup_size(64) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let r = wid.x;
@@ -41,6 +47,6 @@ var<workgroup> red: array<f32, 64>;
     workgroupBarrier();
   }
   let inv = 1.0 / sqrt(red[0] / ${hidden}.0 + ${eps.toExponential()});
-  for (var k = t; k < ${H4}u; k += 64u) { y[r * ${H4}u + k] = x[r * ${H4}u + k] * inv * w[k]; }
+  for (var k = t; k < H4; k += 64u) { ${store(accumulate)}x[r * H4 + k] * inv * w[k]; }
 }`;
 }

@@ -1,12 +1,15 @@
 // Rotary embedding, in place on the q and k heads of the fused qkv rows. Pair i of a head is
-// (i, i + headDim/2) in HF's rotate-half layout, or (2i, 2i + 1) when `interleaved` (ggml's
-// layout for llama-architecture GGUFs, whose q/k rows llama.cpp's converter permuted); both
-// turn pair i by position * theta^(-2i/headDim). cos/sin come from a table computed once in
-// float64 on the CPU, so large positions keep full f32 accuracy.
+// (i, i + rot/2) in HF's rotate-half layout, or (2i, 2i + 1) when `interleaved` (ggml's layout
+// for llama-architecture GGUFs, whose q/k rows llama.cpp's converter permuted); both turn pair i
+// by the table's angle for (position, i). rot = rotaryDim (Phi's partial rotary: the head's dims
+// past it pass through), headDim otherwise. cos/sin come from a table [ctx, rot/2] of vec2
+// computed once in float64 on the CPU (llama.js: ropeTable, which also folds in Llama 3 and
+// LongRoPE frequency scaling and LongRoPE's cos/sin gain), so large positions keep full f32
+// accuracy. NumPy twin: rope_cos_sin / apply_rope in py_worker/reference/llama.py.
 import { FWD, WG } from "./common.js";
 
-export function rope({ heads, kvHeads, headDim, ropeInterleaved = false }) {
-  const half = headDim / 2;
+export function rope({ heads, kvHeads, headDim, rotaryDim = headDim, ropeInterleaved = false }) {
+  const half = rotaryDim / 2;
   const rowLen = (heads + 2 * kvHeads) * headDim;
   const perTok = (heads + kvHeads) * half;
   return `${FWD}
