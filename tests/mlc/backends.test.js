@@ -83,6 +83,11 @@ test("py_worker.prebuilt's app config: local defaults run on wgsl, MLC prebuilts
   assert.equal(py.status, 0, py.stderr);
   const byBackend = { wgsl: [], mlc: [] };
   for (const r of JSON.parse(py.stdout).model_list) byBackend[chooseBackend(r)].push(r.model_id);
-  assert.deepEqual(byBackend.wgsl, ["SmolLM2-135M-Instruct-q4f32_1", "tiny-llama-q0f32", "all-MiniLM-L6-v2-q0f32"]);
+  assert.deepEqual(byBackend.wgsl, [
+    "SmolLM2-135M-Instruct-Q4_1",
+    "SmolLM2-135M-Instruct-q4f32_1",
+    "tiny-llama-q0f32",
+    "all-MiniLM-L6-v2-q0f32",
+  ]);
   assert.ok(byBackend.mlc.length >= 5 && byBackend.mlc.every((id) => id.includes("MLC")), byBackend.mlc.join());
 });
