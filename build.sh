@@ -5,7 +5,11 @@
 #   ./build.sh serve --prompt "…" [--model ID] [--max-tokens N] [--temperature T] [--seed S]
 #                                   instead drive headless Chromium through the demo page and
 #                                   print the streamed answer in the terminal, then exit
-#   ./build.sh test [--fast]        build, then the whole test suite (--fast: skip the slow SmolLM2 tests)
+#   ./build.sh test [--fast] [--under-load]
+#                                   build, then the whole test suite (--fast: skip the slow SmolLM2
+#                                   tests; --under-load: the browser and pytest-pyodide suites run
+#                                   while one busy process per CPU core, at least two, at normal
+#                                   priority keeps the machine loaded, as a shared CI machine is)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=.venv/bin/python
@@ -54,21 +58,54 @@ build() {
   fi
 }
 
+# Background load for --under-load: busy loops at normal priority, stopped on any exit.
+LOAD_PIDS=()
+start_load() {
+  local n i
+  n=$(nproc 2>/dev/null || echo 2)
+  [ "$n" -ge 2 ] || n=2
+  for ((i = 0; i < n; i++)); do
+    "$PY" -c 'while True: pass' &
+    LOAD_PIDS+=($!)
+  done
+  trap stop_load EXIT
+  trap 'stop_load; exit 130' INT TERM
+  log "under load: ${#LOAD_PIDS[@]} busy processes (${LOAD_PIDS[*]})"
+}
+stop_load() {
+  local pid
+  for pid in "${LOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${LOAD_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [ ${#LOAD_PIDS[@]} -eq 0 ] || log "load stopped"
+  LOAD_PIDS=()
+}
+
 run_tests() {
-  local fast=()
-  if [ "${1:-}" = "--fast" ]; then fast=(-m "not slow"); else export PY_WORKER_SLOW=1; fi
+  local fast=() load=0 arg
+  for arg in "$@"; do
+    case "$arg" in
+      --fast) fast=(-m "not slow") ;;
+      --under-load) load=1 ;;
+      *) echo "build.sh test: unknown option $arg (expected --fast, --under-load)" >&2; return 2 ;;
+    esac
+  done
+  [ ${#fast[@]} -gt 0 ] || export PY_WORKER_SLOW=1
   local failed=0
   step() {
     log "test: $*"
+    local t0=$SECONDS
     "$@" || { failed=1; log "FAILED: $*"; }
+    log "($((SECONDS - t0)) s)"
   }
   step .venv/bin/ruff check .
   step .venv/bin/mypy
   step "$PY" -m pytest tests/host
   step "$PY" -m pytest tests/kernels "${fast[@]}"
   step bash tests/mlc/run.sh
+  [ $load -eq 0 ] || start_load
   step "$PY" -m pytest tests/browser "${fast[@]}"
   step bash tests/pyodide/run.sh
+  [ $load -eq 0 ] || stop_load
   step "$PY" -m pytest tests/jupyterlite
   return $failed
 }
@@ -80,7 +117,7 @@ case "$cmd" in
   serve) build && exec "$PY" tools/serve.py --site site "$@" ;;
   test) build && run_tests "$@" ;;
   *)
-    echo "usage: ./build.sh [build | serve [--port N] [--prompt TEXT [--model ID]] | test [--fast]]" >&2
+    echo "usage: ./build.sh [build | serve [--port N] [--prompt TEXT [--model ID]] | test [--fast] [--under-load]]" >&2
     exit 2
     ;;
 esac

@@ -28,7 +28,7 @@ export class EngineNotLoadedError extends PyWorkerError {}
 export class WorkerEngineModelNotLoadedError extends PyWorkerError {}
 /** The worker got a message kind it does not know (it still replies, unlike web-llm). */
 export class UnknownMessageKindError extends PyWorkerError {}
-/** A worker message lacks kind, uuid or a well-formed content. */
+/** A worker message cannot be served as it is. */
 export class MalformedMessageError extends PyWorkerError {}
 /** A stream id is unknown, already finished or already closed. */
 export class StreamNotFoundError extends PyWorkerError {}
@@ -98,6 +98,8 @@ export class UnsupportedToolChoiceError extends RequestValidationError {}
 export class ContextWindowSizeExceededError extends RequestValidationError {}
 /** An embedding input has more tokens than the embedding model's context window. */
 export class EmbeddingExceedContextWindowSizeError extends RequestValidationError {}
+/** A message reuses the uuid of a request still in flight: it is refused (its reply carries */
+export class DuplicateUuidError extends MalformedMessageError {}
 /** A model file could not be fetched (network, HTTP status or cache failure). */
 export class ArtifactFetchError extends ModelLoadError {}
 /** An artifact's sha256 differs from the pinned one. */
@@ -200,6 +202,7 @@ export const ERROR_CLASSES = {
   UnsupportedToolChoiceError,
   ContextWindowSizeExceededError,
   EmbeddingExceedContextWindowSizeError,
+  DuplicateUuidError,
   ArtifactFetchError,
   IntegrityError,
   ModelLibraryMissingError,

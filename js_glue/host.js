@@ -95,7 +95,8 @@ export function createHost() {
     } catch (err) {
       if (!routes.delete(internal)) return; // already answered
       const message = `The message could not be handed to Python: ${err && err.message ? err.message : err}`;
-      reply({ kind: "throw", uuid: msg.uuid, content: { name: "MalformedMessageError", message, fields: {} } });
+      const fields = { reason: "unreadable", error: (err && err.name) || "Error" };
+      reply({ kind: "throw", uuid: msg.uuid, content: { name: "MalformedMessageError", message, fields } });
     }
   }
 

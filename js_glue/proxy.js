@@ -53,7 +53,7 @@ function toError(content) {
 function unpostable(kind, cause) {
   const why = `${(cause && cause.name) || "Error"}: ${(cause && cause.message) || cause}`;
   const error = new MalformedMessageError(`A ${JSON.stringify(String(kind))} message could not be posted to the worker (${why}); nothing was sent.`,
-    { kind: String(kind), cause: why });
+    { kind: String(kind), reason: "unpostable", cause: why });
   error.cause = cause;
   return error;
 }

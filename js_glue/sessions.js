@@ -61,6 +61,11 @@ export function createSessions(host) {
       return this.held.has(uuid);
     }
 
+    /** A reply that answers a refused duplicate: the request in flight keeps its hold. */
+    refuse(uuid, content) {
+      if (this.alive) this.sendRaw({ kind: "throw", uuid, content });
+    }
+
     /** Silent past `deadMs` and through MIN_UNANSWERED pings (see above). */
     silent(now, deadMs) {
       return now - this.lastHeard > deadMs && this.unanswered >= MIN_UNANSWERED;
@@ -198,6 +203,13 @@ export function createSessions(host) {
       client.lastHeard = performance.now();
       client.unanswered = 0;
       if (!msg || typeof msg !== "object" || msg.kind === "hostPong") return Promise.resolve();
+      if (msg.kind !== "heartbeat" && msg.kind !== "bye" && client.holds(msg.uuid)) {
+        // As the handler does for one caller (host.js gives Python uuids of its own, so it
+        // cannot see a client's duplicates): refused, and the request in flight runs on.
+        const message = `A request with uuid ${JSON.stringify(msg.uuid)} is still in flight; this one is refused.`;
+        client.refuse(msg.uuid, { name: "DuplicateUuidError", message, fields: { uuid: msg.uuid } });
+        return Promise.resolve();
+      }
       if (msg.kind !== "heartbeat" && msg.kind !== "bye") client.hold(msg.uuid);
       client.pending += 1;
       let done;

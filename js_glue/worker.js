@@ -137,11 +137,13 @@ function deliverSafely(msg) {
   try {
     deliver(msg);
   } catch (err) {
-    replyError(msg, { name: "MalformedMessageError", message: `The message could not be handed to Python: ${err && err.message ? err.message : err}` });
+    const message = `The message could not be handed to Python: ${err && err.message ? err.message : err}`;
+    replyError(msg, { name: "MalformedMessageError", message, fields: { reason: "unreadable", error: (err && err.name) || "Error" } });
   }
 }
 
-function onMessage(msg) {
+/** One message from the page (or another host of this worker's protocol). */
+function receive(msg) {
   const isObject = msg !== null && typeof msg === "object";
   const kind = isObject ? msg.kind : undefined;
   if (kind === "heartbeat") {
@@ -176,7 +178,7 @@ function onMessage(msg) {
 
 self.onmessage = (event) => {
   try {
-    onMessage(event.data);
+    receive(event.data);
   } catch (err) {
     replyError(event.data, err); // this worker's own bug: still one reply, never an error event
   }

@@ -9,10 +9,12 @@ model for the next request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +29,7 @@ from .errors import (
     ModelNotLoadedError,
     ReloadInterruptedError,
 )
-from .generate import Delta, Generation, Outcome, Settings, finish_call
+from .generate import Delta, Generation, Interrupt, Outcome, Settings, finish_call
 from .kernels import Kernels, Sampled, SamplingParams
 from .locks import ModelLocks
 from .protocol.responses import Choice, TokenLogprob
@@ -130,7 +132,10 @@ class MLCEngine:
         self.init_progress_callback = init_progress_callback
         self.models: dict[str, Model] = {}
         self.locks = ModelLocks()
-        self.running: set[Generation] = set()
+        self.running: set[Interrupt] = set()
+        """The interrupt flag of every request accepted and not yet finished."""
+        self.streams: set[Stream] = set()
+        """Every stream whose generation has not ended."""
         self._epoch = 0
         self._loading = asyncio.Lock()
         self.chat = Chat(self)
@@ -192,7 +197,12 @@ class MLCEngine:
         await self._unload_all()
 
     async def _unload_all(self) -> None:
+        # Every request accepted so far ends: streams with their final chunk (finish_reason
+        # "abort"), which they make without waiting for their readers.
         self.interrupt_generate()
+        ending = [stream.producer for stream in self.streams]
+        if ending:
+            await asyncio.wait(ending)
         for model_id in list(self.models):
             async with self.locks.hold(model_id):
                 model = self.models.pop(model_id, None)
@@ -225,9 +235,35 @@ class MLCEngine:
     # ---- control ------------------------------------------------------------------------
 
     def interrupt_generate(self) -> None:
-        """Stop every generation running now; later requests are not affected."""
-        for generation in list(self.running):
-            generation.interrupt()
+        """End every request accepted before now (running, or waiting for its model or for its
+        stream's first pull) with finish_reason "abort"; later requests are not affected."""
+        for signal in list(self.running):
+            signal.set()
+
+    def accept(self) -> Interrupt:
+        """Register a request as interruptible from now until ``done(signal)``."""
+        signal = Interrupt()
+        self.running.add(signal)
+        return signal
+
+    def done(self, signal: Interrupt) -> None:
+        self.running.discard(signal)
+
+    def open_stream(
+        self, model: Model, chunks: Callable[[Interrupt], AsyncIterator[dict[str, Any]]]
+    ) -> Stream:
+        """A stream of ``chunks(signal)``, accepted (interruptible) from now."""
+        signal = self.accept()
+
+        def ended(stream: Stream) -> None:
+            self.done(signal)
+            self.streams.discard(stream)
+
+        stream = Stream(
+            chunks(signal), locks=self.locks, model_id=model.model_id, signal=signal, on_end=ended
+        )
+        self.streams.add(stream)
+        return stream
 
     async def get_message(self, model: str | None = None) -> str:
         return self.pick(model, "getMessage", embedding=False).last_message
@@ -326,7 +362,9 @@ class MLCEngine:
         model.forget_chat()
         return conv.system_prefix_token_ids + await self.tokenize_pieces(model, pieces)
 
-    def new_generation(self, model: Model, settings: Settings, rng: random.Random) -> Generation:
+    def new_generation(
+        self, model: Model, settings: Settings, rng: random.Random, signal: Interrupt | None = None
+    ) -> Generation:
         return Generation(
             self.kernels,
             model.handle,
@@ -335,38 +373,48 @@ class MLCEngine:
             prefill_chunk=model.prefill_chunk,
             kv_length=model.kv_length,
             rng=rng,
+            interrupt=signal,
         )
 
-    async def run(self, model: Model, generation: Generation, prompt: list[int]) -> AsyncIterator[Delta]:
-        """Run one choice on a held model, tracked so interrupt_generate can reach it."""
-        self.running.add(generation)
+    async def run(
+        self, model: Model, generation: Generation, prompt: list[int]
+    ) -> AsyncGenerator[Delta, None]:
+        """Run one choice on a held model.
+
+        From its first kernel call the cache no longer matches the recorded chat: the chat is
+        forgotten now and recorded again (remember_chat) only when the choice ends normally with
+        an exact cache, so an error, an interrupt in prefill or a stream closed early leaves
+        "nothing cached" and the next turn prefills from scratch."""
+        model.forget_chat()
         try:
-            async for delta in generation.run(prompt):
-                yield delta
+            async with contextlib.aclosing(generation.run(prompt)) as deltas:
+                async for delta in deltas:
+                    yield delta
         finally:
-            self.running.discard(generation)
             model.kv_length = generation.kv_length
             model.stats.add(generation.outcome)
 
     async def one_choice(
-        self, model: Model, prompt: list[int], settings: Settings, rng: random.Random
+        self, model: Model, prompt: list[int], settings: Settings, rng: random.Random, signal: Interrupt
     ) -> tuple[Outcome, list[TokenLogprob] | None]:
         """Run one non-streaming choice to its end; logprobs when the settings ask for them."""
-        generation = self.new_generation(model, settings, rng)
+        generation = self.new_generation(model, settings, rng, signal)
         logprobs: list[TokenLogprob] = []
-        async for delta in self.run(model, generation, prompt):
-            if settings.logprobs:
-                logprobs += await self.token_logprobs(model, delta.sampled)
+        async with contextlib.aclosing(self.run(model, generation, prompt)) as deltas:
+            async for delta in deltas:
+                if settings.logprobs:
+                    logprobs += await self.token_logprobs(model, delta.sampled)
         return generation.outcome, logprobs if settings.logprobs else None
 
     async def stream_choice(
         self, model: Model, generation: Generation, prompt: list[int]
-    ) -> AsyncIterator[tuple[str, list[TokenLogprob] | None]]:
+    ) -> AsyncGenerator[tuple[str, list[TokenLogprob] | None], None]:
         """Text pieces of one streamed choice, with their logprobs when the settings ask for them."""
         wanted = generation.settings.logprobs
-        async for delta in self.run(model, generation, prompt):
-            if delta.text or wanted:
-                yield delta.text, await self.token_logprobs(model, delta.sampled) if wanted else None
+        async with contextlib.aclosing(self.run(model, generation, prompt)) as deltas:
+            async for delta in deltas:
+                if delta.text or wanted:
+                    yield delta.text, await self.token_logprobs(model, delta.sampled) if wanted else None
 
     async def token_logprobs(self, model: Model, sampled: list[Sampled]) -> list[TokenLogprob]:
         async def text(token: int) -> str:
@@ -411,21 +459,110 @@ def usage_of(outcomes: list[Outcome], started: float) -> dict[str, Any]:
 
 class Stream:
     """An async iterator of chunks. ``aclose()`` (or leaving ``async for`` early through it)
-    stops the generation and frees the model at once."""
+    stops the generation and frees the model at once.
 
-    def __init__(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+    A producer task runs the generation and keeps its chunks until they are read. It makes a
+    chunk when the reader asks for one, so the generation keeps pace with its reader, except
+    when it must not wait for the reader: once the request is interrupted (interruptGenerate,
+    reload, unload), or once another request waits for the model this stream holds. It then
+    makes the rest of its answer at once and frees the model; the reader still gets every
+    chunk. So a request made inside ``for await`` over this stream (resetChat, a non-streaming
+    chat, forwardTokensAndSample, another stream on the same model) is served after this
+    stream's generation instead of waiting for ever, and the loop then reads the rest.
+    """
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[dict[str, Any]],
+        *,
+        locks: ModelLocks | None = None,
+        model_id: str = "",
+        signal: Interrupt | None = None,
+        on_end: Callable[[Stream], None] | None = None,
+    ) -> None:
         self._chunks = chunks
+        self._locks = locks
+        self._model_id = model_id
+        self._on_end = on_end
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._error: BaseException | None = None
+        self._ended = False
+        self._closed = False
+        self._readers = 0
+        self._drain = False
+        self._wake = asyncio.Event()  # the producer's: a reader waits, or drain
+        self._ready = asyncio.Event()  # the readers': a chunk, or the end
+        self.producer: asyncio.Task[None] = asyncio.ensure_future(self._produce())
+        self.producer.add_done_callback(lambda _: self._end())
+        if signal is not None:
+            signal.listen(self._drain_now)
+
+    def _drain_now(self) -> None:
+        self._drain = True
+        self._wake.set()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._ready.set()
+        if self._on_end is not None:
+            on_end, self._on_end = self._on_end, None
+            on_end(self)
+
+    async def _produce(self) -> None:
+        stop_watching: Callable[[], None] | None = None
+        try:
+            while True:
+                while not (self._readers or self._drain):
+                    self._wake.clear()
+                    await self._wake.wait()
+                try:
+                    chunk = await self._chunks.__anext__()
+                except StopAsyncIteration:
+                    return
+                self._buffer.append(chunk)
+                self._ready.set()
+                if stop_watching is None and self._locks is not None:
+                    # From its first chunk until its generation ends the stream holds its model.
+                    stop_watching = self._locks.on_waiter(self._model_id, self._drain_now)
+        except asyncio.CancelledError:
+            if not self._closed:
+                raise
+        except Exception as exc:
+            self._error = exc
+        finally:
+            if stop_watching is not None:
+                stop_watching()
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()  # a generation parked between chunks ends here, freeing its model
 
     def __aiter__(self) -> Stream:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
-        return await self._chunks.__anext__()
+        while not self._buffer:
+            if self._ended or self._closed:
+                if self._error is not None and not self._closed:
+                    error, self._error = self._error, None
+                    raise error
+                raise StopAsyncIteration
+            self._ready.clear()
+            self._readers += 1
+            self._wake.set()
+            try:
+                await self._ready.wait()
+            finally:
+                self._readers -= 1
+        return self._buffer.popleft()
 
     async def aclose(self) -> None:
-        aclose = getattr(self._chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        self._closed = True
+        self._buffer.clear()
+        self._ready.set()
+        if not self.producer.done():
+            self.producer.cancel()
+            await asyncio.wait({self.producer})
 
 
 class Chat:
@@ -442,23 +579,33 @@ class ChatCompletions:
     async def create(self, **request: Any) -> dict[str, Any] | Stream:
         req = protocol.validate_chat_request(request)
         model = self.engine.pick(req.model, "ChatCompletionRequest", embedding=False)
+        model.check_token_ids(list(req.config.logit_bias), "logit_bias")
         if req.config.stream:
-            return Stream(self._stream(model, req))
-        return await self._complete(model, req)
+            return self.engine.open_stream(model, lambda signal: self._stream(model, req, signal))
+        signal = self.engine.accept()
+        try:
+            return await self._complete(model, req, signal)
+        finally:
+            self.engine.done(signal)
 
-    async def _complete(self, model: Model, req: protocol.ChatRequest) -> dict[str, Any]:
+    async def _complete(self, model: Model, req: protocol.ChatRequest, signal: Interrupt) -> dict[str, Any]:
         engine, started = self.engine, time.perf_counter()
         rng = seeded(req.config)
         choices, outcomes = [], []
         async with engine.locks.hold(model.model_id):
-            await engine._hold(model)
+            if not signal.is_set:
+                await engine._hold(model)
             settings = engine.settings(model, req.config)
             for index in range(req.config.n):
-                prompt = await engine.chat_prompt(model, req.messages)
-                outcome, logprobs = await engine.one_choice(model, prompt, settings, rng)
+                if signal.is_set:  # interrupted before this choice began: the model is untouched
+                    outcome = aborted(model)
+                    logprobs: list[TokenLogprob] | None = [] if settings.logprobs else None
+                else:
+                    prompt = await engine.chat_prompt(model, req.messages)
+                    outcome, logprobs = await engine.one_choice(model, prompt, settings, rng, signal)
+                    remember_chat(model, req.messages, outcome, keep=req.config.n == 1)
                 outcomes.append(outcome)
                 choices.append(Choice(index, outcome.text, outcome.finish_reason, logprobs))
-                remember_chat(model, req.messages, outcome, keep=req.config.n == 1)
         return protocol.responses.chat_completion(
             protocol.responses.new_id("chatcmpl"),
             model.model_id,
@@ -467,21 +614,29 @@ class ChatCompletions:
             usage_of(outcomes, started),
         )
 
-    async def _stream(self, model: Model, req: protocol.ChatRequest) -> AsyncIterator[dict[str, Any]]:
+    async def _stream(
+        self, model: Model, req: protocol.ChatRequest, signal: Interrupt
+    ) -> AsyncIterator[dict[str, Any]]:
         engine, started = self.engine, time.perf_counter()
         rng = seeded(req.config)
         chunk_id, created = protocol.responses.new_id("chatcmpl"), int(time.time())
-        async with engine.locks.hold(model.model_id):
-            await engine._hold(model)
-            settings = engine.settings(model, req.config)
-            prompt = await engine.chat_prompt(model, req.messages)
-            generation = engine.new_generation(model, settings, rng)
-            async for text, logprobs in engine.stream_choice(model, generation, prompt):
-                yield protocol.responses.chat_chunk(
-                    chunk_id, model.model_id, created, 0, text, True, None, logprobs
-                )
-            outcome = generation.outcome
-            remember_chat(model, req.messages, outcome, keep=True)
+        outcome: Outcome | None = None
+        if not signal.is_set:
+            async with engine.locks.hold(model.model_id):
+                if not signal.is_set:
+                    await engine._hold(model)
+                    settings = engine.settings(model, req.config)
+                    prompt = await engine.chat_prompt(model, req.messages)
+                    generation = engine.new_generation(model, settings, rng, signal)
+                    async with contextlib.aclosing(engine.stream_choice(model, generation, prompt)) as pieces:
+                        async for text, logprobs in pieces:
+                            yield protocol.responses.chat_chunk(
+                                chunk_id, model.model_id, created, 0, text, True, None, logprobs
+                            )
+                    outcome = generation.outcome
+                    remember_chat(model, req.messages, outcome, keep=True)
+        if outcome is None:  # interrupted before it began: only the final chunk, model untouched
+            outcome = aborted(model)
         yield protocol.responses.chat_chunk(
             chunk_id, model.model_id, created, 0, "", True, outcome.finish_reason, None
         )
@@ -489,6 +644,12 @@ class ChatCompletions:
             yield protocol.responses.chat_usage_chunk(
                 chunk_id, model.model_id, created, usage_of([outcome], started)
             )
+
+
+def aborted(model: Model) -> Outcome:
+    """The outcome of a request interrupted before its generation began."""
+    model.last_message = ""
+    return Outcome(finish_reason="abort")
 
 
 def seeded(config: protocol.GenerationConfig) -> random.Random:
@@ -515,9 +676,14 @@ class Completions:
     async def create(self, **request: Any) -> dict[str, Any] | Stream:
         req = protocol.validate_completion_request(request)
         model = self.engine.pick(req.model, "CompletionCreateParams", embedding=False)
+        model.check_token_ids(list(req.config.logit_bias), "logit_bias")
         if req.config.stream:
-            return Stream(self._stream(model, req))
-        return await self._complete(model, req)
+            return self.engine.open_stream(model, lambda signal: self._stream(model, req, signal))
+        signal = self.engine.accept()
+        try:
+            return await self._complete(model, req, signal)
+        finally:
+            self.engine.done(signal)
 
     async def _prompt(self, model: Model, req: protocol.CompletionRequest) -> list[int]:
         ids = list(await finish_call(self.engine.kernels.tokenize(model.handle, req.prompt)))
@@ -530,20 +696,27 @@ class Completions:
         model.forget_chat()
         return ids
 
-    async def _complete(self, model: Model, req: protocol.CompletionRequest) -> dict[str, Any]:
+    async def _complete(
+        self, model: Model, req: protocol.CompletionRequest, signal: Interrupt
+    ) -> dict[str, Any]:
         engine, started = self.engine, time.perf_counter()
         rng = seeded(req.config)
         choices, outcomes = [], []
         async with engine.locks.hold(model.model_id):
-            await engine._hold(model)
+            if not signal.is_set:
+                await engine._hold(model)
             settings = engine.settings(model, req.config)
             for index in range(req.config.n):
-                prompt = await self._prompt(model, req)
-                outcome, logprobs = await engine.one_choice(model, prompt, settings, rng)
+                if signal.is_set:  # interrupted before this choice began: the model is untouched
+                    outcome = aborted(model)
+                    logprobs: list[TokenLogprob] | None = [] if settings.logprobs else None
+                else:
+                    prompt = await self._prompt(model, req)
+                    outcome, logprobs = await engine.one_choice(model, prompt, settings, rng, signal)
+                    model.last_message = outcome.text
                 outcomes.append(outcome)
                 text = (req.prompt if req.echo else "") + outcome.text
                 choices.append(Choice(index, text, outcome.finish_reason, logprobs))
-                model.last_message = outcome.text
         return protocol.responses.completion(
             protocol.responses.new_id("cmpl"),
             model.model_id,
@@ -552,25 +725,33 @@ class Completions:
             usage_of(outcomes, started),
         )
 
-    async def _stream(self, model: Model, req: protocol.CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+    async def _stream(
+        self, model: Model, req: protocol.CompletionRequest, signal: Interrupt
+    ) -> AsyncIterator[dict[str, Any]]:
         engine, started = self.engine, time.perf_counter()
         rng = seeded(req.config)
         chunk_id, created = protocol.responses.new_id("cmpl"), int(time.time())
-        async with engine.locks.hold(model.model_id):
-            await engine._hold(model)
-            settings = engine.settings(model, req.config)
-            prompt = await self._prompt(model, req)
-            generation = engine.new_generation(model, settings, rng)
-            if req.echo:
-                yield protocol.responses.completion_chunk(
-                    chunk_id, model.model_id, created, 0, req.prompt, None, None
-                )
-            async for text, logprobs in engine.stream_choice(model, generation, prompt):
-                yield protocol.responses.completion_chunk(
-                    chunk_id, model.model_id, created, 0, text, None, logprobs
-                )
-            outcome = generation.outcome
-            model.last_message = outcome.text
+        outcome: Outcome | None = None
+        if not signal.is_set:
+            async with engine.locks.hold(model.model_id):
+                if not signal.is_set:
+                    await engine._hold(model)
+                    settings = engine.settings(model, req.config)
+                    prompt = await self._prompt(model, req)
+                    generation = engine.new_generation(model, settings, rng, signal)
+                    if req.echo:
+                        yield protocol.responses.completion_chunk(
+                            chunk_id, model.model_id, created, 0, req.prompt, None, None
+                        )
+                    async with contextlib.aclosing(engine.stream_choice(model, generation, prompt)) as pieces:
+                        async for text, logprobs in pieces:
+                            yield protocol.responses.completion_chunk(
+                                chunk_id, model.model_id, created, 0, text, None, logprobs
+                            )
+                    outcome = generation.outcome
+                    model.last_message = outcome.text
+        if outcome is None:  # interrupted before it began: only the final chunk, model untouched
+            outcome = aborted(model)
         yield protocol.responses.completion_chunk(
             chunk_id, model.model_id, created, 0, "", outcome.finish_reason, None
         )

@@ -276,7 +276,18 @@ class UnknownMessageKindError(PyWorkerError):
 
 
 class MalformedMessageError(PyWorkerError):
-    """A worker message lacks kind, uuid or a well-formed content."""
+    """A worker message cannot be served as it is.
+
+    ``fields.reason`` says why: ``"kind"`` (not an object with a string kind), ``"content"``
+    (content not an object), ``"cycle"`` (an object inside itself), ``"depth"`` (nested deeper
+    than ``fields.limit`` levels), ``"size"`` (more items or characters than ``fields.limit``),
+    ``"unreadable"`` (the transport could not convert it; ``fields.error`` names its error).
+    """
+
+
+class DuplicateUuidError(MalformedMessageError):
+    """A message reuses the uuid of a request still in flight: it is refused (its reply carries
+    that uuid) and the request in flight runs on, unaffected (``fields.uuid``)."""
 
 
 class StreamNotFoundError(PyWorkerError):

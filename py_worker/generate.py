@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -86,7 +86,30 @@ class Outcome:
     pending: list[int] = field(default_factory=list)
     """Accepted tokens not yet in the KV cache (the last sampled one, when it was not a stop token)."""
     kv_exact: bool = True
-    """False when a stop string cut the text, so the cache holds more than the answer."""
+    """False when the cache does not hold exactly prompt + answer: a stop string cut the text
+    (the cache holds more), or the generation was interrupted before its prompt was all in."""
+
+
+class Interrupt:
+    """The interrupt flag of one request, shared by its choices. A request has it from the moment
+    it is accepted, so ``interruptGenerate()`` reaches it while it waits for its model, tokenizes
+    or prefills, not only once it decodes."""
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self._listeners: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        if not self.is_set:
+            self.is_set = True
+            for listener in list(self._listeners):
+                listener()
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` once the flag is set (at once if it is set already)."""
+        self._listeners.append(listener)
+        if self.is_set:
+            listener()
 
 
 class Detokenizer:
@@ -104,10 +127,18 @@ class Detokenizer:
         self.read = 0
         self.prefix_text = ""
 
-    async def push(self, tokens: list[int]) -> str:
-        """Add tokens; return the text they complete (one detokenize call, two when sliding)."""
+    async def push(self, tokens: list[int], *, final: bool = False) -> str:
+        """Add tokens; return the text they complete (one detokenize call, two when sliding).
+
+        ``final``: no token follows, so return everything decoded since the last release: all
+        the complete characters, held back until now because the text ended in an unfinished
+        one. Only that unfinished sequence at the very end (U+FFFD) is dropped, so an answer
+        cut by max_tokens is a prefix of the same answer with a larger max_tokens."""
         self.tokens += tokens
         text = await finish_call(self.kernels.detokenize(self.handle, self.tokens[self.prefix :]))
+        if final:
+            text = text.rstrip("\ufffd")
+            return text[len(self.prefix_text) :] if len(text) > len(self.prefix_text) else ""
         if len(text) <= len(self.prefix_text) or text.endswith("\ufffd"):
             return ""
         delta = text[len(self.prefix_text) :]
@@ -146,6 +177,7 @@ class Generation:
         prefill_chunk: int,
         kv_length: int,
         rng: random.Random,
+        interrupt: Interrupt | None = None,
     ) -> None:
         self.kernels = kernels
         self.handle = handle
@@ -155,12 +187,16 @@ class Generation:
         self.kv_length = kv_length
         self.rng = rng
         self.prompt_end = kv_length
-        self.interrupted = False
+        self.signal = interrupt or Interrupt()
         self.outcome = Outcome()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signal.is_set
 
     def interrupt(self) -> None:
         """Stop at the next kernel-call boundary with finish_reason "abort"."""
-        self.interrupted = True
+        self.signal.set()
 
     def params(self, n: int) -> SamplingParams:
         s = self.settings
@@ -203,13 +239,14 @@ class Generation:
             room = min(room, self.settings.max_tokens - used)
         return max(0, room)
 
-    async def run(self, prompt: list[int]) -> AsyncIterator[Delta]:
+    async def run(self, prompt: list[int]) -> AsyncGenerator[Delta, None]:
         """Yield text deltas; ``self.outcome`` is complete when the iterator ends."""
         out, s = self.outcome, self.settings
         await self.prefill(prompt)
         self.prompt_end = self.kv_length
         if self.interrupted:
             out.finish_reason = "abort"
+            out.kv_exact = False  # the cache may hold part of the prompt: nothing to reuse
             return
         stop_ids = set() if s.ignore_eos else set(s.stop_token_ids)
         detok = Detokenizer(self.kernels, self.handle)
@@ -229,7 +266,10 @@ class Generation:
                 if self.budget() - len(accepted) <= 0:
                     break
             out.tokens += [a.token for a in accepted]
-            unsent += await detok.push([a.token for a in accepted])
+            ending = stopped or self.interrupted or self.budget() <= 0
+            # The last push flushes: everything decoded reaches the answer, not only the text
+            # held back for stop strings.
+            unsent += await detok.push([a.token for a in accepted], final=ending)
             unsent_sampled += accepted
             cut = min((i for i in (unsent.find(x) for x in s.stop) if i >= 0), default=-1)
             if cut >= 0:
@@ -237,14 +277,17 @@ class Generation:
                 unsent = unsent[:cut]
                 out.finish_reason = "stop"
                 break
+            if ending:
+                out.finish_reason = "stop" if stopped else "abort" if self.interrupted else "length"
+                break
             release = unsent[: len(unsent) - held_back(unsent, s.stop)]
             if release:
                 out.text += release
                 yield Delta(release, unsent_sampled)
                 unsent, unsent_sampled = unsent[len(release) :], []
-            if stopped or self.interrupted or self.budget() <= 0:
-                out.finish_reason = "stop" if stopped else "abort" if self.interrupted else "length"
-                break
+            if self.interrupted:  # while the consumer had the delta: end without another batch
+                batch = []
+                continue
             # Queue the next decode steps on the device; the last accepted token feeds them.
             n = min(next_batch, self.budget())
             step = time.perf_counter()

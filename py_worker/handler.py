@@ -18,14 +18,19 @@ from typing import Any
 
 from .engine import MLCEngine, Stream
 from .errors import (
+    DuplicateUuidError,
     InvalidRequestFieldError,
     MalformedMessageError,
     StreamNotFoundError,
     UnknownMessageKindError,
     error_to_dict,
 )
+from .protocol.message import MAX_DEPTH, message_uuid, plain_message
 
 Post = Callable[[dict[str, Any]], None]
+Decode = Callable[[Any, int], Any]
+"""A transport's raw message → Python values, containers converted down to the given depth
+(deeper ones may stay opaque); it may raise. Host messages are Python already."""
 LOG_LEVELS = {
     "TRACE": logging.DEBUG,
     "DEBUG": logging.DEBUG,
@@ -51,9 +56,14 @@ class OpenStream:
 class Handler:
     """``await handler.handle(message, post)`` for each message; replies go through ``post``."""
 
-    def __init__(self, engine: MLCEngine) -> None:
+    def __init__(self, engine: MLCEngine, *, decode: Decode | None = None, null: object = None) -> None:
         self.engine = engine
+        self.decode = decode
+        self.null = null
+        """The transport's null value (``pyodide.ffi.jsnull`` in the worker), read as None."""
         self.streams: dict[str, OpenStream] = {}
+        self.in_flight: set[tuple[str, Any]] = set()
+        """(type, uuid) of every request not yet answered, to refuse a second one with that uuid."""
         self._ids = itertools.count(1)
         self._recovering = asyncio.Lock()
         self.kinds: dict[str, Callable[[dict[str, Any], Any, Post], Awaitable[Reply]]] = {
@@ -78,11 +88,31 @@ class Handler:
         }
 
     async def handle(self, message: Any, post: Post) -> None:
-        """Answer one message with exactly one ``return`` or ``throw`` (even when cancelled)."""
-        uuid = message.get("uuid") if isinstance(message, dict) else None
+        """Answer one message with exactly one ``return`` or ``throw`` (even when cancelled).
+
+        ``message`` is read here, inside the error path: a cyclic, too deep or too large one,
+        or one the transport cannot convert, is answered with ``MalformedMessageError``."""
+        uuid: Any = None
+        key: tuple[str, Any] | None = None
         try:
+            # The envelope first (its uuid answers even a message that cannot be read further).
+            envelope = message if self.decode is None else decoded(self.decode, message, 1)
+            uuid = message_uuid(envelope, self.null)
+            if uuid is not None:
+                key = (type(uuid).__name__, uuid)
+                if key in self.in_flight:
+                    key = None  # the request in flight keeps its uuid
+                    raise DuplicateUuidError(
+                        f"A request with uuid {uuid!r} is still in flight; this one is refused.", uuid=uuid
+                    )
+                self.in_flight.add(key)
+            if self.decode is not None:
+                message = decoded(self.decode, message, MAX_DEPTH + 1)
+            message = plain_message(message, self.null)
             if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
-                raise MalformedMessageError("A message must be an object with a string 'kind'.")
+                raise MalformedMessageError(
+                    "A message must be an object with a string 'kind'.", reason="kind"
+                )
             kind = message["kind"]
             method = self.kinds.get(kind)
             if method is None:
@@ -90,14 +120,22 @@ class Handler:
             content = message.get("content")
             content = {} if content is None else content
             if not isinstance(content, dict):
-                raise MalformedMessageError(f"The content of a {kind!r} message must be an object.")
+                raise MalformedMessageError(
+                    f"The content of a {kind!r} message must be an object.", reason="content"
+                )
             result = await method(content, uuid, post)
         except BaseException as exc:  # every failure becomes the one reply
+            self._finish(key)
             post({"kind": "throw", "uuid": uuid, "content": error_to_dict(exc)})
             if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
                 raise
             return
+        self._finish(key)
         post({"kind": "return", "uuid": uuid, "content": result})
+
+    def _finish(self, key: tuple[str, Any] | None) -> None:
+        if key is not None:
+            self.in_flight.discard(key)
 
     # ---- models -------------------------------------------------------------------------
 
@@ -105,12 +143,12 @@ class Handler:
         def progress(report: dict[str, Any]) -> None:
             post({"kind": "initProgressCallback", "uuid": uuid, "content": report})
 
-        await self._close_streams()
+        # Open streams are not closed here: the engine interrupts their generations, and each
+        # ends with its final chunk (finish_reason "abort") for its reader to pull.
         ids = model_ids(required(content, "modelId"))
         await self.engine.reload(ids, chat_opts(content.get("chatOpts")), progress=progress)
 
     async def unload(self, content: dict[str, Any], uuid: Any, post: Post) -> None:
-        await self._close_streams()
         await self.engine.unload()
 
     async def reload_if_unmatched(self, content: dict[str, Any], uuid: Any, post: Post) -> None:
@@ -194,11 +232,6 @@ class Handler:
             if self.streams.get(stream_id) is entry:
                 del self.streams[stream_id]
 
-    async def _close_streams(self) -> None:
-        entries, self.streams = list(self.streams.values()), {}
-        for entry in entries:
-            await close(entry)
-
     # ---- control ------------------------------------------------------------------------
 
     async def interrupt(self, content: dict[str, Any], uuid: Any, post: Post) -> None:
@@ -242,6 +275,18 @@ class Handler:
                 "appConfig must be an object with a model_list.", field="appConfig"
             )
         self.engine.set_app_config(config)
+
+
+def decoded(decode: Decode, message: Any, depth: int) -> Any:
+    """``decode(message, depth)``; a transport's failure to convert is a malformed message."""
+    try:
+        return decode(message, depth)
+    except Exception as exc:
+        raise MalformedMessageError(
+            f"The message cannot be read: {type(exc).__name__}: {exc}"[:500],
+            reason="unreadable",
+            error=type(exc).__name__,
+        ) from exc
 
 
 async def close(entry: OpenStream) -> None:

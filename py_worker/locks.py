@@ -7,12 +7,17 @@ strict FIFO. Only ``asyncio`` futures are used, so it runs on Pyodide's webloop 
 Cancellation rules: a cancelled waiter leaves the queue and never takes the lock; a holder
 that is cancelled or raises releases on the way out; a waiter cancelled at the very moment the
 lock was handed to it passes the lock on to the next waiter.
+
+A holder may ask to hear of every request that starts waiting for its model (``on_waiter``): a
+stream uses it to finish its generation without waiting for its reader, so that a request made
+by that reader (inside its ``for await``) is served instead of waiting for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 
 
@@ -75,6 +80,7 @@ class ModelLocks:
 
     def __init__(self) -> None:
         self._locks: dict[str, _FifoLock] = {}
+        self._watchers: dict[str, list[Callable[[], None]]] = {}
 
     def hold(self, model_id: str) -> _Hold:
         """Guard that waits its turn for ``model_id`` and releases on exit, however it exits."""
@@ -94,8 +100,27 @@ class ModelLocks:
         lock = self._locks.get(model_id)
         return 0 if lock is None else sum(1 for f in lock.waiters if not f.done())
 
+    def on_waiter(self, model_id: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever a request starts waiting for ``model_id`` (at once if one
+        waits now). Returns the function that stops it."""
+        watchers = self._watchers.setdefault(model_id, [])
+        watchers.append(callback)
+        if self.waiting(model_id):
+            callback()
+
+        def stop() -> None:
+            if callback in watchers:
+                watchers.remove(callback)
+            if not watchers and self._watchers.get(model_id) is watchers:
+                del self._watchers[model_id]
+
+        return stop
+
     async def _acquire(self, model_id: str) -> None:
         lock = self._locks.setdefault(model_id, _FifoLock())
+        if lock.locked or lock.waiters:
+            for callback in list(self._watchers.get(model_id, ())):
+                callback()
         try:
             await lock.acquire()
         finally:

@@ -99,9 +99,8 @@ def test_demo_chats_under_a_strict_csp(browser: Any, csp_site: tuple[str, list[s
     console: list[str] = []
     g.page.on("console", lambda m: console.append(m.text))
     try:
-        g.page.goto(
-            f"{base}index.html?prompt={quote('Hello under CSP')}&model={TINY}&max_tokens=12&headless=1"
-        )
+        query = f"prompt={quote('Hello under CSP')}&model={TINY}&max_tokens=12&seed=3&ignore_eos=1"
+        g.page.goto(f"{base}index.html?{query}&headless=1")
         wait_until_done(g, 180.0)
         state = g.js("() => window.demoState")
         during_chat, console_during_chat = list(reports), list(console)

@@ -93,7 +93,9 @@ def test_device_lost_mid_stream_fails_the_stream_and_a_reload_recovers(guarded: 
     assert error["isPyWorkerError"], error
     assert "reload" in error["message"].lower(), error
     assert lost["finish"] is None
-    assert 2 <= lost["chunks"] < reference["chunks"], "the stream was not cut short by the loss"
+    assert lost["chunks"] >= 2  # (greedy: what arrived is the start of the reference answer)
+    assert reference["text"].startswith(lost["text"]), (lost["text"], reference["text"])
+    assert len(lost["text"]) < len(reference["text"]), "the stream was not cut short by the loss"
 
     # The lock was freed: the next request on the lost model is answered (not queued forever).
     after = guarded.js(NEXT_REQUEST, USER)

@@ -56,10 +56,13 @@ def test_break_early_then_new_request(guarded: Guarded) -> None:
     result = guarded.js(
         """async (messages) => {
           const seen = [];
-          const init = engine.chat.completions.create({messages, stream: true, max_tokens: 150});
+          // ignore_eos: unseeded requests to a random model; only max_tokens may end them.
+          const request = {messages, stream: true, max_tokens: 150, ignore_eos: true};
+          const init = engine.chat.completions.create(request);
           const stream = await within(init, 60000, "init");
           for await (const c of stream) { seen.push(c); if (seen.length === 2) break; }
-          const next = await within(engine.chat.completions.create({messages, max_tokens: 5}), 30000, "next");
+          const again = {messages, max_tokens: 5, ignore_eos: true};
+          const next = await within(engine.chat.completions.create(again), 30000, "next");
           const pull = engine.sendRequest("completionStreamNextChunk", {streamId: stream.streamId});
           const afterBreak = await within(pull.then(() => "still open", (e) => e.name), 30000, "closed");
           return {seen: seen.length, next, afterBreak};
@@ -176,7 +179,7 @@ def test_terminated_worker_recovers_with_one_reload(guarded: Guarded) -> None:
           const finished = () => progress.filter((t) => t.startsWith("Finish loading")).length;
           const before = finished();
           engine.worker.terminate();
-          const ask = () => engine.chat.completions.create({messages, max_tokens: 4});
+          const ask = () => engine.chat.completions.create({messages, max_tokens: 4, ignore_eos: true});
           const first = await within(ask(), 120000, "recovery");
           const afterFirst = finished();
           const second = await within(ask(), 30000, "second");

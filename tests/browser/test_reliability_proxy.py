@@ -29,7 +29,10 @@ HOSTS = list(HOST_URLS)
 # the outcome of a promise as data.
 HELPERS = """() => {
   window.rawAsk = (target, msg, ms) => new Promise((resolve) => {
-    const timer = setTimeout(() => { target.removeEventListener("message", on); resolve({kind: "no reply"}); }, ms);
+    const timer = setTimeout(() => {
+      target.removeEventListener("message", on);
+      resolve({kind: "no reply"});
+    }, ms);
     function on(e) {
       const m = e.data;
       if (m && m.uuid === msg.uuid && (m.kind === "return" || m.kind === "throw")) {
@@ -41,12 +44,15 @@ HELPERS = """() => {
     target.addEventListener("message", on);
     target.postMessage(msg);
   });
-  window.raw = (msg, ms = 60000) => rawAsk(engine.worker, {uuid: crypto.randomUUID(), content: {}, ...msg}, ms);
+  window.raw = (msg, ms = 60000) =>
+    rawAsk(engine.worker, {uuid: crypto.randomUUID(), content: {}, ...msg}, ms);
   window.replyName = (m) => m.kind === "throw" ? m.content.name : m.kind;
+  const errorClass = () => (window.proxy || window.PyWorker).PyWorkerError;
   window.named = (p, ms, what) => within(p, ms, what).then(() => ({name: "no error"}), (e) => ({
-    name: e && e.name, message: e && e.message, fields: e && e.fields, cause: e && e.cause ? e.cause.name : null,
-    isPyWorkerError: !!(window.proxy && e instanceof proxy.PyWorkerError)}));
-  window.requestsPending = () => [...engine.pending.values()].filter((e) => e.kind !== "completionStreamNextChunk").length;
+    name: e && e.name, message: e && e.message, fields: e && e.fields,
+    cause: e && e.cause ? e.cause.name : null, isPyWorkerError: e instanceof errorClass()}));
+  window.requestsPending = () =>
+    [...engine.pending.values()].filter((e) => e.kind !== "completionStreamNextChunk").length;
 }"""
 
 BUILTIN_KINDS = ["constructor", "toString", "hasOwnProperty", "__proto__", "valueOf", "isPrototypeOf"]
@@ -55,7 +61,8 @@ BUILTIN_KINDS = ["constructor", "toString", "hasOwnProperty", "__proto__", "valu
 # nowhere); then the stream must end normally and model b must be free for the next request.
 HOSTILE = """async ([a, b, long, kinds]) => {
   await within(engine.reload([a, b]), 240000, "reload both");
-  const stream = await within(engine.chat.completions.create({...long, model: b, stream: true}), 60000, "init");
+  const init = engine.chat.completions.create({...long, model: b, stream: true});
+  const stream = await within(init, 60000, "init");
   const it = stream[Symbol.asyncIterator]();
   const first = await within(it.next(), 60000, "first chunk");
   const messages = [{role: "user", content: "Hello?"}];
@@ -66,7 +73,7 @@ HOSTILE = """async ([a, b, long, kinds]) => {
     out.raw.push([kind, replyName(await raw({kind}))]);
   }
   // Own fields named like built-in properties in a raw content: still exactly one reply.
-  const odd = JSON.parse('{"constructor": 1, "__proto__": {"x": 1}, "toString": "y", "hasOwnProperty": null}');
+  const odd = JSON.parse('{"constructor": 1, "__proto__": {"x": 1}, "toString": "y", "valueOf": null}');
   out.oddContent = (await raw({kind: "getGPUVendor", content: odd})).kind;
   // Values postMessage cannot clone: refused by the proxy, named, nothing left pending.
   out.fn = await named(ask({extra: () => 1}), 30000, "function");
@@ -83,6 +90,22 @@ HOSTILE = """async ([a, b, long, kinds]) => {
   out.huge = await named(ask({messages: huge}), 30000, "huge");
   out.rawHuge = replyName(await raw({kind: "chatCompletionNonStreaming",
     content: {request: {messages: huge, max_tokens: 2}, modelId: [a, b]}}, 30000));
+  // The same uuid twice, raw: the second is refused, the first runs on (two replies in all).
+  const dup = crypto.randomUUID();
+  const dupReplies = [];
+  const onDup = (e) => {
+    const m = e.data;
+    if (m && m.uuid === dup && (m.kind === "return" || m.kind === "throw")) dupReplies.push(replyName(m));
+  };
+  engine.worker.addEventListener("message", onDup);
+  const twice = {kind: "chatCompletionNonStreaming", uuid: dup,
+    content: {request: {messages, model: a, max_tokens: 8, ignore_eos: true}, modelId: [a, b]}};
+  engine.worker.postMessage(twice);
+  engine.worker.postMessage(twice);
+  const until = performance.now() + 60000;
+  while (dupReplies.length < 2 && performance.now() < until) await new Promise((r) => setTimeout(r, 50));
+  engine.worker.removeEventListener("message", onDup);
+  out.duplicate = dupReplies.sort();
   const beat = await raw({kind: "heartbeat"});
   out.heartbeat = {instance: typeof beat.content.instance, held: Array.isArray(beat.content.held)};
   out.leftPending = requestsPending();
@@ -92,14 +115,30 @@ HOSTILE = """async ([a, b, long, kinds]) => {
     for (;;) {
       const r = await within(it.next(), 60000, "rest of the stream");
       if (r.done) break;
-      if (r.value.choices.length && r.value.choices[0].finish_reason) finish = r.value.choices[0].finish_reason;
+      const choice = r.value.choices[0];
+      if (choice && choice.finish_reason) finish = choice.finish_reason;
     }
   } catch (e) { error = e.name + ": " + e.message; }
   out.stream = {finish, error};
-  const next = await within(engine.chat.completions.create({messages, model: b, max_tokens: 3, ignore_eos: true}), 60000, "next on b");
+  const onB = engine.chat.completions.create({messages, model: b, max_tokens: 3, ignore_eos: true});
+  const next = await within(onB, 60000, "next on b");
   out.nextTokens = next.usage.completion_tokens;
   out.restarts = engine.workerRestarts;
   return out;
+}"""
+
+
+# The service transport before its worker is active: what cannot be posted throws at once (it
+# used to be queued, fail when flushed and drop every message queued after it).
+FRESH_SERVICE_TRANSPORT = """async (url) => {
+  const t = connect("service", {url});
+  const errors = [];
+  t.addEventListener("error", (e) => errors.push(String(e.message)));
+  let threw = null;
+  try { t.postMessage({kind: "getGPUVendor", uuid: crypto.randomUUID(), content: {f: () => 1}}); }
+  catch (e) { threw = e.name; }
+  const beat = await rawAsk(t, {kind: "heartbeat", uuid: crypto.randomUUID(), content: {}}, 60000);
+  return {threw, beat: beat.kind, errors}; // (not closed: its "bye" would speak for the whole page)
 }"""
 
 
@@ -112,9 +151,10 @@ def open_host(tabs: GuardedContext, host: str) -> Any:
 
 @pytest.mark.parametrize("host", HOSTS)
 def test_hostile_messages_get_their_own_named_reply(tabs: GuardedContext, host: str) -> None:
-    """Items 1, 3, 4 (size) and create(null): kinds named like built-in object properties are
-    unknown kinds; values that cannot be posted, oversize messages and a null request are
-    refused with named errors; none of it harms a stream open on another model."""
+    """Items 1, 3, 4 (size), create(null) and duplicate uuids: kinds named like built-in object
+    properties are unknown kinds; values that cannot be posted, oversize messages and a null
+    request are refused with named errors; a raw request reusing the uuid of one in flight is
+    refused while that one runs on; none of it harms a stream open on another model."""
     page = open_host(tabs, host)
     out = page.evaluate(HOSTILE, [TINY, TINY_B, LONG, BUILTIN_KINDS])
     assert out["first"]
@@ -125,17 +165,22 @@ def test_hostile_messages_get_their_own_named_reply(tabs: GuardedContext, host: 
         assert out[case]["name"] == "MalformedMessageError", (case, out[case])
         assert out[case]["isPyWorkerError"], out[case]
         assert out[case]["cause"] == cause, (case, out[case])
+        assert out[case]["fields"]["reason"] == "unpostable", out[case]
     for case in ("nullChat", "nullCompletion", "nullEmbedding"):
         assert out[case]["name"] == "InvalidRequestFieldError", (case, out[case])
         assert out[case]["fields"] == {"field": "request"}
     assert out["huge"]["name"] == "MessageTooLargeError", out["huge"]
     assert out["huge"]["fields"]["limit"] == 1 << 20
     assert out["rawHuge"] == "MessageTooLargeError"
+    assert out["duplicate"] == ["DuplicateUuidError", "return"]
     assert out["heartbeat"] == {"instance": "string", "held": True}
     assert out["leftPending"] == 0
     assert out["stream"] == {"finish": "length", "error": None}
     assert out["nextTokens"] == 3
     assert out["restarts"] == 0
+    if host == "service":
+        fresh = page.evaluate(FRESH_SERVICE_TRANSPORT, HOST_URLS[host])
+        assert fresh == {"threw": "DataCloneError", "beat": "return", "errors": []}
 
 
 REQUEST_DURING_RELOAD = """async ([b, messages]) => {
@@ -145,7 +190,8 @@ REQUEST_DURING_RELOAD = """async ([b, messages]) => {
   const reply = await within(asked, 120000, "request sent during the reload");
   const loaded = [...engine.modelId];
   const unloading = engine.unload();
-  const afterUnload = await named(engine.chat.completions.create({messages, max_tokens: 3}), 60000, "during unload");
+  const duringUnload = engine.chat.completions.create({messages, max_tokens: 3});
+  const afterUnload = await named(duringUnload, 60000, "during unload");
   const unload = await named(unloading, 60000, "unload");
   const stats = await named(engine.runtimeStatsText(), 60000, "stats after unload");
   return {reload: reload.name, model: reply.model, tokens: reply.usage.completion_tokens, loaded,
@@ -173,7 +219,8 @@ LOAD_DEDICATED = """async ([model, extra]) => {
 }"""
 
 UNPOSTABLE_THEN_REPLACED = """async (messages) => {
-  const bad = await named(engine.chat.completions.create({messages, max_tokens: 2, bad: () => 1}), 30000, "bad");
+  const badRequest = engine.chat.completions.create({messages, max_tokens: 2, bad: () => 1});
+  const bad = await named(badRequest, 30000, "bad");
   const config = engine.appConfig;
   const badConfig = await named(engine.setAppConfig({model_list: [], hook: () => 1}), 30000, "bad config");
   const keptConfig = engine.appConfig === config;
@@ -193,8 +240,8 @@ def test_unpostable_request_is_refused_and_never_blocks_the_others(guarded: Guar
     MalformedMessageError (cause DataCloneError) and leaves nothing pending, so a later worker
     replacement sends the other requests again."""
     guarded.open("bare.html")
-    guarded.js(HELPERS.replace("proxy.PyWorkerError", "PyWorker.PyWorkerError").replace("window.proxy", "window.PyWorker"))
-    guarded.js(LOAD_DEDICATED, [TINY, {"heartbeatTimeoutMs": 6000}])
+    guarded.js(HELPERS)
+    guarded.js(LOAD_DEDICATED, [TINY, {"heartbeatTimeoutMs": 4000}])
     out = guarded.js(UNPOSTABLE_THEN_REPLACED, user("Hello?"))
     assert out["bad"]["name"] == "MalformedMessageError" and out["bad"]["cause"] == "DataCloneError", out
     assert out["bad"]["isPyWorkerError"]
@@ -229,9 +276,9 @@ POISONED = """async ([model, messages]) => {
     return t;
   };
   window.engine = await within(PyWorker.CreateWebWorkerMLCEngine(() => wrap(PyWorker.newWorker()), model,
-    {heartbeatTimeoutMs: 6000}), 240000, "load");
+    {heartbeatTimeoutMs: 4000}), 240000, "load");
   const poisoned = await named(engine.chat.completions.create({messages, max_tokens: 2, poison: true}),
-                               400000, "the poisoned request");
+                               300000, "the poisoned request");
   const next = await within(engine.chat.completions.create({messages, max_tokens: 3, ignore_eos: true}),
                             240000, "the next request");
   return {poisoned, poisonPosts, restarts: engine.workerRestarts, tokens: next.usage.completion_tokens};
@@ -244,7 +291,7 @@ def test_request_that_silences_every_worker_is_sent_again_only_once(guarded: Gua
     WorkerUnresponsiveError (in_flight) instead of replacing workers for ever, and the engine
     serves the next request."""
     guarded.open("bare.html")
-    guarded.js(HELPERS.replace("proxy.PyWorkerError", "PyWorker.PyWorkerError").replace("window.proxy", "window.PyWorker"))
+    guarded.js(HELPERS)
     out = guarded.js(POISONED, [TINY, user("Hello?")])
     assert out["poisoned"]["name"] == "WorkerUnresponsiveError", out
     assert out["poisoned"]["fields"]["in_flight"] is True
@@ -254,15 +301,17 @@ def test_request_that_silences_every_worker_is_sent_again_only_once(guarded: Gua
 
 
 IN_FLIGHT = """async (messages) => {
-  window.inflight = engine.chat.completions.create({messages, max_tokens: 400, ignore_eos: true});
+  window.inflight = engine.chat.completions.create({messages, max_tokens: 150, ignore_eos: true});
   inflight.catch(() => {});
+  while (requestsPending() === 0) await new Promise((resolve) => setTimeout(resolve, 0)); // posted
   // Messages keep their order: once this is answered, the host holds the request.
   const beat = await raw({kind: "heartbeat"});
-  return {instance: beat.content.instance, held: beat.content.held.length};
+  return {instance: beat.content.instance, held: beat.content.held};
 }"""
 
 AFTER_STOP = """async () => {
-  const reply = await named(inflight.then((r) => { window.inflightReply = r; }), 240000, "request in flight at the stop");
+  const kept = inflight.then((r) => { window.inflightReply = r; });
+  const reply = await named(kept, 240000, "request in flight at the stop");
   const beat = await raw({kind: "heartbeat"});
   return {outcome: reply.name, tokens: window.inflightReply ? inflightReply.usage.completion_tokens : null,
           instance: beat.content.instance, hostRestarts: engine.hostRestarts};
@@ -275,12 +324,12 @@ def test_request_in_flight_when_the_service_worker_stops_is_answered(tabs: Guard
     the proxy sends it once more and it is answered (the fresh instance reloads the model)."""
     page = open_host(tabs, "service")
     before = page.evaluate(IN_FLIGHT, user("Count for ever."))
-    assert before["held"] >= 1  # the raw heartbeat's answer lists what the instance holds
     cdp = page.context.new_cdp_session(page)
     cdp.send("ServiceWorker.enable")
     cdp.send("ServiceWorker.stopAllWorkers")
     after = page.evaluate(AFTER_STOP)
     assert after["outcome"] == "no error", after
-    assert after["tokens"] == 400
+    assert after["tokens"] == 150
+    assert before["held"] and len(before["held"]) == 1  # a raw heartbeat lists what the instance holds
     assert after["instance"] != before["instance"]  # the fresh instance does not pass for the old one
     assert after["hostRestarts"] == 1

@@ -78,7 +78,8 @@ def test_survives_forced_stop_with_one_reload(
     assert counting.shard_hits() == 2  # exactly one reload
     assert loads(page) == 2
     nxt = page.evaluate(
-        """(messages) => within(engine.chat.completions.create({messages, max_tokens: 4}), 60000, "next")""",
+        """(messages) => within(engine.chat.completions.create({messages, max_tokens: 4, ignore_eos: true}),
+                                60000, "next")""",
         user("And then?"),
     )
     assert nxt["usage"]["completion_tokens"] == 4

@@ -44,9 +44,9 @@ def test_two_tabs_share_one_load_and_stream_together(
     stream(a, "bothA", REQ_A)
     stream(b, "bothB", REQ_B)
     both_a, both_b = result(a, "bothA"), result(b, "bothB")
-    assert both_a["text"] == ref_a["text"]
+    assert both_a["text"] == ref_a["text"]  # (chunk counts follow timing-sized batches: not compared)
     assert both_b["text"] == ref_b["text"]
-    assert both_a["n"] == ref_a["n"] and both_b["n"] == ref_b["n"]
+    assert both_a["finish"] == ref_a["finish"] and both_b["finish"] == ref_b["finish"]
 
     # Stream ids are per tab, and a tab cannot reach another tab's stream.
     assert both_a["streamId"] == both_b["streamId"] == "stream-2"
@@ -81,7 +81,8 @@ def test_tab_closed_mid_stream_frees_the_model(
     assert after["text"] == ref["text"]
     assert after["finish"] in ("stop", "length")
     nxt = b.evaluate(
-        """(messages) => within(engine.chat.completions.create({messages, max_tokens: 4}), 60000, "next")""",
+        """(messages) => within(engine.chat.completions.create({messages, max_tokens: 4, ignore_eos: true}),
+                                60000, "next")""",
         user("And then?"),
     )
     assert nxt["usage"]["completion_tokens"] == 4

@@ -2,12 +2,16 @@
 
 A script is a list of messages, each sent either awaited or left running in the background, so
 requests overlap: requests during reload and unload, stream ``next``/``return`` interleaved, an
-interrupt or a cancel landing anywhere. Messages are well-formed or broken (unknown kinds,
-missing fields, wrong types, huge strings, NaN, infinities and negative numbers). The reference
+interrupt or a cancel landing anywhere. Messages are well-formed or broken (unknown kinds, among
+them built-in property names such as ``constructor`` and ``__proto__``, missing fields, wrong
+types, huge strings, NaN, infinities and negative numbers), or raw messages no JSON can hold
+(cycles, nesting thousands of levels deep, more items than the bounds allow, an object shared
+until it unfolds past them), or reuse the uuid of a request still in flight. The reference
 backend yields to the event loop a drawn number of times around every kernel call, so each
 example explores another interleaving. After every script:
 
-- every message got exactly one terminal reply (``return`` or ``throw``), and nothing after it;
+- every message got exactly one terminal reply (``return`` or ``throw``), and nothing after it (a
+  message reusing a uuid in flight gets its own ``DuplicateUuidError`` and the first its reply);
 - every ``throw`` carries ``{name, message, fields}`` and names a py_worker error class (or
   ``CancelledError`` for a cancelled request);
 - once the script's open streams are returned, no model lock is held, no generation runs, no
@@ -25,6 +29,7 @@ import itertools
 import json
 import math
 import os
+import reprlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +44,7 @@ from bench.load import BERT, app_config
 from py_worker.engine import MLCEngine
 from py_worker.errors import error_names
 from py_worker.handler import Handler
+from py_worker.protocol.message import MAX_ITEMS
 from py_worker.reference import ReferenceKernels
 
 OUT = Path(__file__).resolve().parents[2] / "bench" / "out" / "fuzz.json"
@@ -59,6 +65,8 @@ COUNTS = {
     "streams_opened": 0,
     "chunks": 0,
     "completions": 0,
+    "duplicates": 0,
+    "raw": 0,
 }
 NAMED = {*error_names(), "CancelledError"}
 
@@ -213,7 +221,38 @@ CONTENTS: dict[str, st.SearchStrategy[Any]] = {
     "setLogLevel": content({"level": st.one_of(st.sampled_from(["WARN", "INFO", "SILENT"]), junk)}),
     "setAppConfig": content({"appConfig": st.one_of(st.just(app_config()), junk)}),
 }
-UNKNOWN_KINDS = st.sampled_from(["bogus", "", "__init__", "reload ", "RELOAD", "customRequest", "heartbeat"])
+UNKNOWN_KINDS = st.sampled_from(
+    ["bogus", "", "__init__", "reload ", "RELOAD", "customRequest", "heartbeat",
+     "constructor", "toString", "hasOwnProperty", "__proto__", "valueOf", "isPrototypeOf"]
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Content no JSON can hold, built at send time: ``shape`` is "cycle", "deep", "items"
+    (more than MAX_ITEMS) or "shared" (one list shared until it unfolds past MAX_ITEMS)."""
+
+    shape: str
+
+    def build(self) -> Any:
+        if self.shape == "cycle":
+            inner: dict[str, Any] = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+            inner["self"] = inner
+            return {"request": inner, "streamId": "stream-1", "modelId": ["tiny-a"]}
+        if self.shape == "deep":
+            value: Any = "leaf"
+            for _ in range(3000):
+                value = [value]
+            return {"request": {"messages": value}}
+        if self.shape == "items":
+            return {"request": {"prompt": "x", "padding": [0] * (MAX_ITEMS + 1)}}
+        value = [0]
+        for _ in range(30):
+            value = [value, value]
+        return {"inputIds": value}
+
+
+RAW = st.sampled_from(["cycle", "deep", "deep", "cycle", "items", "shared"]).map(Raw)
 # Stream pulls and returns come often, so they meet the streams the script opened.
 INFERENCE = ["chatCompletionStreamInit", "completionStreamInit", "chatCompletionNonStreaming",
              "completionNonStreaming", "embedding", "completionStreamNextChunk", "completionStreamNextChunk",
@@ -225,10 +264,12 @@ kinds = st.sampled_from(sorted(CONTENTS) + INFERENCE * 3)
 def message(draw: st.DrawFn) -> list[tuple[str, Any, str]]:
     """[(kind, content, mode)]; mode: "await", "background", or "cancel" (background, then
     cancelled). A stream init comes with a few pulls of the newest stream after it."""
-    modes = st.sampled_from(["await", "await", "background", "background", "cancel"])
+    modes = st.sampled_from(["await", "await", "background", "background", "cancel", "duplicate"])
     if draw(st.sampled_from([False] * 9 + [True])):
         return [(draw(UNKNOWN_KINDS), draw(st.one_of(junk, st.just({}))), draw(modes))]
     kind = draw(kinds)
+    if draw(st.sampled_from([False] * 11 + [True])):
+        return [(kind, draw(RAW), draw(modes))]
     sent = [(kind, draw(mostly(CONTENTS[kind], junk)), draw(modes))]
     if kind.endswith("StreamInit"):
         pulls = draw(st.integers(0, 3))
@@ -253,13 +294,22 @@ scripts = st.builds(
 # ---- the property ----------------------------------------------------------------------------
 
 
-def check_replies(replies: list[dict[str, Any]], sent: dict[str, tuple[str, Any]]) -> None:
-    """Exactly one terminal reply per uuid, progress only before it, well-formed named throws."""
+def check_replies(
+    replies: list[dict[str, Any]], sent: dict[str, tuple[str, Any]], duplicates: dict[str, int] | None = None
+) -> None:
+    """Exactly one terminal reply per uuid, progress only before it, well-formed named throws;
+    ``duplicates[uuid]`` more messages reused ``uuid`` in flight, each answered DuplicateUuidError."""
     uuids = list(sent)
     finished: set[str] = set()
+    extra = dict(duplicates or {})
     for reply in replies:
         uuid = reply.get("uuid")
         assert uuid in uuids, reply
+        if reply["kind"] == "throw" and reply["content"]["name"] == "DuplicateUuidError":
+            assert extra.get(uuid, 0) > 0 and uuid not in finished, reply
+            extra[uuid] -= 1
+            COUNTS["duplicates"] += 1
+            continue
         assert uuid not in finished, f"a reply after the terminal one: {reply}"
         if reply["kind"] in ("return", "throw"):
             finished.add(uuid)
@@ -278,6 +328,7 @@ def check_replies(replies: list[dict[str, Any]], sent: dict[str, tuple[str, Any]
             COUNTS["chunks"] += "chunk" in got
             COUNTS["completions"] += "usage" in got
     assert finished == set(uuids), set(uuids) - finished
+    assert not any(extra.values()), extra
 
 
 class Session:
@@ -351,14 +402,32 @@ async def play(script: list[tuple[str, Any, str]], schedule: list[int]) -> None:
     sent: dict[str, tuple[str, Any]] = {}
     background: list[asyncio.Task[None]] = []
     inits: list[asyncio.Task[None]] = []
+    flying: dict[asyncio.Task[None], str] = {}  # background task -> its uuid
+    duplicates: dict[str, int] = {}
     for i, (kind, body, mode) in enumerate(script):
         uuid = f"m{i}"
         if isinstance(body, dict) and isinstance(body.get("streamId"), Recent):
             for init in inits:  # a client knows a stream's id only once its init returned
                 await session.wait(init)
         body = session.resolve(body)
+        if isinstance(body, Raw):
+            COUNTS["raw"] += 1
+            body = body.build()
+        if mode == "duplicate":
+            # Reuse the uuid of a request still in flight: refused at once, the first runs on.
+            live = [u for t, u in flying.items() if not t.done() and ("str", u) in handler.in_flight]
+            if live:
+                before = len(replies)
+                # Awaited directly: a refused duplicate is answered before the handler yields once.
+                await handler.handle({"kind": kind, "uuid": live[-1], "content": body}, replies.append)
+                got = [(r["uuid"], r["kind"], r["content"]["name"]) for r in replies[before:]]
+                assert got == [(live[-1], "throw", "DuplicateUuidError")], replies[before:]
+                duplicates[live[-1]] = duplicates.get(live[-1], 0) + 1
+                session.trace.append(f"dup of {live[-1]}:{kind}")
+                continue
+            mode = "await"
         sent[uuid] = (kind, body)
-        session.trace.append(f"{uuid}:{kind}:{mode}:{repr(body)[:80]}")
+        session.trace.append(f"{uuid}:{kind}:{mode}:{reprlib.repr(body)[:80]}")
         task = asyncio.ensure_future(
             handler.handle({"kind": kind, "uuid": uuid, "content": body}, replies.append)
         )
@@ -366,6 +435,7 @@ async def play(script: list[tuple[str, Any, str]], schedule: list[int]) -> None:
             await session.wait(task)
         else:
             background.append(task)
+            flying[task] = uuid
             if kind.endswith("StreamInit"):
                 inits.append(task)
             await asyncio.sleep(0)
@@ -373,11 +443,13 @@ async def play(script: list[tuple[str, Any, str]], schedule: list[int]) -> None:
                 task.cancel()
     COUNTS["messages"] += len(script)
     await session.settle(background)
-    check_replies(replies, sent)
+    check_replies(replies, sent, duplicates)
     engine = handler.engine
     assert not engine.locks.held(), engine.locks.held()
     assert not engine.running
+    assert not engine.streams
     assert not handler.streams
+    assert not handler.in_flight
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
 
     # The worker still serves: a reload and a chat succeed.

@@ -12,6 +12,13 @@ from pathlib import Path
 import pytest
 import pytest_pyodide
 from pytest_pyodide import get_global_config
+from pytest_pyodide.runner import _BrowserBaseRunner
+
+# pytest-pyodide's script timeout (20 s per call into the runtime) fails sound tests on a loaded
+# machine (selenium "script timeout"); here it is only a guard against a hang, not a speed limit.
+# A test that needs a bound of its own says so with @pytest.mark.driver_timeout(seconds).
+HANG_GUARD_S = 600
+_BrowserBaseRunner.script_timeout = HANG_GUARD_S
 
 # pytest-pyodide's node driver is a CommonJS script, but node would read it as an ES module
 # because the nearest package.json above the venv (the project's) says "type": "module".
