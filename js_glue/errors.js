@@ -237,7 +237,7 @@ export function errorFromDict(data) {
   const name = String((data && data.name) || "Error");
   const message = String((data && data.message) || "");
   const fields = (data && data.fields) || {};
-  const cls = ERROR_CLASSES[name];
+  const cls = Object.hasOwn(ERROR_CLASSES, name) ? ERROR_CLASSES[name] : undefined;
   if (cls === undefined) return new RemoteError(message, { ...fields, remote_name: name });
   return new cls(message, fields);
 }

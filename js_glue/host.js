@@ -15,7 +15,7 @@
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import createPyodideModule from "./pyodide/pyodide.asm.mjs";
 import { createKernels } from "./kernels/backends.js";
-import { oversize } from "./limits.js";
+import { refusal } from "./limits.js";
 
 const BASE = new URL("./", import.meta.url);
 const PYODIDE_URL = new URL("pyodide/", BASE).href;
@@ -101,13 +101,13 @@ export function createHost() {
   }
 
   function deliver(msg, reply) {
-    const tooLarge = msg && typeof msg === "object" ? oversize(msg.kind, msg.content) : null;
+    const refused = msg && typeof msg === "object" ? refusal(msg.kind, msg.content) : null;
     if (!msg || typeof msg !== "object") {
       reply({ kind: "throw", uuid: null, content: { name: "MalformedMessageError", message: "A message must be an object.", fields: {} } });
     } else if (msg.kind === "heartbeat") {
       reply({ kind: "return", uuid: msg.uuid, content: { alive: true, booted: onMessage !== null, instance } });
-    } else if (tooLarge !== null) {
-      reply({ kind: "throw", uuid: msg.uuid, content: tooLarge });
+    } else if (refused !== null) {
+      reply({ kind: "throw", uuid: msg.uuid, content: refused });
     } else if (msg.kind === "hostTimeline") {
       reply({ kind: "return", uuid: msg.uuid, content: { ...timeline, now: clock() } });
     } else if (onMessage === null && bootError === null) {

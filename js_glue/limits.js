@@ -1,11 +1,17 @@
 // What the worker accepts, checked in JS before a message reaches Python: Python handles a
 // message synchronously (conversion, validation, tokenization) and a worker busy for longer than
 // the proxy's heartbeat is declared dead, so a message that is too large is refused at once with
-// MessageTooLargeError (by the proxy before posting, and again by every host for raw messages).
+// MessageTooLargeError, and one nested deeper than Python reads with MalformedMessageError
+// (reason "depth"; the structured clone itself gives up somewhere past a thousand levels, so
+// the proxy must refuse before posting). Both by the proxy before posting, and again by every
+// host for raw messages.
 // Imported by proxy.js, worker.js and host.js; no side effects.
 
 /** The largest message accepted: about 1 MiB of JSON (strings counted in UTF-8 bytes). */
 export const MAX_MESSAGE_BYTES = 1 << 20;
+
+/** The deepest container level accepted, the envelope being level 0 (Python's MAX_DEPTH). */
+export const MAX_MESSAGE_DEPTH = 64;
 
 /** UTF-8 length of `s`, counting at most until `budget` is passed (then any larger number). */
 function utf8Length(s, budget) {
@@ -67,9 +73,45 @@ export function messageSize(value, limit = MAX_MESSAGE_BYTES) {
   return size;
 }
 
-/** The `throw` content for a message over the limit, or null when it may go on (fields.size:
- * the bytes counted when the walk stopped, just past the limit). */
-export function oversize(kind, content, limit = MAX_MESSAGE_BYTES) {
+/**
+ * How deep `value` nests (a scalar 0, `[]` 1), walked without recursion and stopped once past
+ * `limit`; a reference back to an enclosing object is not followed (a cycle is Python's "cycle").
+ */
+export function nestingDepth(value, limit = MAX_MESSAGE_DEPTH) {
+  let deepest = 0;
+  const stack = [[value, 1]];
+  const open = new Set();
+  while (stack.length > 0 && deepest <= limit) {
+    const [v, depth] = stack.pop();
+    if (v instanceof Exit) {
+      open.delete(v.node);
+      continue;
+    }
+    if (v === null || typeof v !== "object" || ArrayBuffer.isView(v) || v instanceof ArrayBuffer || open.has(v)) continue;
+    deepest = Math.max(deepest, depth);
+    open.add(v);
+    stack.push([new Exit(v), depth]);
+    const children = v instanceof Map ? [...v.entries()].flat() : v instanceof Set ? [...v] : Array.isArray(v) ? v : Object.values(v);
+    for (const child of children) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
+/**
+ * The `throw` content refusing a message's `content`, or null when it may go on: over the size
+ * limit (MessageTooLargeError; fields.size: the bytes counted when the walk stopped, just past
+ * the limit), or nested deeper than MAX_MESSAGE_DEPTH counting the envelope (MalformedMessageError,
+ * reason "depth", as Python would answer).
+ */
+export function refusal(kind, content, limit = MAX_MESSAGE_BYTES) {
+  const depth = nestingDepth(content, MAX_MESSAGE_DEPTH - 1);
+  if (depth > MAX_MESSAGE_DEPTH - 1) {
+    return {
+      name: "MalformedMessageError",
+      message: `A ${JSON.stringify(String(kind))} message nests deeper than ${MAX_MESSAGE_DEPTH} levels.`,
+      fields: { reason: "depth", limit: MAX_MESSAGE_DEPTH },
+    };
+  }
   const size = messageSize(content, limit);
   if (size <= limit) return null;
   return {

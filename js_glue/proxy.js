@@ -17,7 +17,6 @@ import {
   ERROR_CLASSES,
   InvalidRequestFieldError,
   MalformedMessageError,
-  MessageTooLargeError,
   ModelNotLoadedError,
   RemoteError,
   SpecifiedModelNotFoundError,
@@ -26,7 +25,7 @@ import {
   errorFromDict,
 } from "./errors.js";
 
-import { oversize } from "./limits.js";
+import { refusal } from "./limits.js";
 import { connect } from "./transport.js";
 
 export * from "./errors.js";
@@ -267,15 +266,16 @@ export class WebWorkerMLCEngine {
   /**
    * Send one request; resolves with its `return` content, rejects with its re-thrown error.
    * What cannot be sent is refused here, and nothing of it is kept: a message over the size
-   * limit (MessageTooLargeError) or one postMessage cannot clone (MalformedMessageError, the
-   * DataCloneError or RangeError as `cause`). The content is kept as a snapshot taken now, so a
+   * limit (MessageTooLargeError), one nested deeper than the worker reads (MalformedMessageError,
+   * reason "depth") or one postMessage cannot clone (MalformedMessageError, the DataCloneError or
+   * RangeError as `cause`). The content is kept as a snapshot taken now, so a
    * request sent again after a worker replacement is the one that was asked for.
    */
   _send(kind, content) {
     let snapshot;
     try {
-      const tooLarge = oversize(kind, content);
-      if (tooLarge !== null) return Promise.reject(new MessageTooLargeError(tooLarge.message, tooLarge.fields));
+      const refused = refusal(kind, content);
+      if (refused !== null) return Promise.reject(errorFromDict(refused));
       snapshot = structuredClone(content);
     } catch (err) {
       return Promise.reject(unpostable(kind, err));

@@ -16,7 +16,7 @@
 // A heartbeat's answer names this instance and the requests it holds (received, not yet
 // answered), which lets the proxy tell a request that was lost from one that is still running.
 
-import { oversize } from "./limits.js";
+import { refusal } from "./limits.js";
 
 const BASE = new URL("./", import.meta.url);
 const PYODIDE_URL = new URL("pyodide/", BASE).href;
@@ -155,9 +155,9 @@ function receive(msg) {
     return;
   }
   hold(msg);
-  const tooLarge = isObject ? oversize(kind, msg.content) : null;
-  if (tooLarge !== null) {
-    post({ kind: "throw", uuid: msg.uuid, content: tooLarge });
+  const refused = isObject ? refusal(kind, msg.content) : null;
+  if (refused !== null) {
+    post({ kind: "throw", uuid: msg.uuid, content: refused });
   } else if (deliver !== null && typeof kind === "string" && DIAGNOSTICS.has(kind)) {
     Promise.resolve()
       .then(() => DIAGNOSTICS.get(kind)(msg.content || {}))
