@@ -4,25 +4,19 @@ One ``Generation`` serves one choice of one request. It knows nothing of locks o
 OpenAI shapes: it yields ``Delta`` pieces of text (never half a UTF-8 character, never a
 possible prefix of a stop string) and ends with a ``finish_reason`` and timing figures.
 
-Kernel calls are never abandoned half way: if the consumer is cancelled while a call is in
-flight, the loop waits for that call to finish before it lets the cancellation through, so the
-next request on the model finds the device idle and the KV cache in a known state.
+Its kernels are behind ``kernels.finishing``: a consumer cancelled while a call is in flight
+waits for that call to end, so the next request on the model finds the KV cache in a known state.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from .errors import ContextWindowSizeExceededError
-from .kernels import Kernels, Sampled, SamplingParams
-
-T = TypeVar("T")
+from .kernels import Kernels, Knobs, Sampled, SamplingParams, finishing
 
 FIRST_BATCH = 1
 """Decode steps queued before the first readback after the first token (keeps streaming smooth)."""
@@ -35,26 +29,11 @@ DETOKENIZE_WINDOW = 32
 """Tokens the incremental detokeniser re-decodes before it slides its window forward."""
 
 
-async def finish_call(call: Awaitable[T]) -> T:
-    """Await a kernel call; a cancellation waits for the call to end, then goes on."""
-    task = asyncio.ensure_future(call)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):  # the cancellation is what we report
-            await task
-        raise
-
-
 @dataclass
-class Settings:
-    """Resolved per-request knobs (request values over the model's defaults)."""
+class Settings(Knobs):
+    """Resolved per-request settings: the sampling knobs (request values over the model's
+    defaults, ``Knobs.resolve``) and what the loop itself needs."""
 
-    temperature: float = 1.0
-    top_p: float = 1.0
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    repetition_penalty: float = 1.0
     logit_bias: dict[int, float] = field(default_factory=dict)
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
@@ -120,7 +99,7 @@ class Detokenizer:
     """
 
     def __init__(self, kernels: Kernels, handle: int) -> None:
-        self.kernels = kernels
+        self.kernels = finishing(kernels)
         self.handle = handle
         self.tokens: list[int] = []
         self.prefix = 0
@@ -135,7 +114,7 @@ class Detokenizer:
         one. Only that unfinished sequence at the very end (U+FFFD) is dropped, so an answer
         cut by max_tokens is a prefix of the same answer with a larger max_tokens."""
         self.tokens += tokens
-        text = await finish_call(self.kernels.detokenize(self.handle, self.tokens[self.prefix :]))
+        text = await self.kernels.detokenize(self.handle, self.tokens[self.prefix :])
         if final:
             text = text.rstrip("\ufffd")
             return text[len(self.prefix_text) :] if len(text) > len(self.prefix_text) else ""
@@ -146,9 +125,7 @@ class Detokenizer:
             self.prefix_text = text  # the window still starts where it did: no second call
         else:
             self.prefix = self.read  # slide: keep the tokens since the last release as context
-            self.prefix_text = await finish_call(
-                self.kernels.detokenize(self.handle, self.tokens[self.prefix :])
-            )
+            self.prefix_text = await self.kernels.detokenize(self.handle, self.tokens[self.prefix :])
         self.read = len(self.tokens)
         return delta
 
@@ -179,7 +156,7 @@ class Generation:
         rng: random.Random,
         interrupt: Interrupt | None = None,
     ) -> None:
-        self.kernels = kernels
+        self.kernels = finishing(kernels)
         self.handle = handle
         self.settings = settings
         self.context_window = context_window
@@ -201,11 +178,7 @@ class Generation:
     def params(self, n: int) -> SamplingParams:
         s = self.settings
         return SamplingParams(
-            temperature=s.temperature,
-            top_p=s.top_p,
-            frequency_penalty=s.frequency_penalty,
-            presence_penalty=s.presence_penalty,
-            repetition_penalty=s.repetition_penalty,
+            **s.knobs(),
             logit_bias=s.logit_bias,
             history=list(self.outcome.tokens),
             uniforms=[self.rng.random() for _ in range(n)],
@@ -226,7 +199,7 @@ class Generation:
         for i in range(0, len(prompt), self.prefill_chunk):
             if self.interrupted:
                 break
-            await finish_call(self.kernels.prefill(self.handle, prompt[i : i + self.prefill_chunk]))
+            await self.kernels.prefill(self.handle, prompt[i : i + self.prefill_chunk])
             self.kv_length += len(prompt[i : i + self.prefill_chunk])
         self.outcome.prompt_tokens = len(prompt)
         self.outcome.prefill_s = time.perf_counter() - start
@@ -251,7 +224,7 @@ class Generation:
         stop_ids = set() if s.ignore_eos else set(s.stop_token_ids)
         detok = Detokenizer(self.kernels, self.handle)
         start = time.perf_counter()
-        batch = [await finish_call(self.kernels.sample(self.handle, self.params(1)))]
+        batch = [await self.kernels.sample(self.handle, self.params(1))]
         out.first_token_s = out.prefill_s + (time.perf_counter() - start)
         unsent, unsent_sampled = "", list[Sampled]()
         next_batch = FIRST_BATCH
@@ -291,7 +264,7 @@ class Generation:
             # Queue the next decode steps on the device; the last accepted token feeds them.
             n = min(next_batch, self.budget())
             step = time.perf_counter()
-            batch = await finish_call(self.kernels.decode_steps(self.handle, n, self.params(n)))
+            batch = await self.kernels.decode_steps(self.handle, n, self.params(n))
             took = time.perf_counter() - step
             out.decode_s += took
             self.kv_length += n
@@ -312,6 +285,6 @@ class Generation:
         accepted = len(self.outcome.tokens)
         cached = self.kv_length - self.prompt_end
         if cached > accepted:
-            await finish_call(self.kernels.rewind(self.handle, self.prompt_end + accepted))
+            await self.kernels.rewind(self.handle, self.prompt_end + accepted)
             self.kv_length = self.prompt_end + accepted
         self.outcome.pending = self.outcome.tokens[min(cached, accepted) :]

@@ -23,23 +23,52 @@ the same uniform random number (the engine draws the uniforms from a seeded Pyth
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 ProgressFn = Callable[[float, str], None]
 """``progress(fraction in [0, 1], text)`` — web-llm's InitProgressReport, minus the clock."""
 
 
 @dataclass
-class SamplingParams:
-    """What one sampling step needs. ``uniforms`` holds one draw in [0, 1) per step."""
+class Knobs:
+    """The five sampling knobs and their defaults, defined here once: a request may set each,
+    a model's config (its ``mlc-chat-config.json``, or a record's ``overrides``) gives the
+    default, and these values are the default of last resort."""
 
     temperature: float = 1.0
     top_p: float = 1.0
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     repetition_penalty: float = 1.0
+
+    @classmethod
+    def resolve(cls, config: Mapping[str, Any], request: Mapping[str, float | None] | None = None) -> Knobs:
+        """The request's value of each knob, else the model config's, else the default."""
+        asked = request or {}
+        values = {}
+        for f in fields(Knobs):
+            value = asked.get(f.name)
+            values[f.name] = float(value if value is not None else config.get(f.name, f.default))
+        return Knobs(**values)
+
+    def knobs(self) -> dict[str, Any]:
+        """The knob values alone (of a Knobs or of a subclass carrying more)."""
+        return {f.name: getattr(self, f.name) for f in fields(Knobs)}
+
+
+KNOB_NAMES = tuple(f.name for f in fields(Knobs))
+
+
+@dataclass
+class SamplingParams(Knobs):
+    """What one sampling step needs. ``uniforms`` holds one draw in [0, 1) per step."""
+
     logit_bias: dict[int, float] = field(default_factory=dict)
     history: list[int] = field(default_factory=list)
     uniforms: list[float] = field(default_factory=lambda: [0.0])
@@ -49,11 +78,7 @@ class SamplingParams:
     def to_wire(self) -> dict[str, Any]:
         """Plain dict for the FFI (dict keys become strings for JSON-like transports)."""
         return {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "frequency_penalty": self.frequency_penalty,
-            "presence_penalty": self.presence_penalty,
-            "repetition_penalty": self.repetition_penalty,
+            **self.knobs(),
             "logit_bias": [[int(k), float(v)] for k, v in self.logit_bias.items()],
             "history": list(self.history),
             "uniforms": list(self.uniforms),
@@ -88,7 +113,7 @@ class LoadedModel:
 
 
 class Kernels(Protocol):
-    """The kernel ABI (DESIGN.md). All calls are awaitable; handles are small ints.
+    """The kernel ABI. All calls are awaitable; handles are small ints.
 
     KV-cache semantics: ``prefill`` and ``decode`` append to the cache at its current length
     and leave logits for ``sample``. ``decode_steps(n)`` runs n times "decode the last sampled
@@ -123,3 +148,69 @@ class Kernels(Protocol):
     async def device_info(self) -> dict[str, Any]:
         """``{vendor, architecture, maxStorageBufferBindingSize, features}`` of the device."""
         ...
+
+
+async def finish_call(call: Awaitable[T]) -> T:
+    """Await a kernel call; a cancellation waits for the call to end, then goes on."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):  # the cancellation is what we report
+            await task
+        raise
+
+
+class Finishing:
+    """A backend whose every call runs to its end: the rule "a kernel call is never abandoned
+    half way" applied once, at the seam. A cancelled caller (a stream closed early, an
+    interrupted request, an unload) waits for the call in flight before the cancellation goes
+    on, so the next call on the model finds the device idle and the KV cache in a known state.
+    The engine and the generation loop see only this wrapper; ``finishing`` wraps once."""
+
+    def __init__(self, inner: Kernels) -> None:
+        self.inner = inner
+
+    async def load(self, record: dict[str, Any], progress: ProgressFn) -> LoadedModel:
+        return await finish_call(self.inner.load(record, progress))
+
+    async def unload(self, handle: int) -> None:
+        await finish_call(self.inner.unload(handle))
+
+    async def tokenize(self, handle: int, text: str) -> list[int]:
+        return await finish_call(self.inner.tokenize(handle, text))
+
+    async def detokenize(self, handle: int, ids: list[int]) -> str:
+        return await finish_call(self.inner.detokenize(handle, ids))
+
+    async def prefill(self, handle: int, ids: list[int]) -> None:
+        await finish_call(self.inner.prefill(handle, ids))
+
+    async def decode(self, handle: int, token: int) -> None:
+        await finish_call(self.inner.decode(handle, token))
+
+    async def sample(self, handle: int, params: SamplingParams) -> Sampled:
+        return await finish_call(self.inner.sample(handle, params))
+
+    async def decode_steps(self, handle: int, n: int, params: SamplingParams) -> list[Sampled]:
+        return await finish_call(self.inner.decode_steps(handle, n, params))
+
+    async def rewind(self, handle: int, length: int) -> None:
+        await finish_call(self.inner.rewind(handle, length))
+
+    async def reset(self, handle: int) -> None:
+        await finish_call(self.inner.reset(handle))
+
+    async def embed(self, handle: int, batch: list[list[int]]) -> list[list[float]]:
+        return await finish_call(self.inner.embed(handle, batch))
+
+    async def stats(self, handle: int) -> dict[str, Any]:
+        return await finish_call(self.inner.stats(handle))
+
+    async def device_info(self) -> dict[str, Any]:
+        return await finish_call(self.inner.device_info())
+
+
+def finishing(kernels: Kernels) -> Finishing:
+    """``kernels`` behind the never-abandon rule (as it is when it already is)."""
+    return kernels if isinstance(kernels, Finishing) else Finishing(kernels)
