@@ -35,6 +35,7 @@ RELOAD = """async (model) => {
   return {texts: window.progress, tokens: reply.usage.completion_tokens};
 }"""
 
+
 def _engine_with(g: Guarded, hooks: list[str]) -> tuple[Any, dict[str, int]]:
     """An engine over a fresh worker with ``hooks`` installed; counts the shard's requests."""
     hits = {"shard": 0}
@@ -83,12 +84,14 @@ def test_cache_api_and_indexeddb_full_load_uncached_and_say_so(guarded: Guarded)
     first = guarded.js(RELOAD, TINY)
     assert first["tokens"] == 4
     refusals = worker.evaluate("() => self.__quotaHook")
-    assert refusals["cacheRefusals"] >= 1 and refusals["idbRefusals"] >= 1, refusals
+    assert refusals["cacheRefusals"] >= 1, refusals
+    assert refusals["idbRefusals"] >= 1, refusals
     off = [t for t in first["texts"] if "Caching is off" in t]
     assert off, f"no progress text says caching is off: {first['texts']}"
     assert "QuotaExceededError" in off[-1], off[-1]
     stored = guarded.js(STORED, CACHE_NAME)
-    assert not _shard_keys(stored["cached"]) and not _shard_keys(stored["idb"]), stored
+    assert not _shard_keys(stored["cached"]), stored
+    assert not _shard_keys(stored["idb"]), stored
 
     second = guarded.js(RELOAD, TINY)
     assert second["tokens"] == 4

@@ -119,7 +119,9 @@ def test_demo_chats_under_a_strict_csp(browser: Any, csp_site: tuple[str, list[s
     assert during_chat == [], during_chat
     assert inline["ran"] is False  # the policy is in force...
     # ...and violations are seen
-    assert inline["directive"] and inline["directive"].startswith("script-src"), inline
+    assert inline["directive"], inline
+    assert inline["directive"].startswith("script-src"), inline
     assert all("inline" in r for r in reports[len(during_chat) :]), reports
     assert not [c for c in console_during_chat if "Content Security Policy" in c], console_during_chat
-    assert not g.blocked and not g.errors, (g.blocked, g.errors)
+    assert not g.blocked, (g.blocked, g.errors)
+    assert not g.errors, (g.blocked, g.errors)

@@ -99,7 +99,8 @@ def test_device_lost_mid_stream_fails_the_stream_and_a_reload_recovers(guarded: 
 
     # The lock was freed: the next request on the lost model is answered (not queued forever).
     after = guarded.js(NEXT_REQUEST, USER)
-    assert after is not None and after["name"] == "DeviceLostError", after
+    assert after is not None, after
+    assert after["name"] == "DeviceLostError", after
 
     guarded.js("async (model) => { await within(engine.reload(model), 120000, 'reload again'); }", TINY)
     devices = worker.evaluate("() => self.__deviceLossHook.devices.length")

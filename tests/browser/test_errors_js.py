@@ -32,7 +32,8 @@ console.log(JSON.stringify({classes: out, unknown: about}));
 
 def _site_module() -> Any:
     spec = importlib.util.spec_from_file_location("pyworker_site", ROOT / "tools" / "site.py")
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -55,8 +56,10 @@ def test_js_and_python_error_lists_agree() -> None:
     expected["PyWorkerError"] = "Error"  # the JS base extends the built-in Error
     assert js == expected
     for name, info in got["classes"].items():
-        assert info["rebuilt"] == name and info["isError"]
-        assert info["fields"] == {"k": 1} and info["message"] == "m"
+        assert info["rebuilt"] == name
+        assert info["isError"]
+        assert info["fields"] == {"k": 1}
+        assert info["message"] == "m"
     assert got["unknown"] == ["RemoteError", "ValueError", "bad"]
 
 

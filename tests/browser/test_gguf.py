@@ -122,7 +122,8 @@ def assert_web_llm_progress(progress: list[list[Any]], *, from_cache: bool) -> N
     """web-llm's texts, fractions that never go back and end at 1.0."""
     fractions = [f for f, _ in progress]
     texts = [t for _, t in progress]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0, progress
+    assert fractions == sorted(fractions), progress
+    assert fractions[-1] == 1.0, progress
     assert texts[0] == "Start to fetch params", texts
     fetched = [t for t in texts if t.startswith("Fetching param cache[1/1]: ")]
     cached = [t for t in texts if t.startswith("Loading model from cache[1/1]: ")]
@@ -138,7 +139,8 @@ def test_second_page_loads_the_gguf_from_the_cache(gguf_site: GgufSite) -> None:
     assert gguf_site.hits("mixed") == 1
     assert_web_llm_progress(first["progress"], from_cache=False)
     answer = first_page.evaluate(ASK, TINY_REQUEST)
-    assert answer["tokens"] == 4 and answer["model"] == record["model_id"]
+    assert answer["tokens"] == 4
+    assert answer["model"] == record["model_id"]
     first_page.close()
 
     second_page = gguf_site.engine([record])  # a new page and worker, the same profile
@@ -163,7 +165,8 @@ def test_wrong_pin_refused_as_integrity_error_and_not_cached(gguf_site: GgufSite
     assert {"IntegrityError", "ModelLoadError", "PyWorkerError"} <= set(error["classes"]), error
     assert name in error["message"]
     assert error["fields"]["file"] == name
-    assert error["fields"]["actual"] == good["sha256"][name] and error["fields"]["expected"] == [WRONG]
+    assert error["fields"]["actual"] == good["sha256"][name]
+    assert error["fields"]["expected"] == [WRONG]
     assert gguf_site.hits("mixed") == 1
     stored = page.evaluate(STORED, CACHE_NAME)
     assert not [u for u in stored["cached"] + stored["idb"] if u.endswith("/" + name)], stored
@@ -185,19 +188,22 @@ def test_unsupported_format_and_architecture_refused_as_classes_then_engine_serv
     fmt = page.evaluate(RELOAD, q3k["model_id"])["error"]
     assert fmt["name"] == "UnsupportedWeightFormatError", fmt
     assert {"UnsupportedWeightFormatError", "ModelLoadError"} <= set(fmt["classes"]), fmt
-    assert fmt["fields"]["type_name"] == "Q3_K" and fmt["fields"]["tensor"] == q3k_tensor, fmt
+    assert fmt["fields"]["type_name"] == "Q3_K", fmt
+    assert fmt["fields"]["tensor"] == q3k_tensor, fmt
     assert fmt["fields"]["ggml_type"] == int(gguf.GGMLQuantizationType.Q3_K)
 
     arch = page.evaluate(RELOAD, mamba["model_id"])["error"]
     assert arch["name"] == "UnsupportedArchitectureError", arch
     assert {"UnsupportedArchitectureError", "ModelLoadError"} <= set(arch["classes"]), arch
-    assert arch["fields"]["architecture"] == "mamba" and "llama" in arch["fields"]["supported"], arch
+    assert arch["fields"]["architecture"] == "mamba", arch
+    assert "llama" in arch["fields"]["supported"], arch
     assert "mamba" in arch["message"]
 
     served = page.evaluate(RELOAD, mixed["model_id"])
     assert "error" not in served, served
     answer = page.evaluate(ASK, TINY_REQUEST)
-    assert answer["tokens"] == 4 and answer["model"] == mixed["model_id"]
+    assert answer["tokens"] == 4
+    assert answer["model"] == mixed["model_id"]
 
 
 # ---- SmolLM2's GGUF on the demo page (slow) ----------------------------------------------------
@@ -242,9 +248,11 @@ def test_demo_page_answers_from_the_smollm2_gguf_like_the_host_reference(guarded
     guarded.open(f"index.html?{query}")
     page.wait_for_function("window.demoState.done", timeout=900_000, polling=1000)
     state = page.evaluate("window.demoState")
-    assert state["error"] is None and state["loaded"] == [DEFAULT_MODEL_ID], state["error"]
+    assert state["error"] is None, state["error"]
+    assert state["loaded"] == [DEFAULT_MODEL_ID], state["error"]
     record = site_record(DEFAULT_MODEL_ID)
-    assert record["model"] == f"models/{DEFAULT_GGUF}" and DEFAULT_GGUF in record["sha256"]
+    assert record["model"] == f"models/{DEFAULT_GGUF}"
+    assert DEFAULT_GGUF in record["sha256"]
     assert hits["gguf"] == 1
     assert_web_llm_progress(state["progress"], from_cache=False)
     print(f"demo answer: {state['text']!r}")

@@ -69,4 +69,5 @@ def test_progress_callback_destroyed_after_load(run: dict[str, Any]) -> None:
 def test_named_shim_errors_become_python_classes(run: dict[str, Any]) -> None:
     named, plain = run["python"]["raised"]
     assert named == ["DeviceLostError", "device went away", {"reason": "destroyed"}]
-    assert plain[0] == "JsException" and "plain JS failure" in plain[1]
+    assert plain[0] == "JsException"
+    assert "plain JS failure" in plain[1]

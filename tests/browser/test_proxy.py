@@ -121,7 +121,8 @@ def test_two_models_routed_and_unclear_fails_on_main_thread(guarded: Guarded) ->
     )
     assert result["models"] == [TINY, TINY_B]
     assert result["unclear"]["name"] == "UnclearModelToUseError"
-    assert result["unclear"]["isClass"] and result["unclear"]["isPyWorkerError"]
+    assert result["unclear"]["isClass"]
+    assert result["unclear"]["isPyWorkerError"]
     assert result["posted"] == 0  # raised before anything went to the worker
 
 
@@ -150,7 +151,8 @@ def test_invalid_field_rejected_with_python_class_and_message(
     )
     assert got is not None
     assert (got["name"], got["message"]) == (expected["name"], expected["message"])
-    assert got["isClass"] and got["isPyWorkerError"]
+    assert got["isClass"]
+    assert got["isPyWorkerError"]
 
 
 def test_unknown_kind_and_no_model_get_a_reply(guarded: Guarded) -> None:

@@ -162,12 +162,14 @@ def test_unreadable_messages_and_odd_fields_get_named_replies(tabs: GuardedConte
         assert out[case]["name"] == "MalformedMessageError", (case, out[case])
         assert out[case]["fields"]["reason"] == reason, (case, out[case])
     for case, reason in (("proxyCycle", "cycle"), ("proxyDeep", "depth")):
-        assert out[case]["name"] == "MalformedMessageError" and out[case]["isClass"], (case, out[case])
+        assert out[case]["name"] == "MalformedMessageError", (case, out[case])
+        assert out[case]["isClass"], (case, out[case])
         assert out[case]["fields"]["reason"] == reason, (case, out[case])
     assert out["ownFields"]["name"] == "no error", out["ownFields"]
     assert out["ownFields"]["value"]["choices"][0]["finish_reason"] in ("stop", "length")
     assert out["rawOwnFields"]["kind"] == "return", out["rawOwnFields"]
-    assert out["bias"]["name"] == "InvalidRequestFieldError" and out["bias"]["isClass"], out["bias"]
+    assert out["bias"]["name"] == "InvalidRequestFieldError", out["bias"]
+    assert out["bias"]["isClass"], out["bias"]
     assert out["bias"]["fields"]["field"] == "logit_bias"
     assert out["biasStream"] == "InvalidRequestFieldError"
     assert out["finish"] == "length"
@@ -250,7 +252,8 @@ def test_interrupt_before_generation_began_ends_the_request(tabs: GuardedContext
     assert out["plain"]["finish"] == "abort", out["plain"]
     assert out["plain"]["tokens"] < 60
     assert out["next"] == out["fresh"]  # the whole prompt prefilled again: the same greedy answer
-    assert out["withPull"]["finish"] == "abort" and out["withPull"]["length"] < 60, out["withPull"]
+    assert out["withPull"]["finish"] == "abort", out["withPull"]
+    assert out["withPull"]["length"] < 60, out["withPull"]
     assert out["beforePull"] == {"finish": "abort", "text": ""}
     assert out["after"] == {"finish": "length", "tokens": 5}
 

@@ -87,7 +87,9 @@ HOSTILE = """async ([a, b, long, kinds]) => {
     return root;
   };
   out.deep = {};
-  for (const levels of [70, 1600, 20000]) out.deep[levels] = await named(ask({extra: nested(levels)}), 30000, "deep");
+  for (const levels of [70, 1600, 20000]) {
+    out.deep[levels] = await named(ask({extra: nested(levels)}), 30000, "deep");
+  }
   out.rawDeep = replyName(await raw({kind: "chatCompletionNonStreaming",
     content: {request: {messages, max_tokens: 2, extra: nested(70)}, modelId: [a, b]}}, 30000));
   out.nullChat = await named(engine.chat.completions.create(null), 30000, "create(null)");
@@ -160,9 +162,10 @@ def open_host(tabs: GuardedContext, host: str) -> Any:
 @pytest.mark.parametrize("host", HOSTS)
 def test_hostile_messages_get_their_own_named_reply(tabs: GuardedContext, host: str) -> None:
     """Items 1, 2 (depth), 3, 4 (size), create(null) and duplicate uuids: kinds named like built-in
-    object properties are unknown kinds; values that cannot be posted, nested too deep, oversize messages and a null
-    request are refused with named errors; a raw request reusing the uuid of one in flight is
-    refused while that one runs on; none of it harms a stream open on another model."""
+    object properties are unknown kinds; values that cannot be posted, nested too deep, oversize
+    messages and a null request are refused with named errors; a raw request reusing the uuid of
+    one in flight is refused while that one runs on; none of it harms a stream open on another
+    model."""
     page = open_host(tabs, host)
     out = page.evaluate(HOSTILE, [TINY, TINY_B, LONG, BUILTIN_KINDS])
     assert out["first"]
@@ -219,7 +222,8 @@ def test_request_during_reload_waits_for_it(tabs: GuardedContext, host: str) -> 
     page = open_host(tabs, host)
     out = page.evaluate(REQUEST_DURING_RELOAD, [TINY_B, user("Hello?")])
     assert out["reload"] == "no error", out
-    assert out["model"] == TINY_B and out["loaded"] == [TINY_B]
+    assert out["model"] == TINY_B
+    assert out["loaded"] == [TINY_B]
     assert out["tokens"] == 3
     assert out["afterUnload"] == "ModelNotLoadedError"
     assert out["unload"] == "no error"
@@ -255,9 +259,11 @@ def test_unpostable_request_is_refused_and_never_blocks_the_others(guarded: Guar
     guarded.js(HELPERS)
     guarded.js(LOAD_DEDICATED, [TINY, {"heartbeatTimeoutMs": 4000}])
     out = guarded.js(UNPOSTABLE_THEN_REPLACED, user("Hello?"))
-    assert out["bad"]["name"] == "MalformedMessageError" and out["bad"]["cause"] == "DataCloneError", out
+    assert out["bad"]["name"] == "MalformedMessageError", out
+    assert out["bad"]["cause"] == "DataCloneError", out
     assert out["bad"]["isPyWorkerError"]
-    assert out["badConfig"]["name"] == "MalformedMessageError" and out["keptConfig"]
+    assert out["badConfig"]["name"] == "MalformedMessageError"
+    assert out["keptConfig"]
     assert out["pendingAfterBad"] == 0
     assert out["tokens"] == 4
     assert out["restarts"] == 1
@@ -342,6 +348,7 @@ def test_request_in_flight_when_the_service_worker_stops_is_answered(tabs: Guard
     after = page.evaluate(AFTER_STOP)
     assert after["outcome"] == "no error", after
     assert after["tokens"] == 150
-    assert before["held"] and len(before["held"]) == 1  # a raw heartbeat lists what the instance holds
+    assert before["held"]
+    assert len(before["held"]) == 1
     assert after["instance"] != before["instance"]  # the fresh instance does not pass for the old one
     assert after["hostRestarts"] == 1

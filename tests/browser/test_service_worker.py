@@ -32,13 +32,15 @@ def test_two_pages_share_the_engine_and_see_only_their_replies(
     b = tabs.page()
     assert open_engine(b) == [TINY]
     assert counting.shard_hits() == 1  # one load for both pages
-    assert loads(a) == 1 and loads(b) == 0
+    assert loads(a) == 1
+    assert loads(b) == 0
 
     stream(a, "refA", REQ_A)
     ref_a = result(a, "refA")
     stream(b, "refB", REQ_B)
     ref_b = result(b, "refB")
-    assert ref_a["text"] and ref_a["text"] != ref_b["text"]
+    assert ref_a["text"]
+    assert ref_a["text"] != ref_b["text"]
 
     stream(a, "bothA", REQ_A)
     stream(b, "bothB", REQ_B)

@@ -38,7 +38,9 @@ def test_two_tabs_share_one_load_and_stream_together(
     ref_a = result(a, "refA")
     stream(b, "refB", REQ_B)
     ref_b = result(b, "refB")
-    assert ref_a["text"] and ref_b["text"] and ref_a["text"] != ref_b["text"]
+    assert ref_a["text"]
+    assert ref_b["text"]
+    assert ref_a["text"] != ref_b["text"]
 
     # Both at once: each gets exactly its own text.
     stream(a, "bothA", REQ_A)
@@ -46,7 +48,8 @@ def test_two_tabs_share_one_load_and_stream_together(
     both_a, both_b = result(a, "bothA"), result(b, "bothB")
     assert both_a["text"] == ref_a["text"]  # (chunk counts follow timing-sized batches: not compared)
     assert both_b["text"] == ref_b["text"]
-    assert both_a["finish"] == ref_a["finish"] and both_b["finish"] == ref_b["finish"]
+    assert both_a["finish"] == ref_a["finish"]
+    assert both_b["finish"] == ref_b["finish"]
 
     # Stream ids are per tab, and a tab cannot reach another tab's stream.
     assert both_a["streamId"] == both_b["streamId"] == "stream-2"
@@ -59,7 +62,8 @@ def test_two_tabs_share_one_load_and_stream_together(
     assert refused == "StreamNotFoundError"
     a.evaluate("() => engine.interruptGenerate()")
     result(a, "open")
-    assert a.evaluate("foreign") == [] and b.evaluate("foreign") == []
+    assert a.evaluate("foreign") == []
+    assert b.evaluate("foreign") == []
     assert counting.shard_hits() == 1
 
 
@@ -121,4 +125,5 @@ def test_silent_port_is_dropped_by_heartbeat(tabs: GuardedContext) -> None:
     assert held["first"]
     stream(a, "queued", REQ_A)
     got = result(a, "queued", 90000)
-    assert got["finish"] in ("stop", "length") and got["text"]
+    assert got["finish"] in ("stop", "length")
+    assert got["text"]

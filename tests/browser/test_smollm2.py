@@ -34,7 +34,8 @@ def test_smollm2_answers_on_demo_page(guarded: Guarded) -> None:
     page.evaluate("window.resume()")
     page.wait_for_function("window.demoState.done", timeout=600_000, polling=500)
     state = page.evaluate("window.demoState")
-    assert state["error"] is None and state["loaded"] == [SMOL]
+    assert state["error"] is None
+    assert state["loaded"] == [SMOL]
     assert "Paris" in state["text"]  # a real model gives a real answer
     whole = guarded.js(
         """async (content) => {

@@ -237,7 +237,8 @@ def test_prompt_answer_continuation_is_the_extended_prompt(
     messages, answer = CHATS[chat], "Paris is the capital of France."
     extended, answered = continuation_case(messages, answer)
     rest = template.continuation_pieces(extended, answered)
-    assert rest is not None and rest
+    assert rest is not None
+    assert rest
     first = template.prompt_pieces(messages)
     assert "".join(first) + answer + "".join(rest) == "".join(template.prompt_pieces(extended))
     # In token ids the continuation is the full prefill's tail: it starts at a control token.
@@ -377,7 +378,8 @@ def test_template_errors_are_chat_template_errors(source: str, kind: str, line: 
         template.prompt_pieces([{"role": "user", "content": "hi"}])
     err = info.value
     assert isinstance(err, RequestValidationError)
-    assert err.fields["kind"] == kind and err.fields["line"] == line
+    assert err.fields["kind"] == kind
+    assert err.fields["line"] == line
     assert message in err.message
     assert err.to_dict()["name"] == "ChatTemplateError"
 

@@ -73,7 +73,8 @@ def test_model_dir_layout(model_dir: Path) -> None:
     md = read_model_dir(model_dir)
     cfg = md.config
     assert (cfg["model_type"], cfg["quantization"], cfg["context_window_size"]) == ("bert", "q0f32", 256)
-    assert cfg["pooling"] == "mean" and cfg["normalize"] is True
+    assert cfg["pooling"] == "mean"
+    assert cfg["normalize"] is True
     assert (cfg["cls_token_id"], cfg["sep_token_id"], cfg["pad_token_id"]) == (101, 102, 0)
     mc = cfg["model_config"]
     dims = (mc["hidden_size"], mc["num_hidden_layers"], mc["num_attention_heads"], mc["intermediate_size"])
@@ -83,12 +84,14 @@ def test_model_dir_layout(model_dir: Path) -> None:
     assert md.tensors["embeddings.word_embeddings.weight"].shape == (30522, 384)
     assert md.tensors["encoder.layer.5.output.dense.weight"].shape == (384, 1536)
     tok = json.loads((model_dir / "tokenizer.json").read_text())
-    assert tok["padding"] is None and tok["truncation"] is None
+    assert tok["padding"] is None
+    assert tok["truncation"] is None
 
 
 def test_tokenizer_keeps_real_length_and_encoder_adds_specials(model_dir: Path, tokenizer: Any) -> None:
     plain = tokenizer.encode("I love pasta.", add_special_tokens=False).ids
-    assert len(plain) == 4 and 0 not in plain  # no [PAD] padding to 128
+    assert len(plain) == 4
+    assert 0 not in plain
     assert tokenizer.encode("I love pasta.").ids == [101, *plain, 102]
     enc = BertEncoder({}, BertConfig.from_chat_config(read_model_dir(model_dir).config))
     assert enc.with_specials(plain) == [101, *plain, 102]

@@ -133,10 +133,14 @@ def test_unpermuted_qk_give_the_same_attention_scores_under_hf_rope() -> None:
     hq, hk = conv.unpermute_rope(wq, heads), conv.unpermute_rope(wk, heads)
     assert not np.allclose(hq, wq)  # it really moves rows
     for pq, pk in ((5, 2), (17, 0), (3, 3)):
-        gg = (_rope_interleaved((wq @ xq).reshape(heads, hd), pq, 100.0)
-              * _rope_interleaved((wk @ xk).reshape(heads, hd), pk, 100.0)).sum(-1)
-        hf = (_rope_half((hq @ xq).reshape(heads, hd), pq, 100.0)
-              * _rope_half((hk @ xk).reshape(heads, hd), pk, 100.0)).sum(-1)
+        gg = (
+            _rope_interleaved((wq @ xq).reshape(heads, hd), pq, 100.0)
+            * _rope_interleaved((wk @ xk).reshape(heads, hd), pk, 100.0)
+        ).sum(-1)
+        hf = (
+            _rope_half((hq @ xq).reshape(heads, hd), pq, 100.0)
+            * _rope_half((hk @ xk).reshape(heads, hd), pk, 100.0)
+        ).sum(-1)
         np.testing.assert_allclose(hf, gg, rtol=1e-10, atol=1e-10)
 
 
@@ -146,17 +150,28 @@ def test_unpermuted_qk_give_the_same_attention_scores_under_hf_rope() -> None:
 def test_model_dir_layout_and_chat_config(out_root: Path) -> None:
     md = read_model_dir(out_root / "SmolLM2-135M-Instruct-q4f32_1")
     cfg = md.config
-    assert cfg["model_type"] == "llama" and cfg["quantization"] == "q4f32_1"
-    assert cfg["context_window_size"] == CTX and cfg["model_config"]["context_window_size"] == CTX
+    assert cfg["model_type"] == "llama"
+    assert cfg["quantization"] == "q4f32_1"
+    assert cfg["context_window_size"] == CTX
+    assert cfg["model_config"]["context_window_size"] == CTX
     mc = cfg["model_config"]
-    assert (mc["hidden_size"], mc["num_hidden_layers"], mc["num_attention_heads"], mc["num_key_value_heads"],
-            mc["head_dim"], mc["intermediate_size"], mc["vocab_size"]) == (576, 30, 9, 3, 64, 1536, 49152)
-    assert mc["rope_theta"] == 100000.0 and mc["tie_word_embeddings"] is True
+    assert (
+        mc["hidden_size"],
+        mc["num_hidden_layers"],
+        mc["num_attention_heads"],
+        mc["num_key_value_heads"],
+        mc["head_dim"],
+        mc["intermediate_size"],
+        mc["vocab_size"],
+    ) == (576, 30, 9, 3, 64, 1536, 49152)
+    assert mc["rope_theta"] == 100000.0
+    assert mc["tie_word_embeddings"] is True
     assert abs(mc["rms_norm_eps"] - 1e-5) < 1e-12
     assert (cfg["bos_token_id"], cfg["eos_token_id"]) == (1, 2)
     conv_t = cfg["conv_template"]
     assert conv_t["system_message"] == conv.SYSTEM_MESSAGE
-    assert conv_t["stop_token_ids"] == [2] and conv_t["stop_str"] == ["<|im_end|>"]
+    assert conv_t["stop_token_ids"] == [2]
+    assert conv_t["stop_str"] == ["<|im_end|>"]
     assert cfg["tokenizer_files"] == ["tokenizer.json"]
     t = md.tensors
     assert t["model.layers.0.self_attn.qkv_proj.q_weight"].shape == (960, 72)
@@ -270,7 +285,9 @@ def test_tokenizer_json_equals_llama_cpp_algorithm(reader: Any, tokenizer: Any) 
     assert enc(" ١٢x").ids == enc(" ").ids + enc("١").ids + enc("٢").ids + enc("x").ids
     assert enc(" 42").ids == enc(" ").ids + enc("4").ids + enc("2").ids
     ids = enc(PROMPT).ids
-    assert ids[0] == 1 and ids.count(1) == 3 and ids.count(2) == 2
+    assert ids[0] == 1
+    assert ids.count(1) == 3
+    assert ids.count(2) == 2
 
 
 WEB_TOKENIZERS = """
@@ -297,9 +314,19 @@ def test_browser_tokenizer_gives_the_same_ids(out_root: Path, tokenizer: Any) ->
         pytest.skip("node or @mlc-ai/web-tokenizers not installed")
     texts = [t for t in CORPUS if t] + [PROMPT]
     run = subprocess.run(
-        [node, "--input-type=module", "-e", WEB_TOKENIZERS, str(entry),
-         str(out_root / "SmolLM2-135M-Instruct-q4f32_1" / "tokenizer.json"), json.dumps(texts)],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            node,
+            "--input-type=module",
+            "-e",
+            WEB_TOKENIZERS,
+            str(entry),
+            str(out_root / "SmolLM2-135M-Instruct-q4f32_1" / "tokenizer.json"),
+            json.dumps(texts),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     assert json.loads(run.stdout) == [tokenizer.encode(t).ids for t in texts]
 
@@ -337,8 +364,9 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def numpy_run(params: dict[str, np.ndarray], chat_config: dict[str, Any],
-              tokenizer: Any) -> tuple[list[int], np.ndarray, list[int]]:
+def numpy_run(
+    params: dict[str, np.ndarray], chat_config: dict[str, Any], tokenizer: Any
+) -> tuple[list[int], np.ndarray, list[int]]:
     cfg = LlamaConfig.from_chat_config(chat_config)
     ids = tokenizer.encode(PROMPT).ids
     first, cont = _greedy(LlamaModel(params, cfg), cfg, ids, 8)
@@ -356,12 +384,21 @@ def _torch_model(params: dict[str, np.ndarray], chat_config: dict[str, Any]) -> 
     transformers = pytest.importorskip("transformers")
     mc = chat_config["model_config"]
     hcfg = transformers.LlamaConfig(
-        vocab_size=mc["vocab_size"], hidden_size=mc["hidden_size"],
-        intermediate_size=mc["intermediate_size"], num_hidden_layers=mc["num_hidden_layers"],
-        num_attention_heads=mc["num_attention_heads"], num_key_value_heads=mc["num_key_value_heads"],
-        head_dim=mc["head_dim"], rms_norm_eps=mc["rms_norm_eps"], rope_theta=mc["rope_theta"],
-        tie_word_embeddings=True, max_position_embeddings=CTX,
-        bos_token_id=1, eos_token_id=2, attention_bias=False, mlp_bias=False,
+        vocab_size=mc["vocab_size"],
+        hidden_size=mc["hidden_size"],
+        intermediate_size=mc["intermediate_size"],
+        num_hidden_layers=mc["num_hidden_layers"],
+        num_attention_heads=mc["num_attention_heads"],
+        num_key_value_heads=mc["num_key_value_heads"],
+        head_dim=mc["head_dim"],
+        rms_norm_eps=mc["rms_norm_eps"],
+        rope_theta=mc["rope_theta"],
+        tie_word_embeddings=True,
+        max_position_embeddings=CTX,
+        bos_token_id=1,
+        eos_token_id=2,
+        attention_bias=False,
+        mlp_bias=False,
     )
     q_rows = mc["num_attention_heads"] * mc["head_dim"]
     kv_rows = mc["num_key_value_heads"] * mc["head_dim"]
@@ -387,7 +424,8 @@ def _torch_model(params: dict[str, np.ndarray], chat_config: dict[str, Any]) -> 
     with no_init_weights():  # every weight is overwritten below; random init would take seconds
         model = transformers.LlamaForCausalLM(hcfg).eval()
     missing, unexpected = model.load_state_dict(sd, strict=False)
-    assert not unexpected and all("rotary" in m for m in missing), (missing, unexpected)
+    assert not unexpected, (missing, unexpected)
+    assert all("rotary" in m for m in missing), (missing, unexpected)
     return model
 
 
@@ -395,9 +433,15 @@ def _torch_greedy(model: Any, ids: list[int], n: int) -> tuple[np.ndarray, list[
     torch = pytest.importorskip("torch")
     with torch.no_grad():
         first = model(torch.tensor([ids])).logits[0, -1].float().numpy()
-        gen = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                             max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=2)
-    return first, [int(x) for x in gen[0, len(ids):]]
+        gen = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=n,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=2,
+        )
+    return first, [int(x) for x in gen[0, len(ids) :]]
 
 
 TOL = 1e-4
@@ -421,7 +465,8 @@ def test_conversion_matches_transformers_own_gguf_loader(numpy_run: Any) -> None
     transformers = pytest.importorskip("transformers")
     path = conv.default_gguf()
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+        str(path.parent), gguf_file=path.name, dtype=torch.float32
+    ).eval()
     ids, first, cont = numpy_run
     t_first, t_cont = _torch_greedy(model, ids, 8)
     assert _rel(first, t_first) < TOL
@@ -451,4 +496,5 @@ def test_cli_prints_cached_on_second_run(out_root: Path, capsys: pytest.CaptureF
     lines = capsys.readouterr().out.split("\n")
     assert [ln.split()[0] for ln in lines if ln] == ["cached", "cached"]
     stamp = json.loads((out_root / "SmolLM2-135M-Instruct-q4f16_1" / conv.STAMP).read_text())
-    assert stamp["quantization"] == "q4f16_1" and stamp["context_window"] == CTX
+    assert stamp["quantization"] == "q4f16_1"
+    assert stamp["context_window"] == CTX

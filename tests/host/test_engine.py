@@ -188,10 +188,12 @@ def test_stream_chunks_and_usage_chunk_have_openai_shapes(app_config: dict[str, 
         chunks = [c async for c in stream]
         for c in chunks:
             oc.ChatCompletionChunk.model_validate(c)
-        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 6
+        assert chunks[-1]["choices"] == []
+        assert chunks[-1]["usage"]["completion_tokens"] == 6
         assert chunks[-2]["choices"][0]["finish_reason"] == "length"
         extra = chunks[-1]["usage"]["extra"]
-        assert extra["decode_tokens_per_s"] > 0 and extra["time_to_first_token_s"] > 0
+        assert extra["decode_tokens_per_s"] > 0
+        assert extra["time_to_first_token_s"] > 0
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])
         assert text == await engine.get_message()
 
@@ -232,10 +234,12 @@ def test_n_choices_logprobs_and_openai_shape(app_config: dict[str, Any]) -> None
         parsed = oc.ChatCompletion.model_validate(reply)
         assert [c.index for c in parsed.choices] == [0, 1]
         for choice in parsed.choices:
-            assert choice.logprobs is not None and choice.logprobs.content is not None
+            assert choice.logprobs is not None
+            assert choice.logprobs.content is not None
             assert len(choice.logprobs.content) == 5
             for lp in choice.logprobs.content:
-                assert len(lp.top_logprobs) == 3 and lp.logprob <= 0
+                assert len(lp.top_logprobs) == 3
+                assert lp.logprob <= 0
         assert reply["usage"]["completion_tokens"] == 10
         again = await engine.chat.completions.create(
             messages=HI, n=2, seed=3, max_tokens=5, ignore_eos=True, logprobs=True, top_logprobs=3
@@ -305,7 +309,8 @@ def test_stats_message_reset_and_forward_tokens(app_config: dict[str, Any]) -> N
         await engine.chat.completions.create(messages=HI, max_tokens=4, ignore_eos=True)
         assert (await engine.runtime_stats_text()).startswith("prefill: ")
         token = await engine.forward_tokens_and_sample([72, 105], is_prefill=True)
-        assert isinstance(token, int) and 0 <= token < 512
+        assert isinstance(token, int)
+        assert 0 <= token < 512
         await engine.reset_chat()
         assert await engine.get_message() == ""
         assert await engine.runtime_stats_text() == "prefill: 0.0000 tokens/sec, decoding: 0.0000 tokens/sec"

@@ -83,7 +83,8 @@ def test_web_llm_names_exist(name: str) -> None:
 @pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
 def test_every_class_has_a_real_docstring(cls: type[PyWorkerError]) -> None:
     doc = (cls.__doc__ or "").strip()
-    assert doc and doc != "See the name."
+    assert doc
+    assert doc != "See the name."
     assert len(doc.splitlines()[0]) > 20
 
 

@@ -306,7 +306,8 @@ def check_replies(
         uuid = reply.get("uuid")
         assert uuid in uuids, reply
         if reply["kind"] == "throw" and reply["content"]["name"] == "DuplicateUuidError":
-            assert extra.get(uuid, 0) > 0 and uuid not in finished, reply
+            assert extra.get(uuid, 0) > 0, reply
+            assert uuid not in finished, reply
             extra[uuid] -= 1
             COUNTS["duplicates"] += 1
             continue
@@ -317,8 +318,10 @@ def check_replies(
             assert reply["kind"] == "initProgressCallback", reply
         if reply["kind"] == "throw":
             err = reply["content"]
-            assert isinstance(err["name"], str) and err["name"], err
-            assert isinstance(err["message"], str) and isinstance(err["fields"], dict), err
+            assert isinstance(err["name"], str), err
+            assert err["name"], err
+            assert isinstance(err["message"], str), err
+            assert isinstance(err["fields"], dict), err
             COUNTS["throws"] += 1
             assert err["name"] in NAMED, (sent[uuid], err)
         elif reply["kind"] == "return":
@@ -527,7 +530,8 @@ def test_known_gaps_get_named_errors(kind: str, body: dict[str, Any], preload: l
         return replies[-1]
 
     reply = asyncio.run(main())
-    assert reply["kind"] == "throw" and reply["content"]["name"] in NAMED, reply
+    assert reply["kind"] == "throw", reply
+    assert reply["content"]["name"] in NAMED, reply
 
 
 def test_cancelled_pull_then_cancelled_return_frees_the_model(monkeypatch: pytest.MonkeyPatch) -> None:

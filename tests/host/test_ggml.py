@@ -27,7 +27,8 @@ def test_dequantize_equals_gguf_package(ggml_type: int) -> None:
     assert raw.shape == (rows, ggml.row_bytes(ggml_type, cols))
     ours = ggml.dequantize(raw, ggml_type, rows, cols)
     theirs = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(ggml_type)).reshape(rows, cols)
-    assert ours.dtype == np.float32 and ours.shape == (rows, cols)
+    assert ours.dtype == np.float32
+    assert ours.shape == (rows, cols)
     assert np.isfinite(ours).all()
     np.testing.assert_array_equal(ours, theirs)
     # Not all zero or constant: the random bytes exercise every bit of the layout.
@@ -45,7 +46,8 @@ def test_unsupported_type_is_named() -> None:
         ggml.dequantize(np.zeros(22, np.uint8), 6, 1, 32, tensor="blk.0.attn_q.weight")
     assert isinstance(e.value, ModelLoadError)
     assert e.value.fields == {"tensor": "blk.0.attn_q.weight", "ggml_type": 6, "type_name": "Q5_0"}
-    assert "Q5_0" in e.value.message and "blk.0.attn_q.weight" in e.value.message
+    assert "Q5_0" in e.value.message
+    assert "blk.0.attn_q.weight" in e.value.message
     with pytest.raises(UnsupportedWeightFormatError) as e:
         ggml.check_supported(99)
     assert e.value.fields == {"tensor": "", "ggml_type": 99, "type_name": "type 99"}

@@ -45,8 +45,11 @@ def test_config_from_metadata(gguf_model: quality.Candidate) -> None:
     config = gguf_model.k._session(gguf_model.h).config
     mc = config["model_config"]
     assert (mc["hidden_size"], mc["num_hidden_layers"], mc["num_attention_heads"]) == (576, 30, 9)
-    assert mc["num_key_value_heads"] == 3 and mc["rope_interleaved"] is True and mc["tie_word_embeddings"]
-    assert config["eos_token"] == "<|im_end|>" and 2 in config["stop_token_ids"]
+    assert mc["num_key_value_heads"] == 3
+    assert mc["rope_interleaved"] is True
+    assert mc["tie_word_embeddings"]
+    assert config["eos_token"] == "<|im_end|>"
+    assert 2 in config["stop_token_ids"]
     assert "<|im_start|>" in config["chat_template"]
 
 

@@ -50,12 +50,14 @@ def test_unknown_and_malformed_messages_get_a_throw(app_config: dict[str, Any]) 
     async def main() -> None:
         handler, client, _ = make(app_config)
         reply = await client.send("noSuchKind", {})
-        assert reply["kind"] == "throw" and reply["content"]["name"] == "UnknownMessageKindError"
+        assert reply["kind"] == "throw"
+        assert reply["content"]["name"] == "UnknownMessageKindError"
         reply = await client.send("getMessage", "not an object")
         assert reply["content"]["name"] == "MalformedMessageError"
         posted: list[dict[str, Any]] = []
         await handler.handle(["not", "a", "dict"], posted.append)
-        assert posted[0]["kind"] == "throw" and posted[0]["uuid"] is None
+        assert posted[0]["kind"] == "throw"
+        assert posted[0]["uuid"] is None
 
     asyncio.run(main())
 
@@ -77,7 +79,8 @@ def test_reload_reports_progress_tagged_with_its_uuid(app_config: dict[str, Any]
         _, client, _ = make(app_config)
         await client.send("reload", {"modelId": "tiny-a"})
         progress = [r for r in client.replies if r["kind"] == "initProgressCallback"]
-        assert progress and all(r["uuid"] == "u1" for r in progress)
+        assert progress
+        assert all(r["uuid"] == "u1" for r in progress)
         assert progress[-1]["content"]["progress"] == 1.0
 
     asyncio.run(main())

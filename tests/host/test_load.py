@@ -44,7 +44,9 @@ def test_64_concurrent_requests_match_the_serial_run(interrupts: bool) -> None:
     async def main() -> tuple[list[Result], list[Result], Any]:
         concurrent, _, handler, client = await run_all(jobs, concurrent=True)
         engine = handler.engine
-        assert not engine.locks.held() and not engine.running and not handler.streams
+        assert not engine.locks.held()
+        assert not engine.running
+        assert not handler.streams
         assert not engine.streams
         for uuid in client.sent:  # one terminal reply per message, the protocol's own included
             assert len(client.terminal(uuid)) == 1, uuid
@@ -58,7 +60,8 @@ def test_64_concurrent_requests_match_the_serial_run(interrupts: bool) -> None:
     compared = 0
     for job in jobs:
         got, want = many[job.index], one[job.index]
-        assert got.error is None and want.error is None, (job, got.error, want.error)
+        assert got.error is None, (job, got.error, want.error)
+        assert want.error is None, (job, got.error, want.error)
         assert got.models == {job.model}, (job, got.models)
         if job.kind == "embedding":
             assert len(got.vectors) == len(want.vectors) > 0
@@ -80,7 +83,8 @@ def test_64_concurrent_requests_match_the_serial_run(interrupts: bool) -> None:
         if job.fate == "interrupt":
             assert got.finish_reason == want.finish_reason == "abort", job
         if job.fate == "abandon":  # left early, or was cut (an interrupt also ends queued requests)
-            assert got.finish_reason in (None, "abort") and (got.text or got.finish_reason), job
+            assert got.finish_reason in (None, "abort"), job
+            assert got.text or got.finish_reason, job
     ids = [next(iter(r.chunk_ids)) for r in concurrent if r.chunk_ids]
     assert len(ids) == len(set(ids))  # no two requests share a response id
     if not interrupts:

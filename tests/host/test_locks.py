@@ -40,7 +40,9 @@ def test_fifo_order_with_many_waiters_and_no_barging() -> None:
         await asyncio.sleep(0)
         tasks.append(asyncio.create_task(worker(99)))
         await asyncio.gather(*tasks)
-        assert not locks.is_held("m") and locks.held() == set() and locks.waiting("m") == 0
+        assert not locks.is_held("m")
+        assert locks.held() == set()
+        assert locks.waiting("m") == 0
         return order
 
     assert asyncio.run(main()) == [*range(40), 99]
@@ -76,7 +78,8 @@ def test_other_model_does_not_wait_for_a_held_one() -> None:
         async with locks.hold("a"):
             # Would deadlock (and time out) if "b" waited on "a".
             await asyncio.wait_for(_enter_and_leave(locks, "b"), timeout=1.0)
-            assert locks.is_held("a") and not locks.is_held("b")
+            assert locks.is_held("a")
+            assert not locks.is_held("b")
 
     asyncio.run(main())
 

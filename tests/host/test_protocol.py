@@ -178,7 +178,9 @@ def test_completion_request() -> None:
         )
     )
     assert (req.model, req.prompt, req.echo) == ("m", "Once upon a time", True)
-    assert req.config.max_tokens == 4 and req.config.stop == ["\n"] and req.config.include_usage
+    assert req.config.max_tokens == 4
+    assert req.config.stop == ["\n"]
+    assert req.config.include_usage
     assert req.config.response_format is None
     assert validate_completion_request(comp()).echo is False
 
@@ -194,7 +196,8 @@ def test_completion_request() -> None:
 )
 def test_embedding_inputs_normalised(value: Any, expected: Any) -> None:
     req = validate_embedding_request({"input": value, "model": "MiniLM", "encoding_format": "float"})
-    assert req.input == expected and req.model == "MiniLM"
+    assert req.input == expected
+    assert req.model == "MiniLM"
 
 
 # ---------------------------------------------------------------- request validation: every error
@@ -510,7 +513,9 @@ def roundtrip(obj: dict[str, Any]) -> dict[str, Any]:
 
 def test_new_id() -> None:
     a, b = R.new_id("chatcmpl"), R.new_id("chatcmpl")
-    assert a.startswith("chatcmpl-") and len(a) == len("chatcmpl-") + 32 and a != b
+    assert a.startswith("chatcmpl-")
+    assert len(a) == len("chatcmpl-") + 32
+    assert a != b
 
 
 def test_usage_fields() -> None:
@@ -523,14 +528,17 @@ def test_chat_completion_validates(finish: str) -> None:
     choices = [R.Choice(0, "Hello ✓", finish, LOGPROBS), R.Choice(1, "Other", finish, None)]
     obj = roundtrip(R.chat_completion("chatcmpl-1", "SmolLM2", 1700000000, choices, R.usage(12, 2, EXTRA)))
     model = ChatCompletion.model_validate(obj)
-    assert model.object == "chat.completion" and model.id == "chatcmpl-1" and model.created == 1700000000
+    assert model.object == "chat.completion"
+    assert model.id == "chatcmpl-1"
+    assert model.created == 1700000000
     assert model.model == "SmolLM2"
     assert [c.message.content for c in model.choices] == ["Hello ✓", "Other"]
     assert [c.message.role for c in model.choices] == ["assistant", "assistant"]
     assert [c.finish_reason for c in model.choices] == [finish, finish]
     assert [c.index for c in model.choices] == [0, 1]
     lp = model.choices[0].logprobs
-    assert lp is not None and lp.content is not None
+    assert lp is not None
+    assert lp.content is not None
     assert [t.token for t in lp.content] == ["Hel", "lo ✓"]
     assert [t.logprob for t in lp.content] == [-0.1, -0.3]
     assert bytes(lp.content[1].bytes or []).decode() == "lo ✓"
@@ -548,7 +556,8 @@ def test_chat_completion_tool_calls_validate() -> None:
     )
     model = ChatCompletion.model_validate(obj)
     calls = model.choices[0].message.tool_calls
-    assert calls is not None and calls[0].function.name == "f"  # type: ignore[union-attr]
+    assert calls is not None
+    assert calls[0].function.name == "f"
     assert calls[0].function.arguments == '{"x": 1}'  # type: ignore[union-attr]
 
 
@@ -572,13 +581,19 @@ def test_chat_stream_chunks_validate() -> None:
     usage_chunk = roundtrip(R.chat_usage_chunk("c", "m", 5, R.usage(4, 3, EXTRA)))
     chunks = [ChatCompletionChunk.model_validate(o) for o in (first, middle, last, usage_chunk)]
     assert all(c.object == "chat.completion.chunk" and c.id == "c" and c.created == 5 for c in chunks)
-    assert chunks[0].choices[0].delta.role == "assistant" and chunks[0].choices[0].delta.content == "He"
-    assert "role" not in middle["choices"][0]["delta"] and chunks[1].choices[0].delta.content == "llo"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].choices[0].delta.content == "He"
+    assert "role" not in middle["choices"][0]["delta"]
+    assert chunks[1].choices[0].delta.content == "llo"
     middle_lp = chunks[1].choices[0].logprobs
-    assert middle_lp is not None and middle_lp.content is not None and middle_lp.content[0].token == "Hel"
+    assert middle_lp is not None
+    assert middle_lp.content is not None
+    assert middle_lp.content[0].token == "Hel"
     assert [c.choices[0].finish_reason for c in chunks[:3]] == [None, None, "length"]
-    assert chunks[3].choices == [] and chunks[3].usage is not None
-    assert chunks[3].usage.total_tokens == 7 and chunks[3].usage.model_dump()["extra"] == EXTRA
+    assert chunks[3].choices == []
+    assert chunks[3].usage is not None
+    assert chunks[3].usage.total_tokens == 7
+    assert chunks[3].usage.model_dump()["extra"] == EXTRA
 
 
 def test_chat_chunk_without_content_and_with_tool_calls() -> None:
@@ -587,7 +602,9 @@ def test_chat_chunk_without_content_and_with_tool_calls() -> None:
     assert "content" not in obj["choices"][0]["delta"]
     chunk = ChatCompletionChunk.model_validate(obj)
     tool_calls = chunk.choices[0].delta.tool_calls
-    assert tool_calls is not None and tool_calls[0].index == 0 and tool_calls[0].function is not None
+    assert tool_calls is not None
+    assert tool_calls[0].index == 0
+    assert tool_calls[0].function is not None
     assert tool_calls[0].function.name == "f"
 
 
@@ -596,17 +613,21 @@ def test_completion_validates_with_legacy_and_chat_style_logprobs() -> None:
     choices = [R.Choice(0, text, "stop", LOGPROBS), R.Choice(1, "x", "length", None)]
     obj = roundtrip(R.completion("cmpl-1", "m", 9, choices, R.usage(4, 2, EXTRA)))
     model = Completion.model_validate(obj)
-    assert model.object == "text_completion" and model.id == "cmpl-1" and model.created == 9
+    assert model.object == "text_completion"
+    assert model.id == "cmpl-1"
+    assert model.created == 9
     assert [c.text for c in model.choices] == [text, "x"]
     assert [c.finish_reason for c in model.choices] == ["stop", "length"]
     lp = model.choices[0].logprobs
     assert lp is not None
-    assert lp.tokens == ["Hel", "lo ✓"] and lp.token_logprobs == [-0.1, -0.3]
+    assert lp.tokens == ["Hel", "lo ✓"]
+    assert lp.token_logprobs == [-0.1, -0.3]
     assert lp.top_logprobs == [{"Hel": -0.1, "Hi": -2.5}, {"lo ✓": -0.3}]
     assert lp.text_offset == [16, 19]
     assert text[16:19] == "Hel"
     assert lp.model_dump()["content"][1]["token"] == "lo ✓"  # web-llm's chat-style list survives
-    assert model.usage is not None and model.usage.model_dump()["extra"] == EXTRA
+    assert model.usage is not None
+    assert model.usage.model_dump()["extra"] == EXTRA
 
 
 def test_completion_chunks_validate() -> None:
@@ -619,19 +640,26 @@ def test_completion_chunks_validate() -> None:
         Completion.model_validate(chunk)
     assert [(e["loc"], e["input"]) for e in info.value.errors()] == [(("choices", 0, "finish_reason"), None)]
     mid = Completion.model_validate({**chunk, "choices": [{**chunk["choices"][0], "finish_reason": "stop"}]})
-    assert mid.object == "text_completion" and mid.choices[0].text == "Hel"
+    assert mid.object == "text_completion"
+    assert mid.choices[0].text == "Hel"
     lp = mid.choices[0].logprobs
-    assert lp is not None and lp.text_offset == [0] and lp.tokens == ["Hel"]
+    assert lp is not None
+    assert lp.text_offset == [0]
+    assert lp.tokens == ["Hel"]
     end, tail = Completion.model_validate(last), Completion.model_validate(usage_chunk)
-    assert end.choices[0].finish_reason == "stop" and end.choices[0].text == ""
-    assert tail.choices == [] and tail.usage is not None and tail.usage.total_tokens == 5
+    assert end.choices[0].finish_reason == "stop"
+    assert end.choices[0].text == ""
+    assert tail.choices == []
+    assert tail.usage is not None
+    assert tail.usage.total_tokens == 5
 
 
 def test_embedding_response_validates() -> None:
     vectors = [[0.6, 0.8, 0.0], [0.0, -1.0, 0.0]]
     obj = roundtrip(R.embedding_response("MiniLM", vectors, 7, {"prefill_tokens_per_s": 900.0}))
     model = CreateEmbeddingResponse.model_validate(obj)
-    assert model.object == "list" and model.model == "MiniLM"
+    assert model.object == "list"
+    assert model.model == "MiniLM"
     assert [d.embedding for d in model.data] == vectors
     assert [d.index for d in model.data] == [0, 1]
     assert all(d.object == "embedding" for d in model.data)

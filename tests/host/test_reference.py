@@ -313,12 +313,14 @@ def test_logprobs_use_temperature_or_one_when_greedy() -> None:
     logits = np.array([0.0, 1.0, 2.0, 2.0], dtype=np.float32)
     greedy = sample(logits, SamplingParams(temperature=0, logprobs=True, top_logprobs=3), 0.0)
     norm = math.log(1 + math.e + 2 * math.e**2)
-    assert greedy.token == 2 and greedy.logprob == pytest.approx(2 - norm)
+    assert greedy.token == 2
+    assert greedy.logprob == pytest.approx(2 - norm)
     assert [t for t, _ in greedy.top_logprobs] == [2, 3, 1]
     assert greedy.top_logprobs[2][1] == pytest.approx(1 - norm)
     hot = sample(logits, SamplingParams(temperature=2.0, logprobs=True, top_logprobs=1), 0.0)
     norm2 = math.log(1 + math.e**0.5 + 2 * math.e)
-    assert hot.token == 0 and hot.logprob == pytest.approx(0 - norm2)
+    assert hot.token == 0
+    assert hot.logprob == pytest.approx(0 - norm2)
     assert hot.top_logprobs == [(2, pytest.approx(1 - norm2))]
     assert sample(logits, SamplingParams(temperature=0), 0.0).logprob is None
 
@@ -332,7 +334,8 @@ def test_load_reports_progress_and_applies_overrides(models: dict[str, Path]) ->
     loaded = run(kernels.load({"model": str(models["q0f32"]), "overrides": {"context_window_size": 64}},
                               lambda f, t: reports.append((f, t))))
     fractions = [f for f, _ in reports]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
     assert reports[0][1] == "Start to fetch params"
     assert any(t.startswith("Loading model from cache[1/1]") for _, t in reports)
     assert loaded.config["context_window_size"] == 64
@@ -365,7 +368,8 @@ def test_tokenizer_round_trips_and_replaces_partial_utf8(models: dict[str, Path]
     kernels, handle = load(models["q0f32"])
     text = "naïve 😀 <|im_end|>"
     ids = run(kernels.tokenize(handle, text))
-    assert ids[-1] == make_tiny_model.IM_END and ids[:6] == list(b"na\xc3\xafve")
+    assert ids[-1] == make_tiny_model.IM_END
+    assert ids[:6] == list(b"na\xc3\xafve")
     assert run(kernels.detokenize(handle, ids)) == text
     emoji = list("😀".encode())
     assert run(kernels.detokenize(handle, emoji[:2])) == "\ufffd"
@@ -388,4 +392,5 @@ def test_stats_count_tokens(models: dict[str, Path]) -> None:
     run(kernels.decode_steps(handle, 3, SamplingParams(temperature=0, uniforms=[0.0] * 3)))
     stats = run(kernels.stats(handle))
     assert (stats["prefill_tokens"], stats["decode_tokens"], stats["kv_length"]) == (10, 3, 13)
-    assert stats["prefill_seconds"] > 0 and stats["decode_seconds"] > 0
+    assert stats["prefill_seconds"] > 0
+    assert stats["decode_seconds"] > 0

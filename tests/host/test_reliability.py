@@ -123,7 +123,9 @@ async def client_with(app_config: dict[str, Any], ids: list[str], **opts: Any) -
 
 def assert_idle(handler: Handler) -> None:
     engine = handler.engine
-    assert not engine.locks.held() and not engine.running and not engine.streams
+    assert not engine.locks.held()
+    assert not engine.running
+    assert not engine.streams
 
 
 # ---- item 2: messages that cannot be read ------------------------------------------------------
@@ -217,7 +219,8 @@ def test_too_long_text_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         return await client.raw({"kind": "getMessage", "uuid": 7, "content": {"x": "é" * 1001}})
 
     replies = asyncio.run(main())
-    assert replies[0]["uuid"] == 7 and replies[0]["content"]["fields"]["reason"] == "size"
+    assert replies[0]["uuid"] == 7
+    assert replies[0]["content"]["fields"]["reason"] == "size"
 
 
 def test_a_transport_that_cannot_convert_gets_a_named_throw_with_the_uuid() -> None:
@@ -289,7 +292,8 @@ def test_seeded_answer_with_max_tokens_k_is_a_prefix_of_k_plus_1(app_config: dic
         texts, streamed = [], []
         for k in range(1, 41):
             reply = await engine.chat.completions.create(**request, max_tokens=k)
-            assert isinstance(reply, dict) and reply["usage"]["completion_tokens"] == k
+            assert isinstance(reply, dict)
+            assert reply["usage"]["completion_tokens"] == k
             texts.append(text_of(reply))
             stream = await engine.chat.completions.create(**request, max_tokens=k, stream=True)
             assert isinstance(stream, Stream)
@@ -412,7 +416,8 @@ def test_follow_up_after_an_interrupted_prefill_equals_a_fresh_prefill(app_confi
         follow = await engine.chat.completions.create(messages=turn2, max_tokens=12, **GREEDY)
         fresh_engine = await engine_with(app_config, ["tiny-a"], ReferenceKernels(), prefill_chunk_size=8)
         fresh = await fresh_engine.chat.completions.create(messages=turn2, max_tokens=12, **GREEDY)
-        assert isinstance(follow, dict) and isinstance(fresh, dict)
+        assert isinstance(follow, dict)
+        assert isinstance(fresh, dict)
         assert follow["usage"]["prompt_tokens"] == fresh["usage"]["prompt_tokens"]  # the whole prompt
         assert text_of(follow) == text_of(fresh)
 
@@ -439,7 +444,8 @@ def test_retry_after_a_stream_left_early_equals_a_fresh_prefill(app_config: dict
         again = await engine.chat.completions.create(messages=turn2, max_tokens=10, **GREEDY)
         fresh_engine = await engine_with(app_config, ["tiny-a"])
         fresh = await fresh_engine.chat.completions.create(messages=turn2, max_tokens=10, **GREEDY)
-        assert isinstance(again, dict) and isinstance(fresh, dict)
+        assert isinstance(again, dict)
+        assert isinstance(fresh, dict)
         assert text_of(again) == text_of(fresh)
 
     asyncio.run(main())
@@ -469,7 +475,8 @@ def test_reload_or_unload_ends_every_open_stream_with_a_final_chunk(
         assert finish_of([first["content"]["chunk"], *rest]) == "abort"
         for other in (idle, unread):
             chunks = await client.read_all(other["content"]["streamId"])
-            assert finish_of(chunks) == "abort" and stream_text(chunks) == ""
+            assert finish_of(chunks) == "abort"
+            assert stream_text(chunks) == ""
         assert not client.handler.streams
         if kind == "reload":
             done = await client.send(
@@ -545,7 +552,8 @@ def test_stream_never_read_frees_its_model_for_the_next_request(app_config: dict
         reply = await guarded(
             engine.chat.completions.create(messages=HI, max_tokens=2, **GREEDY), "the next request"
         )
-        assert isinstance(reply, dict) and reply["usage"]["completion_tokens"] == 2
+        assert isinstance(reply, dict)
+        assert reply["usage"]["completion_tokens"] == 2
         assert finish_of([c async for c in stream]) == "length"  # its chunks were kept
 
     asyncio.run(main())
@@ -566,7 +574,8 @@ def test_logit_bias_outside_the_vocabulary_is_refused(app_config: dict[str, Any]
             await engine.completions.create(prompt="x", logit_bias={str(vocab + 100): -5}, stream=stream)
         ok = await engine.chat.completions.create(messages=HI, logit_bias={str(vocab - 1): 5}, max_tokens=1)
         assert isinstance(ok, dict)
-        assert not engine.locks.held() and not engine.running
+        assert not engine.locks.held()
+        assert not engine.running
 
     asyncio.run(main())
 
@@ -613,4 +622,5 @@ def test_builtin_property_names_as_kinds_get_unknown_kind(kind: str) -> None:
         )
 
     (reply,) = asyncio.run(main())
-    assert reply["content"]["name"] == "UnknownMessageKindError" and reply["uuid"] == 1
+    assert reply["content"]["name"] == "UnknownMessageKindError"
+    assert reply["uuid"] == 1

@@ -46,7 +46,8 @@ def test_requested_not_loaded_names_loaded_ids(loaded: list[str]) -> None:
     with pytest.raises(SpecifiedModelNotFoundError) as info:
         select_model(loaded, "zzz", "CompletionCreateParams")
     msg = info.value.message
-    assert "zzz" in msg and "CompletionCreateParams" in msg
+    assert "zzz" in msg
+    assert "CompletionCreateParams" in msg
     assert all(m in msg for m in loaded)
     assert info.value.fields["loaded"] == loaded
     assert info.value.fields["requested"] == "zzz"

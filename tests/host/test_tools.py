@@ -29,7 +29,8 @@ def test_q4_packs_low_nibble_first_with_offset_seven() -> None:
     row = np.array([[j - 7 for j in range(15)] + [0] * 17], dtype=np.float32)
     q_weight, q_scale = quantize_q4(row)
     assert q_scale.tolist() == [[1.0]]
-    assert q_weight.dtype == np.uint32 and q_weight.shape == (1, 4)
+    assert q_weight.dtype == np.uint32
+    assert q_weight.shape == (1, 4)
     assert int(q_weight[0, 0]) == sum(j << (4 * j) for j in range(8))
     assert int(q_weight[0, 1]) == sum((8 + j) << (4 * j) for j in range(7)) | (7 << 28)
     np.testing.assert_array_equal(dequantize_q4(q_weight, q_scale), row)
@@ -76,14 +77,17 @@ def test_tensor_cache_json_records_digests_and_sorted_keys(tmp_path: Path) -> No
     assert raw == json.dumps(cache, sort_keys=True, indent=2) + "\n"
     for shard in cache["records"]:
         blob = (tmp_path / shard["dataPath"]).read_bytes()
-        assert shard["format"] == "raw-shard" and shard["nbytes"] == len(blob)
+        assert shard["format"] == "raw-shard"
+        assert shard["nbytes"] == len(blob)
         assert cache["metadata"]["sha256"][shard["dataPath"]] == hashlib.sha256(blob).hexdigest()
         for rec in shard["records"]:
-            assert rec["format"] == "raw" and rec["byteOffset"] % 4 == 0
+            assert rec["format"] == "raw"
+            assert rec["byteOffset"] % 4 == 0
             assert rec["byteOffset"] + rec["nbytes"] <= len(blob)
     names = [r["name"] for s in cache["records"] for r in s["records"]]
     assert "model.layers.0.self_attn.qkv_proj.q_weight" in names
-    assert "model.layers.0.input_layernorm.weight" in names and "lm_head.q_scale" in names
+    assert "model.layers.0.input_layernorm.weight" in names
+    assert "lm_head.q_scale" in names
 
 
 def test_shards_respect_the_limit_and_read_back_exactly(tmp_path: Path) -> None:
@@ -124,7 +128,7 @@ def test_reader_dequantises_to_the_writers_weights(tmp_path: Path) -> None:
 
 def test_write_model_dir_takes_params_or_stored_not_both(tmp_path: Path) -> None:
     config = make_tiny_model.chat_config(make_tiny_model.TINY, "q0f32")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="exactly one of params and stored"):
         write_model_dir(tmp_path, config, b"{}")
 
 
@@ -144,7 +148,8 @@ def test_tiny_chat_config_matches_the_spec(tmp_path: Path) -> None:
     assert conv["name"] == "chatml"
     assert conv["system_template"] == "<|im_start|>system\n{system_message}<|im_end|>\n"
     assert conv["roles"] == {"user": "<|im_start|>user", "assistant": "<|im_start|>assistant"}
-    assert conv["seps"] == ["<|im_end|>\n"] and conv["stop_str"] == ["<|im_end|>"]
+    assert conv["seps"] == ["<|im_end|>\n"]
+    assert conv["stop_str"] == ["<|im_end|>"]
     assert (conv["role_content_sep"], conv["role_empty_sep"]) == ("\n", "\n")
     assert conv["system_prefix_token_ids"] is None
     tok = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
@@ -203,7 +208,10 @@ def test_web_tokenizers_agrees_with_the_wheel(tokenizer_path: Path, tmp_path: Pa
     script.write_text(_NODE_LOADER)
     run = subprocess.run(
         [node, str(script), str(entry), str(tokenizer_path), json.dumps(TEXTS)],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     result = json.loads(run.stdout.strip().splitlines()[-1])
     tok = Tokenizer.from_file(str(tokenizer_path))
@@ -217,8 +225,16 @@ def test_web_tokenizers_agrees_with_the_wheel(tokenizer_path: Path, tmp_path: Pa
 # -- random models --------------------------------------------------------------------------------
 
 SMALL_QWEN = LlamaShape(
-    model_type="qwen2", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-    head_dim=16, intermediate_size=96, vocab_size=700, rope_theta=1e6, tie_word_embeddings=True,
+    model_type="qwen2",
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    intermediate_size=96,
+    vocab_size=700,
+    rope_theta=1e6,
+    tie_word_embeddings=True,
 )
 
 
@@ -247,7 +263,8 @@ def test_random_tensors_are_valid_and_scaled(quantization: str) -> None:
     for name, words in stored.items():
         if name.endswith(".q_weight"):
             nibbles = (words[:, :, None] >> (np.arange(8, dtype=np.uint32) * 4)) & 0xF
-            assert nibbles.max() <= 14 and nibbles.min() == 0, name
+            assert nibbles.max() <= 14, name
+            assert nibbles.min() == 0, name
     if quantization != "q0f32":
         assert stored["model.embed_tokens.q_weight"].dtype == np.uint32
         assert "model.embed_tokens.weight" not in stored

@@ -274,26 +274,30 @@ def test_every_cell_runs_without_error(notebook: Notebook) -> None:
     ran = [c["id"] for c in notebook.cells if c["cell_type"] == "code"]
     assert list(notebook.outputs) == ran
     for cell_id, text in notebook.outputs.items():
-        assert "Error" not in text and "Traceback" not in text, (cell_id, text, notebook.console[-20:])
+        assert "Error" not in text, (cell_id, text, notebook.console[-20:])
+        assert "Traceback" not in text, (cell_id, text, notebook.console[-20:])
     assert notebook.outputs["version"].strip() == "py_worker 0.1.0 on emscripten"
     assert notebook.foreign == []
 
 
 def test_load_shows_progress_in_place(notebook: Notebook) -> None:
     final = notebook.outputs["load"]
-    assert "100%" in final and "Finish loading on WebGPU" in final, final
+    assert "100%" in final, final
+    assert "Finish loading on WebGPU" in final, final
     # One output, updated in place: never more than one progress line at a time.
     bars = [re.findall(r"\[[# ]{20}\] +(\d+)%", state) for state in notebook.states["load"]]
     assert all(len(b) <= 1 for b in bars), notebook.states["load"]
     percents = [int(b[0]) for b in bars if b]
-    assert len(set(percents)) >= 3 and percents[-1] == 100, percents
+    assert len(set(percents)) >= 3, percents
+    assert percents[-1] == 100, percents
 
 
 def test_answer_streams_and_matches_the_engine(notebook: Notebook) -> None:
     want_text, _ = notebook.reference()
     printed = notebook.outputs["chat"]
     answer, _, tail = printed.rpartition("\n[finish_reason: ")
-    assert answer == want_text and answer.strip(), (answer, want_text)
+    assert answer == want_text, (answer, want_text)
+    assert answer.strip(), (answer, want_text)
     assert tail.rstrip() in ("stop]", "length]"), tail
     if notebook.variant == "smollm2":
         assert "Paris" in answer, answer

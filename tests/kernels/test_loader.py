@@ -44,7 +44,8 @@ def test_second_load_from_cache_and_wrong_sha_not_cached(fresh_chromium: Fresh, 
         assert "error" not in first
         assert shard_requests(h) == 2, "the refused shard must not have been cached"
         fractions = [f for f, _ in first["progress"]]
-        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+        assert fractions == sorted(fractions)
+        assert fractions[-1] == 1.0
         texts = [t for _, t in first["progress"]]
         assert texts[0] == "Start to fetch params"
         assert any(t.startswith("Fetching param cache[1/1]") for t in texts)
@@ -62,7 +63,8 @@ def test_second_load_from_cache_and_wrong_sha_not_cached(fresh_chromium: Fresh, 
         assert again["error"]["name"] == "IntegrityError"
         fetched = shard_requests(h)
         kept = load(h, {"model": model}, cache)
-        assert "error" not in kept and shard_requests(h) == fetched, "the wrong pin evicted the cached shard"
+        assert "error" not in kept, "the wrong pin evicted the cached shard"
+        assert shard_requests(h) == fetched, "the wrong pin evicted the cached shard"
 
 
 @pytest.mark.parametrize("cache", ["cache", "indexeddb"])
@@ -84,7 +86,8 @@ def test_gguf_second_load_from_cache_and_wrong_pin_not_cached(fresh_chromium: Fr
         assert "error" not in first, first
         assert gguf_requests(h) == 2, "the refused GGUF must not have been cached"
         fractions = [f for f, _ in first["progress"]]
-        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+        assert fractions == sorted(fractions)
+        assert fractions[-1] == 1.0
         texts = [t for _, t in first["progress"]]
         assert texts[0] == "Start to fetch params"
         assert any(t.startswith("Fetching param cache[1/1]: ") for t in texts)
@@ -140,7 +143,8 @@ def test_interrupted_or_corrupt_download_never_poisons_cache(fresh_chromium: Fre
         assert "error" not in good
         assert shard_requests(h) == before + 1, "nothing bad was cached, so the shard is fetched"
         cached = load(h, {"model": model}, "cache")
-        assert "error" not in cached and shard_requests(h) == before + 1
+        assert "error" not in cached
+        assert shard_requests(h) == before + 1
 
 
 def test_prefetch_is_taken_over_by_load(fresh_chromium: Fresh) -> None:

@@ -33,10 +33,12 @@ def test_mlc_records_have_resolve_main_dirs_and_matching_libraries() -> None:
         model_id = record["model_id"]
         assert record["model"] == f"https://huggingface.co/mlc-ai/{model_id}/resolve/main/"
         lib = record["model_lib"]
-        assert lib.startswith(prebuilt.MODEL_LIB_PREFIX) and lib.endswith("-webgpu.wasm")
+        assert lib.startswith(prebuilt.MODEL_LIB_PREFIX)
+        assert lib.endswith("-webgpu.wasm")
         assert f"/{prebuilt.MODEL_LIB_VERSION}/" in lib
         quant = re.search(r"q\d+f\d+(_\d)?", model_id)
-        assert quant is not None and quant.group(0) in lib, (model_id, lib)
+        assert quant is not None, (model_id, lib)
+        assert quant.group(0) in lib, (model_id, lib)
         needs_f16 = "f16" in quant.group(0)
         assert (record.get("required_features") == ["shader-f16"]) == needs_f16, model_id
         assert record["model_type"] in ("LLM", "embedding")

@@ -71,9 +71,11 @@ def test_generation_loop_awaits_js_calls(selenium: Any) -> None:
     ]
     text, reason, tokens = got["first"]
     assert tokens == _expected("Hello, Pyodide!", 40)
-    assert text == bytes(tokens).decode() and reason == "length"
+    assert text == bytes(tokens).decode()
+    assert reason == "length"
     text2, _, tokens2 = got["second"]
-    assert tokens2 == _expected("abc", 20) and text2 == bytes(tokens2).decode()
+    assert tokens2 == _expected("abc", 20)
+    assert text2 == bytes(tokens2).decode()
     assert got["embed"] == [[2.0, 3.0], [1.0, 3.0]]
     # The loop never had two calls in flight on one handle: every call was awaited before the next.
     assert got["stats"]["maxInFlight"] == 1

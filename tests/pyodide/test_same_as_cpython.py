@@ -100,7 +100,8 @@ def test_locks_fifo_and_cancellation_in_pyodide(both: tuple[dict[str, Any], dict
     assert locks["snapshot"] == {"held": ["A"], "waiting_A": 4, "waiting_A_after_cancel": 3}
     assert locks["results"] == [None, None, "ValueError", "CancelledError", None]
     # The cancelled holder c1 handed C to c2, and nothing is held at the end.
-    assert "end c1" not in trace and trace[-2:] == ["start c2", "end c2"]
+    assert "end c1" not in trace
+    assert trace[-2:] == ["start c2", "end c2"]
     assert locks["held_at_end"] == []
 
 
@@ -117,7 +118,8 @@ def test_worker_handler_in_pyodide(both: tuple[dict[str, Any], dict[str, Any]]) 
         "EmbeddingUnsupportedModelError", "return", "return",
     ]  # fmt: skip
     answer = terminal[4]["content"]["choices"][0]
-    assert answer["message"]["content"] == "Hi from py_worker." and answer["finish_reason"] == "stop"
+    assert answer["message"]["content"] == "Hi from py_worker."
+    assert answer["finish_reason"] == "stop"
     chunks = [terminal[i]["content"]["chunk"]["choices"][0]["delta"]["content"] for i in (6, 7)]
     assert chunks == ["H", "i"]
     assert terminal[8]["content"] == {"done": True}
