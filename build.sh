@@ -39,6 +39,16 @@ build() {
       "$PY" tools/make_tiny_model.py --out "build/models/tiny-llama-$q" --quantization "$q"
     fi
   done
+  # Random-weight MLC dirs of every architecture (tests/browser/test_mlc_zoo.py serves them; tests/kernels reads them).
+  local zoo shape quant
+  for zoo in tiny-llama3:q4f16_1 tiny-qwen2:q4f32_1 tiny-qwen3:q4f16_1 tiny-phi3:q4f16_1 tiny-gemma2:q4f16_1 tiny-gemma3:q4f16_1; do
+    shape=${zoo%%:*} quant=${zoo##*:}
+    if stale "build/models/zoo/$shape-$quant/tensor-cache.json" tools/make_random_model.py tools/make_tiny_model.py \
+      tools/mlc_format.py py_worker/reference/architectures.py; then
+      log "zoo model $shape ($quant)"
+      "$PY" tools/make_random_model.py --shape "$shape" --quantization "$quant" --out "build/models/zoo/$shape-$quant"
+    fi
+  done
   if stale build/models/tiny-bert-q0f32/mlc-chat-config.json tools/make_tiny_bert.py tools/mlc_format.py; then
     log "tiny BERT"
     "$PY" tools/make_tiny_bert.py --out build/models/tiny-bert-q0f32

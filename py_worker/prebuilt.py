@@ -7,8 +7,8 @@ backend; the default is SmolLM2's GGUF read as it is. The MLC prebuilt records n
 a Hugging Face model directory (``.../resolve/main/``) and an MLC model library ``.wasm``, so
 they run on the ``mlc`` backend (js_glue/kernels/backends.js) for a user who is online.
 ``MLC_WGSL_ZOO`` lists web-llm's prebuilt ids whose architecture our own kernels run (llama,
-mistral, qwen2, qwen3, phi3, gemma2) at a quantisation they read (q4f16_1, q4f32_1, q0f16, q0f32):
-the same Hugging Face directories, on the ``wgsl`` backend, with no model library at all.
+mistral, qwen2, qwen3, phi3, gemma2, gemma3_text) at a quantisation they read (q4f16_1, q4f32_1,
+q0f16, q0f32): the same Hugging Face directories, on the ``wgsl`` backend, with no model library.
 Nothing here is fetched at import or in CI.
 """
 
@@ -171,6 +171,8 @@ _ZOO: dict[str, list[str]] = {
         "gemma-2-9b-it-q4f16_1-MLC", "gemma-2-9b-it-q4f32_1-MLC",
         "gemma-2-2b-jpn-it-q4f16_1-MLC", "gemma-2-2b-jpn-it-q4f32_1-MLC",
     ],
+    # Gemma 3 1B is text-only: its HF config (so MLC's chat config) says gemma3_text, not gemma3.
+    "gemma3_text": ["gemma3-1b-it-q4f16_1-MLC"],
 }  # fmt: skip
 
 

@@ -30,9 +30,10 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make `tools` and `py_worker` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from py_worker.reference.architectures import naming
+from py_worker.reference.architectures import LINEARS, naming
 from py_worker.reference.weights import GROUP
-from tools.make_tiny_model import TINY, LlamaShape, byte_level_tokenizer_json, chat_config, param_shapes
+from tools.make_tiny_model import TINY, LlamaShape, byte_level_tokenizer_json
+from tools.make_tiny_model import chat_config as flat_chat_config
 from tools.mlc_format import QUANTIZATIONS, write_model_dir
 
 SHAPES: dict[str, LlamaShape] = {
@@ -79,6 +80,30 @@ SHAPES: dict[str, LlamaShape] = {
         tie_word_embeddings=True,
         context_window_size=131072,
         prefill_chunk_size=2048,
+    ),
+    "gemma3-1b": LlamaShape(
+        model_type="gemma3_text",
+        hidden_size=1152,
+        num_hidden_layers=26,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=256,
+        intermediate_size=6912,
+        vocab_size=262144,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-6,
+        context_window_size=4096,
+        prefill_chunk_size=1024,
+        theta_key="position_embedding_base",
+        extra={
+            "hidden_activation": "gelu_pytorch_tanh",
+            "query_pre_attn_scalar": 256,
+            "sliding_window": 512,
+            "sliding_window_pattern": 6,
+            "rope_local_base_freq": 10000.0,
+            "attention_bias": False,
+        },
     ),
 }
 
@@ -141,9 +166,99 @@ ZOO: dict[str, LlamaShape] = {
                "final_logit_softcapping": 4.0, "query_pre_attn_scalar": 64, "sliding_window": 4096,
                "attention_bias": False},
     ),
+    "tiny-gemma3": LlamaShape(
+        model_type="gemma3_text", hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=64, intermediate_size=256, vocab_size=512, rope_theta=1e6,
+        rms_norm_eps=1e-6, tie_word_embeddings=True, context_window_size=256, prefill_chunk_size=16,
+        theta_key="position_embedding_base",
+        extra={"hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 64,
+               "sliding_window": 8, "sliding_window_pattern": 2, "rope_local_base_freq": 10000.0,
+               "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "attention_bias": False},
+    ),
 }  # fmt: skip
 """Test shapes (``tiny-<arch>``). Gemma 2's soft-caps are far below its real 50 / 30 so that
-they bite on random weights; Phi-3's partial rotary (0.75) is Phi-4-mini's."""
+they bite on random weights; Phi-3's partial rotary (0.75) is Phi-4-mini's. Gemma 3's window
+(8 keys) and pattern (every 2nd layer global, not every 6th) make a 2-layer model with a
+short prompt use both kinds of layer and slide its window; its global layers have the 4B's
+linear RoPE scaling (factor 8), its local ones their own base (10000)."""
+
+GEMMA3_TEXT_FIELDS = (
+    "hidden_size", "intermediate_size", "num_hidden_layers", "attention_bias", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "rms_norm_eps", "hidden_activation", "position_embedding_base",
+    "rope_scaling", "context_window_size", "prefill_chunk_size", "query_pre_attn_scalar",
+    "sliding_window_size",
+)  # fmt: skip
+"""The fields of MLC's ``Gemma3TextConfig`` (gemma3_model.py): the rest of HF's keys go to its kwargs."""
+
+
+def gemma3_model_config(flat: dict[str, Any]) -> dict[str, Any]:
+    """MLC's nested Gemma 3 ``model_config``: ``text_config`` (fields + ``kwargs``) inside ``Gemma3Config``.
+
+    As MLC's gen_config writes it: the text config's fields, HF's other keys under its
+    ``kwargs`` (``rope_local_base_freq``, ``sliding_window_pattern``, ``sliding_window``), and
+    outside it ``vocab_size`` and the numbers MLC compiles in.
+    """
+    flat = dict(flat)
+    flat["sliding_window_size"] = flat.get("sliding_window")
+    text = {k: flat.pop(k) for k in GEMMA3_TEXT_FIELDS if k in flat}
+    for key in ("vocab_size", "tie_word_embeddings", "hidden_act"):
+        flat.pop(key, None)
+    text["kwargs"] = flat
+    return {
+        "text_config": text,
+        "vocab_size": text.get("vocab_size") or 0,
+        "tensor_parallel_shards": 1,
+        "max_batch_size": 1,
+        "context_window_size": text["context_window_size"],
+        "sliding_window_size": text["sliding_window_size"],
+        "prefill_chunk_size": text["prefill_chunk_size"],
+        "is_text_model": True,
+    }
+
+
+def chat_config(shape: LlamaShape, quantization: str) -> dict[str, Any]:
+    """``mlc-chat-config.json`` of ``shape``, with Gemma 3's ``model_config`` nested as MLC writes it."""
+    config = flat_chat_config(shape, quantization)
+    if shape.model_type.startswith("gemma3"):
+        config["model_config"] = gemma3_model_config(config["model_config"])
+        config["model_config"]["vocab_size"] = shape.vocab_size
+        config["sliding_window_size"] = config["model_config"]["sliding_window_size"]
+    return config
+
+
+def param_shapes(shape: LlamaShape) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """MLC's tensor names and f32 shapes of a decoder of ``shape.model_type``, in MLC's order.
+
+    Names from py_worker/reference/architectures.py (MLC's model definitions): the embedding,
+    each layer's roles in module order (a linear's bias right after it), the final norm, lm_head.
+    Gemma 3's q, k and v are three linears.
+    """
+    n = naming(shape.model_type)
+    h, hd = shape.hidden_size, shape.head_dim
+    q_rows, kv_rows = shape.num_attention_heads * hd, shape.num_key_value_heads * hd
+    dims = {
+        "qkv": (q_rows + 2 * kv_rows, h),
+        "q": (q_rows, h),
+        "k": (kv_rows, h),
+        "v": (kv_rows, h),
+        "o": (h, q_rows),
+        "gate_up": (2 * shape.intermediate_size, h),
+        "down": (h, shape.intermediate_size),
+        "q_norm": (hd,),
+        "k_norm": (hd,),
+    }
+    config = shape.model_config()
+    biases = n.bias_roles(config)
+    yield f"{n.embed}.weight", (shape.vocab_size, h)
+    for i in range(shape.num_hidden_layers):
+        p = n.layer.format(i=i)
+        for role, stem in n.roles.items():
+            yield f"{p}{stem}.weight", dims.get(role, (h,))
+            if role in biases and role in LINEARS:
+                yield f"{p}{stem}.bias", (dims[role][0],)
+    yield f"{n.final_norm}.weight", (h,)
+    if not n.tied(config):
+        yield f"{n.lm_head}.weight", (shape.vocab_size, h)
 
 SHAPES.update(ZOO)
 

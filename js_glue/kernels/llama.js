@@ -1,5 +1,5 @@
 // A pre-norm decoder on the WGSL kernels, for every architecture of MLC_NAMES (Llama, SmolLM2,
-// Mistral, Qwen2, Qwen3, Phi-3, Gemma 2): weights, KV cache and activations live on the GPU; a
+// Mistral, Qwen2, Qwen3, Phi-3, Gemma 2, Gemma 3): weights, KV cache and activations live on the GPU; a
 // forward pass is a list of dispatches recorded top to bottom. Weights come from an MLC model
 // dir as MLC publishes it (f32 or f16, or MLC q4 words + scales, under MLC's own tensor names)
 // or from a GGUF file (each tensor's ggml blocks uploaded byte for byte and dequantised inside
@@ -45,6 +45,29 @@ const LLAMA_ROLES = {
   mlp_norm: "post_attention_layernorm",
 };
 const LLAMA_LAYOUT = { embed: "model.embed_tokens", layer: "model.layers.{i}.", final_norm: "model.norm", lm_head: "lm_head" };
+// Gemma 3: everything under language_model., q/k/v three linears (fused here into qkv rows),
+// Gemma 2's four norms plus per-head q_norm / k_norm (MLC stores them all as 1 + w).
+const GEMMA3_NAMES = {
+  embed: "language_model.model.embed_tokens",
+  layer: "language_model.model.layers.{i}.",
+  final_norm: "language_model.model.norm",
+  lm_head: "language_model.lm_head",
+  roles: {
+    q: "self_attn.q_proj",
+    k: "self_attn.k_proj",
+    v: "self_attn.v_proj",
+    o: "self_attn.o_proj",
+    q_norm: "self_attn.q_norm",
+    k_norm: "self_attn.k_norm",
+    gate_up: "mlp.gate_up_proj",
+    down: "mlp.down_proj",
+    attn_norm: "input_layernorm",
+    attn_out_norm: "post_attention_layernorm",
+    mlp_norm: "pre_feedforward_layernorm",
+    mlp_out_norm: "post_feedforward_layernorm",
+  },
+  alwaysTied: true,
+};
 export const MLC_NAMES = {
   llama: { ...LLAMA_LAYOUT, roles: LLAMA_ROLES },
   mistral: { ...LLAMA_LAYOUT, roles: LLAMA_ROLES },
@@ -91,6 +114,8 @@ export const MLC_NAMES = {
     },
     alwaysTied: true,
   },
+  gemma3: GEMMA3_NAMES,
+  gemma3_text: GEMMA3_NAMES, // MLC's model_type of the text-only checkpoints (gemma-3-1b)
 };
 
 /** Every model_type this decoder runs. */
@@ -105,14 +130,36 @@ export function unsupportedArchitecture(type, supported = DECODER_TYPES) {
 }
 
 /**
+ * model_config as one flat object of the text model's numbers. MLC's Gemma 3 nests them:
+ * model_config.text_config holds the text model's fields and, under kwargs, the Hugging Face
+ * keys MLC has no field for (rope_local_base_freq, sliding_window_pattern, sliding_window);
+ * model_config keeps vocab_size, the context window and the prefill chunk. The text config's
+ * own numbers win over its kwargs, the outer ones fill the rest. Twin of model_config in
+ * py_worker/reference/architectures.py.
+ */
+export function flatModelConfig(config) {
+  const { text_config: text, ...mc } = config.model_config || {};
+  if (!text || typeof text !== "object") return mc;
+  const { kwargs, ...inner } = text;
+  const flat = { ...mc, ...(kwargs || {}), ...inner };
+  if ("vocab_size" in mc) flat.vocab_size = mc.vocab_size;
+  return flat;
+}
+
+/** Gemma 3: every 6th layer attends to every key, the others within the window (a config's pattern wins). */
+const SLIDING_PATTERN = 6;
+
+/**
  * Model dimensions and quirks from mlc-chat-config.json (MLC's keys). For the numbers MLC
  * compiles into its library (context window, prefill chunk) the chat config's top level wins
  * over model_config (which holds the model's own, e.g. 131072 for Llama 3.2); overrides win over
  * both. A sliding window (Mistral's sliding_window_size, Gemma 2's sliding_window) caps the KV
  * cache at the window, as MLC does for Gemma 2: inside it, windowed and full attention agree.
+ * Gemma 3 is not capped: layer i with (i + 1) % pattern != 0 attends within its window (keys
+ * p - window < j <= p) with RoPE base rope_local_base_freq, the others to the whole cache.
  */
 export function llamaDims(config, overrides = {}) {
-  const mc = config.model_config || {};
+  const mc = flatModelConfig(config);
   const pick = (k, d) => overrides[k] ?? mc[k] ?? config[k] ?? d;
   const top = (k, d) => overrides[k] ?? (config[k] > 0 ? config[k] : null) ?? (mc[k] > 0 ? mc[k] : null) ?? d;
   const type = config.model_type || "llama";
@@ -122,7 +169,11 @@ export function llamaDims(config, overrides = {}) {
   const headDim = pick("head_dim", hidden / heads);
   let ctx = top("context_window_size", 2048);
   const sliding = [mc.sliding_window, mc.sliding_window_size].find((w) => w > 0);
-  if (sliding) ctx = Math.min(ctx, sliding);
+  const perLayer = type.startsWith("gemma3");
+  if (sliding && !perLayer) ctx = Math.min(ctx, sliding);
+  const layers = pick("num_hidden_layers");
+  const pattern = mc.sliding_window_pattern || SLIDING_PATTERN;
+  const window = perLayer && sliding ? sliding : 0;
   return {
     type,
     hidden,
@@ -131,7 +182,7 @@ export function llamaDims(config, overrides = {}) {
     kvHeads: pick("num_key_value_heads", heads),
     headDim,
     rotaryDim: Math.trunc(headDim * (mc.partial_rotary_factor ?? 1)),
-    layers: pick("num_hidden_layers"),
+    layers,
     eps: pick("rms_norm_eps", 1e-6),
     theta: mc.rope_theta ?? mc.position_embedding_base ?? config.rope_theta ?? 10000,
     ropeScaling: mc.rope_scaling || null,
@@ -145,6 +196,9 @@ export function llamaDims(config, overrides = {}) {
     attnScale: mc.query_pre_attn_scalar ? mc.query_pre_attn_scalar ** -0.5 : undefined,
     attnSoftcap: mc.attn_logit_softcapping || 0,
     finalSoftcap: mc.final_logit_softcapping || 0,
+    window,
+    slidingLayers: Array.from({ length: layers }, (_, i) => !!window && (i + 1) % pattern !== 0),
+    localTheta: mc.rope_local_base_freq ?? 10000,
   };
 }
 
@@ -168,6 +222,7 @@ function ropeFrequencies({ rotaryDim, theta, ropeScaling, ctx }) {
     });
     return { freqs, gain: 1 };
   }
+  if (kind === "linear") return { freqs: inv.map((f) => f / rs.factor), gain: 1 }; // Gemma 3 4B+ (global layers)
   if (kind === "longrope" || kind === "su") {
     const original = rs.original_max_position_embeddings;
     const ext = ctx > original ? rs.long_factor : rs.short_factor;
@@ -289,7 +344,7 @@ export class LlamaModel extends Program {
       const per = t.bytes.byteLength / t.shape[0];
       return { ...t, shape: [r1 - r0, ...t.shape.slice(1)], bytes: t.bytes.subarray(r0 * per, r1 * per) };
     };
-    const linear = (stem, N, biasName = null) => {
+    const linear = (stem, N, biasName = null, yoff0 = 0) => {
       const kind = quantised ? "q4" : this.f16Weights ? "f16" : "f32";
       const ts = quantised ? [need(`${stem}.q_weight`), need(`${stem}.q_scale`)] : [need(`${stem}.weight`)];
       const keep = quantised ? [false, this.f16Scales] : [this.f16Weights];
@@ -303,16 +358,20 @@ export class LlamaModel extends Program {
         const part = (t) => (step === N ? t : rows(t, r0, r1));
         const label = step === N ? stem : `${stem}[${r0}:${r1}]`;
         const bufs = ts.map((t, j) => upload(label, part(t), keep[j]));
-        parts.push({ kind, bufs, N: r1 - r0, yoff: r0, bias: bias && upload(`${biasName}`, part(bias)) });
+        parts.push({ kind, bufs, N: r1 - r0, yoff: yoff0 + r0, bias: bias && upload(`${biasName}`, part(bias)) });
       }
       return parts;
     };
-    const mc = this.config.model_config || {};
+    const mc = flatModelConfig(this.config);
     const biases = new Set([...(names.biases || []), ...(mc.attention_bias ? names.optionalBiases || [] : [])]);
     this.embedParts = linear(names.embed, d.vocab);
     this.lmHead = d.tied || names.alwaysTied ? this.embedParts : linear(names.lm_head, d.vocab);
     this.finalNorm = get(`${names.final_norm}.weight`);
-    const outRows = { qkv: this.qkvLen, o: d.hidden, gate_up: 2 * d.inter, down: d.hidden };
+    const qRows = d.heads * d.headDim;
+    const kvRows = d.kvHeads * d.headDim;
+    const outRows = { qkv: this.qkvLen, q: qRows, k: kvRows, v: kvRows, o: d.hidden, gate_up: 2 * d.inter, down: d.hidden };
+    // Gemma 3's separate q, k, v: parts of the one qkv linear, writing their rows of each qkv row.
+    const qkvOffset = { q: 0, k: qRows, v: qRows + kvRows };
     const field = { qkv: "qkv", o: "o", gate_up: "gateUp", down: "down", attn_norm: "inNorm", mlp_norm: "postNorm",
       q_norm: "qNorm", k_norm: "kNorm", attn_out_norm: "attnOutNorm", mlp_out_norm: "mlpOutNorm" }; // prettier-ignore
     this.layers = [];
@@ -320,8 +379,10 @@ export class LlamaModel extends Program {
       const p = names.layer.replace("{i}", String(i));
       const L = {};
       for (const [role, stem] of Object.entries(names.roles)) {
+        const bias = biases.has(role) ? `${p}${stem}.bias` : null;
         if (!(role in outRows)) L[field[role]] = get(`${p}${stem}.weight`);
-        else L[field[role]] = linear(`${p}${stem}`, outRows[role], biases.has(role) ? `${p}${stem}.bias` : null);
+        else if (role in qkvOffset) L.qkv = [...(L.qkv || []), ...linear(`${p}${stem}`, outRows[role], bias, qkvOffset[role])];
+        else L[field[role]] = linear(`${p}${stem}`, outRows[role], bias);
       }
       this.layers.push(L);
     }
@@ -424,6 +485,9 @@ export class LlamaModel extends Program {
     this.xlastn = g.storage(hidden * f, "xlastn");
     this.logitsBuf = g.storage(vocab * f, "logits");
     this.ropeTab = g.storage(ropeTable(this.d), "rope");
+    // Gemma 3's sliding layers turn q and k by their own base, with no frequency scaling.
+    const local = { ...this.d, theta: this.d.localTheta, ropeScaling: null };
+    this.ropeLocal = this.d.window ? g.storage(ropeTable(local), "rope-local") : this.ropeTab;
     this.kc = [];
     this.vc = [];
     for (let i = 0; i < this.d.layers; i++) {
@@ -478,6 +542,8 @@ export class LlamaModel extends Program {
       kv: kvAppend(d),
       attn: attention(d),
       ...(splitK ? { attnPartial: attentionPartial(d), attnCombine: attentionCombine(d) } : {}),
+      ...(d.window ? { attnLocal: attention(d, true, d.window) } : {}),
+      ...(d.window && splitK ? { attnPartialLocal: attentionPartial(d, d.window) } : {}),
       act: d.act === "gelu_tanh" ? geglu(d) : swiglu(d),
       ...(d.finalSoftcap ? { softcap: softcap(d, d.finalSoftcap) } : {}),
       sample: sample(d),
@@ -543,13 +609,17 @@ export class LlamaModel extends Program {
       this.run(rec, "rmsnorm", [F, this.x, L.inNorm, this.xn], this.#normGroups(n));
       this.#linear(rec, L.qkv, this.xn, this.qkv, n, tm);
       if (L.qNorm) this.run(rec, "headNorm", [F, this.qkv, L.qNorm, L.kNorm], Math.ceil((n * (d.heads + d.kvHeads)) / WG));
-      this.run(rec, "rope", [F, this.ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.rotaryDim) / 2 / WG));
+      const local = d.slidingLayers[i]; // Gemma 3: attends within its window, its own RoPE base
+      const ropeTab = local ? this.ropeLocal : this.ropeTab;
+      this.run(rec, "rope", [F, ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.rotaryDim) / 2 / WG));
       this.run(rec, "kv", [F, this.qkv, this.kc[i], this.vc[i]], Math.ceil((n * d.kvHeads * d.headDim) / WG));
       if (n === 1 && this.kernels === "gpu") {
-        this.run(rec, "attnPartial", [F, this.qkv, this.kc[i], this.vc[i], this.attnPart], d.heads, Math.ceil(kvEnd / SPLIT));
+        const partial = local ? "attnPartialLocal" : "attnPartial";
+        this.run(rec, partial, [F, this.qkv, this.kc[i], this.vc[i], this.attnPart], d.heads, Math.ceil(kvEnd / SPLIT));
         this.run(rec, "attnCombine", [F, this.attnPart, this.att], Math.ceil((d.heads * d.headDim) / WG));
       } else {
-        this.run(rec, "attn", [F, this.qkv, this.kc[i], this.vc[i], this.att], Math.ceil((n * d.heads) / 16));
+        const attn = local ? "attnLocal" : "attn";
+        this.run(rec, attn, [F, this.qkv, this.kc[i], this.vc[i], this.att], Math.ceil((n * d.heads) / 16));
       }
       this.#residual(rec, L.o, this.att, L.attnOutNorm, n, tm);
 

@@ -4,9 +4,11 @@ A model directory as MLC publishes it names its tensors after MLC's own module t
 (mlc-ai/mlc-llm ``python/mlc_llm/model/<arch>/<arch>_model.py``); Qwen2's list is also checked
 against the parameter list embedded in MLC's own library (``../shared/mlc-libs/meta/``). The
 reference forward pass (``llama.py``) reads one set of names, MLC's Llama ones plus a few of its
-own for roles Llama lacks; ``reference_weights`` renames a directory's tensors into them and
-names the first missing tensor. ``js_glue/kernels/llama.js`` (``MLC_NAMES``) holds the same table
-for the WGSL loader; tests/kernels/test_mlc_zoo.py checks that the two agree.
+own for roles Llama lacks; ``reference_weights`` renames a directory's tensors into them (joining
+Gemma 3's separate q, k, v into the fused rows) and names the first missing tensor;
+``model_config`` flattens Gemma 3's nested chat-config ``model_config``.
+``js_glue/kernels/llama.js`` (``MLC_NAMES``) holds the same table for the WGSL loader;
+tests/kernels/test_mlc_zoo.py checks that the two agree.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from py_worker.errors import ModelLoadError, UnsupportedArchitectureError
 
@@ -39,7 +43,11 @@ EXTRA_ROLES: dict[str, str] = {
 }
 """The reference's stems for roles MLC's Llama has not (the reference's own names)."""
 
-LINEARS = ("qkv", "o", "gate_up", "down")
+LINEARS = ("qkv", "q", "k", "v", "o", "gate_up", "down")
+
+SPLIT_QKV = ("q", "k", "v")
+"""Roles of an architecture that keeps q, k and v as three linears (Gemma 3); the reference and
+the kernels fuse them into ``qkv`` rows in that order."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,28 @@ class Naming:
 
 
 _QWEN2 = {**LLAMA_ROLES, "qkv": "self_attn.c_attn"}
+
+_GEMMA3 = Naming(
+    {
+        "q": "self_attn.q_proj",
+        "k": "self_attn.k_proj",
+        "v": "self_attn.v_proj",
+        "o": "self_attn.o_proj",
+        "q_norm": "self_attn.q_norm",
+        "k_norm": "self_attn.k_norm",
+        "gate_up": "mlp.gate_up_proj",
+        "down": "mlp.down_proj",
+        "attn_norm": "input_layernorm",
+        "attn_out_norm": "post_attention_layernorm",  # on the attention output, as in Gemma 2
+        "mlp_norm": "pre_feedforward_layernorm",
+        "mlp_out_norm": "post_feedforward_layernorm",
+    },
+    embed="language_model.model.embed_tokens",
+    layer="language_model.model.layers.{i}.",
+    final_norm="language_model.model.norm",
+    lm_head="language_model.lm_head",
+    always_tied=True,
+)
 
 NAMINGS: dict[str, Naming] = {
     # mlc_llm/model/llama/llama_model.py: HF's q/k/v and gate/up fused, HF's other names kept.
@@ -116,6 +146,10 @@ NAMINGS: dict[str, Naming] = {
         },
         always_tied=True,
     ),
+    # gemma3/gemma3_model.py: everything under `language_model.`, q/k/v NOT fused (three linears),
+    # Gemma 2's four norms plus per-head q_norm / k_norm (all stored as 1 + w), tied embedding.
+    "gemma3": _GEMMA3,
+    "gemma3_text": _GEMMA3,  # MLC's name for the text-only checkpoints (gemma-3-1b)
 }
 """model_type -> naming, for every decoder architecture the reference and the kernels run."""
 
@@ -137,6 +171,26 @@ def reference_stem(role: str) -> str:
     return LLAMA_ROLES.get(role) or EXTRA_ROLES[role]
 
 
+def model_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``model_config`` of a chat config as one flat dict of the text model's numbers.
+
+    Most architectures keep them flat. MLC's Gemma 3 nests them: ``model_config.text_config``
+    holds the text model's fields, and its ``kwargs`` the Hugging Face keys MLC has no field for
+    (``rope_local_base_freq``, ``sliding_window_pattern``, ``sliding_window`` in some releases);
+    ``model_config`` itself keeps ``vocab_size``, the context window and the prefill chunk. The
+    text config's own numbers win over its kwargs; the outer ones fill what it lacks.
+    """
+    mc = dict(config.get("model_config") or {})
+    text = mc.pop("text_config", None)
+    if not isinstance(text, Mapping):
+        return mc
+    inner = {k: v for k, v in text.items() if k != "kwargs"}
+    flat = {**mc, **dict(text.get("kwargs") or {}), **inner}
+    if "vocab_size" in mc:  # the embedding's rows: Gemma3Config's, not the text config's
+        flat["vocab_size"] = mc["vocab_size"]
+    return flat
+
+
 def reference_weights(config: Mapping[str, Any], weights: Mapping[str, Array]) -> dict[str, Array]:
     """f32 tensors by MLC name (``q_weight``/``q_scale`` already joined) -> the reference's names.
 
@@ -145,7 +199,7 @@ def reference_weights(config: Mapping[str, Any], weights: Mapping[str, Array]) -
     """
     model_type = str(config.get("model_type"))
     n = naming(model_type)
-    mc = config.get("model_config") or {}
+    mc = model_config(config)
     quantised = not str(config.get("quantization", "q0f32")).startswith("q0")
 
     def take(stem: str, kind: str = "weight", matrix: bool = True) -> Array:
@@ -166,8 +220,17 @@ def reference_weights(config: Mapping[str, Any], weights: Mapping[str, Array]) -
         out["lm_head.weight"] = take(n.lm_head)
     for i in range(int(mc["num_hidden_layers"])):
         src, dst = n.layer.format(i=i), f"model.layers.{i}."
+        split: dict[str, list[Array]] = {"weight": [], "bias": []}
         for role, stem in n.roles.items():
+            if role in SPLIT_QKV:  # joined below into the reference's fused q|k|v rows
+                split["weight"].append(take(src + stem))
+                if role in biases:
+                    split["bias"].append(take(src + stem, "bias", matrix=False))
+                continue
             out[dst + reference_stem(role) + ".weight"] = take(src + stem, matrix=role in LINEARS)
             if role in biases:
                 out[dst + reference_stem(role) + ".bias"] = take(src + stem, "bias", matrix=False)
+        for kind, parts in split.items():
+            if parts:
+                out[dst + LLAMA_ROLES["qkv"] + "." + kind] = np.concatenate(parts, axis=0)
     return out

@@ -4,8 +4,10 @@ One pre-norm decoder covers every architecture we run (``architectures.py`` maps
 names onto the names read here): Llama, SmolLM2, Mistral and Qwen2 (fused q/k/v with optional
 bias), Qwen3 (RMSNorm over each q and k head), Phi-3 (LongRoPE; partial rotary), Gemma 2 (GeGLU,
 norms on the attention and MLP outputs too, scaled embeddings, attention and final logit
-soft-capping). RMSNorm, RoPE in HF's ``rotate_half`` layout (Llama 3 and LongRoPE frequency
-scaling), grouped-query attention over a KV cache, gated MLP, tied or untied lm_head. Everything
+soft-capping), Gemma 3 (Gemma 2's block with q/k head norms, no soft-caps, sliding-window
+layers with their own RoPE base between full-attention layers). RMSNorm, RoPE in HF's
+``rotate_half`` layout (Llama 3, linear and LongRoPE frequency scaling), grouped-query attention
+over a KV cache (causal, or within a sliding window), gated MLP, tied or untied lm_head. Everything
 is f32 and written top to bottom (llama2.c style) so a kernel author can read one step and
 compare buffers.
 """
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+
+from py_worker.reference.architectures import model_config
 
 Array = Any  # numpy.ndarray (numpy is untyped for mypy here)
 
@@ -54,13 +58,21 @@ class LlamaConfig:
     """Gemma 2: scores become tanh(s / cap) * cap before the mask."""
     final_softcap: float | None = None
     """Gemma 2: logits become tanh(l / cap) * cap."""
+    sliding_window: int = 0
+    """Gemma 3: a sliding layer's query at position p sees keys p - sliding_window < j <= p."""
+    sliding_layers: tuple[int, ...] = ()
+    """Gemma 3: the layers that attend within ``sliding_window`` (the others see every key)."""
+    rope_local_theta: float | None = None
+    """Gemma 3: the RoPE base of the sliding layers (no frequency scaling there)."""
 
     @classmethod
     def from_chat_config(cls, config: Mapping[str, Any]) -> LlamaConfig:
-        mc = config["model_config"]
+        mc = model_config(config)
         model_type = str(config.get("model_type", "llama"))
         hidden, heads = int(mc["hidden_size"]), int(mc["num_attention_heads"])
         gemma = model_type.startswith("gemma")
+        layers = int(mc["num_hidden_layers"])
+        window, pattern = sliding_layers(model_type, mc)
         softcap = mc.get("attn_logit_softcapping")
         final_softcap = mc.get("final_logit_softcapping")
         pre_attn = mc.get("query_pre_attn_scalar")
@@ -70,7 +82,7 @@ class LlamaConfig:
             num_attention_heads=heads,
             num_key_value_heads=int(mc.get("num_key_value_heads") or heads),
             head_dim=int(mc.get("head_dim") or hidden // heads),
-            num_hidden_layers=int(mc["num_hidden_layers"]),
+            num_hidden_layers=layers,
             vocab_size=int(mc.get("vocab_size", config.get("vocab_size", 0))),
             rms_norm_eps=float(mc.get("rms_norm_eps", 1e-5)),
             rope_theta=float(mc.get("rope_theta") or mc.get("position_embedding_base") or 10000.0),
@@ -85,6 +97,9 @@ class LlamaConfig:
             attn_scale=float(pre_attn) ** -0.5 if pre_attn else None,
             attn_softcap=float(softcap) if softcap else None,
             final_softcap=float(final_softcap) if final_softcap else None,
+            sliding_window=window,
+            sliding_layers=tuple(i for i in range(layers) if pattern and (i + 1) % pattern),
+            rope_local_theta=float(mc.get("rope_local_base_freq") or 10000.0) if window else None,
         )
 
     @property
@@ -92,16 +107,38 @@ class LlamaConfig:
         return int(self.head_dim * self.partial_rotary_factor)
 
 
+SLIDING_PATTERN = 6
+"""Gemma 3: every 6th layer (5, 11, …) attends to every key, the others within the window
+(transformers' default ``sliding_window_pattern``; a config's own value wins)."""
+
+
+def sliding_layers(model_type: str, mc: Mapping[str, Any]) -> tuple[int, int]:
+    """(window, pattern) of an architecture with per-layer sliding windows (Gemma 3), else (0, 0).
+
+    Layer i slides when ``(i + 1) % pattern`` is not 0, as in transformers and MLC. The window is
+    ``sliding_window`` (HF's key, in MLC's text config or its kwargs) or ``sliding_window_size``.
+    """
+    if not model_type.startswith("gemma3"):
+        return 0, 0
+    sizes = (mc.get("sliding_window"), mc.get("sliding_window_size"))
+    window = next((int(w) for w in sizes if w and int(w) > 0), 0)
+    return window, int(mc.get("sliding_window_pattern") or SLIDING_PATTERN) if window else 0
+
+
 def context_window(config: Mapping[str, Any]) -> int:
     """KV capacity: the chat config's window (the model's own when MLC wrote -1), within any sliding window.
 
     A sliding window (Mistral's ``sliding_window_size``, Gemma 2's ``sliding_window``) caps the
     cache at the window, as MLC does for Gemma 2: inside it, windowed and full attention agree.
+    Gemma 3 is not capped: its sliding layers attend within the window (``sliding_layers``), its
+    other layers to the whole cache.
     """
-    mc = config.get("model_config") or {}
+    mc = model_config(config)
     window = int(config.get("context_window_size") or -1)
     if window <= 0:
         window = int(mc.get("context_window_size") or -1)
+    if str(config.get("model_type", "")).startswith("gemma3"):
+        return window
     sliding = [int(s) for s in (mc.get("sliding_window"), mc.get("sliding_window_size")) if s and int(s) > 0]
     if sliding:
         window = min(sliding[0], window) if window > 0 else sliding[0]
@@ -145,6 +182,8 @@ def rope_inv_freq(cfg: LlamaConfig) -> tuple[Array, float]:
         old = float(rs["original_max_position_embeddings"])
         smooth = np.clip(old / (2 * math.pi) * inv / (high - low) - low / (high - low), 0.0, 1.0)
         return (1.0 - smooth) * inv / factor + smooth * inv, 1.0
+    if kind == "linear":  # positions divided by factor (Gemma 3 4B+'s global layers)
+        return inv / float(rs["factor"]), 1.0
     if kind in ("longrope", "su"):
         original = float(rs["original_max_position_embeddings"])
         longest = float(rs["max_position_embeddings"])
@@ -225,9 +264,15 @@ class LlamaModel:
         eps = cfg.rms_norm_eps
         scale = np.float32(cfg.attn_scale if cfg.attn_scale is not None else 1.0 / math.sqrt(hd))
         act = gelu_tanh if cfg.hidden_act == "gelu_tanh" else silu
-        cos, sin = rope_cos_sin(np.arange(start, start + n), cfg)
+        positions = np.arange(start, start + n)
+        cos, sin = rope_cos_sin(positions, cfg)
         # Query row t sits at position start + t and sees key positions 0..start + t.
-        causal = np.arange(start + n)[None, :] <= (start + np.arange(n))[:, None]
+        keys_at, queries_at = np.arange(start + n)[None, :], positions[:, None]
+        causal = keys_at <= queries_at
+        if cfg.sliding_layers:  # Gemma 3's sliding layers: their own RoPE base, a window of keys
+            local = replace(cfg, rope_theta=cfg.rope_local_theta or cfg.rope_theta, rope_scaling=None)
+            local_cos, local_sin = rope_cos_sin(positions, local)
+            windowed = causal & (keys_at > queries_at - cfg.sliding_window)
 
         x = w["model.embed_tokens.weight"][np.asarray(ids, dtype=np.int64)]  # [T, hidden]
         if cfg.embed_scale != 1.0:
@@ -243,11 +288,14 @@ class LlamaModel:
             q = qkv[:, : n_heads * hd].reshape(n, n_heads, hd)
             k = qkv[:, n_heads * hd : (n_heads + n_kv) * hd].reshape(n, n_kv, hd)
             v = qkv[:, (n_heads + n_kv) * hd :].reshape(n, n_kv, hd)
-            if p + "self_attn.q_norm.weight" in w:  # Qwen3: RMSNorm over each head, before RoPE
+            if p + "self_attn.q_norm.weight" in w:  # Qwen3, Gemma 3: RMSNorm over each head, before RoPE
                 q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
                 k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
-            q = apply_rope(q, cos, sin, cfg.rope_interleaved)
-            k = apply_rope(k, cos, sin, cfg.rope_interleaved)
+            sliding = layer in cfg.sliding_layers
+            mask = windowed if sliding else causal
+            c, s_ = (local_cos, local_sin) if sliding else (cos, sin)
+            q = apply_rope(q, c, s_, cfg.rope_interleaved)
+            k = apply_rope(k, c, s_, cfg.rope_interleaved)
             cache.k[layer, start : start + n] = k
             cache.v[layer, start : start + n] = v
             keys = cache.k[layer, : start + n]  # [S, kv_heads, hd]
@@ -256,12 +304,12 @@ class LlamaModel:
             for h in range(n_heads):
                 kv_head = h // group  # GQA: `group` query heads share one K/V head
                 scores = softcap((q[:, h, :] * scale) @ keys[:, kv_head, :].T, cfg.attn_softcap)  # [T, S]
-                scores = np.where(causal, scores, np.float32(-np.inf))
+                scores = np.where(mask, scores, np.float32(-np.inf))
                 out[:, h, :] = softmax(scores) @ values[:, kv_head, :]
             attn = out.reshape(n, n_heads * hd) @ w[p + "self_attn.o_proj.weight"].T
             if p + "self_attn.o_proj.bias" in w:
                 attn = attn + w[p + "self_attn.o_proj.bias"]
-            if p + "attn_output_norm.weight" in w:  # Gemma 2
+            if p + "attn_output_norm.weight" in w:  # Gemma 2 and 3
                 attn = rms_norm(attn, w[p + "attn_output_norm.weight"], eps)
             x = x + attn
 
@@ -270,7 +318,7 @@ class LlamaModel:
             gate_up = xn @ w[p + "mlp.gate_up_proj.weight"].T
             gate, up = gate_up[:, : cfg.intermediate_size], gate_up[:, cfg.intermediate_size :]
             mlp = (act(gate) * up) @ w[p + "mlp.down_proj.weight"].T
-            if p + "mlp_output_norm.weight" in w:  # Gemma 2
+            if p + "mlp_output_norm.weight" in w:  # Gemma 2 and 3
                 mlp = rms_norm(mlp, w[p + "mlp_output_norm.weight"], eps)
             x = x + mlp
 

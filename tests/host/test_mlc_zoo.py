@@ -74,7 +74,8 @@ def test_a_model_written_from_the_meta_loads(tmp_path: Path) -> None:
     kernels, handle = load(tmp_path)
     run(kernels.prefill(handle, IDS[:5]))
     logits = kernels.logits(handle)
-    assert logits.shape == (151936,) and np.isfinite(logits).all()
+    assert logits.shape == (151936,)
+    assert np.isfinite(logits).all()
 
 
 # -- the reference against transformers ------------------------------------------------------------
@@ -132,6 +133,23 @@ def hf_model(shape: LlamaShape, weights: dict[str, np.ndarray]) -> Any:
             final_logit_softcapping=mc["final_logit_softcapping"],
         )
         model = transformers.Gemma2ForCausalLM(config)
+    elif kind.startswith("gemma3"):
+        pattern = mc["sliding_window_pattern"]
+        layers = range(shape.num_hidden_layers)
+        layer_types = ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in layers]
+        common["rope_parameters"] = {
+            "full_attention": rope,
+            "sliding_attention": {"rope_type": "default", "rope_theta": mc["rope_local_base_freq"]},
+        }
+        config = transformers.Gemma3TextConfig(
+            **common,
+            head_dim=shape.head_dim,
+            hidden_activation=mc["hidden_activation"],
+            query_pre_attn_scalar=mc["query_pre_attn_scalar"],
+            sliding_window=mc["sliding_window"],
+            layer_types=layer_types,
+        )
+        model = transformers.Gemma3ForCausalLM(config)
     else:
         raise AssertionError(kind)
     model.config._attn_implementation = "eager"
@@ -151,11 +169,12 @@ def hf_state(kind: str, shape: LlamaShape, weights: dict[str, np.ndarray]) -> di
     """The reference's names -> HF's: split fused q|k|v and gate|up (Phi-3 keeps them fused)."""
     q_rows = shape.num_attention_heads * shape.head_dim
     kv_rows = shape.num_key_value_heads * shape.head_dim
-    gemma = {  # Gemma 2's norms, by the reference's name; MLC stored 1 + w
+    gemma = {  # Gemma 2's and 3's norms, by the reference's name; MLC stored 1 + w
         "input_layernorm": "input_layernorm",
         "attn_output_norm": "post_attention_layernorm",
         "post_attention_layernorm": "pre_feedforward_layernorm",
         "mlp_output_norm": "post_feedforward_layernorm",
+        **({"q_norm": "q_norm", "k_norm": "k_norm"} if kind.startswith("gemma3") else {}),
     }
     state: dict[str, np.ndarray] = {}
     for name, w in weights.items():
@@ -169,7 +188,7 @@ def hf_state(kind: str, shape: LlamaShape, weights: dict[str, np.ndarray]) -> di
         elif last == "gate_up_proj" and kind != "phi3":
             half = shape.intermediate_size
             state.update({f"{parent}.gate_proj.{leaf}": w[:half], f"{parent}.up_proj.{leaf}": w[half:]})
-        elif kind == "gemma2" and (last in gemma or name == "model.norm.weight"):
+        elif kind.startswith("gemma") and (last in gemma or name == "model.norm.weight"):
             state[f"{parent}.{gemma.get(last, last)}.{leaf}"] = w - np.float32(1.0)
         else:
             state[name] = w
@@ -280,12 +299,51 @@ def test_sliding_windows_cap_the_kv_cache() -> None:
         "model_config": {"context_window_size": 131072},
     }
     assert context_window(llama) == 4096
+    # Gemma 3 attends within its window layer by layer: the cache keeps the whole context.
+    gemma3 = {
+        "model_type": "gemma3_text",
+        "context_window_size": 4096,
+        "sliding_window_size": 512,
+        "model_config": {"text_config": {"sliding_window_size": 512}, "sliding_window_size": 512},
+    }
+    assert context_window(gemma3) == 4096
+
+
+def test_gemma3_names_and_nested_config_are_mlcs(tmp_path: Path) -> None:
+    """gemma3_model.py's tree: ``language_model.`` prefix, three attention linears, six norms per layer."""
+    shape = ZOO["tiny-gemma3"]
+    names = [n for n, _, _ in make_random_model.stored_params(shape, "q4f16_1")]
+    layer = [n.removeprefix("language_model.model.layers.0.") for n in names if ".layers.0." in n]
+    assert layer == [
+        *(f"self_attn.{x}_proj.{y}" for x in "qkvo" for y in ("q_weight", "q_scale")),
+        "self_attn.q_norm.weight",
+        "self_attn.k_norm.weight",
+        *(f"mlp.{x}.{y}" for x in ("gate_up_proj", "down_proj") for y in ("q_weight", "q_scale")),
+        *(f"{x}.weight" for x in ("input_layernorm", "post_attention_layernorm")),
+        *(f"{x}.weight" for x in ("pre_feedforward_layernorm", "post_feedforward_layernorm")),
+    ]
+    embed = "language_model.model.embed_tokens"
+    assert names[:2] == [f"{embed}.q_weight", f"{embed}.q_scale"]
+    assert names[-1] == "language_model.model.norm.weight"  # no lm_head: tied
+    make_random_model.build("tiny-gemma3", "q0f32", tmp_path)
+    config = json.loads((tmp_path / "mlc-chat-config.json").read_text())
+    text = config["model_config"]["text_config"]
+    assert text["hidden_size"] == shape.hidden_size
+    assert "hidden_size" not in config["model_config"]
+    assert text["kwargs"]["rope_local_base_freq"] == 10000.0
+    assert text["kwargs"]["sliding_window_pattern"] == 2
+    cfg = LlamaConfig.from_chat_config(config)
+    assert (cfg.sliding_window, cfg.sliding_layers, cfg.rope_local_theta) == (8, (0,), 10000.0)
+    assert (cfg.rope_theta, cfg.vocab_size, cfg.attn_scale) == (1e6, 512, 64**-0.5)
+    assert cfg.attn_softcap is None
+    assert cfg.final_softcap is None
 
 
 def test_llama_reads_position_embedding_base() -> None:
     config = {"model_type": "llama", "model_config": {**ZOO["tiny-llama3"].model_config()}}
     cfg = LlamaConfig.from_chat_config(config)
-    assert cfg.rope_theta == 500000.0 and cfg.rope_scaling is not None
+    assert cfg.rope_theta == 500000.0
+    assert cfg.rope_scaling is not None
     assert "rope_theta" not in config["model_config"]
 
 
@@ -299,15 +357,20 @@ def test_the_wgsl_zoo_names_hf_dirs_of_architectures_we_run() -> None:
     assert len(ids) == len(set(ids)) >= 100
     for record in prebuilt.MLC_WGSL_ZOO:
         model_id = record["model_id"]
-        assert record["model"] == f"https://huggingface.co/mlc-ai/{model_id.removesuffix('-1k')}/resolve/main/"
-        assert record["backend"] == "wgsl" and "model_lib" not in record and "required_features" not in record
+        assert (
+            record["model"] == f"https://huggingface.co/mlc-ai/{model_id.removesuffix('-1k')}/resolve/main/"
+        )
+        assert record["backend"] == "wgsl"
+        assert "model_lib" not in record
+        assert "required_features" not in record
         assert prebuilt.MLC_WGSL_ZOO_ARCHITECTURES[model_id] in SUPPORTED
         quant = next(q for q in ("q4f16_1", "q4f32_1", "q0f16", "q0f32") if q in model_id)
         assert f"-{quant}-MLC" in model_id
     plain = prebuilt.prebuilt_app_config()["model_list"]
     zoo = prebuilt.prebuilt_app_config(wgsl_zoo=True)["model_list"]
     zoo_ids = [r["model_id"] for r in zoo]
-    assert len(zoo_ids) == len(set(zoo_ids)) and zoo_ids[0] == prebuilt.DEFAULT_MODEL_ID
+    assert len(zoo_ids) == len(set(zoo_ids))
+    assert zoo_ids[0] == prebuilt.DEFAULT_MODEL_ID
     assert set(zoo_ids) == {r["model_id"] for r in plain} | set(ids)
     by_id = {r["model_id"]: r for r in zoo}
     assert by_id["Qwen2.5-0.5B-Instruct-q4f16_1-MLC"]["backend"] == "wgsl"  # was an mlc record

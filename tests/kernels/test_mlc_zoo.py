@@ -5,7 +5,9 @@ config keys (tools/make_random_model.py): Qwen2 from the parameter list of MLC's
 library verbatim (../shared/mlc-libs/meta/, q4f32_1, every tensor of the first 2 of its 24 layers,
 the full 151936-token vocabulary), and small ``tiny-<arch>`` decoders of Llama 3 (RoPE scaling),
 Qwen2, Qwen3 (q/k norms), Phi-3 (fused names under ``transformer.h``, LongRoPE, partial rotary)
-and Gemma 2 (GeGLU, four norms, scaled embeddings, soft-caps). Logits after a chunked prefill and
+Gemma 2 (GeGLU, four norms, scaled embeddings, soft-caps) and Gemma 3 (``language_model.``
+names, q/k/v as three linears, q/k norms, a sliding window of 8 keys on every other layer with
+its own RoPE base, linear RoPE scaling on the others). Logits after a chunked prefill and
 after each of 8 decode steps must match the reference (relative error < 1e-4: both sides compute
 in f32 from the same f16/q4 values). q0f16 matrices stay f16 on an adapter with shader-f16
 (lavapipe) and are widened elsewhere (SwiftShader). A missing tensor and an architecture we do
@@ -48,6 +50,9 @@ CASES = [
     ("tiny-phi3", "q4f16_1"),
     ("tiny-gemma2", "q0f32"),
     ("tiny-gemma2", "q4f16_1"),
+    ("tiny-gemma3", "q0f32"),
+    ("tiny-gemma3", "q0f16"),
+    ("tiny-gemma3", "q4f16_1"),
 ]
 
 
@@ -87,6 +92,25 @@ def test_logits_prefill_and_8_decode_steps(runner: Runner, shape: str, quant: st
     has_f16 = "shader-f16" in out["device"]["features"]
     assert stats["f16_weights"] == (1 if quant == "q0f16" and has_f16 else 0)
     assert stats["f16_scales"] == (1 if quant == "q4f16_1" and has_f16 else 0)
+
+
+def test_gemma3_window_slides_past_whole_key_chunks(runner: Runner) -> None:
+    """176 prompt tokens, then 8 decode steps: the 8-key window of the sliding layers lies past
+    two whole 64-key chunks of the GPU kernels' split decode attention (which must weigh them 0)."""
+    model = zoo_model("tiny-gemma3", "q4f16_1")
+    ref = Ref(model)
+    ids = ref("tokenize", PROMPT * 4)
+    calls: list[list[Any]] = [["prefill", ids], ["logits"]]
+    for t in DECODE_TOKENS:
+        calls += [["decode", t], ["logits"]]
+    got = values(runner({"record": {"model": model}, "calls": calls}))
+    ref("prefill", ids)
+    errors = [rel_err(got[1], ref("logits"))]
+    for i, t in enumerate(DECODE_TOKENS):
+        ref("decode", t)
+        errors.append(rel_err(got[3 + 2 * i], ref("logits")))
+    assert len(ids) > 2 * 64 + 8
+    assert max(errors) < 1e-4, errors
 
 
 def shader_count(out: dict[str, Any]) -> int:
@@ -134,6 +158,73 @@ def test_js_and_python_name_tables_agree() -> None:
         assert bool(j.get("alwaysTied")) == n.always_tied, arch
 
 
+def gemma3_1b_chat_config(release: str) -> dict[str, Any]:
+    """gemma-3-1b-it's mlc-chat-config.json as MLC's gen_config writes it (numbers from its HF config).
+
+    "2025-03": Gemma3TextConfig had a ``sliding_window`` field and no top-level window;
+    "2025-06": the field became ``sliding_window_size`` (HF's ``sliding_window`` stays in kwargs)
+    and Gemma3Config gained its own ``sliding_window_size``.
+    """
+    text: dict[str, Any] = {
+        "hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26, "attention_bias": False,
+        "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "rms_norm_eps": 1e-6,
+        "hidden_activation": "gelu_pytorch_tanh", "position_embedding_base": 1000000,
+        "context_window_size": 8192, "prefill_chunk_size": 8192, "query_pre_attn_scalar": 256,
+        "kwargs": {"attn_logit_softcapping": None, "final_logit_softcapping": None,
+                   "max_position_embeddings": 32768, "rope_local_base_freq": 10000, "rope_scaling": None,
+                   "sliding_window_pattern": 6, "model_type": "gemma3_text"},
+    }  # fmt: skip
+    mc: dict[str, Any] = {
+        "text_config": text, "vocab_size": 262144, "tensor_parallel_shards": 1, "max_batch_size": 1,
+        "context_window_size": 8192, "prefill_chunk_size": 8192,
+    }  # fmt: skip
+    if release == "2025-03":
+        text["sliding_window"] = 512
+        mc["sliding_window_size"] = -1
+    else:
+        text.update(sliding_window_size=512, rope_scaling=None)
+        text["kwargs"]["sliding_window"] = 512
+        mc["sliding_window_size"] = 512
+    return {
+        "model_type": "gemma3_text", "quantization": "q4f16_1", "model_config": mc, "vocab_size": 262144,
+        "context_window_size": 4096, "sliding_window_size": mc["sliding_window_size"],
+        "prefill_chunk_size": 1024,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("release", ["2025-03", "2025-06"])
+def test_gemma3_1b_config_reads_the_same_in_js_and_python(release: str) -> None:
+    """Both loaders read MLC's nested Gemma 3 config alike: 22 sliding layers of 512 keys, 4 global."""
+    if not DENO.exists():
+        pytest.skip("npm @deno/linux-x64-glibc is not installed")
+    from py_worker.reference.llama import LlamaConfig, context_window
+
+    config = gemma3_1b_chat_config(release)
+    script = (
+        "import { llamaDims } from './js_glue/kernels/llama.js';"
+        f"console.log(JSON.stringify(llamaDims({json.dumps(config)})));"
+    )
+    proc = subprocess.run([str(DENO), "eval", script], capture_output=True, text=True, cwd=ROOT, check=True)
+    js = json.loads(proc.stdout)
+    py = LlamaConfig.from_chat_config(config)
+    sliding = [i for i, s in enumerate(js["slidingLayers"]) if s]
+    assert sliding == list(py.sliding_layers)
+    assert [i for i in range(26) if i not in sliding] == [5, 11, 17, 23]
+    assert js["window"] == py.sliding_window == 512
+    assert js["localTheta"] == py.rope_local_theta == 10000
+    assert js["theta"] == py.rope_theta == 1e6
+    assert js["ctx"] == context_window(config) == 4096  # the cache is not capped at the window
+    assert (js["hidden"], js["heads"], js["kvHeads"], js["headDim"], js["layers"]) == (1152, 4, 1, 256, 26)
+    assert js["vocab"] == py.vocab_size == 262144
+    assert js["inter"] == py.intermediate_size == 6912
+    assert js["attnScale"] == py.attn_scale == 256**-0.5
+    assert (js["attnSoftcap"], js["finalSoftcap"], js["ropeScaling"]) == (0, 0, None)
+    assert (py.attn_softcap, py.final_softcap, py.rope_scaling) == (None, None, None)
+    assert js["act"] == "gelu_tanh"
+    assert js["tied"]
+    assert js["embedScale"] == 1152**0.5
+
+
 # -- named refusals --------------------------------------------------------------------------------
 
 
@@ -158,9 +249,12 @@ def broken_copies(tmp: Path) -> dict[str, str]:
 
 def check_refusals(errors: dict[str, tuple[str, str]]) -> None:
     name, message = errors["missing"]
-    assert name == "ModelLoadError" and "model.layers.1.mlp.down_proj.q_scale" in message, message
+    assert name == "ModelLoadError", message
+    assert "model.layers.1.mlp.down_proj.q_scale" in message, message
     name, message = errors["arch"]
-    assert name == "UnsupportedArchitectureError" and "rwkv6" in message and "qwen3" in message, message
+    assert name == "UnsupportedArchitectureError", message
+    assert "rwkv6" in message, message
+    assert "qwen3" in message, message
 
 
 def test_refusals_are_named_on_lavapipe() -> None:

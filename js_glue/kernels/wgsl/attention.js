@@ -4,12 +4,15 @@
 // causal = false (BERT) lets every query see all n keys of the sequence. q is scaled by
 // attnScale (1/sqrt(headDim) unless the model says otherwise: Gemma 2's query_pre_attn_scalar);
 // attnSoftcap (Gemma 2) turns each score s into cap * tanh(s / cap) before the softmax.
+// window > 0 (Gemma 3's sliding layers) lets the query at position p see only the keys
+// p - window < j <= p (transformers' sliding-window mask); NumPy twin: `windowed` in
+// py_worker/reference/llama.py.
 import { FWD, TANH, f32Literal } from "./common.js";
 
 /** The score expression after q.k (q already scaled): soft-capped when the model caps it. */
 export const cappedScore = (s, cap) => (cap ? `${f32Literal(cap)} * tanh_safe(${s} / ${f32Literal(cap)})` : s);
 
-export function attention({ heads, kvHeads, headDim, attnScale, attnSoftcap }, causal = true) {
+export function attention({ heads, kvHeads, headDim, attnScale, attnSoftcap }, causal = true, window = 0) {
   const D4 = headDim / 4;
   const rowLen4 = ((heads + 2 * kvHeads) * headDim) / 4;
   const group = heads / kvHeads;
@@ -35,7 +38,8 @@ ${attnSoftcap ? TANH : ""}
   var m = -3.0e38;
   var l = 0.0;
   let last = ${causal ? "fwd.pos + t" : "fwd.pos + fwd.n - 1u"};
-  for (var j = 0u; j <= last; j++) {
+  let first = ${window ? `select(0u, last + 1u - ${window}u, last + 1u > ${window}u)` : "0u"};
+  for (var j = first; j <= last; j++) {
     let kb = (j * ${kvHeads}u + g) * ${D4}u;
     var s = 0.0;
     for (var d = 0u; d < ${D4}u; d++) { s += dot(q[d], kc[kb + d]); }

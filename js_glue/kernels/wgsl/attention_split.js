@@ -3,13 +3,14 @@
 // and writes (max, sum, weighted V) to a scratch buffer; a second kernel merges the chunks of
 // each head. The one-thread-per-head kernel (attention.js) walks all keys serially, which is
 // fine on a CPU but leaves a GPU idle. Grouped-query heads as in attention.js; one query token.
-// Scale and soft-cap as in attention.js.
+// Scale, soft-cap and sliding window as in attention.js: with a window, the keys before it
+// score nothing (a chunk wholly before it writes max -3e38 and sum 0, which the merge weighs 0).
 import { FWD, TANH } from "./common.js";
 import { cappedScore } from "./attention.js";
 
 export const SPLIT = 64;
 
-export function attentionPartial({ heads, kvHeads, headDim, ctx, attnScale, attnSoftcap }) {
+export function attentionPartial({ heads, kvHeads, headDim, ctx, attnScale, attnSoftcap }, window = 0) {
   const D4 = headDim / 4;
   const scale = attnScale ?? 1 / Math.sqrt(headDim);
   const group = heads / kvHeads;
@@ -30,11 +31,12 @@ var<workgroup> p: array<f32, ${SPLIT}>;
   let s = wid.y;
   let len = fwd.pos + 1u;
   if (s * ${SPLIT}u >= len) { return; }
+  let first = ${window ? `select(0u, len - ${window}u, len > ${window}u)` : "0u"};
   let t = lid.x;
   let j = s * ${SPLIT}u + t;
   let g = h / ${group}u;
   var score = -3.0e38;
-  if (j < len) {
+  if (j < len && j >= first) {
     var acc = 0.0;
     for (var d = 0u; d < ${D4}u; d++) { acc += dot(qkv[h * ${D4}u + d], kc[(j * ${kvHeads}u + g) * ${D4}u + d]); }
     score = ${cappedScore(`acc * ${scale}`, attnSoftcap)};
@@ -48,7 +50,7 @@ var<workgroup> p: array<f32, ${SPLIT}>;
   let m = red[0];
   workgroupBarrier();
   var e = 0.0;
-  if (j < len) { e = exp(score - m); }
+  if (j < len && j >= first) { e = exp(score - m); }
   p[t] = e;
   red[t] = e;
   workgroupBarrier();
