@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-
-import serve  # noqa: E402
+from tools import serve  # noqa: E402
 
 BARE_PAGE = '<!doctype html><html><head><script src="/py-worker.js"></script></head><body></body></html>'
 

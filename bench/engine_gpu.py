@@ -28,9 +28,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 WEBLLM_DECODE_TOK_S = 7.9
-"""web-llm's best decode, Qwen2-0.5B, Deno WebGPU on an H200 (FACTS §11)."""
+"""web-llm's best decode, Qwen2-0.5B, Deno WebGPU on an H200, measured in an earlier run."""
 WEBLLM_PREFILL_TOK_S = 1440.0
-"""web-llm's prefill on the same setup (FACTS §11)."""
+"""web-llm's prefill on the same setup (measured in an earlier run)."""
 PROMPT_WORDS = 80
 """Words of the user prompt: with the random models' byte-level tokenizer, about 500 tokens."""
 

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from py_worker.engine import MLCEngine  # noqa: E402
 from py_worker.reference import ReferenceKernels  # noqa: E402
-from tests.host.conftest import ensure_tiny  # noqa: E402
+from tools.make_tiny_model import ensure_tiny  # noqa: E402
 
 KERNEL_CALLS = ("tokenize", "detokenize", "prefill", "decode", "sample", "decode_steps", "rewind", "reset")
 

@@ -39,11 +39,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from py_worker.kernels import SamplingParams  # noqa: E402
-from tests.kernels.runners import chromium_page, deno_run  # noqa: E402
 from tools.convert_smollm2 import default_gguf  # noqa: E402
+from tools.kernel_runners import chromium_page, deno_run  # noqa: E402
 
 MLC_REL = "build/models/SmolLM2-135M-Instruct-q4f32_1"
 CANDIDATES = ("gguf", "q4f32_1")

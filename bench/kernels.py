@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from tests.kernels.runners import chromium_page, deno_run  # noqa: E402
+from tools.kernel_runners import chromium_page, deno_run  # noqa: E402
 
 WEBLLM_CHROMIUM_QWEN2 = {"decode": 0.02, "prefill": 0.16}
-"""web-llm 0.2.79, Qwen2-0.5B q4f32_1, headless Chromium on SwiftShader, this machine (FACTS §11)."""
+"""web-llm 0.2.79, Qwen2-0.5B q4f32_1, headless Chromium on SwiftShader, this machine
+(measured in an earlier run)."""
 WEBLLM_H200_QWEN2 = {"decode": 7.9, "prefill": 1440.0}
-"""web-llm 0.2.79, Qwen2-0.5B (best of q4f16_1/q4f32_1), Deno WebGPU on an NVIDIA H200 (FACTS §11)."""
+"""web-llm 0.2.79, Qwen2-0.5B (best of q4f16_1/q4f32_1), Deno WebGPU on an NVIDIA
+H200 (measured in an earlier run)."""
 
 
 def model_dir(name: str, quant: str) -> str:

@@ -18,7 +18,6 @@ import json
 import platform
 import random
 import statistics
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,14 +25,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from py_worker.engine import MLCEngine  # noqa: E402
 from py_worker.handler import Handler  # noqa: E402
 from py_worker.reference import ReferenceKernels  # noqa: E402
-from tests.host.conftest import ensure_tiny  # noqa: E402
 from tools.make_tiny_bert import ensure_tiny_bert  # noqa: E402
+from tools.make_tiny_model import ensure_tiny  # noqa: E402
 
 LLMS = ("tiny-a", "tiny-b")
 BERT = "tiny-bert"

@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-
-import serve  # noqa: E402
+from tools import serve  # noqa: E402
 
 PAGE = """<!doctype html><html><head><script type="module">
 import * as proxy from "/proxy.js";

@@ -38,6 +38,8 @@ export class WorkerBootError extends PyWorkerError {}
 export class WorkerUnresponsiveError extends PyWorkerError {}
 /** A message is larger than the worker accepts; refused in JS (fields: kind, size, limit). */
 export class MessageTooLargeError extends PyWorkerError {}
+/** An option of web-llm's engine or handler API that py_worker does not support (fields: option). */
+export class UnsupportedEngineOptionError extends PyWorkerError {}
 /** A sampling or length setting is out of range (web-llm's ConfigValueError family). */
 export class GenerationConfigError extends RequestValidationError {}
 /** A request arrived while no model is loaded. */
@@ -130,6 +132,8 @@ export class WebGPUNotFoundError extends DeviceError {}
 export class FeatureSupportError extends DeviceError {}
 /** The WebGPU device was lost (often out of memory). */
 export class DeviceLostError extends DeviceError {}
+/** Custom logit processors (web-llm's logitProcessorRegistry) are refused (fields: option, models). */
+export class LogitProcessorNotSupportedError extends UnsupportedEngineOptionError {}
 /** ``tool_choice`` is a string other than "none" or "auto". */
 export class InvalidToolChoiceError extends UnsupportedToolChoiceError {}
 /** A named ``tool_choice`` is not of type "function". */
@@ -172,6 +176,7 @@ export const ERROR_CLASSES = {
   WorkerBootError,
   WorkerUnresponsiveError,
   MessageTooLargeError,
+  UnsupportedEngineOptionError,
   GenerationConfigError,
   ModelNotLoadedError,
   SpecifiedModelNotFoundError,
@@ -218,6 +223,7 @@ export const ERROR_CLASSES = {
   WebGPUNotFoundError,
   FeatureSupportError,
   DeviceLostError,
+  LogitProcessorNotSupportedError,
   InvalidToolChoiceError,
   UnsupportedToolChoiceTypeError,
   FunctionNotFoundError,

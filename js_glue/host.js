@@ -11,9 +11,12 @@
 // thrown while handing a message to Python becomes that message's `throw`. Each host instance has
 // an id of its own (`instance`, in heartbeat and hostTimeline replies): a fresh instance (a
 // service worker the browser stopped and started again) never passes for the old one.
+// Python gets the site's app-config.json (next to this file) before any request, so a client
+// that passes no appConfig gets this site's models; a client's setAppConfig replaces it.
 
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import createPyodideModule from "./pyodide/pyodide.asm.mjs";
+import { loadAppConfig } from "./app-config.js";
 import { createKernels } from "./kernels/backends.js";
 import { refusal } from "./limits.js";
 
@@ -119,6 +122,7 @@ export function createHost() {
 
   async function boot() {
     const shimReady = createShim();
+    const appConfigReady = loadAppConfig(BASE);
     const pyodide = await loadPyodide({
       indexURL: PYODIDE_URL,
       lockFileURL: `${PYODIDE_URL}pyodide-lock.json`,
@@ -133,9 +137,11 @@ export function createHost() {
     timeline.wheelInstalled = clock();
     const shim = await shimReady;
     timeline.shimReady = clock();
+    const appConfig = await appConfigReady; // before onMessage is set: requests queue until then
     const workerMain = pyodide.pyimport("py_worker.worker_main");
     onMessage = workerMain.start(shim, fromPython);
     workerMain.destroy();
+    if (appConfig.model_list.length) toPython({ kind: "setAppConfig", uuid: "host-default-app-config", content: { appConfig } }, () => {});
     timeline.pythonReady = clock();
     for (const [msg, reply] of queue.splice(0)) toPython(msg, reply);
     return { ...timeline };

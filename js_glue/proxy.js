@@ -1,7 +1,8 @@
+/* @ts-self-types="./proxy.d.ts" */
 // The main-thread proxy: web-llm's WebWorkerMLCEngine API over py_worker's worker protocol
 // (docs/CONTRACTS.md). It only relays: every request becomes one {kind, uuid, content} message
 // and waits for its one terminal reply; errors come back as {name, message, fields} and are
-// re-thrown as the class of that name. Where web-llm is weak (FACTS §1) this does better:
+// re-thrown as the class of that name. Where web-llm's worker protocol is weak this does better:
 // streams carry an id and leaving `for await` early closes them in the worker; setAppConfig is
 // replayed to a restarted worker; a worker that stops answering is replaced (when the proxy was
 // given a factory) and the pending requests are sent again — they carry the model ids the proxy
@@ -25,16 +26,57 @@ import {
   errorFromDict,
 } from "./errors.js";
 
+import { loadAppConfig } from "./app-config.js";
+import { LogitProcessorNotSupportedError } from "./errors.js";
 import { refusal } from "./limits.js";
 import { connect } from "./transport.js";
 
 export * from "./errors.js";
+export { ModelType, functionCallingModelIds, modelLibURLPrefix, modelVersion } from "./app-config.js";
+export {
+  CACHE_STORE_NAME,
+  deleteChatConfigInCache,
+  deleteModelAllInfoInCache,
+  deleteModelInCache,
+  deleteModelWasmInCache,
+  deleteModelWeightsInCache,
+  hasModelInCache,
+  listCachedModels,
+  storageEstimate,
+} from "./cache.js";
+export { connect, transportFactory } from "./transport.js";
+
+/**
+ * web-llm's prebuiltAppConfig: here, this site's own app-config.json (next to this file), with
+ * absolute URLs. A page that passes no appConfig gets these models: the worker reads the same file.
+ */
+export const prebuiltAppConfig = await loadAppConfig(new URL("./", import.meta.url));
 
 const HEARTBEAT_AFTER_MS = 2000;
 const DEFAULT_DEAD_AFTER_MS = 10000;
 // Pyodide's boot has synchronous stretches of seconds on a slow CPU in which the worker cannot
 // answer; until the worker says it is ready, only a much longer silence counts as dead.
 const DEFAULT_BOOT_TIMEOUT_MS = 120000;
+
+/** The model ids of a non-empty web-llm logitProcessorRegistry (a Map), else null. */
+function registryModels(registry) {
+  if (registry === undefined || registry === null) return null;
+  const models = registry instanceof Map ? [...registry.keys()].map(String) : Object.keys(registry);
+  return models.length ? models : null;
+}
+
+/**
+ * web-llm's app-config-wide cache choice (`cacheBackend: "cache" | "indexeddb"`, or the older
+ * `useIndexedDBCache: true`) as py_worker's per-record `cache`; a record's own `cache` wins.
+ * Anything else is passed on unchanged (and an unpostable value is refused later, as before).
+ */
+function withCacheBackend(appConfig) {
+  if (!appConfig || typeof appConfig !== "object" || !Array.isArray(appConfig.model_list)) return appConfig;
+  const backend = appConfig.cacheBackend ?? (appConfig.useIndexedDBCache === true ? "indexeddb" : undefined);
+  if (backend !== "cache" && backend !== "indexeddb") return appConfig;
+  const model_list = appConfig.model_list.map((r) => (r && typeof r === "object" && r.cache === undefined ? { ...r, cache: backend } : r));
+  return { ...appConfig, model_list };
+}
 
 const asList = (x) => (x === undefined || x === null ? [] : Array.isArray(x) ? [...x] : [x]);
 const noop = () => {};
@@ -132,8 +174,12 @@ export class WebWorkerMLCEngine {
       worker = () => connect(host, options);
     }
     this.workerFactory = typeof worker === "function" ? worker : null;
+    if (registryModels(engineConfig.logitProcessorRegistry) !== null) {
+      console.warn("py_worker proxy: engineConfig.logitProcessorRegistry is ignored by WebWorkerMLCEngine, as in web-llm " +
+        "(and py_worker's worker handler refuses custom logit processors).");
+    }
     this.engineConfig = engineConfig;
-    this.appConfig = engineConfig.appConfig;
+    this.appConfig = withCacheBackend(engineConfig.appConfig);
     this.logLevel = engineConfig.logLevel;
     this.initProgressCallback = engineConfig.initProgressCallback;
     this.deadAfterMs = engineConfig.heartbeatTimeoutMs ?? DEFAULT_DEAD_AFTER_MS;
@@ -483,7 +529,7 @@ export class WebWorkerMLCEngine {
   setAppConfig(appConfig) {
     let snapshot;
     try {
-      snapshot = structuredClone(appConfig); // one that cannot be posted is not kept for replay
+      snapshot = structuredClone(withCacheBackend(appConfig)); // one that cannot be posted is not kept for replay
     } catch (err) {
       return Promise.reject(unpostable("setAppConfig", err));
     }
@@ -508,6 +554,63 @@ export class WebWorkerMLCEngine {
 /** web-llm's CreateWebWorkerMLCEngine: a proxy with `modelId` (one id or several) loaded. */
 export async function CreateWebWorkerMLCEngine(worker, modelId, engineConfig = {}, chatOpts) {
   const engine = new WebWorkerMLCEngine(worker, engineConfig);
+  await engine.reload(modelId, chatOpts);
+  return engine;
+}
+
+/**
+ * web-llm's MLCEngine. web-llm runs it on the calling thread; here the main thread never runs the
+ * engine: MLCEngine starts this site's own module worker (worker.js) and is a WebWorkerMLCEngine
+ * over it, restartable. A non-empty engineConfig.logitProcessorRegistry is refused with
+ * LogitProcessorNotSupportedError (py_worker samples in its own GPU decode loop).
+ */
+export class MLCEngine extends WebWorkerMLCEngine {
+  constructor(engineConfig = {}) {
+    const models = registryModels(engineConfig.logitProcessorRegistry);
+    if (models !== null) {
+      throw new LogitProcessorNotSupportedError(
+        "Custom logit processors (logitProcessorRegistry) are not supported by py_worker: sampling runs in the " +
+          "engine's own GPU decode loop. Use logit_bias in the request instead.",
+        { option: "logitProcessorRegistry", models },
+      );
+    }
+    super(() => connect("worker"), engineConfig);
+  }
+
+  /** web-llm's setter for custom logit processors: an empty registry is accepted, any other refused. */
+  setLogitProcessorRegistry(registry) {
+    const models = registryModels(registry);
+    if (models === null) return;
+    throw new LogitProcessorNotSupportedError("Custom logit processors are not supported by py_worker.", {
+      option: "logitProcessorRegistry",
+      models,
+    });
+  }
+}
+
+/** web-llm's CreateMLCEngine: an MLCEngine (in its own worker, see above) with `modelId` loaded. */
+export async function CreateMLCEngine(modelId, engineConfig = {}, chatOpts) {
+  const engine = new MLCEngine(engineConfig);
+  await engine.reload(modelId, chatOpts);
+  return engine;
+}
+
+/**
+ * web-llm's ServiceWorkerMLCEngine: the engine of the service worker the page registered (its
+ * script uses ServiceWorkerMLCEngineHandler from host-handler.js, or is this site's
+ * service-worker.js), reached through `navigator.serviceWorker.ready`. `keepAliveMs` is accepted
+ * for web-llm's signature; the host pings its clients itself while they have work in flight.
+ */
+export class ServiceWorkerMLCEngine extends WebWorkerMLCEngine {
+  constructor(engineConfig = {}, keepAliveMs = 10000) {
+    super(() => connect("service", { registered: true }), engineConfig);
+    this.keepAliveMs = keepAliveMs;
+  }
+}
+
+/** web-llm's CreateServiceWorkerMLCEngine(modelId, engineConfig?, chatOpts?, keepAliveMs?). */
+export async function CreateServiceWorkerMLCEngine(modelId, engineConfig = {}, chatOpts, keepAliveMs = 10000) {
+  const engine = new ServiceWorkerMLCEngine(engineConfig, keepAliveMs);
   await engine.reload(modelId, chatOpts);
   return engine;
 }

@@ -51,5 +51,9 @@
   };
   api.CreateWebWorkerMLCEngine = async (...args) => (await api.ready).CreateWebWorkerMLCEngine(...args);
   api.createEngine = async (...args) => (await api.ready).createEngine(...args);
+  // web-llm's other entry points, usable before `ready` too (the rest of proxy.js's exports appear once loaded).
+  for (const name of ["CreateMLCEngine", "CreateServiceWorkerMLCEngine"]) {
+    api[name] = async (...args) => (await api.ready)[name](...args);
+  }
   window.PyWorker = api;
 })();

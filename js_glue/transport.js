@@ -1,11 +1,13 @@
 // One way for the proxy to reach the Python handler whichever host runs it:
-//   connect("worker" | "shared" | "service", {url?, name?, scope?})
+//   connect("worker" | "shared" | "service", {url?, name?, scope?, registered?})
 // returns an object with the Worker's surface — postMessage(msg), onmessage / onerror setters,
 // addEventListener("message" | "error"), terminate() (= close()) — so
 // `new WebWorkerMLCEngine(() => connect("shared"))` works with the proxy unchanged.
 // The shared and service transports answer the host's liveness pings themselves and say "bye"
 // when the page goes away (pagehide) or the transport is closed, so the host frees the page's
-// streams and model locks at once.
+// streams and model locks at once. `registered: true` (service only) registers nothing: it talks to
+// the service worker the page registered itself (navigator.serviceWorker.ready), as web-llm's
+// CreateServiceWorkerMLCEngine does.
 
 const BASE = new URL("./", import.meta.url);
 const SCRIPTS = new Map([["worker", "worker.js"], ["shared", "shared-worker.js"], ["service", "service-worker.js"]]);
@@ -83,7 +85,7 @@ function activated(registration) {
 }
 
 class ServiceTransport extends Endpoint {
-  constructor(url, scope) {
+  constructor(url, scope, registered = false) {
     super();
     this.kind = "service";
     this.outbox = [];
@@ -95,8 +97,8 @@ class ServiceTransport extends Endpoint {
     this.container.startMessages();
     this.onPageHide = () => this.postMessage({ kind: "bye" });
     addEventListener("pagehide", this.onPageHide);
-    this.ready = this.container
-      .register(url, { type: "module", ...(scope ? { scope } : {}) })
+    const registration = registered ? this.container.ready : this.container.register(url, { type: "module", ...(scope ? { scope } : {}) });
+    this.ready = registration
       .then(activated)
       .then((worker) => {
         this.target = worker;
@@ -140,7 +142,7 @@ export function connect(kind = "worker", options = {}) {
   const url = new URL(options.url || script, BASE);
   if (kind === "worker") return new Worker(url, { type: "module", name: options.name || "py-worker" });
   if (kind === "shared") return new SharedTransport(url, options.name || "py-worker-shared");
-  return new ServiceTransport(url, options.scope);
+  return new ServiceTransport(url, options.scope, options.registered === true);
 }
 
 /** A factory for the proxy (it replaces an unresponsive host by calling it again). */

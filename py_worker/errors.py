@@ -89,7 +89,7 @@ class DeviceError(PyWorkerError):
     """The compute device refused or lost work."""
 
 
-# Model selection and reload (FACTS §2).
+# Model selection and reload (web-llm's rules for which loaded model serves a request).
 class ModelNotLoadedError(ModelSelectionError):
     """A request arrived while no model is loaded."""
 
@@ -138,7 +138,7 @@ class WorkerEngineModelNotLoadedError(PyWorkerError):
     """The worker lost its model (e.g. it was restarted) and the client sent none to reload."""
 
 
-# Request validation (FACTS §3).
+# Request validation (the checks web-llm makes of an OpenAI request).
 class UnsupportedFieldsError(RequestValidationError):
     """The request sets a field web-llm declares but does not support."""
 
@@ -369,3 +369,12 @@ class DeviceLostError(DeviceError):
 
 class MessageTooLargeError(PyWorkerError):
     """A message is larger than the worker accepts; refused in JS (fields: kind, size, limit)."""
+
+
+# The web-llm drop-in surface (js_glue/worker-handler.js, host-handler.js, proxy.js).
+class UnsupportedEngineOptionError(PyWorkerError):
+    """An option of web-llm's engine or handler API that py_worker does not support (fields: option)."""
+
+
+class LogitProcessorNotSupportedError(UnsupportedEngineOptionError):
+    """Custom logit processors (web-llm's logitProcessorRegistry) are refused (fields: option, models)."""

@@ -59,7 +59,7 @@ class Knobs:
 
     def knobs(self) -> dict[str, Any]:
         """The knob values alone (of a Knobs or of a subclass carrying more)."""
-        return {f.name: getattr(self, f.name) for f in fields(Knobs)}
+        return {name: value for name, value in vars(self).items() if name in KNOB_NAMES}
 
 
 KNOB_NAMES = tuple(f.name for f in fields(Knobs))

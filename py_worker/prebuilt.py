@@ -27,7 +27,8 @@ SMOLLM2_SAMPLING = {"temperature": 0.2, "top_p": 0.9}
 HF = "https://huggingface.co/mlc-ai/"
 MODEL_LIB_VERSION = "v0_2_80"
 """Release of MLC's prebuilt libraries. A library only links against the tvmjs of its release
-(FACTS §11), so this moves together with the npm @mlc-ai/web-runtime the site ships."""
+(its imports name the runtime's functions), so this moves together with the npm
+@mlc-ai/web-runtime the site ships."""
 MODEL_LIB_PREFIX = (
     "https://raw.githubusercontent.com/mlc-ai/binary-mlc-llm-libs/main/web-llm-models/"
     + MODEL_LIB_VERSION

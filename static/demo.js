@@ -156,6 +156,37 @@ async function embed() {
   }
 }
 
+const MB = (n) => `${(n / (1024 * 1024)).toFixed(1)} MB`;
+
+/** The Cache tab: every cached model with its size, a Delete button each, and the origin's storage. */
+async function showCache() {
+  const api = await PyWorker.ready;
+  const [models, estimate] = await Promise.all([api.listCachedModels(api.prebuiltAppConfig), api.storageEstimate()]);
+  const table = $("cache-table");
+  table.replaceChildren();
+  const row = (cells) => {
+    const tr = document.createElement("tr");
+    for (const cell of cells) {
+      const td = document.createElement("td");
+      if (typeof cell === "string") td.textContent = cell;
+      else td.append(cell);
+      tr.append(td);
+    }
+    table.append(tr);
+  };
+  row(["model", "size", "files", "complete", ""]);
+  for (const m of models) {
+    const del = document.createElement("button");
+    del.textContent = "Delete";
+    del.onclick = () => api.deleteModelAllInfoInCache(m.model_id, api.prebuiltAppConfig).then(showCache).catch(fail);
+    row([m.model_id, MB(m.bytes), String(m.files.length), m.complete ? "yes" : "no", del]);
+  }
+  if (!models.length) row(["nothing cached yet", "", "", "", ""]);
+  const used = estimate.usage === null ? "unknown" : MB(estimate.usage);
+  const quota = estimate.quota === null ? "unknown" : MB(estimate.quota);
+  $("cache-estimate").textContent = `This origin uses ${used} of ${quota}.`;
+}
+
 function wire() {
   $("load").onclick = () => loadModels().catch(fail);
   $("chat-form").onsubmit = (event) => {
@@ -167,10 +198,12 @@ function wire() {
   };
   $("stop").onclick = () => engine && engine.interruptGenerate();
   $("embed-run").onclick = () => embed().catch(fail);
+  $("cache-refresh").onclick = () => showCache().catch(fail);
   for (const tab of document.querySelectorAll(".tab")) {
     tab.onclick = () => {
       for (const t of document.querySelectorAll(".tab")) t.classList.toggle("active", t === tab);
       for (const body of document.querySelectorAll(".tab-body")) body.classList.toggle("hidden", body.id !== tab.dataset.tab);
+      if (tab.dataset.tab === "cache") showCache().catch(fail);
     };
   }
 }

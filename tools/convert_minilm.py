@@ -16,15 +16,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script: make `tools` and `py_worker` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from safetensors.numpy import load_file
 
 from tools.digest import sha256_file

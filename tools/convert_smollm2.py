@@ -17,15 +17,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script: make `tools` and `py_worker` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor
 
 from py_worker.reference.gguf_tokenizer import tokenizer_json_bytes

@@ -20,9 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `tools` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from tools.pyodide_dist import CACHE, assemble, build_own_wheel
 
 ROOT = Path(__file__).resolve().parent.parent

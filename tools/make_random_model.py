@@ -19,16 +19,12 @@ import argparse
 import dataclasses
 import json
 import re
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script: make `tools` and `py_worker` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from py_worker.reference.architectures import LINEARS, naming
 from py_worker.reference.weights import GROUP

@@ -10,13 +10,9 @@ reference encoder can be compared in seconds. Same seed -> same bytes.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script: make `tools` and `py_worker` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tools.make_tiny_model import TOKENIZER_VOCAB, byte_level_tokenizer_json
 from tools.mlc_format import write_model_dir

@@ -14,16 +14,11 @@ among them, with SmolLM2's chat template: a real byte-level BPE, small. Same see
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import gguf
+import numpy as np
 
 from py_worker.reference import ggml
 from py_worker.reference.gguf_tokenizer import metadata_from_reader

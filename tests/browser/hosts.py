@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import serve
 from conftest import INIT_SCRIPT, SITE
+
+from tools import serve
 
 # A page that exposes the proxy and the transport; everything else comes from page scripts.
 HOST_PAGE = """<!doctype html><html><head><script type="module">

@@ -17,8 +17,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import serve
 from conftest import SITE, TINY, Guarded, _site_ready
+
+from tools import serve
 
 POLICY = (
     "default-src 'self'; "

@@ -1,4 +1,4 @@
-"""GGUF files loaded by URL through the whole browser stack (issue 11): the demo page answers
+"""GGUF files loaded by URL through the whole browser stack: the demo page answers
 from SmolLM2's GGUF as the host reference does; a second load comes from the browser cache; a
 wrong sha256 pin, a block format or an architecture the kernels do not run are refused with
 their classes on the main thread, and the engine goes on serving.
@@ -28,7 +28,7 @@ from hosts import CACHE_NAME, STORED, CountingServer, GuardedContext
 from py_worker import MLCEngine
 from py_worker.prebuilt import DEFAULT_GGUF, DEFAULT_MODEL_ID
 from py_worker.reference import ReferenceKernels
-from tests.kernels.runners import tiny_gguf
+from tools.kernel_runners import tiny_gguf
 
 MOUNT = "/test-gguf/"
 WRONG = "0" * 64

@@ -1,5 +1,5 @@
 """The browser stack end to end: a page with only the script tag, the proxy, the module worker,
-Pyodide and the WebGPU kernels on SwiftShader, with the tiny model (docs: issue 3, "What must show")."""
+Pyodide and the WebGPU kernels on SwiftShader, with the tiny model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Issue 13, the Python side, in Chromium: the engine inside the worker keeps its promises through
+"""The reliability rules of the Python side (docs/CONTRACTS.md), in Chromium: the engine inside
+the worker keeps its promises through
 the proxy and for raw ``postMessage``, on the dedicated and the SharedWorker host (both hand
 messages to the same Python entry, py_worker.worker_main).
 

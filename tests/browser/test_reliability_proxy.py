@@ -1,4 +1,5 @@
-"""What a hostile or careless page can send, on every host (issue 13, the JS side): each message
+"""What a hostile or careless page can send, on every host (the JS side of the reliability rules
+in docs/CONTRACTS.md): each message
 gets its own named reply and harms no other request, a worker that stops answering is not fed
 the same request for ever, a request made during a reload waits for it, and a request in flight
 when the browser stops the service worker is answered by the fresh instance.

@@ -1,4 +1,4 @@
-"""The Service Worker host (issue 7): pages of one origin share one engine, replies reach only
+"""The Service Worker host: pages of one origin share one engine, replies reach only
 the page that asked, the engine survives the browser stopping the service worker with one
 reload, and a message from another origin is not answered."""
 

@@ -1,4 +1,4 @@
-"""The SharedWorker host (issue 7): tabs of one origin share one engine and one load of the
+"""The SharedWorker host: tabs of one origin share one engine and one load of the
 model, each sees only its own replies and streams, and a tab that leaves mid-stream frees the
 model for the others."""
 

@@ -7,17 +7,10 @@ from typing import Any
 
 import pytest
 
+from tools.make_tiny_model import ensure_tiny
+
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "build" / "models"
-
-
-def ensure_tiny(quantization: str) -> Path:
-    from tools.make_tiny_model import build
-
-    out = MODELS / f"tiny-llama-{quantization}"
-    if not (out / "tensor-cache.json").exists():
-        build(out, quantization)
-    return out
 
 
 @pytest.fixture(scope="session")

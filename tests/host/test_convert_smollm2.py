@@ -332,8 +332,9 @@ def test_browser_tokenizer_gives_the_same_ids(out_root: Path, tokenizer: Any) ->
 
 
 def test_transformers_gguf_tokenizer_drops_the_digit_split(tokenizer: Any) -> None:
-    """FACTS §10's trap, shown on a trusted library: transformers' GGUF conversion agrees with us
-    everywhere except where a numeral follows a space (there it glues them, llama.cpp does not)."""
+    """The digit-split trap of GGUF tokenizers, shown on a trusted library: transformers' GGUF
+    conversion agrees with us everywhere except where a numeral follows a space (there it glues
+    them, llama.cpp does not)."""
     transformers = pytest.importorskip("transformers")
     path = conv.default_gguf()
     hf = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)

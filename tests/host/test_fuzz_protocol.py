@@ -2,7 +2,7 @@
 
 Requests are generated from the package's own TypedDicts (chat, text completion, embedding
 create params), walked here into hypothesis strategies, and then broken by mutations that the
-OpenAI surface web-llm accepts must refuse (FACTS §3). For every request:
+OpenAI surface web-llm accepts must refuse. For every request:
 
 - validation returns, or raises a *named* py_worker error: a ``RequestValidationError``
   subclass other than the family bases; never another exception, never a hang;
@@ -11,7 +11,7 @@ OpenAI surface web-llm accepts must refuse (FACTS §3). For every request:
   (``as_openai``): null means absent, ``model`` may be left out, chat's
   ``response_format`` may be ``grammar`` or ``structural_tag``, completions take ``logprobs`` as
   a boolean;
-- a request a mutation broke is refused, with the error class FACTS §3 names where it names one.
+- a request a mutation broke is refused, with the error class web-llm names where it names one.
 
 The number of requests checked is printed and written to bench/out/fuzz.json;
 ``PY_WORKER_FUZZ=explore`` runs ten times as many, different on every run.
@@ -160,7 +160,7 @@ def number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-# The fields web-llm's surface reads (FACTS §3); it ignores OpenAI's others unchecked, as web-llm does.
+# The fields web-llm's surface reads ; it ignores OpenAI's others unchecked, as web-llm does.
 GENERATION_FIELDS = {
     "model", "stream", "stream_options", "n", "frequency_penalty", "presence_penalty", "repetition_penalty",
     "max_tokens", "stop", "temperature", "top_p", "logit_bias", "logprobs", "top_logprobs", "seed",

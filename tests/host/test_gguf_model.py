@@ -2,7 +2,7 @@
 
 Oracles: transformers' own GGUF loader (its dequantisation and q/k un-permutation, independent of
 ours) and the MLC q0f32 directory written by tools/convert_smollm2.py (which un-permutes q/k rows
-instead of pairing RoPE dimensions the ggml way). Quality is what issue 11 asks of the default
+instead of pairing RoPE dimensions the ggml way). Quality asked of the default
 model: over at least 100 teacher-forced positions of chat answers, mean KL to the f32 model
 ≤ 0.01 nats and top-1 agreement ≥ 98%, and the greedy answer equal to the f32 model's until its
 first step whose top-2 gap is under 0.1 nat (bench/quality.py measures the same for every format).

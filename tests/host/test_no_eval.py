@@ -32,7 +32,7 @@ import pytest
 from py_worker.engine import MLCEngine
 from py_worker.errors import IntegrityError
 from py_worker.reference import ReferenceKernels
-from tests.host.conftest import ensure_tiny
+from tools.make_tiny_model import ensure_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,5 @@
-"""OpenAI protocol layer: every check of FACTS §3, and every built object validated by `openai`."""
+"""OpenAI protocol layer: every check web-llm makes of a request, and every built object
+validated by `openai`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Issue 13, the Python side: what a hostile or unlucky page can no longer break.
+"""The reliability rules of the Python side (docs/CONTRACTS.md): what a hostile or unlucky page
+can no longer break.
 
 Over the NumPy reference kernels and the tiny Llamas, through the engine and through the worker
 message handler: unreadable messages (cycles, deep nesting, huge payloads) get their one named

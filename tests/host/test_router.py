@@ -1,4 +1,4 @@
-"""Model selection and reload checks follow web-llm's rules (FACTS §2), one test per rule."""
+"""Model selection and reload checks follow web-llm's rules, one test per rule."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.kernels.runners import ChromiumHarness, Runner, Unavailable, chromium_page, deno_run
+from tools.kernel_runners import ChromiumHarness, Runner, Unavailable, chromium_page, deno_run
 
 
 def _deno(scenario: dict[str, Any]) -> dict[str, Any]:

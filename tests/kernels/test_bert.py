@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.kernels.runners import ROOT, Runner, deno_run
 from tests.kernels.test_tiny_model import Ref, values
+from tools.kernel_runners import ROOT, Runner, deno_run
 from tools.make_tiny_bert import ensure_tiny_bert
 
 SENTENCES = [

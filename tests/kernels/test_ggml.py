@@ -21,7 +21,7 @@ import pytest
 
 from py_worker.reference import ggml
 from py_worker.reference.weights import dequantize_q4
-from tests.kernels.runners import ChromiumHarness, Unavailable, deno_run
+from tools.kernel_runners import ChromiumHarness, Unavailable, deno_run
 
 gguf = pytest.importorskip("gguf")
 

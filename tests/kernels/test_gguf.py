@@ -17,8 +17,8 @@ import pytest
 
 from py_worker.kernels import SamplingParams
 from py_worker.reference.gguf_model import gguf_config
-from tests.kernels.runners import ROOT, Runner, tiny_gguf
 from tests.kernels.test_tiny_model import DECODE_TOKENS, PROMPT, Ref, rel_err, values
+from tools.kernel_runners import ROOT, Runner, tiny_gguf
 
 STEPS = 6
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.kernels.runners import ROOT, ChromiumHarness, tiny_gguf, tiny_model
+from tools.kernel_runners import ROOT, ChromiumHarness, tiny_gguf, tiny_model
 
 Fresh = Callable[[], AbstractContextManager[ChromiumHarness]]
 

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from py_worker.reference.architectures import NAMINGS
-from tests.kernels.runners import DENO, MODELS, ROOT, ChromiumHarness, Runner, Unavailable, deno_run
 from tests.kernels.test_tiny_model import DECODE_TOKENS, PROMPT, Ref, rel_err, values
 from tools import make_random_model
+from tools.kernel_runners import DENO, MODELS, ROOT, ChromiumHarness, Runner, Unavailable, deno_run
 
 ZOO_DIR = MODELS / "zoo"
 QWEN2_META = ROOT.parent / "shared/mlc-libs/meta/v0_2_48__Qwen2-0.5B-Instruct-q4f32_1-ctx4k_cs1k.json"

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from py_worker.kernels import SamplingParams
-from tests.kernels.runners import ROOT, Runner, deno_run
 from tests.kernels.test_tiny_model import Ref, rel_err, values
 from tools.convert_smollm2 import default_gguf
+from tools.kernel_runners import ROOT, Runner, deno_run
 
 PROMPT = (
     "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"

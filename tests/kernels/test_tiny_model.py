@@ -19,7 +19,7 @@ import pytest
 
 from py_worker.kernels import Sampled, SamplingParams
 from py_worker.reference import ReferenceKernels
-from tests.kernels.runners import ROOT, Runner, tiny_model
+from tools.kernel_runners import ROOT, Runner, tiny_model
 
 T = TypeVar("T")
 PROMPT = "The quick brown fox jumps over the lazy dog."

@@ -1,4 +1,4 @@
-"""Two runners for the same JS kernel harness (tests/kernels/harness.js), for tests and bench.
+"""Two runners for the same JS kernel harness (tests/kernels/harness.js), for the kernel tests and bench.
 
 ``deno``: Deno's built-in WebGPU on Mesa lavapipe (CPU Vulkan, has shader-f16), one process per
 scenario. ``chromium``: Debian's headless chromium on SwiftShader, driven by playwright; the
@@ -19,7 +19,7 @@ from typing import Any
 
 from tools import serve
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DENO = ROOT / "node_modules/@deno/linux-x64-glibc/deno"
 CHROMIUM = "/usr/bin/chromium"
 MODELS = ROOT / "build/models"
