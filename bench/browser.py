@@ -48,7 +48,7 @@ RUN = """async ({model, tokens, prompt, rounds}) => {
   const phase = {bootAndLoadEnd: performance.now()};
 
   // Through the proxy (the first run also gives the first-token time and warms up).
-  const content = {request, selectedModelId: model, modelId: [model]};
+  const content = {request, modelId: [model]};
   const viaProxy = async () => {
     const times = [], chunks = [];
     const t0 = performance.now();

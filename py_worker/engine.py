@@ -19,8 +19,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .errors import (
-    EmbeddingUnsupportedModelError,
-    IncorrectPipelineLoadedError,
     InvalidRequestFieldError,
     ModelNotLoadedError,
     ReloadInterruptedError,
@@ -30,7 +28,7 @@ from .kernels import Kernels, Knobs, SamplingParams, finishing
 from .locks import ModelLocks
 from .model import Model, Stats, make_model
 from .resources import Chat, Completions, Embeddings
-from .router import check_reload_args, find_record, select_model
+from .router import check_pipeline, check_reload_args, find_record, select_model
 from .stream import Stream
 
 __all__ = ["MLCEngine", "Model", "ProgressReport", "Stream", "make_model"]
@@ -148,18 +146,7 @@ class MLCEngine:
     def pick(self, requested: str | None, request_name: str, *, embedding: bool) -> Model:
         """Route a request to a loaded model and check it has the right pipeline."""
         model = self.models[select_model(list(self.models), requested, request_name)]
-        if embedding and not model.is_embedding:
-            raise EmbeddingUnsupportedModelError(
-                f"Trying to run embeddings.create() with {model.model_id}, which does not have "
-                "ModelRecord.model_type === ModelType.embedding in the model record.",
-                model_id=model.model_id,
-            )
-        if not embedding and model.is_embedding:
-            raise IncorrectPipelineLoadedError(
-                f"{request_name} expects an LLM, but {model.model_id} is an embedding model.",
-                model_id=model.model_id,
-                request_name=request_name,
-            )
+        check_pipeline(model.model_id, model.is_embedding, embedding, request_name)
         return model
 
     # ---- control ------------------------------------------------------------------------

@@ -34,6 +34,16 @@ T = TypeVar("T")
 ProgressFn = Callable[[float, str], None]
 """``progress(fraction in [0, 1], text)`` — web-llm's InitProgressReport, minus the clock."""
 
+# What every backend assumes when an mlc-chat-config.json lacks a key (MLC's converter always
+# writes them; MLC itself has no default for the window or the epsilon). Twin: ``llamaDims`` in
+# js_glue/kernels/llama.js; tests/host/test_config_defaults.py keeps the two equal.
+DEFAULT_CONTEXT_WINDOW = 2048
+"""Tokens a model holds when its config says nothing (Hugging Face's LlamaConfig default)."""
+DEFAULT_PREFILL_CHUNK = 128
+"""Prompt tokens per prefill call when its config says nothing (the WGSL kernels' own size)."""
+DEFAULT_RMS_NORM_EPS = 1e-6
+"""RMSNorm epsilon when ``model_config`` says nothing (Hugging Face's Llama and Qwen2 default)."""
+
 
 @dataclass
 class Knobs:

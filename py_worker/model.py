@@ -15,12 +15,8 @@ from .chat_template import ChatTemplate
 from .conversation import Conversation
 from .errors import InvalidRequestFieldError
 from .generate import Outcome
-from .kernels import Kernels
-
-DEFAULT_CONTEXT_WINDOW = 4096
-"""Tokens a model holds when its config says nothing."""
-DEFAULT_PREFILL_CHUNK = 512
-"""Prompt tokens per prefill call when its config says nothing."""
+from .kernels import DEFAULT_CONTEXT_WINDOW, DEFAULT_PREFILL_CHUNK, Kernels
+from .router import is_embedding_model
 
 
 @dataclass
@@ -119,10 +115,10 @@ class Model:
 
 
 def make_model(model_id: str, handle: int, config: dict[str, Any], record: dict[str, Any]) -> Model:
-    """The Model of a load: an embedding model by its record or its config; the chat format is
+    """The Model of a load: an embedding model by router's rule; the chat format is
     MLC's ``conv_template`` when there is one (chatOpts may set one over a GGUF's), else the
     model's own Jinja ``chat_template`` (a GGUF's ``tokenizer.chat_template``)."""
-    is_embedding = record.get("model_type") == "embedding" or config.get("model_type") == "bert"
+    is_embedding = is_embedding_model(record, config)
     template = config.get("conv_template")
     conversation: Conversation | ChatTemplate | None = None
     if isinstance(template, dict):

@@ -89,14 +89,17 @@ def find_record(app_config: Mapping[str, Any], model_id: str) -> dict[str, Any]:
     )
 
 
-def is_embedding_record(record: Mapping[str, Any]) -> bool:
-    """Whether a model record describes an embedding model (``model_type`` "embedding")."""
-    return record.get("model_type") == "embedding"
+def is_embedding_model(record: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> bool:
+    """Whether a model is an embedding model: its record says ``model_type`` "embedding"
+    (web-llm's ModelRecord rule), or its loaded config is an encoder (``model_type`` "bert").
+    The one rule; js_glue/kernels/mlc.js applies the same one to pick its pipeline."""
+    return record.get("model_type") == "embedding" or (config or {}).get("model_type") == "bert"
 
 
-def check_pipeline(model_id: str, record: Mapping[str, Any], embedding: bool, request_name: str) -> None:
-    """Reject a chat/completion request to an embedding model and an embedding request to an LLM."""
-    if embedding and not is_embedding_record(record):
+def check_pipeline(model_id: str, is_embedding: bool, embedding: bool, request_name: str) -> None:
+    """Reject a chat/completion request to an embedding model and an embedding request to an
+    LLM; ``is_embedding`` is the model's answer to ``is_embedding_model``."""
+    if embedding and not is_embedding:
         raise EmbeddingUnsupportedModelError(
             f"Trying to run {request_name} with {model_id}, which does not have "
             'model_type "embedding" in its model record. Load an embedding model, or set '
@@ -104,7 +107,7 @@ def check_pipeline(model_id: str, record: Mapping[str, Any], embedding: bool, re
             model_id=model_id,
             request_name=request_name,
         )
-    if not embedding and is_embedding_record(record):
+    if not embedding and is_embedding:
         raise IncorrectPipelineLoadedError(
             f"{request_name} expects a model loaded as an LLM. However, {model_id} is loaded as "
             "an embedding model.",

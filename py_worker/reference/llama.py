@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from py_worker.kernels import DEFAULT_CONTEXT_WINDOW, DEFAULT_RMS_NORM_EPS
 from py_worker.reference.architectures import model_config
 
 Array = Any  # numpy.ndarray (numpy is untyped for mypy here)
@@ -84,7 +85,7 @@ class LlamaConfig:
             head_dim=int(mc.get("head_dim") or hidden // heads),
             num_hidden_layers=layers,
             vocab_size=int(mc.get("vocab_size", config.get("vocab_size", 0))),
-            rms_norm_eps=float(mc.get("rms_norm_eps", 1e-5)),
+            rms_norm_eps=float(mc.get("rms_norm_eps", DEFAULT_RMS_NORM_EPS)),
             rope_theta=float(mc.get("rope_theta") or mc.get("position_embedding_base") or 10000.0),
             tie_word_embeddings=gemma or bool(mc.get("tie_word_embeddings", False)),
             rope_interleaved=bool(mc.get("rope_interleaved", False)),
@@ -138,11 +139,11 @@ def context_window(config: Mapping[str, Any]) -> int:
     if window <= 0:
         window = int(mc.get("context_window_size") or -1)
     if str(config.get("model_type", "")).startswith("gemma3"):
-        return window
+        return window if window > 0 else DEFAULT_CONTEXT_WINDOW
     sliding = [int(s) for s in (mc.get("sliding_window"), mc.get("sliding_window_size")) if s and int(s) > 0]
     if sliding:
         window = min(sliding[0], window) if window > 0 else sliding[0]
-    return window
+    return window if window > 0 else DEFAULT_CONTEXT_WINDOW
 
 
 class KVCache:

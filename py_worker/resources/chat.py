@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .. import protocol
+from ..errors import UnsupportedFieldsError
 from ..generate import Outcome
 from ..model import Model
 from .answer import Shapes, answer
@@ -42,6 +43,7 @@ class ChatCompletions:
 
     async def create(self, **request: Any) -> dict[str, Any] | Stream:
         req = protocol.validate_chat_request(request)
+        refuse_unhonoured(req)
         model = self.engine.pick(req.model, "ChatCompletionRequest", embedding=False)
         return await answer(self.engine, model, ChatTurn(req), req.config)
 
@@ -80,6 +82,25 @@ class ChatTurn:
 
     def opening(self) -> str:
         return ""
+
+
+def refuse_unhonoured(req: protocol.ChatRequest) -> None:
+    """Fields that pass web-llm's checks but that this engine cannot honour yet are refused,
+    never dropped: ``response_format`` other than text and ``tools`` (unless ``tool_choice`` is
+    "none") need constrained decoding, which the sampler does not do yet."""
+    found = []
+    fmt = req.config.response_format
+    if fmt is not None and fmt.get("type", "text") != "text":
+        found.append("response_format")
+    if req.tools and req.tool_choice != "none":
+        found.append("tools")
+    if found:
+        raise UnsupportedFieldsError(
+            f"The following fields in ChatCompletionRequest are not yet supported: {', '.join(found)} "
+            "(constrained decoding for JSON output and tool calls is not implemented; nothing was run).",
+            fields_found=found,
+            target="ChatCompletionRequest",
+        )
 
 
 async def tokenize_pieces(engine: MLCEngine, model: Model, pieces: list[str]) -> list[int]:

@@ -20,6 +20,7 @@ from py_worker.errors import (
     ModelNotLoadedError,
     ReloadInterruptedError,
     UnclearModelToUseError,
+    UnsupportedFieldsError,
 )
 from py_worker.kernels import LoadedModel, ProgressFn
 from py_worker.reference import ReferenceKernels
@@ -336,5 +337,42 @@ def test_embeddings_through_the_engine(app_config: dict[str, Any], minilm_record
             await engine.chat.completions.create(model="minilm", messages=HI)
         with pytest.raises(EmbeddingExceedContextWindowSizeError):
             await engine.embeddings.create(model="minilm", input="word " * 300)
+
+    run(main())
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+@pytest.mark.parametrize(
+    ("extra", "found"),
+    [
+        ({"response_format": {"type": "json_object"}}, ["response_format"]),
+        ({"response_format": {"type": "json_object", "schema": "{}"}}, ["response_format"]),
+        ({"tools": TOOLS}, ["tools"]),
+        (
+            {"tools": TOOLS, "tool_choice": "auto", "response_format": {"type": "json_object"}},
+            ["response_format", "tools"],
+        ),
+    ],
+)
+def test_fields_the_engine_cannot_honour_are_refused_by_name_and_nothing_runs(
+    app_config: dict[str, Any], extra: dict[str, Any], found: list[str]
+) -> None:
+    """JSON mode and tool calls need constrained decoding, which the sampler does not do: such a
+    request is refused with UnsupportedFieldsError naming the fields, before any kernel call; a
+    request that asks for neither (text format, tool_choice "none") runs."""
+
+    async def main() -> None:
+        engine, kernels = await engine_with(app_config, ["tiny-a"])
+        kernels.log.clear()
+        with pytest.raises(UnsupportedFieldsError) as caught:
+            await engine.chat.completions.create(messages=HI, max_tokens=2, **extra)
+        assert caught.value.fields["fields_found"] == found
+        assert kernels.log == []
+        ok = await engine.chat.completions.create(
+            messages=HI, max_tokens=2, response_format={"type": "text"}, tools=TOOLS, tool_choice="none"
+        )
+        assert ok["choices"][0]["finish_reason"] in ("stop", "length")
 
     run(main())

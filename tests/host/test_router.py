@@ -14,7 +14,13 @@ from py_worker.errors import (
     SpecifiedModelNotFoundError,
     UnclearModelToUseError,
 )
-from py_worker.router import check_pipeline, check_reload_args, find_record, select_model
+from py_worker.router import (
+    check_pipeline,
+    check_reload_args,
+    find_record,
+    is_embedding_model,
+    select_model,
+)
 
 APP_CONFIG = {
     "model_list": [
@@ -110,10 +116,18 @@ def test_find_record_missing(config: dict[str, list[dict[str, str]]]) -> None:
 
 
 def test_pipeline_checks() -> None:
-    llm, emb = APP_CONFIG["model_list"]
+    llm, emb = (is_embedding_model(record) for record in APP_CONFIG["model_list"])
     check_pipeline("SmolLM2-135M", llm, False, "ChatCompletionRequest")
     check_pipeline("MiniLM", emb, True, "EmbeddingCreateParams")
     with pytest.raises(IncorrectPipelineLoadedError, match="MiniLM"):
         check_pipeline("MiniLM", emb, False, "ChatCompletionRequest")
     with pytest.raises(EmbeddingUnsupportedModelError, match="SmolLM2-135M"):
         check_pipeline("SmolLM2-135M", llm, True, "EmbeddingCreateParams")
+
+
+def test_embedding_rule() -> None:
+    """One rule: the record's model_type "embedding", or an encoder config (BERT)."""
+    assert is_embedding_model({"model_type": "embedding"}, {"model_type": "llama"})
+    assert is_embedding_model({}, {"model_type": "bert"})
+    assert not is_embedding_model({"model_type": "LLM"}, {"model_type": "llama"})
+    assert not is_embedding_model({})

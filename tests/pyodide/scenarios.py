@@ -32,6 +32,7 @@ def router_cases() -> list[Any]:
             {"model_id": "emb", "model": "/m/e", "model_type": "embedding"},
         ]
     }
+    llm, emb = (router.is_embedding_model(record) for record in config["model_list"])
     return [
         outcome(router.select_model, [], None, "ChatCompletionRequest"),
         outcome(router.select_model, ["llm-a"], None, "ChatCompletionRequest"),
@@ -43,9 +44,9 @@ def router_cases() -> list[Any]:
         outcome(router.check_reload_args, ["a", "b"], [{}, {}]),
         outcome(router.find_record, config, "emb"),
         outcome(router.find_record, config, "missing"),
-        outcome(router.check_pipeline, "emb", config["model_list"][1], False, "ChatCompletionRequest"),
-        outcome(router.check_pipeline, "llm-a", config["model_list"][0], True, "EmbeddingCreateParams"),
-        outcome(router.check_pipeline, "llm-a", config["model_list"][0], False, "ChatCompletionRequest"),
+        outcome(router.check_pipeline, "emb", emb, False, "ChatCompletionRequest"),
+        outcome(router.check_pipeline, "llm-a", llm, True, "EmbeddingCreateParams"),
+        outcome(router.check_pipeline, "llm-a", llm, False, "ChatCompletionRequest"),
     ]
 
 
