@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from py_worker.reference.architectures import LINEARS, naming
+from py_worker.reference.architectures import naming
 from py_worker.reference.weights import GROUP
-from tools.make_tiny_model import TINY, LlamaShape, byte_level_tokenizer_json
+from tools.make_tiny_model import TINY, LlamaShape, byte_level_tokenizer_json, param_shapes
 from tools.make_tiny_model import chat_config as flat_chat_config
 from tools.mlc_format import QUANTIZATIONS, write_model_dir
 
@@ -221,40 +221,6 @@ def chat_config(shape: LlamaShape, quantization: str) -> dict[str, Any]:
         config["sliding_window_size"] = config["model_config"]["sliding_window_size"]
     return config
 
-
-def param_shapes(shape: LlamaShape) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """MLC's tensor names and f32 shapes of a decoder of ``shape.model_type``, in MLC's order.
-
-    Names from py_worker/reference/architectures.py (MLC's model definitions): the embedding,
-    each layer's roles in module order (a linear's bias right after it), the final norm, lm_head.
-    Gemma 3's q, k and v are three linears.
-    """
-    n = naming(shape.model_type)
-    h, hd = shape.hidden_size, shape.head_dim
-    q_rows, kv_rows = shape.num_attention_heads * hd, shape.num_key_value_heads * hd
-    dims = {
-        "qkv": (q_rows + 2 * kv_rows, h),
-        "q": (q_rows, h),
-        "k": (kv_rows, h),
-        "v": (kv_rows, h),
-        "o": (h, q_rows),
-        "gate_up": (2 * shape.intermediate_size, h),
-        "down": (h, shape.intermediate_size),
-        "q_norm": (hd,),
-        "k_norm": (hd,),
-    }
-    config = shape.model_config()
-    biases = n.bias_roles(config)
-    yield f"{n.embed}.weight", (shape.vocab_size, h)
-    for i in range(shape.num_hidden_layers):
-        p = n.layer.format(i=i)
-        for role, stem in n.roles.items():
-            yield f"{p}{stem}.weight", dims.get(role, (h,))
-            if role in biases and role in LINEARS:
-                yield f"{p}{stem}.bias", (dims[role][0],)
-    yield f"{n.final_norm}.weight", (h,)
-    if not n.tied(config):
-        yield f"{n.lm_head}.weight", (shape.vocab_size, h)
 
 SHAPES.update(ZOO)
 

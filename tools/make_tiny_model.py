@@ -192,12 +192,17 @@ def param_shapes(shape: LlamaShape) -> Iterator[tuple[str, tuple[int, ...]]]:
 
     Names from py_worker/reference/architectures.py (MLC's model definitions): the embedding,
     each layer's roles in module order (a linear's bias right after it), the final norm, lm_head.
+    Gemma 3's q, k and v are three linears.
     """
     n = naming(shape.model_type)
     h, hd = shape.hidden_size, shape.head_dim
+    q_rows, kv_rows = shape.num_attention_heads * hd, shape.num_key_value_heads * hd
     dims = {
-        "qkv": ((shape.num_attention_heads + 2 * shape.num_key_value_heads) * hd, h),
-        "o": (h, shape.num_attention_heads * hd),
+        "qkv": (q_rows + 2 * kv_rows, h),
+        "q": (q_rows, h),
+        "k": (kv_rows, h),
+        "v": (kv_rows, h),
+        "o": (h, q_rows),
         "gate_up": (2 * shape.intermediate_size, h),
         "down": (h, shape.intermediate_size),
         "q_norm": (hd,),
