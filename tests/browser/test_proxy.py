@@ -110,12 +110,31 @@ def test_two_models_routed_and_unclear_fails_on_main_thread(guarded: Guarded) ->
           let posted = 0;
           const real = engine.worker.postMessage.bind(engine.worker);
           engine.worker.postMessage = (m) => { posted += 1; real(m); };
-          let unclear;
+          let unclear, missing;
           try { await engine.chat.completions.create({messages, max_tokens: 3}); } catch (e) {
             unclear = {...describeError(e), isClass: e instanceof PyWorker.UnclearModelToUseError};
           }
+          try { await engine.chat.completions.create({messages, model: "nope", max_tokens: 3}); } catch (e) {
+            missing = describeError(e);
+          }
           engine.worker.postMessage = real;
-          return {models: [ra.model, rb.model], unclear, posted};
+          // The same two requests sent raw: Python's own refusals.
+          const raw = (request) => new Promise((resolve) => {
+            const uuid = crypto.randomUUID();
+            const on = (ev) => {
+              if (ev.data && ev.data.uuid === uuid && ev.data.kind === "throw") {
+                engine.worker.removeEventListener("message", on);
+                resolve(ev.data.content);
+              }
+            };
+            engine.worker.addEventListener("message", on);
+            real({kind: "chatCompletionNonStreaming", uuid, content: {request, modelId: [a, b]}});
+          });
+          const python = {
+            unclear: await within(raw({messages, max_tokens: 3}), 30000, "raw unclear"),
+            missing: await within(raw({messages, model: "nope", max_tokens: 3}), 30000, "raw missing"),
+          };
+          return {models: [ra.model, rb.model], unclear, missing, python, posted};
         }""",
         [USER, TINY, TINY_B],
     )
@@ -124,6 +143,19 @@ def test_two_models_routed_and_unclear_fails_on_main_thread(guarded: Guarded) ->
     assert result["unclear"]["isClass"]
     assert result["unclear"]["isPyWorkerError"]
     assert result["posted"] == 0  # raised before anything went to the worker
+    # The proxy refuses with Python's class, message and fields.
+    for case in ("unclear", "missing"):
+        proxy, python = result[case], result["python"][case]
+        assert (proxy["name"], proxy["message"], proxy["fields"]) == (
+            python["name"],
+            python["message"],
+            python["fields"],
+        ), case
+    assert result["missing"]["fields"] == {
+        "requested": "nope",
+        "loaded": [TINY, TINY_B],
+        "request_name": "ChatCompletionRequest",
+    }
 
 
 @pytest.mark.parametrize(
