@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=.venv/bin/python
+DENO=node_modules/@deno/linux-x64-glibc/deno
 
 log() { printf '\033[1mbuild:\033[0m %s\n' "$*" >&2; }
 
@@ -112,6 +113,9 @@ run_tests() {
   }
   step .venv/bin/ruff check .
   step .venv/bin/mypy
+  # The JS shim: Deno's recommended lint rules and a type check of its JSDoc (js_glue/deno.json).
+  step env DENO_NO_UPDATE_CHECK=1 "$DENO" lint --config js_glue/deno.json js_glue
+  step env DENO_NO_UPDATE_CHECK=1 "$DENO" check --quiet --no-remote --config js_glue/deno.json js_glue
   cpu_suites() {
     step "$PY" -m pytest tests/host
     step "$PY" -m pytest tests/kernels "${fast[@]}"

@@ -141,6 +141,8 @@ export async function storageEstimate() {
   if (!globalThis.navigator || !navigator.storage || typeof navigator.storage.estimate !== "function") {
     return { usage: null, quota: null };
   }
-  const { usage = null, quota = null, usageDetails } = await navigator.storage.estimate();
+  /** @type {StorageEstimate & {usageDetails?: Record<string, number>}} Chromium also says per store */
+  const estimate = await navigator.storage.estimate();
+  const { usage = null, quota = null, usageDetails } = estimate;
   return usageDetails ? { usage, quota, usageDetails } : { usage, quota };
 }

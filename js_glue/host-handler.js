@@ -56,7 +56,8 @@ function installServiceHost() {
   const PING_MS = Number(params.get("pingMs")) || 5000;
   const DEAD_MS = Number(params.get("deadMs")) || 20000;
   const STATE_CACHE = "py-worker-host";
-  const APP_CONFIG_KEY = new URL("./__py_worker_host/app-config.json", self.registration.scope).href;
+  const sw = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
+  const APP_CONFIG_KEY = new URL("./__py_worker_host/app-config.json", sw.registration.scope).href;
 
   const host = createHost();
   const sessions = createSessions(host);
@@ -99,22 +100,22 @@ function installServiceHost() {
     await done;
   }
 
-  self.addEventListener("message", (event) => {
+  sw.addEventListener("message", (event) => {
     if (event.origin !== self.location.origin) return;
-    const source = event.source;
+    const source = /** @type {Client} */ (event.source);
     if (!source || typeof source.id !== "string" || typeof source.postMessage !== "function") return;
     event.waitUntil(handle(source, event.data));
   });
 
-  self.addEventListener("install", () => self.skipWaiting());
-  self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+  sw.addEventListener("install", () => sw.skipWaiting());
+  sw.addEventListener("activate", (event) => event.waitUntil(sw.clients.claim()));
 
   // Clients that are gone leave (their streams are returned); clients with work in flight are
   // pinged, and their answers keep this worker alive while they wait.
   setInterval(async () => {
     const now = performance.now();
     for (const client of [...sessions.clients.values()]) {
-      if (!(await self.clients.get(client.id))) {
+      if (!(await sw.clients.get(client.id))) {
         client.leave("client gone");
       } else if (client.pending > 0 || client.streams.size > 0) {
         if (client.silent(now, DEAD_MS)) client.leave("no answer to pings");

@@ -56,13 +56,13 @@ export function messageSize(value, limit = MAX_MESSAGE_BYTES) {
       const entries = v instanceof Map ? [...v.entries()].flat() : v instanceof Set ? [...v] : null;
       const keys = entries === null && !Array.isArray(v) ? Object.keys(v) : null;
       const children = entries ?? (keys === null ? v : null);
-      const count = children !== null ? children.length : keys.length;
+      const count = children !== null ? children.length : /** @type {string[]} */ (keys).length;
       size += 2 + count; // brackets and separators
       if (size > limit) break;
       if (children !== null) {
         for (let i = 0; i < children.length; i++) stack.push(children[i]);
       } else {
-        for (const key of keys) {
+        for (const key of /** @type {string[]} */ (keys)) {
           size += utf8Length(key, limit - size) + 3;
           if (size > limit) break;
           stack.push(v[key]);
@@ -82,7 +82,7 @@ export function nestingDepth(value, limit = MAX_MESSAGE_DEPTH) {
   const stack = [[value, 1]];
   const open = new Set();
   while (stack.length > 0 && deepest <= limit) {
-    const [v, depth] = stack.pop();
+    const [v, depth] = /** @type {[unknown, number]} */ (stack.pop());
     if (v instanceof Exit) {
       open.delete(v.node);
       continue;

@@ -162,9 +162,14 @@ class ChunkStream {
 }
 
 export class WebWorkerMLCEngine {
+  /** @type {Map<string, number>} heartbeat uuid -> seq of that heartbeat (set by _attach) */
+  probes;
+  /** @type {number} when the watchdog last ran (set by _startWatchdog) */
+  lastCheck;
+
   /**
    * @param worker a Worker, or a function returning a new one (lets the proxy replace a dead worker)
-   * @param engineConfig {appConfig?, initProgressCallback?, logLevel?, heartbeatTimeoutMs?, bootTimeoutMs?}
+   * @param engineConfig options, each optional: appConfig, initProgressCallback, logLevel, heartbeatTimeoutMs, bootTimeoutMs
    */
   constructor(worker, engineConfig = {}) {
     // `{host: "worker" | "shared" | "service", url?, ...}` picks a host: one engine per tab, per
@@ -224,7 +229,7 @@ export class WebWorkerMLCEngine {
     } catch (err) {
       console.warn(`py_worker proxy: heartbeat not posted: ${err}`);
     }
-    while (this.probes.size > MAX_PROBES) this.probes.delete(this.probes.keys().next().value);
+    while (this.probes.size > MAX_PROBES) this.probes.delete(/** @type {string} */ (this.probes.keys().next().value));
     return uuid;
   }
 
@@ -327,7 +332,8 @@ export class WebWorkerMLCEngine {
       return Promise.reject(unpostable(kind, err));
     }
     const uuid = crypto.randomUUID();
-    let entry;
+    /** @type {{kind: string, content: unknown, resolve: (value: unknown) => void, reject: (reason: unknown) => void, seq: number, resent: boolean}} */
+    let entry = /** @type {any} */ (undefined); // set by the Promise executor, which runs at once
     const promise = new Promise((resolve, reject) => {
       entry = { kind, content: snapshot, resolve, reject, seq: 0, resent: false };
     });
@@ -379,7 +385,7 @@ export class WebWorkerMLCEngine {
   }
 
   _stopWatchdog() {
-    clearInterval(this.watchdog);
+    clearInterval(/** @type {number | undefined} */ (this.watchdog));
     this.watchdog = null;
   }
 
@@ -412,27 +418,39 @@ export class WebWorkerMLCEngine {
     for (const [uuid, entry] of [...this.pending]) this._resend(uuid, entry, why);
   }
 
-  /** web-llm's getModelIdToUse, on the main thread: fails before anything is posted. */
-  _selectModel(requested) {
-    if (this.modelId.length === 0) {
-      throw new ModelNotLoadedError("Model not loaded before trying to complete a request. Call reload() first.");
+  /**
+   * web-llm's getModelIdToUse, on the main thread: the loaded model a request goes to, by
+   * Python's rule (py_worker/router.py select_model),
+   * refused here with the same classes, messages and fields so nothing is posted in vain.
+   * `requestName` names the request as Python does ("ChatCompletionRequest", …).
+   * @param {string | null | undefined} requested
+   * @param {string} requestName
+   * @returns {string}
+   */
+  _selectModel(requested, requestName) {
+    const loaded = [...this.modelId];
+    if (loaded.length === 0) {
+      throw new ModelNotLoadedError(
+        `Model not loaded before trying to complete ${requestName}. Call reload(model) first, or create the engine with a model.`,
+        { request_name: requestName },
+      );
     }
-    if (requested !== undefined && requested !== null) {
-      if (!this.modelId.includes(requested)) {
+    if (requested !== undefined && requested !== null && requested !== "") {
+      if (!loaded.includes(requested)) {
         throw new SpecifiedModelNotFoundError(
-          `Specified model ${requested} is not found among the loaded models: ${this.modelId.join(", ")}`,
-          { model: requested, loaded: [...this.modelId] },
+          `Specified model ${requested} for ${requestName} is not found in loaded models. Currently loaded models are: ${loaded.join(", ")}`,
+          { requested, loaded, request_name: requestName },
         );
       }
       return requested;
     }
-    if (this.modelId.length > 1) {
+    if (loaded.length > 1) {
       throw new UnclearModelToUseError(
-        `Multiple models are loaded (${this.modelId.join(", ")}); specify \`model\` in the request.`,
-        { loaded: [...this.modelId] },
+        `Multiple models are loaded in engine. Please specify the model in ${requestName}. Currently loaded models are: ${loaded.join(", ")}`,
+        { loaded, request_name: requestName },
       );
     }
-    return this.modelId[0];
+    return loaded[0];
   }
 
   /**
@@ -440,12 +458,12 @@ export class WebWorkerMLCEngine {
    * waits for it, then carries the model ids it left loaded: sent at once it would carry the
    * old ids, and the worker's reload-if-unmatched would load those again and interrupt the reload.
    */
-  async _inference(request) {
+  async _inference(request, requestName) {
     requestObject(request);
     while (this.modelChange !== null) await this.modelChange;
-    const selectedModelId = this._selectModel(request.model);
+    this._selectModel(request.model, requestName); // refuses here; the worker routes by request.model itself
     const chatOpts = this.chatOpts === undefined ? undefined : [...this.chatOpts];
-    return { request, selectedModelId, modelId: [...this.modelId], chatOpts };
+    return { request, modelId: [...this.modelId], chatOpts };
   }
 
   /** Runs `op` (a reload or unload) as the model change inference requests wait for. */
@@ -475,21 +493,21 @@ export class WebWorkerMLCEngine {
   }
 
   async chatCompletion(request) {
-    const content = await this._inference(request);
+    const content = await this._inference(request, "ChatCompletionRequest");
     if (!request.stream) return this._send("chatCompletionNonStreaming", content);
     const { streamId } = await this._send("chatCompletionStreamInit", content);
     return new ChunkStream(this, streamId);
   }
 
   async completion(request) {
-    const content = await this._inference(request);
+    const content = await this._inference(request, "CompletionCreateParams");
     if (!request.stream) return this._send("completionNonStreaming", content);
     const { streamId } = await this._send("completionStreamInit", content);
     return new ChunkStream(this, streamId);
   }
 
   async embedding(request) {
-    return this._send("embedding", await this._inference(request));
+    return this._send("embedding", await this._inference(request, "EmbeddingCreateParams"));
   }
 
   interruptGenerate() {

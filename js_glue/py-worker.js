@@ -8,7 +8,7 @@
 // which CreateWebWorkerMLCEngine awaits for you).
 (function () {
   "use strict";
-  const script = document.currentScript;
+  const script = /** @type {HTMLScriptElement | null} */ (document.currentScript);
   const base = new URL("./", script ? script.src : document.baseURI);
 
   const newWorker = () => new Worker(new URL("worker.js", base), { type: "module", name: "py-worker" });
@@ -55,5 +55,5 @@
   for (const name of ["CreateMLCEngine", "CreateServiceWorkerMLCEngine"]) {
     api[name] = async (...args) => (await api.ready)[name](...args);
   }
-  window.PyWorker = api;
+  globalThis.PyWorker = api;
 })();

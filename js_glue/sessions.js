@@ -113,6 +113,7 @@ export function createSessions(host) {
   }
 
   /** Forward one request to Python; replies go to this client only, stream ids translated. */
+  /** @param {(reply: object | null) => void} [onTerminal] */
   function forward(client, msg, content, onTerminal = noop) {
     return new Promise((resolve) => {
       host.deliver({ ...msg, content }, (reply) => {
@@ -131,7 +132,7 @@ export function createSessions(host) {
         }
         if (reply === null || TERMINAL.has(reply.kind)) {
           onTerminal(reply);
-          resolve();
+          resolve(undefined);
         }
         if (reply !== null) client.send(reply);
       });
@@ -160,6 +161,7 @@ export function createSessions(host) {
       client.send({ kind: "return", uuid: msg.uuid, content: null });
       return;
     }
+    /** @type {(value?: unknown) => void} */
     let settle = noop;
     const entry = { key, done: new Promise((resolve) => { settle = resolve; }) };
     loading = entry;

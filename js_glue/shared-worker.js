@@ -4,4 +4,4 @@
 import { SharedWorkerMLCEngineHandler } from "./host-handler.js";
 
 const handler = new SharedWorkerMLCEngineHandler();
-self.onconnect = (event) => handler.onconnect(event);
+/** @type {SharedWorkerGlobalScope} */ (/** @type {unknown} */ (self)).onconnect = (event) => handler.onconnect(event);

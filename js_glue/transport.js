@@ -32,7 +32,7 @@ class Endpoint {
   _emit(type, event) {
     const own = type === "message" ? this.onmessage : this.onerror;
     if (own) own.call(this, event);
-    for (const fn of [...this.listeners.get(type)]) fn.call(this, event);
+    for (const fn of [.../** @type {Set<Function>} */ (this.listeners.get(type))]) fn.call(this, event);
   }
 }
 

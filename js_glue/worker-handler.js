@@ -143,7 +143,8 @@ export function createWorkerHost(send) {
     }
   }
 
-  const DIAGNOSTICS = new Map([["workerLocalStream", workerLocalStream], ["workerJsLoop", workerJsLoop]]);
+  /** @type {Map<string, (content: any) => Promise<object>>} */
+  const DIAGNOSTICS = new Map(/** @type {[string, (content: any) => Promise<object>][]} */ ([["workerLocalStream", workerLocalStream], ["workerJsLoop", workerJsLoop]]));
 
   function replyError(msg, error) {
     const content = {
@@ -184,7 +185,7 @@ export function createWorkerHost(send) {
       post({ kind: "throw", uuid: msg.uuid, content: tooLarge });
     } else if (deliver !== null && typeof kind === "string" && DIAGNOSTICS.has(kind)) {
       Promise.resolve()
-        .then(() => DIAGNOSTICS.get(kind)(msg.content || {}))
+        .then(() => /** @type {(content: any) => Promise<object>} */ (DIAGNOSTICS.get(kind))(msg.content || {}))
         .then((content) => post({ kind: "return", uuid: msg.uuid, content }), (error) => replyError(msg, error));
     } else if (deliver !== null) {
       deliverSafely(msg);
@@ -298,9 +299,9 @@ export function createWorkerHost(send) {
     if (!kernels) return unavailableShim(timeline.kernelsImportError);
     try {
       const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
-      const tvmjsURL = new URL("tvmjs/index.js", BASE).href;
+      const tvmjsBaseURL = new URL("tvmjs/", BASE).href; // tvmjs/<version>/index.js, one per shipped runtime
       const backend = new URL(self.location.href).searchParams.get("backend") || undefined;
-      return await kernels.createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsURL, backend, fetch: shimFetch });
+      return await kernels.createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsBaseURL, backend, fetch: shimFetch });
     } catch (err) {
       return unavailableShim(String(err && err.message ? err.message : err));
     }

@@ -23,6 +23,11 @@ function f32(t) {
 }
 
 export class BertModel extends Program {
+  /** @type {Record<string, GPUBuffer>} the embedding tables and their LayerNorm (set by the constructor's upload) */
+  emb;
+  /** @type {Record<string, GPUBuffer>[]} per encoder layer, its weights */
+  layers;
+
   static async create(gpu, config, tensors, overrides, progress) {
     const m = new BertModel(gpu, config, tensors, overrides);
     await m.#compile(progress);

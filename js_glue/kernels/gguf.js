@@ -89,6 +89,7 @@ export function parseGguf(bytes) {
     if (version < 2 || version > 3) throw malformed(`version ${version} (2 and 3 are read)`);
     const nTensors = r.u64();
     const nMeta = r.u64();
+    /** @type {Record<string, unknown>} */
     const meta = {};
     for (let i = 0; i < nMeta; i++) {
       const key = r.string();
@@ -207,7 +208,7 @@ export const isGgufRecord = (record) => /\.gguf([?#].*)?$/i.test(String(record.m
  */
 export async function loadGguf(record, progress, options = {}) {
   const url = new URL(String(record.model), options.baseURL || (globalThis.location ? location.href : undefined));
-  const name = decodeURIComponent(url.pathname.split("/").pop());
+  const name = decodeURIComponent(/** @type {string} */ (url.pathname.split("/").pop()));
   const ctx = {
     base: new URL(".", url).href,
     fetch: options.fetch || globalThis.fetch.bind(globalThis),

@@ -398,6 +398,7 @@ function spm(meta, tokens, kinds, specials, model, pre) {
   const unk = specialId(meta, "unknown_token_id", n, 0);
   const prefix = flag(meta, "add_space_prefix", true);
   const replace = { type: "Replace", pattern: { String: " " }, content: SPACE };
+  /** @type {object[]} */
   const decoders = [{ type: "Replace", pattern: { String: SPACE }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }];
   if (prefix) decoders.push({ type: "Strip", content: " ", start: 1, stop: 0 });
   return {
@@ -416,8 +417,8 @@ function spm(meta, tokens, kinds, specials, model, pre) {
  * @returns {object}
  */
 export function tokenizerJsonObject(meta) {
-  const model = meta["tokenizer.ggml.model"];
-  const pre = meta["tokenizer.ggml.pre"];
+  const model = /** @type {string} */ (meta["tokenizer.ggml.model"]);
+  const pre = /** @type {string} */ (meta["tokenizer.ggml.pre"]);
   if (!SUPPORTED_MODELS.includes(model)) {
     throw unsupported(model, pre, `tokenizer.ggml.model must be one of ${SUPPORTED_MODELS.join(", ")}`);
   }

@@ -16,6 +16,7 @@ export class Gpu {
     this.info = info;
     this.hasF16 = device.features.has("shader-f16");
     // CPU implementations (SwiftShader, lavapipe) want register tiles, not workgroup reductions.
+    /** @type {Partial<GPUAdapterInfo>} */
     const ai = adapter.info || {};
     this.isCpu = !!ai.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(info);
     this.pipelines = new Map();
@@ -41,6 +42,7 @@ export class Gpu {
     if (!gpu) throw namedError("WebGPUNotAvailableError", "navigator.gpu is missing in this context");
     const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference || "high-performance" });
     if (!adapter) throw namedError("WebGPUNotAvailableError", "no WebGPU adapter was found");
+    /** @type {GPUFeatureName[]} */
     const features = [];
     if (adapter.features.has("shader-f16") && options.f16 !== false) features.push("shader-f16");
     const lim = adapter.limits;
@@ -53,6 +55,7 @@ export class Gpu {
         maxComputeWorkgroupsPerDimension: lim.maxComputeWorkgroupsPerDimension,
       },
     });
+    /** @type {Partial<GPUAdapterInfo>} */
     const ai = adapter.info || {};
     const info = [ai.vendor, ai.architecture, ai.description].filter((s) => s).join(" ") || "unknown";
     return new Gpu(adapter, device, info);

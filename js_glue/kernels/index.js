@@ -91,6 +91,7 @@ export async function createKernels(options = {}) {
   return {
     backend: "wgsl",
 
+    /** @param {(fraction: number, text: string) => void} [progress] */
     async load(record, progress = () => {}) {
       const t0 = performance.now();
       const art = await artifacts(record, (f, text) => progress(0.9 * f, text), options);

@@ -283,7 +283,29 @@ function ggufFloats(t, name) {
   return new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4);
 }
 
+/**
+ * One row range of a linear's weights on the GPU; `embedPipe` is set by #compile for embedding parts.
+ * @typedef {{kind: string, type?: number, bufs: GPUBuffer[], N: number, yoff: number, bias: GPUBuffer | null,
+ *   embedPipe?: string}} LinearPart
+ */
+
 export class LlamaModel extends Program {
+  /** @type {string} "gpu" (split-K GEMVs, split attention) or "cpu" (register tiles); set by create. */
+  kernels;
+  // Set while the constructor uploads the weights and allocates the caches:
+  /** @type {LinearPart[]} */
+  embedParts;
+  /** @type {LinearPart[]} */
+  lmHead;
+  /** @type {any[]} per layer, its norms (GPUBuffer) and linears (LinearPart[]) by role */
+  layers;
+  /** @type {GPUBuffer[]} */
+  kc;
+  /** @type {GPUBuffer[]} */
+  vc;
+  /** @type {number} */
+  maxSteps;
+
   /** Upload weights, allocate caches and compile every pipeline (progress per shader). */
   static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity) {
     const m = new LlamaModel(gpu, config, llamaDims(config, overrides), tensors, config.source === "gguf", maxBinding);
@@ -344,6 +366,7 @@ export class LlamaModel extends Program {
       const per = t.bytes.byteLength / t.shape[0];
       return { ...t, shape: [r1 - r0, ...t.shape.slice(1)], bytes: t.bytes.subarray(r0 * per, r1 * per) };
     };
+    /** @type {(stem: string, N: number, biasName?: string | null, yoff0?: number) => LinearPart[]} */
     const linear = (stem, N, biasName = null, yoff0 = 0) => {
       const kind = quantised ? "q4" : this.f16Weights ? "f16" : "f32";
       const ts = quantised ? [need(`${stem}.q_weight`), need(`${stem}.q_scale`)] : [need(`${stem}.weight`)];

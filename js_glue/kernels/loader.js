@@ -12,6 +12,8 @@ const CACHE_NAME = "py_worker-wgsl";
 /** Cache API store (`caches`): keyed by URL. */
 class CacheApiStore {
   label = "Cache API";
+  /** @type {Cache | undefined} */
+  c;
   async #cache() {
     this.c ??= await caches.open(CACHE_NAME);
     return this.c;
@@ -31,6 +33,8 @@ class CacheApiStore {
 /** IndexedDB store: one object store of URL -> bytes. */
 class IndexedDbStore {
   label = "IndexedDB";
+  /** @type {Promise<IDBDatabase> | undefined} */
+  db;
   #db() {
     this.db ??= new Promise((resolve, reject) => {
       const req = indexedDB.open(CACHE_NAME, 1);
@@ -316,6 +320,7 @@ async function existingDb() {
 /**
  * Every cached file: [{url, bytes, store: "cache" | "indexeddb"}] (a URL may be in both stores).
  * `wanted(url)` picks which entries are measured (sizes of the others are not read).
+ * @param {(url: string) => boolean} [wanted]
  */
 export async function cachedEntries(wanted = () => true) {
   const out = [];
@@ -340,7 +345,7 @@ export async function cachedEntries(wanted = () => true) {
           if (wanted(url)) out.push({ url, bytes: cursor.value ? cursor.value.byteLength : 0, store: "indexeddb" });
           cursor.continue();
         };
-        tx.oncomplete = () => resolve();
+        tx.oncomplete = () => resolve(undefined);
         tx.onerror = () => reject(tx.error);
         tx.onabort = () => reject(tx.error);
       });
@@ -370,7 +375,7 @@ export async function deleteCachedFiles(urls) {
       const tx = db.transaction("files", "readwrite");
       const store = tx.objectStore("files");
       for (const url of urls) store.delete(url);
-      tx.oncomplete = () => resolve();
+      tx.oncomplete = () => resolve(undefined);
       tx.onerror = () => reject(tx.error);
       tx.onabort = () => reject(tx.error);
     });
@@ -399,7 +404,7 @@ export async function cachedUrls(urls) {
           if (req.result !== undefined) found.add(url);
         };
       }
-      tx.oncomplete = () => resolve();
+      tx.oncomplete = () => resolve(undefined);
       tx.onerror = () => reject(tx.error);
       tx.onabort = () => reject(tx.error);
     });

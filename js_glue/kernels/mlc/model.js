@@ -19,6 +19,16 @@ const KV_BUILTINS = {
 const loadError = (message, fields = {}) => namedError("ModelLoadError", message, fields);
 
 export class MlcModel {
+  // Read from the model's config and metadata by the constructor:
+  /** @type {number} */
+  ctx;
+  /** @type {number} */
+  sliding;
+  /** @type {number} */
+  chunk;
+  /** @type {number} */
+  maxBatch;
+
   /**
    * Build the VM and bind what the model needs. `tvm` has WebGPU initialised and the weights in
    * its tensor cache. `config` is mlc-chat-config.json with the record's overrides applied.
@@ -226,6 +236,21 @@ export class MlcModel {
     try {
       await this.dev.sync();
       return sampleProcessed(host.toArray(), params, uniform);
+    } finally {
+      host.dispose();
+    }
+  }
+
+  /** Test hook (mirrors the wgsl shim's `logits`): the current logits, read back unchanged. */
+  async readLogits() {
+    this.#decoderOnly();
+    if (!this.logits) throw namedError("PyWorkerError", "no logits: prefill or decode first");
+    const tvm = this.tvm;
+    const vocab = this.logits.shape[this.logits.shape.length - 1];
+    const host = this.#scoped(() => tvm.detachFromCurrentScope(tvm.empty([1, vocab], "float32", tvm.cpu()).copyFrom(this.logits.view([1, vocab]))));
+    try {
+      await this.dev.sync();
+      return host.toArray();
     } finally {
       host.dispose();
     }

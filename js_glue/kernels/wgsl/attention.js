@@ -12,6 +12,7 @@ import { FWD, TANH, f32Literal } from "./common.js";
 /** The score expression after q.k (q already scaled): soft-capped when the model caps it. */
 export const cappedScore = (s, cap) => (cap ? `${f32Literal(cap)} * tanh_safe(${s} / ${f32Literal(cap)})` : s);
 
+/** @param {{heads: number, kvHeads: number, headDim: number, attnScale?: number, attnSoftcap?: number}} d */
 export function attention({ heads, kvHeads, headDim, attnScale, attnSoftcap }, causal = true, window = 0) {
   const D4 = headDim / 4;
   const rowLen4 = ((heads + 2 * kvHeads) * headDim) / 4;

@@ -10,6 +10,7 @@ import { cappedScore } from "./attention.js";
 
 export const SPLIT = 64;
 
+/** @param {{heads: number, kvHeads: number, headDim: number, ctx: number, attnScale?: number, attnSoftcap?: number}} d */
 export function attentionPartial({ heads, kvHeads, headDim, ctx, attnScale, attnSoftcap }, window = 0) {
   const D4 = headDim / 4;
   const scale = attnScale ?? 1 / Math.sqrt(headDim);

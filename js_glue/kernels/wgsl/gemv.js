@@ -13,6 +13,10 @@ import { ggmlWeights } from "./ggml.js";
 export const GEMV_ROWS = 8;
 const LANES = 32;
 
+/**
+ * @param {{K: number, N: number, q4?: boolean, ggml?: number, f16?: boolean, f16w?: boolean, bias?: boolean,
+ *   accumulate?: boolean, yoff?: number}} shape
+ */
 export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, accumulate = false, yoff = 0 }) {
   const K4 = K / 4;
   const G = K / 32;

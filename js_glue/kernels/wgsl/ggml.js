@@ -102,17 +102,17 @@ const DECODERS = {
   ${array8((c) => `bitcast<vec4<f32>>(vec4<u32>(wq[o + ${4 * c}u], wq[o + ${4 * c + 1}u], wq[o + ${4 * c + 2}u], wq[o + ${4 * c + 3}u]))`)}`,
   1: (K) => `let o = row * ${K / 2}u + g * 16u;
   ${array8((c) => `vec4<f32>(unpack2x16float(wq[o + ${2 * c}u]), unpack2x16float(wq[o + ${2 * c + 1}u]))`)}`,
-  2: (K, RB) => `let at = row * ${RB}u + g * 18u;
+  2: (_K, RB) => `let at = row * ${RB}u + g * 18u;
   let d = ggHalf(at);
   ${range(4).map((i) => `let q${i} = ggWord(at + ${2 + 4 * i}u);`).join(" ")}
   ${array8((c) => `(vec4<f32>(ggBits4(q${c % 4}, ${c < 4 ? 0 : 4}u, 15u)) - 8.0) * d`)}`,
-  3: (K, RB) => `let w = (row * ${RB}u + g * 20u) >> 2u; // 20-byte blocks in 4-aligned rows
+  3: (_K, RB) => `let w = (row * ${RB}u + g * 20u) >> 2u; // 20-byte blocks in 4-aligned rows
   let dm = unpack2x16float(wq[w]);
   ${array8((c) => `vec4<f32>(ggBits4(wq[w + ${1 + (c % 4)}u], ${c < 4 ? 0 : 4}u, 15u)) * dm.x + dm.y`)}`,
-  8: (K, RB) => `let at = row * ${RB}u + g * 34u;
+  8: (_K, RB) => `let at = row * ${RB}u + g * 34u;
   let d = ggHalf(at);
   ${array8((c) => `ggInt8x4(ggWord(at + ${2 + 4 * c}u)) * d`)}`,
-  12: (K, RB) => `let at = row * ${RB}u + (g / 8u) * 144u; // 4-aligned
+  12: (_K, RB) => `let at = row * ${RB}u + (g / 8u) * 144u; // 4-aligned
   let j = g % 8u;
   let dm = unpack2x16float(wq[at >> 2u]);
   let sm = ggScaleMinK4(at + 4u, j);
@@ -121,7 +121,7 @@ const DECODERS = {
   let qs = (at + 16u + 32u * (j / 2u)) >> 2u;
   let s = 4u * (j % 2u);
   ${array8((c) => `vec4<f32>(ggBits4(wq[qs + ${c}u], s, 15u)) * dl - ml`)}`,
-  13: (K, RB) => `let at = row * ${RB}u + (g / 8u) * 176u; // 4-aligned
+  13: (_K, RB) => `let at = row * ${RB}u + (g / 8u) * 176u; // 4-aligned
   let j = g % 8u;
   let dm = unpack2x16float(wq[at >> 2u]);
   let sm = ggScaleMinK4(at + 4u, j);
@@ -131,7 +131,7 @@ const DECODERS = {
   let qs = (at + 48u + 32u * (j / 2u)) >> 2u;
   let s = 4u * (j % 2u);
   ${array8((c) => `vec4<f32>(ggBits4(wq[qs + ${c}u], s, 15u) | (ggBits4(wq[qh + ${c}u], j, 1u) << vec4<u32>(4u))) * dl - ml`)}`,
-  14: (K, RB) => `let at = row * ${RB}u + (g / 8u) * 210u;
+  14: (_K, RB) => `let at = row * ${RB}u + (g / 8u) * 210u;
   let h = (g % 8u) / 4u;
   let r = g % 4u;
   let ql = at + 64u * h + 32u * (r % 2u);

@@ -63,6 +63,10 @@ function ggmlInner(TM, TN, G) {
   }`;
 }
 
+/**
+ * @param {{K: number, N: number, TM: number, TN: number, q4?: boolean, ggml?: number, f16?: boolean, f16w?: boolean,
+ *   bias?: boolean, accumulate?: boolean, ldy?: number, yoff?: number}} shape
+ */
 export function matmul({ K, N, TM, TN, q4, ggml, f16 = false, f16w = false, bias = false, accumulate = false, ldy = N, yoff = 0 }) {
   const K4 = K / 4;
   const rows = range(TM);
