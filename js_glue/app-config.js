@@ -4,7 +4,7 @@
 // the site the engine was served from. No side effects; works in pages and in every worker kind.
 
 /** Release of MLC's prebuilt model libraries (py_worker/prebuilt.py MODEL_LIB_VERSION). */
-export const modelVersion = "v0_2_80";
+export const modelVersion = "v0_2_48";
 
 /** Where MLC's prebuilt model libraries are published (web-llm's constant of the same name). */
 export const modelLibURLPrefix = "https://raw.githubusercontent.com/mlc-ai/binary-mlc-llm-libs/main/web-llm-models/";

@@ -108,6 +108,8 @@ export class ArtifactFetchError extends ModelLoadError {}
 export class IntegrityError extends ModelLoadError {}
 /** The mlc backend was chosen but the model record has no model_lib. */
 export class ModelLibraryMissingError extends ModelLoadError {}
+/** A model library links with none of the shipped tvmjs runtimes (model_lib, needs, missing, shipped). */
+export class ModelLibRuntimeError extends ModelLoadError {}
 /** The model directory has no tokenizer file the engine can read. */
 export class UnsupportedTokenizerFilesError extends ModelLoadError {}
 /** A GGUF's tokenizer cannot be rebuilt to tokenize exactly as llama.cpp (fields: model, pre). */
@@ -211,6 +213,7 @@ export const ERROR_CLASSES = {
   ArtifactFetchError,
   IntegrityError,
   ModelLibraryMissingError,
+  ModelLibRuntimeError,
   UnsupportedTokenizerFilesError,
   UnsupportedTokenizerError,
   UnsupportedWeightFormatError,

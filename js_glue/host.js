@@ -47,8 +47,8 @@ function unavailableShim(reason) {
 async function createShim() {
   try {
     const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
-    const tvmjsURL = new URL("tvmjs/index.js", BASE).href;
-    return await createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsURL });
+    const tvmjsBaseURL = new URL("tvmjs/", BASE).href; // tvmjs/<version>/index.js, one per shipped runtime
+    return await createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsBaseURL });
   } catch (err) {
     return unavailableShim(String(err && err.message ? err.message : err));
   }

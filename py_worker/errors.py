@@ -315,6 +315,10 @@ class ModelLibraryMissingError(ModelLoadError):
     """The mlc backend was chosen but the model record has no model_lib."""
 
 
+class ModelLibRuntimeError(ModelLoadError):
+    """A model library links with none of the shipped tvmjs runtimes (model_lib, needs, missing, shipped)."""
+
+
 class UnsupportedTokenizerFilesError(ModelLoadError):
     """The model directory has no tokenizer file the engine can read."""
 

@@ -25,10 +25,11 @@ SMOLLM2_SAMPLING = {"temperature": 0.2, "top_p": 0.9}
 """SmolLM2's model card's sampling defaults; a GGUF carries none (at temperature 1 it rambles)."""
 
 HF = "https://huggingface.co/mlc-ai/"
-MODEL_LIB_VERSION = "v0_2_80"
-"""Release of MLC's prebuilt libraries. A library only links against the tvmjs of its release
-(its imports name the runtime's functions), so this moves together with the npm
-@mlc-ai/web-runtime the site ships."""
+MODEL_LIB_VERSION = "v0_2_48"
+"""Folder of MLC's prebuilt libraries (web-llm 0.2.79's, built for @mlc-ai/web-runtime
+0.18.0-dev2). A library only links against the tvmjs of its release (its imports name the
+runtime's functions); the site ships 0.18.0-dev2, 0.24.0-dev1 and 0.27.0-dev0 side by side and
+the mlc backend picks each library's from its imports (js_glue/kernels/mlc/runtimes.js)."""
 MODEL_LIB_PREFIX = (
     "https://raw.githubusercontent.com/mlc-ai/binary-mlc-llm-libs/main/web-llm-models/"
     + MODEL_LIB_VERSION
@@ -93,21 +94,21 @@ MLC_PREBUILT: list[dict[str, Any]] = [
     ),
     _mlc(
         "Qwen2.5-0.5B-Instruct-q4f32_1-MLC",
-        "Qwen2.5-0.5B-Instruct-q4f32_1-ctx4k_cs1k-webgpu.wasm",
+        "Qwen2-0.5B-Instruct-q4f32_1-ctx4k_cs1k-webgpu.wasm",  # web-llm serves Qwen2.5-0.5B with Qwen2's
         f16=False,
         overrides={"context_window_size": 4096},
     ),
     _mlc(
         "Qwen2.5-0.5B-Instruct-q4f16_1-MLC",
-        "Qwen2.5-0.5B-Instruct-q4f16_1-ctx4k_cs1k-webgpu.wasm",
+        "Qwen2-0.5B-Instruct-q4f16_1-ctx4k_cs1k-webgpu.wasm",
         f16=True,
         overrides={"context_window_size": 4096},
     ),
     _mlc(
         "TinyLlama-1.1B-Chat-v0.4-q4f16_1-MLC",
-        "TinyLlama-1.1B-Chat-v0.4-q4f16_1-ctx4k_cs1k-webgpu.wasm",
+        "TinyLlama-1.1B-Chat-v0.4-q4f16_1-ctx2k_cs1k-webgpu.wasm",
         f16=True,
-        overrides={"context_window_size": 4096},
+        overrides={"context_window_size": 2048},
     ),
     _mlc(
         "snowflake-arctic-embed-m-q0f32-MLC-b4",

@@ -137,13 +137,17 @@ def _same(src: Path, dst: Path) -> bool:
     return a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)
 
 
-def sync_tree(src: Path, dst: Path, pattern: str = "**/*") -> set[Path]:
+# What js_glue/ holds for `deno lint` / `deno check` only (its config and type stubs): not served.
+JS_GLUE_DEV_ONLY = frozenset({"deno.json", "types"})
+
+
+def sync_tree(src: Path, dst: Path, pattern: str = "**/*", skip: frozenset[str] = frozenset()) -> set[Path]:
     """Copy changed files of src into dst; return the paths written. Copies, not links: the
     sources are rewritten in place by other build steps, and a served file must not change under
-    a running page."""
+    a running page. Files under a top-level name in `skip` are left out."""
     wanted: set[Path] = set()
     for path in src.glob(pattern):
-        if not path.is_file() or "__pycache__" in path.parts:
+        if not path.is_file() or "__pycache__" in path.parts or path.relative_to(src).parts[0] in skip:
             continue
         target = dst / path.relative_to(src)
         wanted.add(target)
@@ -155,17 +159,33 @@ def sync_tree(src: Path, dst: Path, pattern: str = "**/*") -> set[Path]:
     return wanted
 
 
+def tvmjs_runtimes() -> dict[str, Path]:
+    """Every installed tvmjs of package.json (``@mlc-ai/web-runtime`` and its ``-0.xx`` npm
+    aliases): its version → its ``lib/`` folder (js_glue/kernels/mlc/runtimes.js lists the same)."""
+    deps = json.loads((ROOT / "package.json").read_text())["dependencies"]
+    found = {}
+    for name in sorted(deps):
+        if name != "@mlc-ai/web-runtime" and not name.startswith("@mlc-ai/web-runtime-"):
+            continue
+        pkg = ROOT / "node_modules" / name
+        if (pkg / "lib" / "index.js").exists():
+            found[json.loads((pkg / "package.json").read_text())["version"]] = pkg / "lib"
+    return found
+
+
 def assemble(out: Path, pyodide_dir: Path, models_dir: Path) -> list[str]:
     """Build the site at ``out``; stale files are removed. Returns warnings for missing parts."""
     warnings = []
     write_errors_js()
     wanted: set[Path] = set()
-    wanted |= sync_tree(ROOT / "js_glue", out)
+    wanted |= sync_tree(ROOT / "js_glue", out, skip=JS_GLUE_DEV_ONLY)
     wanted |= sync_tree(ROOT / "static", out)
     tokenizers = ROOT / "node_modules" / "@mlc-ai" / "web-tokenizers" / "lib"
     wanted |= sync_tree(tokenizers, out / "web-tokenizers", "*.js")
     tvmjs = ROOT / "node_modules" / "@mlc-ai" / "web-runtime" / "lib"
     wanted |= sync_tree(tvmjs, out / "tvmjs", "index.js")
+    for version, lib in tvmjs_runtimes().items():  # the mlc backend picks one per library
+        wanted |= sync_tree(lib, out / "tvmjs" / version, "index.js")
     if (pyodide_dir / "pyodide-lock.json").exists():
         wanted |= sync_tree(pyodide_dir, out / "pyodide")
     else:

@@ -3,7 +3,7 @@
 
 /** An Error whose name is a py_worker class name, with structured fields. */
 export function namedError(name, message, fields = {}) {
-  const err = new Error(message);
+  const err = /** @type {Error & {fields: object}} */ (new Error(message));
   err.name = name;
   err.fields = fields;
   return err;

@@ -7,9 +7,13 @@ import { namedError } from "./errors.js";
 import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
 import { ArtifactStore, resolveURL } from "./mlc/artifacts.js";
 import { MlcModel } from "./mlc/model.js";
+import { RUNTIMES, fetchWeights, pickRuntime, runtimeURL } from "./mlc/runtimes.js";
 
 /** tvmjs's UMD bundle, copied next to this file by the site build (like web-tokenizers). */
 export const DEFAULT_TVMJS_URL = new URL("./vendor/tvmjs.js", import.meta.url).href;
+
+/** The site's tvmjs/ folder: one tvmjs/<version>/index.js per shipped runtime (tools/site.py). */
+export const DEFAULT_TVMJS_BASE = new URL("../tvmjs/", import.meta.url).href;
 
 /** The tvmjs namespace from its bundle: CommonJS default export, or the `tvmjs` global (UMD). */
 async function importTvmjs(url) {
@@ -57,12 +61,32 @@ function checkFeatures(record, device) {
 }
 
 /**
- * options: {tvmjs (the tvmjs namespace, else imported from tvmjsURL), tvmjsURL, tokenizersURL,
- * baseURL (to resolve relative model / model_lib URLs), fetch, cache, powerPreference, logger}.
+ * options: {tvmjs (one tvmjs namespace for every library), tvmjsURL (one bundle for every
+ * library), else per library the runtime mlc/runtimes.js picks, imported from
+ * tvmjsURLs[version] or tvmjsBaseURL (default DEFAULT_TVMJS_BASE) + `<version>/index.js`;
+ * runtimes (default RUNTIMES), tokenizersURL, baseURL (to resolve relative model / model_lib
+ * URLs), fetch, cache, powerPreference, logger}.
  */
 export function createMlcKernels(options = {}) {
-  let runtime = null;
-  const tvmjs = () => (runtime ??= options.tvmjs ? Promise.resolve(options.tvmjs) : importTvmjs(options.tvmjsURL || DEFAULT_TVMJS_URL));
+  const runtimes = new Map(); // version → Promise<tvmjs namespace>
+  let importing = Promise.resolve();
+  // Each UMD bundle sets globalThis.tvmjs as it runs: import one at a time, keep each namespace.
+  const importOnce = (key, url) => {
+    if (!runtimes.has(key)) {
+      const p = importing.then(() => importTvmjs(url));
+      importing = p.catch(() => {});
+      runtimes.set(key, p);
+      p.catch(() => runtimes.delete(key));
+    }
+    return runtimes.get(key);
+  };
+  const tvmjs = async (record, wasm) => {
+    if (options.tvmjs) return { lib: options.tvmjs, version: null };
+    if (options.tvmjsURL) return { lib: await importOnce("", options.tvmjsURL), version: null };
+    const rt = pickRuntime(record, wasm, options.runtimes || RUNTIMES);
+    const url = (options.tvmjsURLs || {})[rt.version] || runtimeURL(options.tvmjsBaseURL || DEFAULT_TVMJS_BASE, rt.version);
+    return { lib: await importOnce(rt.version, url), version: rt.version };
+  };
   const models = new Map();
   let nextHandle = 1;
   let lastGpu = null; // {device, adapterInfo} of the last load
@@ -79,13 +103,13 @@ export function createMlcKernels(options = {}) {
   };
 
   async function open(record) {
-    const lib = await tvmjs();
     const modelURL = resolveURL(record.model, options, true);
     const libURL = resolveURL(record.model_lib, options);
     const files = new ArtifactStore(record, modelURL, options);
     files.pin(libURL, (record.sha256 || {})[record.model_lib]);
     const config = { ...(await files.json(new URL("mlc-chat-config.json", modelURL).href)), ...(record.overrides || {}) };
     const wasm = await files.bytes(libURL);
+    const { lib, version } = await tvmjs(record, wasm);
     const wasi = withoutProcess(() => lib.createPolyfillWASI());
     let tvm;
     try {
@@ -93,8 +117,8 @@ export function createMlcKernels(options = {}) {
     } catch (e) {
       throw namedError(
         "ModelLoadError",
-        `${libURL} does not link against this tvmjs (${e.message}); a model library and tvmjs must come from matching releases`,
-        { url: libURL },
+        `${libURL} does not link against tvmjs${version ? ` ${version}` : ""} (${e.message}); a model library and tvmjs must come from matching releases`,
+        { url: libURL, tvmjs_version: version },
       );
     }
     return { lib, tvm, config, files, modelURL };
@@ -103,6 +127,7 @@ export function createMlcKernels(options = {}) {
   return {
     backend: "mlc",
 
+    /** @param {(fraction: number, text: string) => void} [progress] */
     async load(record, progress = () => {}) {
       const t0 = performance.now();
       if (!record.model_lib) {
@@ -111,6 +136,7 @@ export function createMlcKernels(options = {}) {
         });
       }
       const { lib, tvm, config, files, modelURL } = await open(record);
+      /** @type {{lost: Error | null, tokenizer: any, model: MlcModel | null}} */
       const entry = { lost: null, tokenizer: null, model: null };
       let gpu = null;
       let device = null;
@@ -130,7 +156,7 @@ export function createMlcKernels(options = {}) {
         if (!tokName) throw namedError("UnsupportedTokenizerFilesError", `no usable tokenizer in ${config.tokenizer_files}`);
         const tokBytes = await files.bytes(new URL(tokName, modelURL).href);
         entry.tokenizer = await loadTokenizer({ name: tokName, bytes: tokBytes }, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
-        await tvm.fetchTensorCache(modelURL, tvm.webgpu(), { artifactCache: files });
+        await fetchWeights(tvm, modelURL, tvm.webgpu(), files);
         const embedding = record.model_type === "embedding" || config.model_type === "bert";
         entry.model = new MlcModel(tvm, config, embedding);
         await entry.model.loadPipelines();
@@ -146,7 +172,7 @@ export function createMlcKernels(options = {}) {
       lastGpu = gpu;
       const info = gpu.adapterInfo || {};
       const label = info.description || info.vendor || "WebGPU";
-      const m = entry.model;
+      const m = /** @type {MlcModel} */ (entry.model);
       const out = { ...config, prefill_chunk_size: m.chunk, context_window_size: m.ctx };
       progress(1, `Finish loading on WebGPU - ${label} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
       return { handle, config: out };
@@ -201,6 +227,11 @@ export function createMlcKernels(options = {}) {
         m.pending = s.token;
       }
       return out;
+    },
+
+    /** Test hook (mirrors the wgsl shim's and ReferenceKernels.logits): the current logits. */
+    async logits(handle) {
+      return get(handle).model.readLogits();
     },
 
     async rewind(handle, length) {

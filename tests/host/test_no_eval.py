@@ -305,7 +305,9 @@ REVIEWED: dict[tuple[str, str, str], str] = {
     ("js_glue/kernels/tokenizer.js", "import()", "url"):
         "url is the tokenizersURL that worker.js builds from import.meta.url",
     ("js_glue/kernels/mlc.js", "import()", "url"):
-        "url is options.tvmjsURL or vendor/tvmjs.js next to mlc.js (import.meta.url); no record sets it",
+        "url is options.tvmjsURL, or options.tvmjsURLs[v] / tvmjsBaseURL (the worker's own tvmjs/, else"
+        " ../tvmjs/ of import.meta.url) + v/index.js, v a version of RUNTIMES in mlc/runtimes.js: a"
+        " record's tvmjs_version only selects among those, never names a URL",
     ("js_glue/transport.js", "new SharedWorker", "url"):
         "url is the page's own options.url or shared-worker.js, resolved against transport.js's own URL",
     ("js_glue/transport.js", "new Worker", "url"):

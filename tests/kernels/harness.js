@@ -4,6 +4,7 @@
 // first argument, typed arrays come back as plain arrays, errors as {error: {name, message}}.
 // {kind: "ggml", ...} runs single kernels on GGUF weight bytes instead (ggml_harness.js).
 import { createKernels, prefetchModel } from "../../js_glue/kernels/index.js";
+import { createKernels as createAnyBackend } from "../../js_glue/kernels/backends.js";
 import { memoryBandwidth } from "./bandwidth.js";
 import { runGgml } from "./ggml_harness.js";
 
@@ -12,7 +13,9 @@ const plain = (v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
 export async function runScenario(scenario) {
   if (scenario.kind === "ggml") return runGgml(scenario); // raw-kernel runs, tests/kernels/ggml_harness.js
   const bandwidth = scenario.bandwidthMiB ? await memoryBandwidth(scenario.bandwidthMiB) : null;
-  const kernels = await createKernels(scenario.options || {});
+  // A record with a model_lib runs where backends.js sends it (the mlc backend); others on wgsl.
+  const create = scenario.record && scenario.record.model_lib ? createAnyBackend : createKernels;
+  const kernels = await create(scenario.options || {});
   const progress = [];
   const t0 = performance.now();
   const loaded = await kernels.load(scenario.record, (fraction, text) => progress.push([fraction, text]));

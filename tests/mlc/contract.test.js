@@ -39,6 +39,9 @@ const LOAD_SEQUENCE = [
   "vm.builtin.kv_state_clear(kv)",
   "vm.builtin.kv_state_add_sequence(kv, 0:int64)",
   "asyncLoadWebGPUPipelines()",
+  // The probe of apply_penalty_inplace's sense (model.js #probePenalty): logits [1, -1], penalty 2.
+  "vm.apply_penalty_inplace(float32[1,40], int32[1], int32[2], int32[2], int32[2], float32[1,3])",
+  "sync(webgpu)",
 ];
 
 const forward = (n, fn) => [

@@ -47,11 +47,11 @@ function blockOf(kind, name) {
   return DTS.slice(start, end);
 }
 
-/** Parameter names of a JS function from its source. */
+/** Parameter names of a JS function from its source (a leading `_`, lint's "unused", dropped). */
 function jsParams(fn) {
   const src = fn.toString();
   const m = src.match(/^[^(]*\(([^)]*)\)/);
-  return names(m[1]);
+  return names(m[1]).map((n) => n.replace(/^_(?=\w)/, ""));
 }
 
 function checkClass(name, proto, { kind = "class", skip = [] } = {}) {

@@ -60,7 +60,7 @@ export class ArtifactStore {
   async bytes(url, signal) {
     const held = this.held?.get(url);
     if (held) {
-      this.held.delete(url);
+      /** @type {Map<string, Uint8Array>} */ (this.held).delete(url);
       return held;
     }
     const cached = await this.store.get(url);
@@ -96,7 +96,7 @@ export class ArtifactStore {
     return index;
   }
 
-  async addToCache(url, storetype, signal) {
+  async addToCache(url, _storetype, signal) {
     const bytes = await this.bytes(url, signal);
     this.held?.set(url, bytes);
   }

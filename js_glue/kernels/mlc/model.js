@@ -130,6 +130,37 @@ export class MlcModel {
   /** Compile every WGSL pipeline ahead of the first call (reports "Loading GPU shader modules"). */
   async loadPipelines() {
     await this.tvm.asyncLoadWebGPUPipelines(this.vm.getInternalModule());
+    if (!this.embedding) await this.#probePenalty();
+  }
+
+  /**
+   * Some libraries (web-llm's v0_2_48) apply the repetition penalty in the opposite sense to
+   * py_worker's rule (they multiply positive logits by it, divide negative ones). One call on
+   * logits [1, -1] with penalty 2 tells: [0.5, -2] is our rule, [2, -0.5] the inverted one, which
+   * `sample` then corrects by passing 1/penalty.
+   */
+  async #probePenalty() {
+    const tvm = this.tvm;
+    const vocab = Number(this.config.vocab_size);
+    this.penaltyInverted = false;
+    if (!(vocab >= 2)) return;
+    const host = this.#scoped(() => {
+      const init = new Float32Array(vocab);
+      init[0] = 1;
+      init[1] = -1;
+      const logits = tvm.empty([1, vocab], "float32", this.dev).copyFrom(init);
+      const up = (arr, dtype) => tvm.empty([arr.length], dtype, this.dev).copyFrom(arr);
+      const penalties = tvm.empty([1, 3], "float32", this.dev).copyFrom(Float32Array.of(0, 0, 2));
+      this.f.applyPenalty(logits, up(Int32Array.of(SEQ), "int32"), up(new Int32Array(2), "int32"), up(Int32Array.of(0, 1), "int32"), up(Int32Array.of(1, 1), "int32"), penalties);
+      return tvm.detachFromCurrentScope(tvm.empty([1, vocab], "float32", tvm.cpu()).copyFrom(logits));
+    });
+    try {
+      await this.dev.sync();
+      const out = host.toArray();
+      this.penaltyInverted = out[0] > 1.5 && out[1] > -0.75;
+    } finally {
+      host.dispose();
+    }
   }
 
   #dropLogits() {
@@ -226,7 +257,8 @@ export class MlcModel {
         if (plan.bias) this.f.applyBias(logits, rows(plan.bias.ids.length), up(plan.bias.ids, "int32"), up(plan.bias.values, "float32"));
         if (plan.repetition) {
           const r = plan.repetition;
-          const penalties = tvm.empty([1, 3], "float32", this.dev).copyFrom(Float32Array.of(0, 0, r.penalty));
+          const penalty = this.penaltyInverted ? 1 / r.penalty : r.penalty; // see #probePenalty
+          const penalties = tvm.empty([1, 3], "float32", this.dev).copyFrom(Float32Array.of(0, 0, penalty));
           this.f.applyPenalty(logits, up(Int32Array.of(SEQ), "int32"), rows(r.ids.length), up(r.ids, "int32"), up(r.counts, "int32"), penalties);
         }
         if (plan.penalty) this.f.applyBias(logits, rows(plan.penalty.ids.length), up(plan.penalty.ids, "int32"), up(plan.penalty.values, "float32"));
@@ -275,6 +307,19 @@ export class MlcModel {
     this.#dropLogits();
   }
 
+  /**
+   * `[CLS] ids [SEP]` when the config names both ids, as the wgsl BERT path and the reference
+   * encoder do (tokenizers here encode without special tokens); ids that already start with
+   * [CLS] and end with [SEP] are kept as they are. Without those ids, the ids unchanged.
+   */
+  #withSpecials(ids) {
+    const cls = this.config.cls_token_id;
+    const sep = this.config.sep_token_id;
+    if (cls == null || sep == null) return ids;
+    const body = ids.length >= 2 && ids[0] === cls && ids[ids.length - 1] === sep ? ids.slice(1, -1) : ids;
+    return [Number(cls), ...body, Number(sep)];
+  }
+
   /** Encoder models: `prefill(ids, mask, params)` per batch, then pooling + L2 norm in JS. */
   async embed(batch) {
     if (!this.embedding) {
@@ -283,7 +328,7 @@ export class MlcModel {
     const tvm = this.tvm;
     const out = [];
     for (let b = 0; b < batch.length; b += this.maxBatch) {
-      const rows = batch.slice(b, b + this.maxBatch);
+      const rows = batch.slice(b, b + this.maxBatch).map((r) => this.#withSpecials(r));
       const len = Math.max(...rows.map((r) => r.length));
       if (len > this.ctx) {
         throw namedError("EmbeddingExceedContextWindowSizeError", `an input has ${len} tokens, the context window is ${this.ctx}`);
