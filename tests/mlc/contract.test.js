@@ -300,7 +300,11 @@ test("load failures: no WebGPU, a library from another tvmjs release, a corrupt 
     bytes[0] ^= 0xff;
     return new Response(bytes);
   };
-  await assert.rejects(createMlcKernels(s.options).load(RECORD), (e) => e.name === "IntegrityError" && /params_shard_1/.test(e.message));
+  await assert.rejects(
+    createMlcKernels(s.options).load(RECORD),
+    (e) => e.name === "IntegrityError" && /params_shard_1/.test(e.message) && e.fields.file === "params_shard_1.bin"
+      && Object.keys(e.fields).sort().join() === "actual,expected,file,url", // the wgsl loader's fields
+  );
   assert.ok(s.runtime.state.instances[0].disposed);
   assert.equal(s.runtime.live.size, 0);
 

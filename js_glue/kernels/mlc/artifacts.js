@@ -51,7 +51,9 @@ export class ArtifactStore {
     const bytes = new Uint8Array(await resp.arrayBuffer());
     const bad = await this.#verify(url, bytes);
     if (bad) {
-      throw namedError("IntegrityError", `sha256 of ${url} is ${bad.actual}, expected ${bad.expected.join(" and ")}`, { url, ...bad });
+      // The fields of the wgsl loader's IntegrityError: {file, url, expected, actual}.
+      const file = url.startsWith(this.modelURL) ? url.slice(this.modelURL.length) : url.split("/").pop();
+      throw namedError("IntegrityError", `sha256 of ${file} is ${bad.actual}, expected ${bad.expected.join(" and ")}`, { file, url, ...bad });
     }
     return bytes;
   }
