@@ -98,6 +98,14 @@ export async function createKernels(options = {}) {
       const config = { ...art.config, ...(record.overrides || {}) };
       const type = config.model_type;
       if (!DECODERS.has(type) && !ENCODERS.has(type)) throw unsupportedArchitecture(type, [...DECODERS, ...ENCODERS]);
+      // The engine's rule (py_worker/router.py is_embedding_model): a record that says
+      // "embedding" is served by embeddings.create alone, which only an encoder can answer here.
+      if (record.model_type === "embedding" && !ENCODERS.has(type)) {
+        throw namedError("UnsupportedArchitectureError", `The record says model_type "embedding", but model_type ${type} is a decoder; the wgsl backend embeds with: ${[...ENCODERS].join(", ")}`, {
+          architecture: type,
+          supported: [...ENCODERS],
+        });
+      }
       const g = await gpu();
       const kernels = options.kernels || (g.isCpu ? "cpu" : "gpu");
       const shaderProgress = (f, text) => progress(0.9 + 0.09 * f, text);

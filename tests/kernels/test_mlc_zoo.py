@@ -279,3 +279,22 @@ def test_refusals_are_named_on_swiftshader(chromium: ChromiumHarness) -> None:
     records = [{"model": dirs["missing"]}, {"model": dirs["arch"]}]
     out = chromium.call("loads", {"options": {**chromium.options(), "cache": "none"}, "records": records})
     check_refusals({k: (r["error"]["name"], r["error"]["message"]) for k, r in zip(dirs, out, strict=True)})
+
+
+def test_a_decoder_recorded_as_an_embedding_model_is_refused_by_name() -> None:
+    """The engine serves a record with model_type "embedding" by embeddings.create alone, which
+    only an encoder answers on wgsl: such a record of a decoder dir fails its load by name, instead
+    of loading a decoder nothing could use."""
+    record = {"model": zoo_model("tiny-qwen2", "q4f32_1"), "model_type": "embedding"}
+    try:
+        deno_run({"record": record, "calls": []})
+    except Unavailable as e:
+        pytest.skip(str(e))
+    except RuntimeError as e:  # the scenario's load threw: Deno prints the uncaught error
+        line = next(x for x in str(e).splitlines() if "Uncaught" in x)
+        name, message = line.split("Uncaught (in promise) ", 1)[1].split(": ", 1)
+        assert name == "UnsupportedArchitectureError", message
+        assert "embedding" in message, message
+        assert "bert" in message, message
+    else:
+        raise AssertionError("a decoder loaded as an embedding model")
