@@ -4,7 +4,8 @@ Measures, for one model (the tiny one by default):
 - the worker boot timeline: Pyodide ready, wheel installed, Python ready, model loaded, first token
   (milliseconds from page navigation);
 - a greedy stream through the proxy vs the same stream driven inside the worker (per-chunk relay
-  cost, tokens/s both ways, and the proxy's share of throughput; goal < 2 %);
+  cost, tokens/s both ways, and the proxy's share of throughput; goal < 2 %); the page runs
+  js_glue/bench-worker.js, this site's worker plus these in-worker measurements;
 - the Python engine vs a JS-only loop over the same kernels in the same worker (goal < 2 %);
 - main-thread long tasks (> 50 ms) during boot+load and during generation (goal: none).
 
@@ -41,7 +42,10 @@ new PerformanceObserver((list) => {
 RUN = """async ({model, tokens, prompt, rounds}) => {
   const now = () => performance.timeOrigin + performance.now();
   const marks = {navigation: performance.timeOrigin};
-  const engine = await PyWorker.CreateWebWorkerMLCEngine(model, {});
+  // bench-worker.js: this site's worker plus the two in-worker measurements below.
+  const benchURL = new URL("bench-worker.js", PyWorker.baseURL);
+  const benchWorker = () => new Worker(benchURL, {type: "module", name: "py-worker"});
+  const engine = await PyWorker.CreateWebWorkerMLCEngine(benchWorker, model, {});
   marks.modelLoaded = now();
   const messages = [{role: "user", content: prompt}];
   const request = {messages, temperature: 0, ignore_eos: true, max_tokens: tokens, stream: true};
@@ -73,7 +77,7 @@ RUN = """async ({model, tokens, prompt, rounds}) => {
   }
   phase.generationEnd = performance.now();
 
-  // Heartbeats: a bare postMessage round trip, answered by worker.js without Python.
+  // Heartbeats: a bare postMessage round trip, answered by the worker without Python.
   const rtts = [];
   for (let i = 0; i < 20; i++) {
     const t = performance.now();

@@ -1,6 +1,7 @@
-// What every host of the Python handler shares (dedicated, shared and service worker): boot
-// Pyodide from this site's own origin, install the py_worker wheel, create the WebGPU kernel
-// shim, start py_worker.worker_main and return `deliver(msg, reply)`. Each delivered request is
+// What the SharedWorker and Service Worker hosts of the Python handler share: boot Pyodide from
+// this site's own origin, install the py_worker wheel, create the WebGPU kernel shim, start
+// py_worker.worker_main (those steps are pyodide-host.js's, shared with the dedicated worker's
+// worker-handler.js) and return `deliver(msg, reply)`. Each delivered request is
 // given an internal uuid before Python sees it, and Python's replies are routed back to the
 // `reply` of the request they answer with the caller's own uuid restored, so several callers
 // (ports, service-worker clients) can share one handler without seeing each other's replies.
@@ -19,49 +20,7 @@ import createPyodideModule from "./pyodide/pyodide.asm.mjs";
 import { loadAppConfig } from "./app-config.js";
 import { createKernels } from "./kernels/backends.js";
 import { refusal } from "./limits.js";
-
-const BASE = new URL("./", import.meta.url);
-const PYODIDE_URL = new URL("pyodide/", BASE).href;
-const TERMINAL = new Set(["return", "throw"]);
-const clock = () => performance.timeOrigin + performance.now();
-
-/** {name, message, fields}: the `throw` content the proxy re-throws as the class of that name. */
-export function errorContent(error) {
-  return {
-    name: (error && error.name) || "Error",
-    message: String(error && error.message !== undefined ? error.message : error),
-    fields: (error && error.fields) || {},
-  };
-}
-
-/** A shim that refuses every call, naming why the real one could not be created. */
-function unavailableShim(reason) {
-  const fail = async () => {
-    const err = new Error(`WebGPU kernels unavailable: ${reason}`);
-    err.name = "WebGPUNotAvailableError";
-    throw err;
-  };
-  return new Proxy({}, { get: () => fail });
-}
-
-async function createShim() {
-  try {
-    const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
-    const tvmjsBaseURL = new URL("tvmjs/", BASE).href; // tvmjs/<version>/index.js, one per shipped runtime
-    return await createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsBaseURL });
-  } catch (err) {
-    return unavailableShim(String(err && err.message ? err.message : err));
-  }
-}
-
-function plainOf(message) {
-  if (message && typeof message.toJs === "function") {
-    const plain = message.toJs({ dict_converter: Object.fromEntries, create_pyproxies: false });
-    message.destroy();
-    return plain;
-  }
-  return message;
-}
+import { BASE, TERMINAL, bootErrorContent, bootPyodide, clock, createShim, plainOf, startWorkerMain, unreadableContent } from "./pyodide-host.js";
 
 /**
  * Start booting now. Returns {deliver(msg, reply), ready, timeline}: `reply(plain)` receives
@@ -97,9 +56,7 @@ export function createHost() {
       onMessage({ ...msg, uuid: internal });
     } catch (err) {
       if (!routes.delete(internal)) return; // already answered
-      const message = `The message could not be handed to Python: ${err && err.message ? err.message : err}`;
-      const fields = { reason: "unreadable", error: (err && err.name) || "Error" };
-      reply({ kind: "throw", uuid: msg.uuid, content: { name: "MalformedMessageError", message, fields } });
+      reply({ kind: "throw", uuid: msg.uuid, content: unreadableContent(err) });
     }
   }
 
@@ -121,26 +78,13 @@ export function createHost() {
   }
 
   async function boot() {
-    const shimReady = createShim();
+    const shimReady = createShim(createKernels);
     const appConfigReady = loadAppConfig(BASE);
-    const pyodide = await loadPyodide({
-      indexURL: PYODIDE_URL,
-      lockFileURL: `${PYODIDE_URL}pyodide-lock.json`,
-      createPyodideModule,
-      stdout: (line) => console.log(line),
-      stderr: (line) => console.warn(line),
-    });
-    timeline.pyodideReady = clock();
-    const installErrors = [];
-    await pyodide.loadPackage(["py-worker"], { messageCallback: () => {}, errorCallback: (m) => installErrors.push(m) });
-    if (installErrors.length) throw new Error(`installing the py_worker wheel: ${installErrors.join("; ")}`);
-    timeline.wheelInstalled = clock();
+    const pyodide = await bootPyodide(loadPyodide, timeline, { createPyodideModule });
     const shim = await shimReady;
     timeline.shimReady = clock();
     const appConfig = await appConfigReady; // before onMessage is set: requests queue until then
-    const workerMain = pyodide.pyimport("py_worker.worker_main");
-    onMessage = workerMain.start(shim, fromPython);
-    workerMain.destroy();
+    onMessage = startWorkerMain(pyodide, shim, fromPython);
     if (appConfig.model_list.length) toPython({ kind: "setAppConfig", uuid: "host-default-app-config", content: { appConfig } }, () => {});
     timeline.pythonReady = clock();
     for (const [msg, reply] of queue.splice(0)) toPython(msg, reply);
@@ -148,7 +92,7 @@ export function createHost() {
   }
 
   const ready = boot().catch((err) => {
-    bootError = { name: "WorkerBootError", message: `host boot failed: ${err && err.message ? err.message : err}`, fields: {} };
+    bootError = bootErrorContent("host", err);
     timeline.bootError = bootError.message;
     for (const [msg, reply] of queue.splice(0)) toPython(msg, reply);
     throw err;

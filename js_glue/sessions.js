@@ -10,7 +10,7 @@
 // can tell a request this instance has from one an earlier instance lost. A message whose
 // handling throws is answered with that error: one reply per request, whatever happens here.
 
-import { errorContent } from "./host.js";
+import { errorContent } from "./pyodide-host.js";
 
 const STREAM_INIT = new Set(["chatCompletionStreamInit", "completionStreamInit"]);
 const STREAM_OPS = new Set(["completionStreamNextChunk", "completionStreamReturn"]);

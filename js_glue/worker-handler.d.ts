@@ -15,7 +15,18 @@ export declare class WebWorkerMLCEngineHandler {
   setLogitProcessorRegistry(registry?: Map<string, LogitProcessor>): void;
 }
 
-export declare function createWorkerHost(send: (message: unknown) => void): {
+/** What an extra kind of createWorkerHost gets besides its content. */
+export interface WorkerContext {
+  /** A protocol request to the Python handler from inside the worker: its `return` content (a `throw` rejects). */
+  request(kind: string, content: unknown): Promise<unknown>;
+  /** The kernel shim (kernels/backends.js). */
+  shim: unknown;
+}
+
+/** `kinds`: more kinds answered by the worker once Python is ready (bench-worker.js's); none in production. */
+export declare function createWorkerHost(send: (message: unknown) => void, options?: {
+  kinds?: Map<string, (content: unknown, worker: WorkerContext) => Promise<object>>;
+}): {
   receive(message: unknown): void;
   refuse(error: { name: string; message: string; fields?: Record<string, unknown> }): void;
 };

@@ -12,10 +12,8 @@
 // Messages that arrive while booting are queued in order; once Python is ready the worker posts
 // one unsolicited {kind: "workerReady", content: timeline}. Some kinds are answered here, never by
 // Python: `heartbeat` (the proxy's liveness check, which must be answered even while Python is
-// busy), `workerTimeline` (boot timings), and two measurements for bench/browser.py that need to
-// run inside the worker: `workerLocalStream` (the same stream protocol driven from inside the
-// worker, no postMessage per chunk) and `workerJsLoop` (a JS-only generation loop over the same
-// kernel shim, no Python).
+// busy) and `workerTimeline` (boot timings); a worker script may add kinds of its own
+// (`createWorkerHost`'s `kinds`: bench-worker.js's measurements).
 // The first `reload` seen while booting starts that model's downloads at once, so the network
 // overlaps Pyodide's boot (see `prefetch`). Nothing from a message is ever evaluated as code.
 // Every message gets its reply here even when handing it on fails: a kind is looked up only
@@ -25,24 +23,27 @@
 // A heartbeat's answer names this instance and the requests it holds (received, not yet
 // answered), which lets the proxy tell a request that was lost from one that is still running.
 // Pyodide and the kernels are imported dynamically, so a missing or broken part is reported as a
-// reply (WorkerBootError), not as a worker that never answers.
+// reply (WorkerBootError), not as a worker that never answers; the boot steps themselves are
+// pyodide-host.js's, shared with host.js.
 
 import { loadAppConfig } from "./app-config.js";
 import { LogitProcessorNotSupportedError, UnsupportedEngineOptionError } from "./errors.js";
 import { refusal } from "./limits.js";
-
-const BASE = new URL("./", import.meta.url);
-const PYODIDE_URL = new URL("pyodide/", BASE).href;
-const clock = () => performance.timeOrigin + performance.now();
-const TERMINAL = new Set(["return", "throw"]);
+import {
+  BASE, PYODIDE_URL, TERMINAL, bootErrorContent, bootPyodide, clock, createShim, errorContent, plainOf,
+  startWorkerMain, unavailableShim, unreadableContent,
+} from "./pyodide-host.js";
 
 /**
  * Boot Pyodide, the wheel and the kernel shim now, and return `{receive(msg), refuse(error)}`:
  * `receive` takes one message as postMessage delivered it and every reply leaves through
  * `send(plain)`; `refuse(error)` makes every later request fail with that error (heartbeats are
  * still answered). This is the whole of the module worker; WebWorkerMLCEngineHandler wraps it.
+ * `options.kinds` (none in production) maps more kinds to `(content, worker) => Promise<content>`,
+ * answered here once Python is ready; `worker` is `{request(kind, content), shim}`: a protocol
+ * request to the Python handler made from inside the worker, and the kernel shim.
  */
-export function createWorkerHost(send) {
+export function createWorkerHost(send, options = {}) {
   const timeline = { workerStart: clock() };
   const queue = [];
   let python = null; // hands a message to Python, once it runs
@@ -66,11 +67,7 @@ export function createWorkerHost(send) {
   }
 
   function post(message) {
-    let plain = message;
-    if (message && typeof message.toJs === "function") {
-      plain = message.toJs({ dict_converter: Object.fromEntries, create_pyproxies: false });
-      message.destroy();
-    }
+    const plain = plainOf(message);
     prefetch.settled(plain);
     const waiter = plain && localWaiters.get(plain.uuid);
     if (waiter) {
@@ -92,67 +89,11 @@ export function createWorkerHost(send) {
     });
   }
 
-  /** The proxy's stream loop, run in here: chunk arrival times without the postMessage hop. */
-  async function workerLocalStream(content) {
-    const t0 = performance.now();
-    const { streamId } = await localRequest("chatCompletionStreamInit", content);
-    const chunks = [];
-    const times = [];
-    for (;;) {
-      const reply = await localRequest("completionStreamNextChunk", { streamId });
-      if (reply.done) break;
-      times.push(performance.now() - t0);
-      chunks.push(reply.chunk);
-    }
-    return { chunks, times, totalMs: performance.now() - t0 };
-  }
-
-  /**
-   * The engine's decode schedule (py_worker/generate.py: sample, then decodeSteps of 1, 2, 4, …
-   * up to maxBatch, detokenizing each batch) written in JS over the same shim: what the loop costs
-   * without Python. Greedy, no stop tokens, on its own load of the model. Each batch is detokenized
-   * alone (less work than the engine's incremental detokenizer), so Python's cost is not understated.
-   */
-  async function workerJsLoop({ record, prompt, maxTokens, maxBatch = 16 }) {
-    const shim = kernelShim;
-    const { handle, config } = await shim.load(record, () => {});
-    try {
-      const params = (n) => ({ temperature: 0, top_p: 1, frequency_penalty: 0, presence_penalty: 0,
-        repetition_penalty: 1, logit_bias: [], history: [], uniforms: new Array(n).fill(0), logprobs: false, top_logprobs: 0 });
-      const ids = Array.from(await shim.tokenize(handle, prompt));
-      const chunk = config.prefill_chunk_size || ids.length;
-      const t0 = performance.now();
-      for (let i = 0; i < ids.length; i += chunk) await shim.prefill(handle, ids.slice(i, i + chunk));
-      const tokens = [(await shim.sample(handle, params(1))).token];
-      let text = await shim.detokenize(handle, tokens);
-      const tDecode = performance.now();
-      let next = 1;
-      while (tokens.length < maxTokens) {
-        const n = Math.min(next, maxTokens - tokens.length);
-        const batch = await shim.decodeSteps(handle, n, params(n));
-        const fresh = batch.map((b) => b.token);
-        tokens.push(...fresh);
-        text += await shim.detokenize(handle, fresh);
-        next = Math.min(maxBatch, next * 2);
-      }
-      const decodeS = (performance.now() - tDecode) / 1000;
-      return { tokens: tokens.length, text, prefillS: (tDecode - t0) / 1000, decodeS,
-               decodeTokensPerS: (tokens.length - 1) / decodeS };
-    } finally {
-      await shim.unload(handle);
-    }
-  }
-
-  /** @type {Map<string, (content: any) => Promise<object>>} */
-  const DIAGNOSTICS = new Map(/** @type {[string, (content: any) => Promise<object>][]} */ ([["workerLocalStream", workerLocalStream], ["workerJsLoop", workerJsLoop]]));
+  /** More kinds answered here (a Map: a kind is looked up among its own entries only). */
+  const extraKinds = options.kinds || new Map();
 
   function replyError(msg, error) {
-    const content = {
-      name: (error && error.name) || "Error",
-      message: String((error && error.message) || error),
-      fields: (error && error.fields) || {},
-    };
-    post({ kind: "throw", uuid: msg && typeof msg === "object" ? msg.uuid : null, content });
+    post({ kind: "throw", uuid: msg && typeof msg === "object" ? msg.uuid : null, content: errorContent(error) });
   }
 
   /** Hand a message to Python; if that throws, the message is answered with the error. */
@@ -160,8 +101,7 @@ export function createWorkerHost(send) {
     try {
       deliver(msg);
     } catch (err) {
-      const message = `The message could not be handed to Python: ${err && err.message ? err.message : err}`;
-      replyError(msg, { name: "MalformedMessageError", message, fields: { reason: "unreadable", error: (err && err.name) || "Error" } });
+      replyError(msg, unreadableContent(err));
     }
   }
 
@@ -183,9 +123,10 @@ export function createWorkerHost(send) {
       post({ kind: "throw", uuid: msg.uuid, content: refused });
     } else if (tooLarge !== null) {
       post({ kind: "throw", uuid: msg.uuid, content: tooLarge });
-    } else if (deliver !== null && typeof kind === "string" && DIAGNOSTICS.has(kind)) {
+    } else if (deliver !== null && typeof kind === "string" && extraKinds.has(kind)) {
+      const answer = extraKinds.get(kind);
       Promise.resolve()
-        .then(() => /** @type {(content: any) => Promise<object>} */ (DIAGNOSTICS.get(kind))(msg.content || {}))
+        .then(() => answer(msg.content || {}, { request: localRequest, shim: kernelShim }))
         .then((content) => post({ kind: "return", uuid: msg.uuid, content }), (error) => replyError(msg, error));
     } else if (deliver !== null) {
       deliverSafely(msg);
@@ -284,49 +225,22 @@ export function createWorkerHost(send) {
     return null;
   });
 
-  /** A shim that refuses every call, naming why the real one could not be created. */
-  function unavailableShim(reason) {
-    const fail = async () => {
-      const err = new Error(`WebGPU kernels unavailable: ${reason}`);
-      err.name = "WebGPUNotAvailableError";
-      throw err;
-    };
-    return new Proxy({}, { get: () => fail });
-  }
-
-  async function createShim() {
+  /** pyodide-host.js's shim over the dynamically imported kernels, with the prefetched responses. */
+  async function createWorkerShim() {
     const kernels = await kernelsModule;
     if (!kernels) return unavailableShim(timeline.kernelsImportError);
-    try {
-      const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
-      const tvmjsBaseURL = new URL("tvmjs/", BASE).href; // tvmjs/<version>/index.js, one per shipped runtime
-      const backend = new URL(self.location.href).searchParams.get("backend") || undefined;
-      return await kernels.createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsBaseURL, backend, fetch: shimFetch });
-    } catch (err) {
-      return unavailableShim(String(err && err.message ? err.message : err));
-    }
+    const backend = new URL(self.location.href).searchParams.get("backend") || undefined;
+    return createShim(kernels.createKernels, { backend, fetch: shimFetch });
   }
 
   async function boot() {
     const { loadPyodide } = await import(`${PYODIDE_URL}pyodide.mjs`);
-    const shimReady = createShim();
-    const pyodide = await loadPyodide({
-      indexURL: PYODIDE_URL,
-      lockFileURL: `${PYODIDE_URL}pyodide-lock.json`,
-      stdout: (line) => console.log(line),
-      stderr: (line) => console.warn(line),
-    });
-    timeline.pyodideReady = clock();
-    const installErrors = [];
-    await pyodide.loadPackage(["py-worker"], { messageCallback: () => {}, errorCallback: (m) => installErrors.push(m) });
-    if (installErrors.length) throw new Error(`installing the py_worker wheel: ${installErrors.join("; ")}`);
-    timeline.wheelInstalled = clock();
+    const shimReady = createWorkerShim();
+    const pyodide = await bootPyodide(loadPyodide, timeline);
     const shim = await shimReady;
     kernelShim = shim;
     timeline.shimReady = clock();
-    const workerMain = pyodide.pyimport("py_worker.worker_main");
-    const onMessage = workerMain.start(shim, post);
-    workerMain.destroy();
+    const onMessage = startWorkerMain(pyodide, shim, post);
     python = (msg) => onMessage(msg);
     // The site's own app config first: a setAppConfig from the page (queued) replaces it. Until
     // `deliver` is set, messages from the page keep queueing, so they stay in order.
@@ -344,7 +258,7 @@ export function createWorkerHost(send) {
   const defaultAppConfig = loadAppConfig(BASE);
 
   boot().catch((err) => {
-    bootError = { name: "WorkerBootError", message: `worker boot failed: ${err && err.message ? err.message : err}` };
+    bootError = bootErrorContent("worker", err);
     timeline.bootError = bootError.message;
     for (const msg of queue.splice(0)) replyError(msg, bootError);
   });

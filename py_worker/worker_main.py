@@ -1,6 +1,7 @@
 """Entry point inside the Pyodide worker: wires the JS kernel shim to the engine and handler.
 
-``js_glue/worker.js`` and ``js_glue/host.js`` call ``start(shim, post)`` once and then pass
+Every host (the dedicated worker's and the shared and service workers') calls ``start(shim,
+post)`` once, through ``startWorkerMain`` in ``js_glue/pyodide-host.js``, and then passes
 every message, as it came from ``postMessage``, to the returned function. The message is
 converted to Python inside the handler's error path (``Handler.handle``), so a message that
 cannot be read (a cycle, nesting past ``protocol.message.MAX_DEPTH``, a payload past the

@@ -297,13 +297,13 @@ def scan_js(source: str, file: str) -> list[Finding]:
 # or a message. Keyed by (file, sink, argument tokens). A stale entry fails the test too.
 REVIEWED: dict[tuple[str, str, str], str] = {
     ("js_glue/worker-handler.js", "import()", "`${PYODIDE_URL}pyodide.mjs`"):
-        "PYODIDE_URL is new URL('pyodide/', import.meta.url): the worker's own origin",
+        "PYODIDE_URL is pyodide-host.js's new URL('pyodide/', import.meta.url): the worker's own origin",
     ("js_glue/py-worker.js", "import()", 'new URL ( "proxy.js" , base ) . href'):
         "base is the directory of this script's own src (document.currentScript)",
     ("js_glue/py-worker.js", "new Worker", 'new URL ( "worker.js" , base )'):
         "base is the directory of this script's own src (document.currentScript)",
     ("js_glue/kernels/tokenizer.js", "import()", "url"):
-        "url is the tokenizersURL that worker.js builds from import.meta.url",
+        "url is the tokenizersURL that pyodide-host.js's createShim builds from its import.meta.url",
     ("js_glue/kernels/mlc.js", "import()", "url"):
         "url is options.tvmjsURL, or options.tvmjsURLs[v] / tvmjsBaseURL (the worker's own tvmjs/, else"
         " ../tvmjs/ of import.meta.url) + v/index.js, v a version of RUNTIMES in mlc/runtimes.js: a"

@@ -1,0 +1,101 @@
+// What the two hosts of the Python handler share, worker-handler.js (the dedicated worker, which
+// imports Pyodide and the kernels dynamically) and host.js (the SharedWorker and Service Worker
+// hosts, which import them statically: a service worker may not use import()). This module
+// imports neither Pyodide nor the kernels, so both may import it statically: the caller hands in
+// `loadPyodide` and `createKernels`. Here: the site's URLs, the clock of the boot timelines, the
+// `throw` contents a host makes itself, the kernel shim (or one that refuses every call), the
+// Pyodide boot up to a running py_worker.worker_main, and the conversion of Python's replies.
+
+/** The directory of this site's JS (this file, worker-handler.js and host.js lie side by side). */
+export const BASE = new URL("./", import.meta.url);
+export const PYODIDE_URL = new URL("pyodide/", BASE).href;
+/** The kinds of a request's one last reply. */
+export const TERMINAL = new Set(["return", "throw"]);
+/** Milliseconds since the epoch, as the boot timelines record them. */
+export const clock = () => performance.timeOrigin + performance.now();
+
+const reasonOf = (err) => (err && err.message ? err.message : err);
+
+/** {name, message, fields}: the `throw` content the proxy re-throws as the class of that name. */
+export function errorContent(error) {
+  return {
+    name: (error && error.name) || "Error",
+    message: String(error && error.message !== undefined ? error.message : error),
+    fields: (error && error.fields) || {},
+  };
+}
+
+/** The `throw` content of a message whose handing to Python threw `err`. */
+export function unreadableContent(err) {
+  const message = `The message could not be handed to Python: ${reasonOf(err)}`;
+  return { name: "MalformedMessageError", message, fields: { reason: "unreadable", error: (err && err.name) || "Error" } };
+}
+
+/** The `throw` content every request gets after the boot failed with `err` (`who`: "worker", "host"). */
+export function bootErrorContent(who, err) {
+  return { name: "WorkerBootError", message: `${who} boot failed: ${reasonOf(err)}`, fields: {} };
+}
+
+/** A shim that refuses every call, naming why the real one could not be created. */
+export function unavailableShim(reason) {
+  const fail = async () => {
+    const err = new Error(`WebGPU kernels unavailable: ${reason}`);
+    err.name = "WebGPUNotAvailableError";
+    throw err;
+  };
+  return new Proxy({}, { get: () => fail });
+}
+
+/**
+ * The kernel shim over this site's tokenizers and tvmjs runtimes (kernels/backends.js's
+ * `createKernels`, handed in); `options` go to it as well (the worker's `backend`, `fetch`). A
+ * shim that cannot be created becomes `unavailableShim`, so every kernel call names why.
+ */
+export async function createShim(createKernels, options = {}) {
+  try {
+    const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
+    const tvmjsBaseURL = new URL("tvmjs/", BASE).href; // tvmjs/<version>/index.js, one per shipped runtime
+    return await createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsBaseURL, ...options });
+  } catch (err) {
+    return unavailableShim(String(reasonOf(err)));
+  }
+}
+
+/**
+ * Boot Pyodide from this site's own pyodide/ (`options` go to `loadPyodide` as well: the
+ * service worker's `createPyodideModule`) and install the py_worker wheel; records
+ * `pyodideReady` and `wheelInstalled` in `timeline`.
+ */
+export async function bootPyodide(loadPyodide, timeline, options = {}) {
+  const pyodide = await loadPyodide({
+    indexURL: PYODIDE_URL,
+    lockFileURL: `${PYODIDE_URL}pyodide-lock.json`,
+    ...options,
+    stdout: (line) => console.log(line),
+    stderr: (line) => console.warn(line),
+  });
+  timeline.pyodideReady = clock();
+  const installErrors = [];
+  await pyodide.loadPackage(["py-worker"], { messageCallback: () => {}, errorCallback: (m) => installErrors.push(m) });
+  if (installErrors.length) throw new Error(`installing the py_worker wheel: ${installErrors.join("; ")}`);
+  timeline.wheelInstalled = clock();
+  return pyodide;
+}
+
+/** py_worker.worker_main.start(shim, post): returns the function that hands Python one message. */
+export function startWorkerMain(pyodide, shim, post) {
+  const workerMain = pyodide.pyimport("py_worker.worker_main");
+  const onMessage = workerMain.start(shim, post);
+  workerMain.destroy();
+  return onMessage;
+}
+
+/** A message from Python as a plain JS value (dicts as Objects); the proxy is destroyed. */
+export function plainOf(message) {
+  if (message && typeof message.toJs === "function") {
+    const plain = message.toJs({ dict_converter: Object.fromEntries, create_pyproxies: false });
+    message.destroy();
+    return plain;
+  }
+  return message;
+}
