@@ -164,15 +164,27 @@ class GuardedContext:
         else:
             route.continue_()
 
-    def page(self) -> Any:
+    def page(self, path: str = "host.html", ready: str = "window.hostPageReady === true") -> Any:
+        """A new page on ``path`` (the host page by default), once ``ready`` holds."""
         page = self.context.new_page()
         page.add_init_script(INIT_SCRIPT)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.goto(self.base_url + "host.html")
-        page.wait_for_function("window.hostPageReady === true")
+        page.goto(self.base_url + path)
+        page.wait_for_function(ready)
         return page
 
     def close(self) -> None:
         self.context.close()
         assert not self.blocked, f"requests left 127.0.0.1: {self.blocked}"
         assert not self.errors, f"uncaught page errors: {self.errors}"
+
+
+@contextlib.contextmanager
+def app_page(browser: Any, base_url: str) -> Iterator[Any]:
+    """A user's app (served under /app/, its index.html setting ``window.appReady``) in a fresh
+    guarded context: its own storage, nothing cached yet."""
+    ctx = GuardedContext(browser, base_url)
+    try:
+        yield ctx.page("app/index.html", "window.appReady === true")
+    finally:
+        ctx.close()

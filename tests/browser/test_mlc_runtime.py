@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import INIT_SCRIPT, SITE, TINY
-from hosts import CountingServer, GuardedContext
+from conftest import SITE, TINY
+from hosts import CountingServer, app_page
 
 INDEX_HTML = """<!doctype html><html><head><script type="module">
 import * as webllm from "/proxy.js";
@@ -68,16 +68,8 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Count
 
 @pytest.fixture
 def app(browser: Any, app_server: tuple[CountingServer, str]) -> Iterator[Any]:
-    ctx = GuardedContext(browser, app_server[1])
-    page = ctx.context.new_page()
-    page.add_init_script(INIT_SCRIPT)
-    page.on("pageerror", lambda e: ctx.errors.append(str(e)))
-    page.goto(app_server[1] + "app/index.html")
-    page.wait_for_function("window.appReady === true")
-    try:
+    with app_page(browser, app_server[1]) as page:
         yield page
-    finally:
-        ctx.close()
 
 
 def test_a_library_needing_an_unshipped_tvmjs_fails_fast_with_a_named_error(

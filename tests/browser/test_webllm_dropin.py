@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import INIT_SCRIPT, ROOT, SITE, TINY, TINY_B
-from hosts import CountingServer, GuardedContext
+from conftest import ROOT, SITE, TINY, TINY_B
+from hosts import CountingServer, app_page
 
 # ---- the app: what a web-llm user writes, with only the import specifiers changed --------------
 
@@ -96,17 +96,8 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Count
 
 @pytest.fixture
 def app(browser: Any, app_server: tuple[CountingServer, str]) -> Iterator[Any]:
-    """The app's page in a fresh guarded context (its own storage: nothing cached yet)."""
-    ctx = GuardedContext(browser, app_server[1])
-    page = ctx.context.new_page()
-    page.add_init_script(INIT_SCRIPT)
-    page.on("pageerror", lambda e: ctx.errors.append(str(e)))
-    page.goto(app_server[1] + "app/index.html")
-    page.wait_for_function("window.appReady === true")
-    try:
+    with app_page(browser, app_server[1]) as page:
         yield page
-    finally:
-        ctx.close()
 
 
 def shard_hits(server: CountingServer, model: str) -> int:
