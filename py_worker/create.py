@@ -12,13 +12,10 @@ module only when called.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-from .engine import MLCEngine
+from .engine import MLCEngine, ProgressReport
 from .errors import ModelLoadError
-
-ProgressReport = dict[str, Any]
 
 
 def candidate_sites(href: str) -> list[str]:
@@ -113,7 +110,7 @@ async def create_kernels(site: str) -> Any:
 async def CreateMLCEngine(  # web-llm's name
     model_id: str | list[str],
     *,
-    init_progress_callback: Callable[[ProgressReport], None] | None = None,
+    init_progress_callback: ProgressReport | None = None,
     app_config: dict[str, Any] | None = None,
     chat_opts: Any = None,
     site_url: str | None = None,
