@@ -92,6 +92,8 @@ export class UnsupportedResponseFormatError extends RequestValidationError {}
 export class InvalidResponseFormatError extends RequestValidationError {}
 /** A grammar is given without type grammar, or type grammar without a grammar. */
 export class InvalidResponseFormatGrammarError extends RequestValidationError {}
+/** A response_format's schema, grammar or structural tag does not compile (``kind``, */
+export class GrammarError extends RequestValidationError {}
 /** A tool is not of type "function", the only type supported. */
 export class UnsupportedToolTypeError extends RequestValidationError {}
 /** ``tool_choice`` cannot be honoured (family of the tool-choice errors below). */
@@ -205,6 +207,7 @@ export const ERROR_CLASSES = {
   UnsupportedResponseFormatError,
   InvalidResponseFormatError,
   InvalidResponseFormatGrammarError,
+  GrammarError,
   UnsupportedToolTypeError,
   UnsupportedToolChoiceError,
   ContextWindowSizeExceededError,

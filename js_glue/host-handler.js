@@ -34,6 +34,7 @@ import { createHost } from "./host.js";
 import { createSessions } from "./sessions.js";
 import { unsupportedHandlerOption } from "./worker-handler.js";
 import "./web-tokenizers/index.js";
+import "./web-xgrammar/index.js"; // sets globalThis.xgrammar: kernels/grammar.js takes it from there
 
 const params = new URL(self.location.href).searchParams;
 const isServiceWorker = typeof ServiceWorkerGlobalScope !== "undefined" && self instanceof ServiceWorkerGlobalScope;

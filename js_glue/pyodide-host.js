@@ -55,7 +55,8 @@ export async function createShim(createKernels, options = {}) {
   try {
     const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
     const tvmjsBaseURL = new URL("tvmjs/", BASE).href; // tvmjs/<version>/index.js, one per shipped runtime
-    return await createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsBaseURL, ...options });
+    const xgrammarURL = new URL("web-xgrammar/index.js", BASE).href; // loaded on the first constrained request
+    return await createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsBaseURL, xgrammarURL, ...options });
   } catch (err) {
     return unavailableShim(String(reasonOf(err)));
   }

@@ -209,6 +209,11 @@ class InvalidResponseFormatGrammarError(RequestValidationError):
     """A grammar is given without type grammar, or type grammar without a grammar."""
 
 
+class GrammarError(RequestValidationError):
+    """A response_format's schema, grammar or structural tag does not compile (``kind``,
+    ``reason``: the grammar engine's own words), or the grammar engine cannot load."""
+
+
 class UnsupportedToolTypeError(RequestValidationError):
     """A tool is not of type "function", the only type supported."""
 

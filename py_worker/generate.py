@@ -10,10 +10,12 @@ waits for that call to end, so the next request on the model finds the KV cache 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ContextWindowSizeExceededError
 from .kernels import Kernels, Knobs, Sampled, SamplingParams, finishing
@@ -41,6 +43,8 @@ class Settings(Knobs):
     ignore_eos: bool = False
     logprobs: bool = False
     top_logprobs: int = 0
+    grammar: dict[str, Any] | None = None
+    """What the answer must match (``kernels.grammar_spec``), or None for free text."""
 
 
 @dataclass
@@ -166,6 +170,7 @@ class Generation:
         self.prompt_end = kv_length
         self.signal = interrupt or Interrupt()
         self.outcome = Outcome()
+        self.matcher: int | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -184,6 +189,7 @@ class Generation:
             uniforms=[self.rng.random() for _ in range(n)],
             logprobs=s.logprobs,
             top_logprobs=s.top_logprobs,
+            grammar=self.matcher,
         )
 
     async def prefill(self, prompt: list[int]) -> None:
@@ -213,8 +219,23 @@ class Generation:
         return max(0, room)
 
     async def run(self, prompt: list[int]) -> AsyncGenerator[Delta, None]:
-        """Yield text deltas; ``self.outcome`` is complete when the iterator ends."""
+        """Yield text deltas; ``self.outcome`` is complete when the iterator ends.
+
+        A constrained generation holds its grammar matcher from before the first sample to the
+        end, however the iterator ends."""
+        try:
+            async with contextlib.aclosing(self._run(prompt)) as deltas:
+                async for delta in deltas:
+                    yield delta
+        finally:
+            if self.matcher is not None:
+                matcher, self.matcher = self.matcher, None
+                await self.kernels.close_grammar(self.handle, matcher)
+
+    async def _run(self, prompt: list[int]) -> AsyncGenerator[Delta, None]:
         out, s = self.outcome, self.settings
+        if s.grammar is not None:  # before the prefill: a grammar that does not compile costs nothing
+            self.matcher = await self.kernels.open_grammar(self.handle, s.grammar)
         await self.prefill(prompt)
         self.prompt_end = self.kv_length
         if self.interrupted:
@@ -267,7 +288,7 @@ class Generation:
             batch = await self.kernels.decode_steps(self.handle, n, self.params(n))
             took = time.perf_counter() - step
             out.decode_s += took
-            self.kv_length += n
+            self.kv_length += len(batch)  # a grammar's end stops a batch early
             by_time = int(BATCH_SECONDS * n / took) if took > 0 else MAX_BATCH
             next_batch = max(1, min(MAX_BATCH, next_batch * 2, by_time))
         await self.settle()

@@ -99,6 +99,12 @@ class JsKernels:
     async def reset(self, handle: int) -> None:
         await _call(self._shim.reset(handle))
 
+    async def open_grammar(self, handle: int, spec: dict[str, Any]) -> int:
+        return int(await _call(self._shim.openGrammar(handle, _js(spec))))
+
+    async def close_grammar(self, handle: int, grammar: int) -> None:
+        await _call(self._shim.closeGrammar(handle, int(grammar)))
+
     async def embed(self, handle: int, batch: list[list[int]]) -> list[list[float]]:
         raw = _py(await _call(self._shim.embed(handle, _js([list(row) for row in batch]))))
         return [[float(x) for x in row] for row in raw]

@@ -8,6 +8,9 @@ Pyodide FFI without keeping objects alive on either side.
 Sampling is defined here once, so every backend picks the same token for the same logits and
 the same uniform random number (the engine draws the uniforms from a seeded Python RNG):
 
+0. a constrained request (``grammar``, a matcher from ``open_grammar``): every id the grammar
+   rejects at this step is out: its logit is −∞, so it is never picked, never in the nucleus and
+   never in ``top_logprobs``; the picked id then advances the matcher.
 1. ``logits[id] += logit_bias[id]``
 2. for every token id with count ``c > 0`` in ``history`` (the ids generated so far in this
    request): ``l = l / repetition_penalty if l > 0 else l * repetition_penalty``, then
@@ -84,10 +87,13 @@ class SamplingParams(Knobs):
     uniforms: list[float] = field(default_factory=lambda: [0.0])
     logprobs: bool = False
     top_logprobs: int = 0
+    grammar: int | None = None
+    """A matcher of ``open_grammar`` that constrains every step (rule step 0), or None."""
 
     def to_wire(self) -> dict[str, Any]:
         """Plain dict for the FFI (dict keys become strings for JSON-like transports)."""
         return {
+            "grammar": self.grammar,
             **self.knobs(),
             "logit_bias": [[int(k), float(v)] for k, v in self.logit_bias.items()],
             "history": list(self.history),
@@ -95,6 +101,25 @@ class SamplingParams(Knobs):
             "logprobs": self.logprobs,
             "top_logprobs": self.top_logprobs,
         }
+
+
+GRAMMAR_KINDS = ("json_schema", "ebnf", "structural_tag")
+
+
+def grammar_spec(kind: str, source: str, stop_token_ids: list[int] | None = None) -> dict[str, Any]:
+    """The wire form of what ``open_grammar`` compiles, the same for every backend:
+
+    - ``kind``: "json_schema" (``source`` is the schema as JSON text), "ebnf" (``source`` is an
+      EBNF grammar whose root rule is ``root``) or "structural_tag" (``source`` is xgrammar's
+      structural tag as JSON text).
+    - ``stop_token_ids``: the ids that end the answer; the grammar ends only on one of them.
+
+    JSON comes out in one line with ", " and ": " separators (no free whitespace: a model that
+    loops on spaces could otherwise never finish), and a schema is strict: no property or item
+    it does not list."""
+    if kind not in GRAMMAR_KINDS:
+        raise ValueError(f"grammar kind must be one of {GRAMMAR_KINDS}, not {kind!r}")
+    return {"kind": kind, "source": source, "stop_token_ids": list(stop_token_ids or [])}
 
 
 @dataclass
@@ -129,6 +154,12 @@ class Kernels(Protocol):
     and leave logits for ``sample``. ``decode_steps(n)`` runs n times "decode the last sampled
     token, sample the next" on the device and returns the n new samples; it appends n tokens.
     ``rewind(length)`` truncates the cache so a stop condition can drop what it rejected.
+
+    Constrained decoding: ``open_grammar(handle, spec)`` compiles ``spec`` (``grammar_spec``)
+    for the model's vocabulary and returns a matcher; a ``sample`` or ``decode_steps`` whose
+    params name it masks each step by it and advances it with the picked id. ``decode_steps``
+    then stops early, after the step whose id ends the grammar (a stop token), so it may return
+    (and append) fewer than n samples. ``close_grammar`` frees the matcher.
     """
 
     async def load(self, record: dict[str, Any], progress: ProgressFn) -> LoadedModel: ...
@@ -150,6 +181,10 @@ class Kernels(Protocol):
     async def rewind(self, handle: int, length: int) -> None: ...
 
     async def reset(self, handle: int) -> None: ...
+
+    async def open_grammar(self, handle: int, spec: dict[str, Any]) -> int: ...
+
+    async def close_grammar(self, handle: int, grammar: int) -> None: ...
 
     async def embed(self, handle: int, batch: list[list[int]]) -> list[list[float]]: ...
 
@@ -210,6 +245,12 @@ class Finishing:
 
     async def reset(self, handle: int) -> None:
         await finish_call(self.inner.reset(handle))
+
+    async def open_grammar(self, handle: int, spec: dict[str, Any]) -> int:
+        return await finish_call(self.inner.open_grammar(handle, spec))
+
+    async def close_grammar(self, handle: int, grammar: int) -> None:
+        await finish_call(self.inner.close_grammar(handle, grammar))
 
     async def embed(self, handle: int, batch: list[list[int]]) -> list[list[float]]:
         return await finish_call(self.inner.embed(handle, batch))

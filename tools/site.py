@@ -182,6 +182,8 @@ def assemble(out: Path, pyodide_dir: Path, models_dir: Path) -> list[str]:
     wanted |= sync_tree(ROOT / "static", out)
     tokenizers = ROOT / "node_modules" / "@mlc-ai" / "web-tokenizers" / "lib"
     wanted |= sync_tree(tokenizers, out / "web-tokenizers", "*.js")
+    xgrammar = ROOT / "node_modules" / "@mlc-ai" / "web-xgrammar" / "lib"
+    wanted |= sync_tree(xgrammar, out / "web-xgrammar", "index.js")
     tvmjs = ROOT / "node_modules" / "@mlc-ai" / "web-runtime" / "lib"
     wanted |= sync_tree(tvmjs, out / "tvmjs", "index.js")
     for version, lib in tvmjs_runtimes().items():  # the mlc backend picks one per library

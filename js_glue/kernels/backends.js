@@ -24,7 +24,9 @@ export function chooseBackend(record, options = {}) {
 }
 
 /** Per-handle ABI calls that are routed unchanged to the backend that loaded the handle. */
-const ROUTED = ["tokenize", "detokenize", "prefill", "decode", "sample", "decodeSteps", "rewind", "reset", "embed", "stats", "logits"];
+const ROUTED = [
+  "tokenize", "detokenize", "prefill", "decode", "sample", "decodeSteps", "openGrammar", "closeGrammar", "rewind", "reset", "embed", "stats", "logits",
+];
 
 /**
  * options: everything index.js and mlc.js take, plus `backend` ("wgsl" | "mlc": force one for

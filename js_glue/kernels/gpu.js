@@ -131,10 +131,10 @@ export class Gpu {
   }
 
   /** Submit a recorder and read `bytes` of `src` back in one map. */
-  async readback(rec, src, bytes) {
+  async readback(rec, src, bytes, srcOffset = 0) {
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({ size, usage: MAP_READ });
-    rec.copy(src, 0, staging, 0, size);
+    rec.copy(src, srcOffset, staging, 0, size);
     rec.submit();
     try {
       await Promise.race([staging.mapAsync(1), this.whenLost]);

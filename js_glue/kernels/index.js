@@ -8,6 +8,7 @@ import { BertModel } from "./bert.js";
 import { loadArtifacts, modelBase } from "./loader.js";
 import { isGgufRecord, loadGguf } from "./gguf.js";
 import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
+import { Grammars, DEFAULT_XGRAMMAR_URL, grammarCalls } from "./grammar.js";
 import { namedError } from "./errors.js";
 
 const DECODERS = new Set(DECODER_TYPES); // llama, mistral, qwen2, qwen3, phi3, gemma2 (llama.js: MLC_NAMES)
@@ -52,7 +53,7 @@ async function artifacts(record, progress, options) {
 }
 
 /**
- * options: {tokenizersURL, baseURL (to resolve relative model URLs), fetch, cache
+ * options: {tokenizersURL, xgrammarURL, baseURL (to resolve relative model URLs), fetch, cache
  * ("cache"|"indexeddb"|"none", default for records without `cache`), powerPreference, f16,
  * kernels ("cpu": register tiles everywhere | "gpu": split-K decode GEMVs; default by adapter),
  * maxBindingBytes (split weights at this many bytes per buffer even below the adapter's
@@ -88,6 +89,11 @@ export async function createKernels(options = {}) {
     return m.model;
   };
 
+  const { constraint, openGrammar, closeGrammar } = grammarCalls((handle) => {
+    decoder(handle);
+    return get(handle).grammars;
+  });
+
   return {
     backend: "wgsl",
 
@@ -115,7 +121,8 @@ export async function createKernels(options = {}) {
         : await LlamaModel.create(g, art.config, art.tensors, overrides, shaderProgress, kernels, options.maxBindingBytes);
       const tokenizer = await loadTokenizer(art.tokenizer, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
       const handle = nextHandle++;
-      models.set(handle, { model, tokenizer, type });
+      const grammars = model instanceof LlamaModel ? new Grammars(tokenizer, art.tokenizer, model.d.vocab, options.xgrammarURL || DEFAULT_XGRAMMAR_URL) : null;
+      models.set(handle, { model, tokenizer, type, grammars });
       if (model instanceof LlamaModel) {
         config.context_window_size = model.d.ctx;
         config.prefill_chunk_size = model.d.chunk;
@@ -130,6 +137,7 @@ export async function createKernels(options = {}) {
       if (!m) return;
       models.delete(handle);
       m.model.destroy();
+      await m.grammars?.dispose();
       m.tokenizer.dispose();
     },
 
@@ -150,12 +158,16 @@ export async function createKernels(options = {}) {
     },
 
     async sample(handle, params) {
-      return decoder(handle).sample(params);
+      return decoder(handle).sample(params, constraint(handle, params));
     },
 
     async decodeSteps(handle, n, params) {
-      return decoder(handle).decodeSteps(n, params);
+      return decoder(handle).decodeSteps(n, params, constraint(handle, params));
     },
+
+    /** A matcher of `spec` (py_worker/kernels.py grammar_spec) on this model's vocabulary. */
+    openGrammar,
+    closeGrammar,
 
     async rewind(handle, length) {
       decoder(handle).rewind(length);

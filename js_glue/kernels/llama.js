@@ -520,6 +520,7 @@ export class LlamaModel extends Program {
     this.sp = g.uniform(32, "sample-params");
     this.bias = g.storage(vocab * f, "bias");
     this.counts = g.storage(vocab * 4, "counts");
+    this.mask = g.storage(Math.ceil(vocab / 32) * 4, "grammar-mask"); // 1 bit per id (grammar.js)
     this.work = g.storage(vocab * f, "work");
     this.attnPart = g.storage(heads * Math.ceil(ctx / SPLIT) * (headDim + 2) * f, "attn-partials");
     this.#ensureSteps(1);
@@ -717,7 +718,7 @@ export class LlamaModel extends Program {
   }
 
   /** Upload what sampling needs: params uniform, draws, counts of history, dense logit bias. */
-  #prepareSampling(params, steps) {
+  #prepareSampling(params, steps, masked = false) {
     const vocab = this.d.vocab;
     const draws = Float32Array.from(params.uniforms || [], Number);
     if (draws.length < steps) throw namedError("InvalidRequestFieldError", `need ${steps} uniforms, got ${draws.length}`);
@@ -739,7 +740,7 @@ export class LlamaModel extends Program {
       params.presence_penalty ?? 0,
       params.repetition_penalty ?? 1,
     ]);
-    new Uint32Array(sp, 20, 2).set([bias.length ? 1 : 0, topK]);
+    new Uint32Array(sp, 20, 3).set([bias.length ? 1 : 0, topK, masked ? 1 : 0]);
     this.gpu.write(this.sp, new Uint8Array(sp));
     this.gpu.write(this.counts, counts);
     this.gpu.write(this.draws, draws.subarray(0, Math.max(steps, 1)));
@@ -749,13 +750,14 @@ export class LlamaModel extends Program {
     this.run(
       rec,
       "sample",
-      [this.fwd, this.sp, this.logitsBuf, this.bias, this.draws, this.counts, this.work, this.ids, this.out],
+      [this.fwd, this.sp, this.logitsBuf, this.bias, this.draws, this.counts, this.work, this.ids, this.out, this.mask],
       1,
     );
   }
 
-  async #readSamples(rec, steps, params) {
-    const raw = await this.gpu.readback(rec, this.out, steps * OUT_STRIDE * 4);
+  /** Samples [first, first + steps) of the output buffer. */
+  async #readSamples(rec, steps, params, first = 0) {
+    const raw = await this.gpu.readback(rec, this.out, steps * OUT_STRIDE * 4, first * OUT_STRIDE * 4);
     const u = new Uint32Array(raw);
     const f = new Float32Array(raw);
     const res = [];
@@ -772,21 +774,34 @@ export class LlamaModel extends Program {
     return res;
   }
 
-  /** Sample from the current logits (rule in py_worker/kernels.py); the id stays on the device too. */
-  async sample(params) {
-    this.#prepareSampling(params, 1);
+  /**
+   * Sample from the current logits (rule in py_worker/kernels.py); the id stays on the device
+   * too. `grammar` (one matcher's Constraint, grammar.js) masks the step and is advanced.
+   * @param {any} params
+   * @param {import("./grammar.js").Constraint | null} [grammar]
+   */
+  async sample(params, grammar = null) {
+    this.#prepareSampling(params, 1, !!grammar);
+    if (grammar) this.gpu.write(this.mask, await grammar.mask());
     this.gpu.write(this.fwd, new Uint32Array([this.len, 1, 0, 0]));
     const rec = this.gpu.recorder();
     this.#recordSample(rec);
     const [r] = await this.#readSamples(rec, 1, params);
     this.sampledOnDevice = true;
+    grammar?.accept(r.token);
     return r;
   }
 
-  /** n x (append the last sampled id, sample the next) in one submit; one readback of n samples. */
-  async decodeSteps(n, params) {
+  /**
+   * n x (append the last sampled id, sample the next) in one submit; one readback of n samples.
+   * @param {number} n
+   * @param {any} params
+   * @param {import("./grammar.js").Constraint | null} [grammar]
+   */
+  async decodeSteps(n, params, grammar = null) {
     if (n <= 0) return [];
     if (!this.sampledOnDevice) throw namedError("InvalidRequestFieldError", "decodeSteps needs a sample() first");
+    if (grammar) return this.#constrainedSteps(n, params, grammar);
     const t0 = performance.now();
     this.#checkRoom(n);
     this.#prepareSampling(params, n);
@@ -802,6 +817,31 @@ export class LlamaModel extends Program {
     const res = await this.#readSamples(rec, n, params);
     this.len += n;
     this.stats.decode_tokens += n;
+    this.stats.decode_seconds += (performance.now() - t0) / 1000;
+    return res;
+  }
+
+  /**
+   * decodeSteps under a grammar: a step's mask depends on the id the step before it picked, so
+   * each step is one submit and one readback. Stops after the step whose id ends the grammar.
+   */
+  async #constrainedSteps(n, params, grammar) {
+    const t0 = performance.now();
+    this.#checkRoom(n);
+    this.#prepareSampling(params, n, true);
+    const res = [];
+    for (let i = 0; i < n; i++) {
+      this.gpu.write(this.mask, await grammar.mask());
+      this.gpu.write(this.fwd, new Uint32Array([this.len, 1, i, 0]));
+      const rec = this.gpu.recorder();
+      this.#forward(rec, 1, this.len + 1);
+      this.#recordSample(rec);
+      const [r] = await this.#readSamples(rec, 1, params, i);
+      this.len += 1;
+      res.push(r);
+      if (grammar.accept(r.token)) break;
+    }
+    this.stats.decode_tokens += res.length;
     this.stats.decode_seconds += (performance.now() - t0) / 1000;
     return res;
   }

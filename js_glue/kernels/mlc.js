@@ -5,6 +5,7 @@
 
 import { namedError } from "./errors.js";
 import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
+import { Grammars, DEFAULT_XGRAMMAR_URL, grammarCalls } from "./grammar.js";
 import { ArtifactStore, resolveURL } from "./mlc/artifacts.js";
 import { MlcModel } from "./mlc/model.js";
 import { RUNTIMES, fetchWeights, pickRuntime, runtimeURL } from "./mlc/runtimes.js";
@@ -101,6 +102,11 @@ export function createMlcKernels(options = {}) {
     }
     return m;
   };
+  const { constraint, openGrammar, closeGrammar } = grammarCalls((handle) => {
+    const m = get(handle);
+    if (!m.grammars) throw namedError("IncorrectPipelineLoadedError", "this model is an encoder: it only embeds");
+    return m.grammars;
+  });
 
   async function open(record) {
     const modelURL = resolveURL(record.model, options, true);
@@ -136,8 +142,8 @@ export function createMlcKernels(options = {}) {
         });
       }
       const { lib, tvm, config, files, modelURL } = await open(record);
-      /** @type {{lost: Error | null, tokenizer: any, model: MlcModel | null}} */
-      const entry = { lost: null, tokenizer: null, model: null };
+      /** @type {{lost: Error | null, tokenizer: any, tokenizerFile: any, model: MlcModel | null, grammars: Grammars | null}} */
+      const entry = { lost: null, tokenizer: null, tokenizerFile: null, model: null, grammars: null };
       let gpu = null;
       let device = null;
       let bound = false;
@@ -156,6 +162,7 @@ export function createMlcKernels(options = {}) {
         if (!tokName) throw namedError("UnsupportedTokenizerFilesError", `no usable tokenizer in ${config.tokenizer_files}`);
         const tokBytes = await files.bytes(new URL(tokName, modelURL).href);
         entry.tokenizer = await loadTokenizer({ name: tokName, bytes: tokBytes }, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
+        entry.tokenizerFile = { name: tokName, bytes: tokBytes };
         await fetchWeights(tvm, modelURL, tvm.webgpu(), files);
         const embedding = record.model_type === "embedding" || config.model_type === "bert";
         entry.model = new MlcModel(tvm, config, embedding);
@@ -166,6 +173,9 @@ export function createMlcKernels(options = {}) {
         else if (entry.lost === null) tvm.dispose();
         if (device && !bound) device.destroy();
         throw entry.lost ? namedError("DeviceLostError", `WebGPU device lost while loading: ${e.message}`) : e;
+      }
+      if (!entry.model.embedding) {
+        entry.grammars = new Grammars(entry.tokenizer, entry.tokenizerFile, Number(config.vocab_size), options.xgrammarURL || DEFAULT_XGRAMMAR_URL);
       }
       const handle = nextHandle++;
       models.set(handle, entry);
@@ -182,6 +192,7 @@ export function createMlcKernels(options = {}) {
       const m = models.get(handle);
       if (!m) return;
       models.delete(handle);
+      await m.grammars?.dispose();
       m.tokenizer.dispose();
       m.model.dispose(m.lost !== null);
     },
@@ -208,7 +219,8 @@ export function createMlcKernels(options = {}) {
 
     async sample(handle, params) {
       const m = get(handle);
-      const out = await m.model.sample(params, (params.uniforms || [0])[0] ?? 0);
+      const out = await m.model.sample(params, (params.uniforms || [0])[0] ?? 0, constraint(handle, params));
+      delete out.ended;
       m.pending = out.token;
       return out;
     },
@@ -218,16 +230,23 @@ export function createMlcKernels(options = {}) {
       const uniforms = params.uniforms || [];
       if (n > 0 && m.pending == null) throw namedError("InvalidRequestFieldError", "decodeSteps needs a sample() first");
       if (uniforms.length < n) throw namedError("InvalidRequestFieldError", `decodeSteps(${n}) needs ${n} uniforms, got ${uniforms.length}`);
+      const grammar = constraint(handle, params);
       const out = [];
       for (let i = 0; i < n; i++) {
         m.model.decode(m.pending);
         const step = { ...params, history: [...(params.history || []), ...out.map((s) => s.token)] };
-        const s = await m.model.sample(step, uniforms[i]);
+        const s = await m.model.sample(step, uniforms[i], grammar);
+        const ended = s.ended;
+        delete s.ended;
         out.push(s);
         m.pending = s.token;
+        if (ended) break; // the grammar is done: the rest of the batch would be unconstrained
       }
       return out;
     },
+
+    openGrammar,
+    closeGrammar,
 
     /** Test hook (mirrors the wgsl shim's and ReferenceKernels.logits): the current logits. */
     async logits(handle) {

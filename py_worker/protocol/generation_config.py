@@ -5,6 +5,7 @@ A ``None`` field means "use the model's default from mlc-chat-config.json"; the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,7 @@ from .fields import (
     require_mapping,
 )
 
-RESPONSE_FORMAT_TYPES = ("text", "json_object", "grammar", "structural_tag")
+RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema", "grammar", "structural_tag")
 MAX_TOP_LOGPROBS = 5
 
 
@@ -235,5 +236,36 @@ def _response_format(d: Mapping[str, Any]) -> dict[str, Any] | None:
         )
     if has_grammar and not isinstance(fmt["grammar"], str):
         raise bad_field("response_format.grammar", "a string (EBNF grammar)", fmt["grammar"])
+    if kind == "json_schema":  # OpenAI's form: {type, json_schema: {name, schema?, strict?}}
+        spec = require_mapping(fmt.get("json_schema"), "response_format.json_schema")
+        if not isinstance(spec.get("name"), str):
+            raise bad_field("response_format.json_schema.name", "a string", spec.get("name"))
+        if present(spec, "schema") and not isinstance(spec["schema"], dict):
+            raise bad_field("response_format.json_schema.schema", "a JSON schema object", spec["schema"])
+    if kind == "structural_tag" and not isinstance(fmt.get("structural_tag"), str | dict):
+        wanted = "a structural tag (object or JSON text)"
+        raise bad_field("response_format.structural_tag", wanted, fmt.get("structural_tag"))
     fmt["type"] = kind
     return fmt
+
+
+ANY_OBJECT = '{"type": "object"}'
+
+
+def grammar_of(fmt: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """``(kind, source)`` of ``kernels.grammar_spec`` for a checked response_format; None for text.
+
+    ``json_object`` is a JSON object (OpenAI's meaning), or one that matches its ``schema``
+    (web-llm's form); ``json_schema`` is OpenAI's form of the same; ``grammar`` is EBNF."""
+    kind = (fmt or {}).get("type", "text")
+    if fmt is None or kind == "text":
+        return None
+    if kind == "grammar":
+        return "ebnf", str(fmt["grammar"])
+    if kind == "structural_tag":
+        tag = fmt["structural_tag"]
+        return "structural_tag", tag if isinstance(tag, str) else json.dumps(tag)
+    schema = fmt.get("schema") if kind == "json_object" else fmt["json_schema"].get("schema")
+    if schema is None:
+        return "json_schema", ANY_OBJECT
+    return "json_schema", schema if isinstance(schema, str) else json.dumps(schema)

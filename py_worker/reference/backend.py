@@ -34,6 +34,7 @@ from py_worker.reference.architectures import SUPPORTED, reference_weights
 from py_worker.reference.bert import BertConfig, BertEncoder
 from py_worker.reference.gguf_model import load_gguf, metadata
 from py_worker.reference.gguf_tokenizer import tokenizer_json_from_gguf
+from py_worker.reference.grammar import Grammars
 from py_worker.reference.llama import KVCache, LlamaConfig, LlamaModel
 from py_worker.reference.sampling import sample, with_history
 from py_worker.reference.tokenizer import ReferenceTokenizer
@@ -56,6 +57,7 @@ class _Session:
     cache: KVCache | None = None
     logits: Array | None = None
     pending: int | None = None  # the last sampled id, not yet in the KV cache
+    grammars: Grammars | None = None
     counters: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(
             ("prefill_tokens", "prefill_seconds", "decode_tokens", "decode_seconds", "embed_tokens"), 0.0
@@ -86,6 +88,8 @@ def _build_decoder(session: _Session, weights: Mapping[str, Array]) -> None:
     cfg = LlamaConfig.from_chat_config(session.config)
     session.decoder = LlamaModel(weights, cfg)
     session.cache = KVCache(cfg, cfg.context_window_size)
+    tok = session.tokenizer
+    session.grammars = Grammars(tok.tokens(), tok.json, cfg.vocab_size)
 
 
 def _build_mlc_decoder(session: _Session, weights: Mapping[str, Array]) -> None:
@@ -212,9 +216,18 @@ class ReferenceKernels:
         if s.logits is None:
             raise RuntimeError("sample needs logits: prefill or decode first")
         uniform = params.uniforms[0] if params.uniforms else 0.0
-        out = sample(s.logits, params, uniform)
+        out, _ = self._sample(s, params, uniform)
         s.pending = out.token
         return out
+
+    def _sample(self, s: _Session, params: SamplingParams, uniform: float) -> tuple[Sampled, bool]:
+        """One step by the rule; with ``params.grammar`` masked by it and advancing it. Returns
+        the sample and whether the grammar has ended."""
+        if params.grammar is None:
+            return sample(s.logits, params, uniform), False
+        grammars = self._grammars(s)
+        out = sample(s.logits, params, uniform, grammars.mask(params.grammar))
+        return out, grammars.accept(params.grammar, out.token)
 
     async def decode_steps(self, handle: int, n: int, params: SamplingParams) -> list[Sampled]:
         """n x (decode the pending sampled id, sample the next); each sample joins the history."""
@@ -231,10 +244,19 @@ class ReferenceKernels:
         out: list[Sampled] = []
         for step in range(n):
             self._decode_one(s, s.pending)
-            picked = sample(s.logits, with_history(params, (x.token for x in out)), params.uniforms[step])
+            step_params = with_history(params, (x.token for x in out))
+            picked, ended = self._sample(s, step_params, params.uniforms[step])
             out.append(picked)
             s.pending = picked.token
+            if ended:  # the grammar is done: the rest of the batch would be unconstrained
+                break
         return out
+
+    async def open_grammar(self, handle: int, spec: dict[str, Any]) -> int:
+        return self._grammars(self._session(handle)).open(spec)
+
+    async def close_grammar(self, handle: int, grammar: int) -> None:
+        self._grammars(self._session(handle)).close(grammar)
 
     async def rewind(self, handle: int, length: int) -> None:
         s = self._session(handle)
@@ -293,6 +315,11 @@ class ReferenceKernels:
             return self._sessions[handle]
         except KeyError:
             raise ModelNotLoadedError(f"no model loaded with handle {handle}", handle=handle) from None
+
+    def _grammars(self, s: _Session) -> Grammars:
+        self._decoder(s)
+        assert s.grammars is not None
+        return s.grammars
 
     @staticmethod
     def _decoder(s: _Session) -> tuple[LlamaModel, KVCache]:

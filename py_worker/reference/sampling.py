@@ -63,20 +63,26 @@ def top_logprobs(logprobs: Array, k: int) -> list[tuple[int, float]]:
     return [(int(i), float(logprobs[i])) for i in order]
 
 
-def sample(logits: Array, params: SamplingParams, uniform: float) -> Sampled:
-    """One token from raw ``logits`` by the rule; logprobs from log-softmax(l / T), T = 1 if greedy."""
+def sample(logits: Array, params: SamplingParams, uniform: float, allowed: Array | None = None) -> Sampled:
+    """One token from raw ``logits`` by the rule; logprobs from log-softmax(l / T), T = 1 if greedy.
+
+    ``allowed``: step 0, a grammar's bool mask over the ids (masked ids get logit −∞)."""
     processed = process_logits(logits, params)
+    if allowed is not None:
+        processed = np.where(allowed, processed, np.float32(-np.inf))
     if params.temperature == 0:
         token = int(np.argmax(processed))  # argmax returns the lowest id among equal maxima
         scaled = processed
     else:
         scaled = processed / np.float32(params.temperature)
         probs = np.exp(log_softmax(scaled))
-        token = pick(probs, nucleus(probs, params.top_p), uniform)
+        keep = nucleus(probs, params.top_p)
+        token = pick(probs, keep if allowed is None else keep & allowed, uniform)
     if not params.logprobs:
         return Sampled(token)
     lps = log_softmax(scaled)
-    return Sampled(token, float(lps[token]), top_logprobs(lps, params.top_logprobs))
+    top = [(i, lp) for i, lp in top_logprobs(lps, params.top_logprobs) if lp > -np.inf]
+    return Sampled(token, float(lps[token]), top)
 
 
 def with_history(params: SamplingParams, extra: Iterable[int]) -> SamplingParams:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import protocol
 from ..generate import Delta, Generation, Interrupt, Outcome, Settings
-from ..kernels import KNOB_NAMES, Knobs, Sampled
+from ..kernels import KNOB_NAMES, Knobs, Sampled, grammar_spec
 from ..model import Model
 from ..protocol.responses import Choice, TokenLogprob
 
@@ -128,15 +128,18 @@ def settings_for(model: Model, config: protocol.GenerationConfig) -> Settings:
     """The request's settings over the model's defaults."""
     knobs = Knobs.resolve(model.config, {k: v for k, v in vars(config).items() if k in KNOB_NAMES})
     conv = model.conversation
+    stop_ids = list(conv.stop_token_ids if conv else [])
+    wanted = protocol.grammar_of(config.response_format)
     return Settings(
         **knobs.knobs(),
         logit_bias=dict(config.logit_bias),
         max_tokens=config.max_tokens,
         stop=list(config.stop),
-        stop_token_ids=list(conv.stop_token_ids if conv else []),
+        stop_token_ids=stop_ids,
         ignore_eos=config.ignore_eos,
         logprobs=config.logprobs,
         top_logprobs=config.top_logprobs,
+        grammar=None if wanted is None else grammar_spec(*wanted, stop_ids),
     )
 
 

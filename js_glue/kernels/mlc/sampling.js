@@ -125,10 +125,17 @@ function topLogprobs(lps, k) {
 }
 
 /**
- * Steps 3-5 on processed f32 logits (after bias and penalties) with one uniform draw.
+ * Steps 3-5 on processed f32 logits (after bias and penalties) with one uniform draw; with
+ * `allowed` (a grammar's bitmask, grammar.js) step 0 first: a masked id's logit is -Infinity.
  * Returns {token} plus {logprob, top_logprobs} when params.logprobs is set.
+ * @param {Float32Array} logits
+ * @param {any} params
+ * @param {number} uniform
+ * @param {Uint32Array | null} [allowed]
+ * @returns {any}
  */
-export function sampleProcessed(logits, params, uniform) {
+export function sampleProcessed(logits, params, uniform, allowed = null) {
+  if (allowed) logits = logits.map((l, i) => ((allowed[i >>> 5] >>> (i & 31)) & 1 ? l : -Infinity));
   const T = Number(params.temperature ?? 1);
   let token;
   let scaled = logits;
@@ -140,9 +147,12 @@ export function sampleProcessed(logits, params, uniform) {
     scaled = new Float32Array(logits.length);
     for (let i = 0; i < logits.length; i++) scaled[i] = logits[i] / t32;
     const probs = logSoftmax(scaled).map(Math.exp);
-    token = walk(probs, nucleus(probs, Number(params.top_p ?? 1)), uniform);
+    const keep = nucleus(probs, Number(params.top_p ?? 1));
+    for (let i = 0; i < keep.length; i++) if (scaled[i] === -Infinity) keep[i] = 0;
+    token = walk(probs, keep, uniform);
   }
   if (!params.logprobs) return { token };
   const lps = logSoftmax(scaled);
-  return { token, logprob: lps[token], top_logprobs: topLogprobs(lps, Number(params.top_logprobs || 0)) };
+  const top = topLogprobs(lps, Number(params.top_logprobs || 0)).filter(([, lp]) => lp > -Infinity);
+  return { token, logprob: lps[token], top_logprobs: top };
 }

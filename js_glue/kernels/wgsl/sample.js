@@ -1,5 +1,6 @@
 // Sampling on the GPU, in one workgroup, exactly the rule in py_worker/kernels.py:
-// bias -> penalties (counts of generated ids) -> greedy argmax (T == 0) or temperature softmax ->
+// grammar mask (sp.has_mask: an id whose bit is 0 in mask[] is out, its logit "-inf") -> bias ->
+// penalties (counts of generated ids) -> greedy argmax (T == 0) or temperature softmax ->
 // top-p threshold -> walk the nucleus in id order until the running sum exceeds u * mass.
 // Each thread owns one contiguous chunk of ids, so the id-order walk is a prefix sum of chunk
 // sums and no thread reads another's storage writes. The top-p threshold t is found by a
@@ -17,7 +18,7 @@ export function sample({ vocab }) {
   const WGS = SAMPLE_WG;
   const CH = Math.ceil(vocab / WGS);
   return `${FWD}
-struct SP { temperature: f32, top_p: f32, freq: f32, pres: f32, rep: f32, has_bias: u32, top_k: u32, pad: u32 }
+struct SP { temperature: f32, top_p: f32, freq: f32, pres: f32, rep: f32, has_bias: u32, top_k: u32, has_mask: u32 }
 struct Best { v: f32, i: u32 }
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<uniform> sp: SP;
@@ -28,11 +29,16 @@ struct Best { v: f32, i: u32 }
 @group(0) @binding(6) var<storage, read_write> work: array<f32>;
 @group(0) @binding(7) var<storage, read_write> ids: array<u32>;
 @group(0) @binding(8) var<storage, read_write> out: array<u32>;
+@group(0) @binding(9) var<storage, read> mask: array<u32>;
 var<workgroup> rf: array<f32, ${WGS}>;
 var<workgroup> ru: array<u32, ${WGS}>;
 var<workgroup> found: atomic<u32>;
 var<workgroup> lastIn: atomic<u32>;
 const NONE = 0xffffffffu;
+const OUT = -3.4e38; // a masked id's logit: exp((OUT - mx) / T) is 0, and no allowed id is below it
+const CUT = -1e38; // logits at or below this are masked ones
+
+fn allowed(i: u32) -> bool { return sp.has_mask == 0u || (mask[i >> 5u] & (1u << (i & 31u))) != 0u; }
 
 fn better(av: f32, ai: u32, bv: f32, bi: u32) -> bool { return bv > av || (bv == av && bi < ai); }
 
@@ -78,8 +84,9 @@ fn chunkBest(lo: u32, hi: u32, taken: array<u32, ${MAX_TOP_LOGPROBS}>, k: u32) -
   let hi = min(lo + ${CH}u, ${vocab}u);
   if (t == 0u) { atomicStore(&found, NONE); atomicStore(&lastIn, 0u); }
 
-  // 1-2: bias and penalties into work[]; this chunk's best logit.
+  // 0-2: the grammar's mask, bias and penalties into work[]; this chunk's best logit.
   for (var i = lo; i < hi; i++) {
+    if (!allowed(i)) { work[i] = OUT; continue; }
     var l = logits[i];
     if (sp.has_bias != 0u) { l += bias[i]; }
     let c = counts[i];
@@ -110,7 +117,7 @@ fn chunkBest(lo: u32, hi: u32, taken: array<u32, ${MAX_TOP_LOGPROBS}>, k: u32) -
         var a = 0.0;
         for (var i = lo; i < hi; i++) {
           let p = exp((work[i] - mx) * invT) / Z;
-          if (bitcast<u32>(p) >= cand) { a += p; }
+          if (bitcast<u32>(p) >= cand && work[i] > CUT) { a += p; }
         }
         if (reduceSum(t, a) >= sp.top_p) { thr = cand; }
       }
@@ -119,7 +126,7 @@ fn chunkBest(lo: u32, hi: u32, taken: array<u32, ${MAX_TOP_LOGPROBS}>, k: u32) -
     var cs = 0.0;
     for (var i = lo; i < hi; i++) {
       let p = exp((work[i] - mx) * invT) / Z;
-      if (bitcast<u32>(p) >= thr) { cs += p; }
+      if (bitcast<u32>(p) >= thr && work[i] > CUT) { cs += p; }
     }
     rf[t] = cs;
     workgroupBarrier();
@@ -137,7 +144,7 @@ fn chunkBest(lo: u32, hi: u32, taken: array<u32, ${MAX_TOP_LOGPROBS}>, k: u32) -
     var lastMine = 0u;
     for (var i = lo; i < hi; i++) {
       let p = exp((work[i] - mx) * invT) / Z;
-      if (bitcast<u32>(p) >= thr) {
+      if (bitcast<u32>(p) >= thr && work[i] > CUT) {
         run += p;
         lastMine = i;
         if (run > goal && mine == NONE) { mine = i; }
@@ -150,14 +157,16 @@ fn chunkBest(lo: u32, hi: u32, taken: array<u32, ${MAX_TOP_LOGPROBS}>, k: u32) -
     tok = select(f, atomicLoad(&lastIn), f == NONE);
   }
 
-  // logprobs (T = 1 when greedy) and the top-k alternatives.
+  // logprobs (T = 1 when greedy) and the top-k alternatives (allowed ids only: masked ones
+  // come last in descending order, so k counts the allowed ones among the k best).
   var taken: array<u32, ${MAX_TOP_LOGPROBS}>;
-  let k = min(sp.top_k, ${MAX_TOP_LOGPROBS}u);
+  var k = 0u;
   for (var r = 0u; r < ${MAX_TOP_LOGPROBS}u; r++) {
     if (r >= sp.top_k) { break; }
     let c = chunkBest(lo, hi, taken, r);
     let bb = reduceBest(t, c.v, c.i);
     taken[r] = bb.i;
+    if (bb.v > CUT) { k = r + 1u; }
     if (t == 0u) {
       out[fwd.step * ${OUT_STRIDE}u + 4u + 2u * r] = bb.i;
       out[fwd.step * ${OUT_STRIDE}u + 5u + 2u * r] = bitcast<u32>((bb.v - mx) * invT - logZ);

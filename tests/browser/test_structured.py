@@ -1,0 +1,115 @@
+"""Structured output through the whole browser stack: the page's proxy, the worker's Python
+engine, @mlc-ai/web-xgrammar and the GPU sampler's mask on SwiftShader.
+
+Every answer must parse and match its schema (tests/structured_cases.py) on the random-weight
+tiny model, streamed and not, and validate as the openai package's models; an EBNF grammar's
+answer is in its language; a schema that does not compile reaches the page as GrammarError, and
+the model answers the next request. SmolLM2 (slow) answers a few schemas too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import openai.types.chat as oc
+import pytest
+from conftest import SITE, TINY, Guarded
+
+from tests.structured_cases import EBNF_LANGUAGE, EBNF_YES_NO, MAX_TOKENS, SCHEMAS
+
+LOAD = """async (model) => {
+  window.engine = await within(PyWorker.CreateWebWorkerMLCEngine(model), 300000, "load");
+  return engine.modelId;
+}"""
+
+# Each request non-streamed, then streamed; both answers come back with the stream's chunks.
+ASK_ALL = """async (requests) => {
+  const out = [];
+  for (const request of requests) {
+    const whole = await within(engine.chat.completions.create(request), 300000, "whole");
+    const stream = await within(engine.chat.completions.create({...request, stream: true, seed: request.seed + 100}), 60000, "open");
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    out.push({whole, chunks});
+  }
+  return out;
+}"""
+
+USER = [{"role": "user", "content": "Describe one thing as JSON."}]
+
+
+def streamed(chunks: list[dict[str, Any]]) -> tuple[str, str | None]:
+    text, finish = "", None
+    for chunk in chunks:
+        oc.ChatCompletionChunk.model_validate(chunk)
+        for choice in chunk["choices"]:
+            text += choice["delta"].get("content") or ""
+            finish = choice["finish_reason"] or finish
+    return text, finish
+
+
+def schema_request(name: str, seed: int) -> dict[str, Any]:
+    fmt = {"type": "json_schema", "json_schema": {"name": name, "schema": SCHEMAS[name]}}
+    return {"messages": USER, "max_tokens": MAX_TOKENS, "seed": seed, "response_format": fmt}
+
+
+def test_every_schema_holds_through_the_proxy(guarded: Guarded) -> None:
+    guarded.open("bare.html")
+    assert guarded.js(LOAD, TINY) == [TINY]
+    names = list(SCHEMAS)
+    answers = guarded.js(ASK_ALL, [schema_request(name, seed) for seed, name in enumerate(names)])
+    for name, got in zip(names, answers, strict=True):
+        oc.ChatCompletion.model_validate(got["whole"])
+        choice = got["whole"]["choices"][0]
+        assert choice["finish_reason"] == "stop", (name, choice)
+        jsonschema.validate(json.loads(choice["message"]["content"]), SCHEMAS[name])
+        text, finish = streamed(got["chunks"])
+        assert finish == "stop", (name, text)
+        jsonschema.validate(json.loads(text), SCHEMAS[name])
+
+
+def test_grammar_and_a_bad_schema_by_name(guarded: Guarded) -> None:
+    guarded.open("bare.html")
+    guarded.js(LOAD, TINY)
+    result = guarded.js(
+        """async ([messages, grammar]) => {
+          const ask = (extra) => within(engine.chat.completions.create({messages, max_tokens: 16, ...extra}), 120000, "ask");
+          const outcome = (p) => p.then(() => null, (e) => describeError(e));
+          const ebnf = await ask({seed: 7, n: 2, response_format: {type: "grammar", grammar}});
+          const bad = {type: "object", properties: {x: {$ref: "#/$defs/missing"}}};
+          const badSchema = await outcome(ask({response_format: {type: "json_object", schema: JSON.stringify(bad)}}));
+          const badGrammar = await outcome(ask({response_format: {type: "grammar", grammar: "root ::= "}}));
+          const after = await ask({seed: 1, max_tokens: 40, response_format: {type: "json_object", schema: '{"const": 7}'}});
+          return {ebnf, badSchema, badGrammar, after};
+        }""",
+        [USER, EBNF_YES_NO],
+    )
+    oc.ChatCompletion.model_validate(result["ebnf"])
+    assert {c["message"]["content"] for c in result["ebnf"]["choices"]} <= EBNF_LANGUAGE
+    for bad in (result["badSchema"], result["badGrammar"]):
+        assert bad["name"] == "GrammarError", bad
+        assert bad["isPyWorkerError"]
+    assert "missing" in result["badSchema"]["fields"]["reason"]
+    assert result["badGrammar"]["fields"]["kind"] == "ebnf"
+    assert result["after"]["choices"][0]["message"]["content"] == "7"
+
+
+SMOL = "SmolLM2-135M-Instruct-q4f32_1"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SITE / "models" / SMOL).exists(), reason=f"site/ has no {SMOL}")
+def test_smollm2_answers_schemas_through_the_proxy(guarded: Guarded) -> None:
+    guarded.open("bare.html")
+    assert guarded.js(LOAD, SMOL) == [SMOL]
+    names = ["flat-object", "string-enum", "array-of-integers"]
+    requests = [{**schema_request(name, 0), "temperature": 0} for name in names]
+    answers = guarded.js(ASK_ALL, requests)
+    for name, got in zip(names, answers, strict=True):
+        content = got["whole"]["choices"][0]["message"]["content"]
+        jsonschema.validate(json.loads(content), SCHEMAS[name])
+        text, finish = streamed(got["chunks"])
+        assert finish == "stop"
+        assert text == content  # greedy: the stream and the whole answer are the same text
