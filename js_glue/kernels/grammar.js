@@ -7,6 +7,7 @@
 // Twin on the host: py_worker/reference/grammar.py (PyPI xgrammar), same vocabulary rule.
 
 import { namedError } from "./errors.js";
+import { tokenBytes, advance, Utf8Masks, UTF8_START } from "./token_bytes.js";
 
 /**
  * What a sampler applies for one constrained step: the allowed ids' bitmask, then the picked id
@@ -86,26 +87,6 @@ export function vocabKind(tokenizerJson) {
   return { type, prependSpace };
 }
 
-/**
- * Ids whose text holds a control character (U+0000-U+001F): raw, as GPT-2's byte-level map
- * spells those bytes (U+0100-U+011F), or as a SentencePiece byte piece <0x00>-<0x1F>. JSON
- * allows none of them unescaped, but xgrammar's JSON strings do, so a JSON schema's mask also
- * drops these ids (with no free whitespace, JSON outside strings has no control byte either).
- */
-export function controlIds(vocab, type) {
-  const out = [];
-  vocab.forEach((token, id) => {
-    let bad = false;
-    for (const ch of token) {
-      const c = ch.codePointAt(0);
-      if (c < 0x20 || (type === "byte_level" && c >= 0x100 && c < 0x120)) bad = true;
-    }
-    if (type === "byte_fallback" && /^<0x[01][0-9A-Fa-f]>$/.test(token)) bad = true;
-    if (bad) out.push(id);
-  });
-  return out;
-}
-
 /** The vocabulary kind of a model's tokenizer file ({name, bytes}). */
 export function fileVocabKind(file) {
   if (file.name.endsWith(".model")) return { type: "byte_fallback", prependSpace: true }; // SentencePiece
@@ -151,9 +132,8 @@ export class Grammars {
         const kind = fileVocabKind(this.file);
         const info = await lib.TokenizerInfo.createTokenizerInfo(vocab, kind.type, kind.prependSpace, this.vocabSize, stopIds);
         const compiler = await lib.GrammarCompiler.createGrammarCompiler(info);
-        const jsonSafe = new Uint32Array(Math.ceil(this.vocabSize / 32)).fill(0xffffffff);
-        for (const id of controlIds(vocab, kind.type)) jsonSafe[id >>> 5] &= ~(1 << (id & 31));
-        return { lib, info, compiler, jsonSafe };
+        const bytes = vocab.map((token) => tokenBytes(token, kind.type));
+        return { lib, info, compiler, bytes, utf8: new Utf8Masks(bytes, this.vocabSize) };
       })();
       made.catch(() => this.compilers.delete(key));
       this.compilers.set(key, made);
@@ -164,14 +144,14 @@ export class Grammars {
   /** Compile `spec` and open a matcher on it; returns the matcher's id. */
   async open(spec) {
     const stopIds = Array.from(spec.stop_token_ids || [], Number);
-    const { lib, compiler, jsonSafe } = await this.#compiler(stopIds);
+    const { lib, compiler, bytes, utf8 } = await this.#compiler(stopIds);
     const compile = COMPILE[spec.kind];
     if (!compile) throw compileError(spec, `unknown grammar kind ${JSON.stringify(spec.kind)}`);
     const { compiled, reason } = await compiling(() => compile(compiler, String(spec.source)));
     if (!compiled) throw compileError(spec, reason);
     const matcher = await lib.GrammarMatcher.createGrammarMatcher(compiled, stopIds.length ? stopIds : undefined);
     const id = this.nextId++;
-    this.matchers.set(id, { matcher, compiled, also: spec.kind === "json_schema" ? jsonSafe : null });
+    this.matchers.set(id, { matcher, compiled, bytes, utf8, json: spec.kind === "json_schema", state: UTF8_START });
     return id;
   }
 
@@ -181,22 +161,27 @@ export class Grammars {
     return m;
   }
 
-  /** The next step's bitmask as u32 words, ceil(vocab / 32) of them (a JSON schema's without controlIds). */
+  /**
+   * The next step's bitmask as u32 words, ceil(vocab / 32) of them: the grammar's, and only ids
+   * that keep the answer valid UTF-8 (and, for a JSON schema, free of control bytes).
+   */
   async mask(id) {
-    const { matcher, also } = this.#get(id);
-    const words = await matcher.getNextTokenBitmask();
+    const m = this.#get(id);
+    const words = await m.matcher.getNextTokenBitmask();
     const mask = new Uint32Array(words.buffer, words.byteOffset, words.length);
-    if (also) for (let i = 0; i < mask.length; i++) mask[i] &= also[i];
+    const text = m.utf8.mask(m.state);
+    for (let i = 0; i < mask.length; i++) mask[i] &= text[i] & (m.json ? m.utf8.control[i] : 0xffffffff);
     return mask;
   }
 
   /** Advance by the picked id; true once the grammar has ended (a stop token was accepted). */
   accept(id, token) {
-    const m = this.#get(id).matcher;
-    if (!m.acceptToken(token)) {
+    const m = this.#get(id);
+    if (!m.matcher.acceptToken(token)) {
       throw namedError("GrammarError", `the grammar rejected token ${token}, which its own mask allowed`, { kind: "", reason: "rejected" });
     }
-    return m.isTerminated();
+    if (token < m.bytes.length) m.state = advance(m.state, m.bytes[token]) ?? UTF8_START;
+    return m.matcher.isTerminated();
   }
 
   close(id) {

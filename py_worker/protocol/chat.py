@@ -26,7 +26,7 @@ from .fields import bad_field, get_string, present, require_mapping
 from .generation_config import GenerationConfig, parse_generation_config
 
 ROLES = ("system", "user", "assistant", "tool")
-TOOL_CHOICE_STRINGS = ("none", "auto")
+TOOL_CHOICE_STRINGS = ("none", "auto", "required")
 
 
 @dataclass
@@ -145,7 +145,8 @@ def _tool_choice(value: Any, tools: list[Any] | None) -> Any:
     if value is None or isinstance(value, str):
         if value is not None and value not in TOOL_CHOICE_STRINGS:
             raise InvalidToolChoiceError(
-                f"Invalid tool choice value: {value!r}; expected 'none', 'auto' or a named function.",
+                f"Invalid tool choice value: {value!r}; "
+                "expected 'none', 'auto', 'required' or a named function.",
                 value=value,
             )
         return value

@@ -88,7 +88,9 @@ def chat_completion(
     """A non-streaming chat completion (``object: "chat.completion"``)."""
     out = []
     for c in choices:
-        message: dict[str, Any] = {"role": "assistant", "content": c.text}
+        # OpenAI: a reply that is only tool calls has content null.
+        content = None if c.tool_calls and not c.text else c.text
+        message: dict[str, Any] = {"role": "assistant", "content": content}
         if c.tool_calls is not None:
             message["tool_calls"] = c.tool_calls
         out.append(

@@ -35,8 +35,11 @@ class Shapes:
     """The response id's prefix: ``chatcmpl`` or ``cmpl``."""
     response: Callable[[str, str, int, list[Choice], dict[str, Any]], dict[str, Any]]
     """``(id, model_id, created, choices, usage)`` → the non-streaming response."""
-    chunk: Callable[[str, str, int, str, str | None, list[TokenLogprob] | None], dict[str, Any]]
-    """``(id, model_id, created, text, finish_reason, logprobs)`` → one stream chunk."""
+    chunk: Callable[
+        [str, str, int, str, str | None, list[TokenLogprob] | None, list[dict[str, Any]] | None],
+        dict[str, Any],
+    ]
+    """``(id, model_id, created, text, finish_reason, logprobs, tool_calls)`` → one stream chunk."""
     usage_chunk: Callable[[str, str, int, dict[str, Any]], dict[str, Any]]
     """``(id, model_id, created, usage)`` → the last chunk of a stream with include_usage."""
 
@@ -45,6 +48,8 @@ class Kind(Protocol):
     """What one request of a kind (chat, text completion) does where the two differ."""
 
     shapes: Shapes
+    grammar: tuple[str, str] | None
+    """What the answer must match: ``(kind, source)`` of ``kernels.grammar_spec``, or None."""
 
     async def prompt(self, engine: MLCEngine, model: Model) -> list[int]:
         """The tokens to prefill, the model held (resetting the cache where it must)."""
@@ -57,6 +62,24 @@ class Kind(Protocol):
     def opening(self) -> str:
         """Text before the answer, in its choice and streamed first (a completion's echoed
         prompt), or ""."""
+        ...
+
+    def holder(self) -> Holder | None:
+        """What filters a stream's text (tool calls are not shown as text), or None."""
+        ...
+
+    def finish(self, text: str, finish_reason: str) -> tuple[str | None, list[dict[str, Any]] | None, str]:
+        """A choice's ``(content, tool_calls, finish_reason)`` from its generated text."""
+        ...
+
+
+class Holder(Protocol):
+    def feed(self, text: str) -> str:
+        """The part of the text so far that a stream may show now."""
+        ...
+
+    def rest(self) -> str:
+        """At the end: what was held and may be shown after all."""
         ...
 
 
@@ -80,7 +103,7 @@ async def complete(
     started, rng = time.perf_counter(), seeded(config)
     choices, outcomes = [], []
     async with engine.holding(model, signal):
-        settings = settings_for(model, config)
+        settings = settings_for(model, config, kind.grammar)
         for index in range(config.n):
             if signal.is_set:  # interrupted before this choice began: the model is untouched
                 outcome = aborted(model)
@@ -90,7 +113,8 @@ async def complete(
                 outcome, logprobs = await one_choice(engine, model, prompt, settings, rng, signal)
                 kind.record(model, outcome, keep=config.n == 1)
             outcomes.append(outcome)
-            choices.append(Choice(index, kind.opening() + outcome.text, outcome.finish_reason, logprobs))
+            content, calls, finish = kind.finish(outcome.text, outcome.finish_reason)
+            choices.append(Choice(index, kind.opening() + (content or ""), finish, logprobs, calls))
     shapes, usage = kind.shapes, usage_of(outcomes, started)
     return shapes.response(
         protocol.responses.new_id(shapes.id_prefix), model.model_id, int(time.time()), choices, usage
@@ -107,29 +131,36 @@ async def streamed(
     if not signal.is_set:
         async with engine.holding(model, signal):
             if not signal.is_set:
-                settings = settings_for(model, config)
+                settings = settings_for(model, config, kind.grammar)
                 prompt = await kind.prompt(engine, model)
                 generation = new_generation(engine, model, settings, rng, signal)
+                holder = kind.holder()
                 if opening := kind.opening():
-                    yield shapes.chunk(chunk_id, model_id, created, opening, None, None)
+                    yield shapes.chunk(chunk_id, model_id, created, opening, None, None, None)
                 async with contextlib.aclosing(stream_choice(engine, model, generation, prompt)) as pieces:
                     async for text, logprobs in pieces:
-                        yield shapes.chunk(chunk_id, model_id, created, text, None, logprobs)
+                        shown = holder.feed(text) if holder else text
+                        if shown or logprobs is not None:
+                            yield shapes.chunk(chunk_id, model_id, created, shown, None, logprobs, None)
+                if holder and (held := holder.rest()):
+                    yield shapes.chunk(chunk_id, model_id, created, held, None, None, None)
                 outcome = generation.outcome
                 kind.record(model, outcome, keep=True)
     if outcome is None:  # interrupted before it began: only the final chunk, model untouched
         outcome = aborted(model)
-    yield shapes.chunk(chunk_id, model_id, created, "", outcome.finish_reason, None)
+    _, calls, finish = kind.finish(outcome.text, outcome.finish_reason)
+    yield shapes.chunk(chunk_id, model_id, created, "", finish, None, calls)
     if config.include_usage:
         yield shapes.usage_chunk(chunk_id, model_id, created, usage_of([outcome], started))
 
 
-def settings_for(model: Model, config: protocol.GenerationConfig) -> Settings:
-    """The request's settings over the model's defaults."""
+def settings_for(
+    model: Model, config: protocol.GenerationConfig, grammar: tuple[str, str] | None
+) -> Settings:
+    """The request's settings over the model's defaults; ``grammar`` constrains the answer."""
     knobs = Knobs.resolve(model.config, {k: v for k, v in vars(config).items() if k in KNOB_NAMES})
     conv = model.conversation
     stop_ids = list(conv.stop_token_ids if conv else [])
-    wanted = protocol.grammar_of(config.response_format)
     return Settings(
         **knobs.knobs(),
         logit_bias=dict(config.logit_bias),
@@ -139,7 +170,7 @@ def settings_for(model: Model, config: protocol.GenerationConfig) -> Settings:
         ignore_eos=config.ignore_eos,
         logprobs=config.logprobs,
         top_logprobs=config.top_logprobs,
-        grammar=None if wanted is None else grammar_spec(*wanted, stop_ids),
+        grammar=None if grammar is None else grammar_spec(*grammar, stop_ids),
     )
 
 

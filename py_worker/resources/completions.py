@@ -42,11 +42,12 @@ class TextCompletion:
     shapes = Shapes(
         "cmpl",
         protocol.responses.completion,
-        lambda id, model_id, created, text, finish, logprobs: protocol.responses.completion_chunk(
+        lambda id, model_id, created, text, finish, logprobs, _calls: protocol.responses.completion_chunk(
             id, model_id, created, 0, text, finish, logprobs
         ),
         protocol.responses.completion_usage_chunk,
     )
+    grammar: tuple[str, str] | None = None  # text completions take no response_format
 
     def __init__(self, req: protocol.CompletionRequest) -> None:
         self.text = req.prompt
@@ -66,3 +67,9 @@ class TextCompletion:
 
     def opening(self) -> str:
         return self.text if self.echo else ""
+
+    def holder(self) -> None:
+        return None
+
+    def finish(self, text: str, finish_reason: str) -> tuple[str, None, str]:
+        return text, None, finish_reason

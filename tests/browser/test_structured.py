@@ -29,7 +29,8 @@ ASK_ALL = """async (requests) => {
   const out = [];
   for (const request of requests) {
     const whole = await within(engine.chat.completions.create(request), 300000, "whole");
-    const stream = await within(engine.chat.completions.create({...request, stream: true, seed: request.seed + 100}), 60000, "open");
+    const again = {...request, stream: true, seed: request.seed + 100};
+    const stream = await within(engine.chat.completions.create(again), 60000, "open");
     const chunks = [];
     for await (const chunk of stream) chunks.push(chunk);
     out.push({whole, chunks});
@@ -75,13 +76,16 @@ def test_grammar_and_a_bad_schema_by_name(guarded: Guarded) -> None:
     guarded.js(LOAD, TINY)
     result = guarded.js(
         """async ([messages, grammar]) => {
-          const ask = (extra) => within(engine.chat.completions.create({messages, max_tokens: 16, ...extra}), 120000, "ask");
+          const ask = (extra) =>
+            within(engine.chat.completions.create({messages, max_tokens: 16, ...extra}), 120000, "ask");
           const outcome = (p) => p.then(() => null, (e) => describeError(e));
           const ebnf = await ask({seed: 7, n: 2, response_format: {type: "grammar", grammar}});
           const bad = {type: "object", properties: {x: {$ref: "#/$defs/missing"}}};
-          const badSchema = await outcome(ask({response_format: {type: "json_object", schema: JSON.stringify(bad)}}));
+          const badFormat = {type: "json_object", schema: JSON.stringify(bad)};
+          const badSchema = await outcome(ask({response_format: badFormat}));
           const badGrammar = await outcome(ask({response_format: {type: "grammar", grammar: "root ::= "}}));
-          const after = await ask({seed: 1, max_tokens: 40, response_format: {type: "json_object", schema: '{"const": 7}'}});
+          const seven = {type: "json_object", schema: '{"const": 7}'};
+          const after = await ask({seed: 1, max_tokens: 40, response_format: seven});
           return {ebnf, badSchema, badGrammar, after};
         }""",
         [USER, EBNF_YES_NO],
@@ -113,3 +117,65 @@ def test_smollm2_answers_schemas_through_the_proxy(guarded: Guarded) -> None:
         text, finish = streamed(got["chunks"])
         assert finish == "stop"
         assert text == content  # greedy: the stream and the whole answer are the same text
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 12}, "unit": {"enum": ["C", "F"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+
+# The tiny model with room for the tools' system prompt (its byte-level tokens are many).
+LOAD_LONG = """async (model) => {
+  const appConfig = await (await fetch("app-config.json")).json();
+  for (const r of appConfig.model_list) r.overrides = {...(r.overrides || {}), context_window_size: 2048};
+  window.engine = await within(PyWorker.CreateWebWorkerMLCEngine(model, {appConfig}), 300000, "load");
+  return engine.modelId;
+}"""
+
+
+def test_tool_call_round_trip_through_the_proxy(guarded: Guarded) -> None:
+    """A forced call (streamed and not) → the tool's result as a `tool` message → a final answer."""
+    guarded.open("bare.html")
+    assert guarded.js(LOAD_LONG, TINY) == [TINY]
+    result = guarded.js(
+        """async (tools) => {
+          const messages = [{role: "user", content: "Weather in Paris?"}];
+          const base = {messages, tools, tool_choice: "required", max_tokens: 200};
+          const call = await within(engine.chat.completions.create({...base, seed: 4}), 120000, "call");
+          const streamed = engine.chat.completions.create({...base, seed: 5, stream: true});
+          const stream = await within(streamed, 60000, "open");
+          const chunks = [];
+          for await (const chunk of stream) chunks.push(chunk);
+          const asked = call.choices[0].message;
+          const follow = [...messages, {role: "assistant", content: null, tool_calls: asked.tool_calls},
+            {role: "tool", tool_call_id: asked.tool_calls[0].id, content: '{"celsius": 21}'}];
+          const answer = await within(engine.chat.completions.create(
+            {messages: follow, tools, tool_choice: "none", seed: 1, max_tokens: 8}), 120000, "answer");
+          return {call, chunks, answer};
+        }""",
+        [WEATHER],
+    )
+    call = oc.ChatCompletion.model_validate(result["call"]).choices[0]
+    assert call.finish_reason == "tool_calls"
+    assert call.message.content is None
+    assert call.message.tool_calls is not None
+    args = json.loads(call.message.tool_calls[0].function.arguments)
+    jsonschema.validate(args, WEATHER["function"]["parameters"])
+    chunks = [oc.ChatCompletionChunk.model_validate(c) for c in result["chunks"]]
+    last = chunks[-1].choices[0]
+    assert last.finish_reason == "tool_calls"
+    assert last.delta.tool_calls is not None
+    assert last.delta.tool_calls[0].function is not None
+    jsonschema.validate(
+        json.loads(last.delta.tool_calls[0].function.arguments or ""), WEATHER["function"]["parameters"]
+    )
+    answer = oc.ChatCompletion.model_validate(result["answer"]).choices[0]
+    assert answer.message.tool_calls is None
+    assert answer.finish_reason in ("stop", "length")

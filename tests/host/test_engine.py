@@ -347,18 +347,21 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 @pytest.mark.parametrize(
     ("extra", "found"),
     [
-        ({"tools": TOOLS}, ["tools"]),
-        ({"tools": TOOLS, "tool_choice": "auto", "response_format": {"type": "json_object"}}, ["tools"]),
+        ({"tools": TOOLS, "ignore_eos": True}, ["ignore_eos"]),
+        (
+            {"tools": TOOLS, "tool_choice": "auto", "response_format": {"type": "json_object"}},
+            ["response_format"],
+        ),
         ({"ignore_eos": True, "response_format": {"type": "json_object", "schema": "{}"}}, ["ignore_eos"]),
     ],
 )
 def test_fields_the_engine_cannot_honour_are_refused_by_name_and_nothing_runs(
     app_config: dict[str, Any], extra: dict[str, Any], found: list[str]
 ) -> None:
-    """Tool calls are not implemented, and a grammar ends on the end-of-answer token that
-    ignore_eos would skip: such a request is refused with UnsupportedFieldsError naming the
-    fields, before any kernel call; a request that asks for neither (text format, tool_choice
-    "none") runs."""
+    """A grammar (a response_format, or tools) ends on the end-of-answer token that ignore_eos
+    would skip, and a tool call is not the JSON a response_format asks for: such a request is
+    refused with UnsupportedFieldsError naming the fields, before any kernel call; a request
+    that asks for neither (text format, tool_choice "none") runs."""
 
     async def main() -> None:
         engine, kernels = await engine_with(app_config, ["tiny-a"])

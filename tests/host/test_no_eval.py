@@ -304,6 +304,8 @@ REVIEWED: dict[tuple[str, str, str], str] = {
         "base is the directory of this script's own src (document.currentScript)",
     ("js_glue/kernels/tokenizer.js", "import()", "url"):
         "url is the tokenizersURL that pyodide-host.js's createShim builds from its import.meta.url",
+    ("js_glue/kernels/grammar.js", "import()", "url"):
+        "url is the xgrammarURL that pyodide-host.js's createShim builds from its import.meta.url",
     ("js_glue/kernels/mlc.js", "import()", "url"):
         "url is options.tvmjsURL, or options.tvmjsURLs[v] / tvmjsBaseURL (the worker's own tvmjs/, else"
         " ../tvmjs/ of import.meta.url) + v/index.js, v a version of RUNTIMES in mlc/runtimes.js: a"

@@ -10,8 +10,9 @@ package's model. A schema that does not compile fails by name and leaves the mod
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import jsonschema
 import openai.types.chat as oc
@@ -108,7 +109,11 @@ def test_ebnf_grammar_and_n_choices(app_config: dict[str, Any]) -> None:
     async def main() -> None:
         engine = await loaded(app_config, "tiny-b")
         reply = await engine.chat.completions.create(
-            messages=ASK, n=3, seed=5, max_tokens=20, response_format={"type": "grammar", "grammar": EBNF_YES_NO}
+            messages=ASK,
+            n=3,
+            seed=5,
+            max_tokens=20,
+            response_format={"type": "grammar", "grammar": EBNF_YES_NO},
         )
         oc.ChatCompletion.model_validate(reply)
         for choice in reply["choices"]:
@@ -137,7 +142,187 @@ def test_a_bad_schema_fails_by_name_and_the_model_goes_on(app_config: dict[str, 
                 messages=ASK, max_tokens=8, ignore_eos=True, response_format={"type": "json_object"}
             )
         assert refused.value.fields["fields_found"] == ["ignore_eos"]
-        reply = await engine.chat.completions.create(messages=ASK, max_tokens=40, seed=1, response_format=openai_form("const"))
+        reply = await engine.chat.completions.create(
+            messages=ASK, max_tokens=40, seed=1, response_format=openai_form("const")
+        )
         assert checked(reply, SCHEMAS["const"]) == {"kind": "point"}
 
     run(main())
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 12}, "unit": {"enum": ["C", "F"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"enum": ["UTC", "CET"]}},
+            "required": ["zone"],
+        },
+    },
+}
+
+
+def call_of(reply: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The one tool call of a reply (checked as openai's model), as (name, arguments)."""
+    parsed = oc.ChatCompletion.model_validate(reply)
+    choice = parsed.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls is not None
+    assert len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    return call.function.name, json.loads(call.function.arguments)
+
+
+def long_context(app_config: dict[str, Any]) -> dict[str, Any]:
+    """The tiny models with room for the tools' system prompt (their byte tokens are many)."""
+    grown = {"context_window_size": 2048}
+    return {"model_list": [{**r, "overrides": grown} for r in app_config["model_list"]]}
+
+
+@pytest.mark.parametrize("model_id", ["tiny-a", "tiny-b"])
+def test_forced_tool_calls_round_trip(app_config: dict[str, Any], model_id: str) -> None:
+    """tool_choice "required" and a named function make the answer one valid call, on a
+    gibberish model too; the call and its result go back as messages and the model answers."""
+
+    async def main() -> None:
+        engine = await loaded(long_context(app_config), model_id)
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
+        for seed in range(3):
+            reply = await engine.chat.completions.create(
+                messages=messages,
+                tools=[WEATHER, TIME],
+                tool_choice="required",
+                seed=seed,
+                max_tokens=MAX_TOKENS,
+            )
+            name, args = call_of(reply)
+            tool = {WEATHER["function"]["name"]: WEATHER, TIME["function"]["name"]: TIME}[name]
+            jsonschema.validate(args, tool["function"]["parameters"])
+        named = {"type": "function", "function": {"name": "get_time"}}
+        reply = await engine.chat.completions.create(
+            messages=messages, tools=[WEATHER, TIME], tool_choice=named, seed=9, max_tokens=MAX_TOKENS
+        )
+        name, args = call_of(reply)
+        assert name == "get_time"
+        assert args["zone"] in ("UTC", "CET")
+        message = reply["choices"][0]["message"]
+        assert message["content"] is None
+        follow = [
+            *messages,
+            {"role": "assistant", "content": None, "tool_calls": message["tool_calls"]},
+            {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": '{"time": "12:00"}'},
+        ]
+        final = await engine.chat.completions.create(
+            messages=follow, tools=[WEATHER, TIME], tool_choice="none", seed=1, max_tokens=12
+        )
+        parsed = oc.ChatCompletion.model_validate(final)
+        assert parsed.choices[0].message.tool_calls is None
+        assert parsed.choices[0].finish_reason in ("stop", "length")
+
+    run(main())
+
+
+def test_streamed_tool_call_comes_in_the_last_chunk(app_config: dict[str, Any]) -> None:
+    async def main() -> None:
+        engine = await loaded(long_context(app_config), "tiny-a")
+        stream = await engine.chat.completions.create(
+            messages=[{"role": "user", "content": "Time?"}],
+            tools=[TIME],
+            tool_choice="required",
+            stream=True,
+            seed=2,
+            max_tokens=MAX_TOKENS,
+        )
+        chunks = [oc.ChatCompletionChunk.model_validate(c) async for c in stream]
+        shown = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert shown == ""  # a forced call is no text
+        last = chunks[-1].choices[0]
+        assert last.finish_reason == "tool_calls"
+        assert last.delta.tool_calls is not None
+        assert last.delta.tool_calls[0].function is not None
+        assert last.delta.tool_calls[0].function.name == "get_time"
+        args = json.loads(last.delta.tool_calls[0].function.arguments or "")
+        jsonschema.validate(args, TIME["function"]["parameters"])
+
+    run(main())
+
+
+def test_auto_tool_choice_on_smollm2(smollm2_gguf_config: dict[str, Any]) -> None:
+    """tool_choice "auto" lets a real model answer in text or call: whichever it does, a call is
+    valid and the text is not a half call."""
+
+    async def main() -> None:
+        engine = await loaded(smollm2_gguf_config, "smol")
+        for content in ("What is the weather in Paris, in C?", "Say hello."):
+            reply = await engine.chat.completions.create(
+                messages=[{"role": "user", "content": content}], tools=[WEATHER], temperature=0, max_tokens=80
+            )
+            parsed = oc.ChatCompletion.model_validate(reply)
+            message = parsed.choices[0].message
+            for call in message.tool_calls or []:
+                assert call.function.name == "get_weather"
+                jsonschema.validate(json.loads(call.function.arguments), WEATHER["function"]["parameters"])
+            assert "<tool_call>" not in (message.content or "")
+
+    run(main())
+
+
+@dataclasses.dataclass
+class Pet:
+    name: str
+    legs: int
+    kind: Literal["cat", "dog"]
+    indoor: bool = True
+
+
+class Owner(TypedDict):
+    pet: Pet
+    age: int | None
+
+
+def test_parse_returns_the_answer_as_a_python_type(smollm2_gguf_config: dict[str, Any]) -> None:
+    """openai-python's ``parse``: a dataclass or TypedDict in, its instance out (SmolLM2)."""
+
+    async def main() -> None:
+        engine = await loaded(smollm2_gguf_config, "smol")
+        ask = [{"role": "user", "content": "Describe a pet."}]
+        parse = engine.chat.completions.parse
+        reply = await parse(messages=ask, response_format=Pet, temperature=0, max_tokens=80)
+        pet = reply["choices"][0]["message"]["parsed"]
+        assert isinstance(pet, Pet)
+        assert pet.kind in ("cat", "dog")
+        assert isinstance(pet.legs, int)
+        owner = await parse(messages=ask, response_format=Owner, temperature=0, max_tokens=120)
+        parsed = owner["choices"][0]["message"]["parsed"]
+        assert isinstance(parsed["pet"], Pet)
+        assert parsed["age"] is None or isinstance(parsed["age"], int)
+
+    run(main())
+
+
+def test_python_types_as_schemas() -> None:
+    from py_worker.schema import build, json_schema
+
+    schema = json_schema(Owner)
+    value = {"pet": {"name": "Rex", "legs": 4, "kind": "dog"}, "age": None}
+    jsonschema.validate(value, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**value, "extra": 1}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"pet": {"name": "Rex", "legs": 4, "kind": "cow"}, "age": 3}, schema)
+    assert build(Owner, value) == {"pet": Pet("Rex", 4, "dog"), "age": None}
+    assert json_schema(Pet)["required"] == ["name", "legs", "kind"]  # indoor has a default
+    assert build(list[float], [1, 2.5]) == [1.0, 2.5]
