@@ -4,18 +4,22 @@ engine, @mlc-ai/web-xgrammar and the GPU sampler's mask on SwiftShader.
 Every answer must parse and match its schema (tests/structured_cases.py) on the random-weight
 tiny model, streamed and not, and validate as the openai package's models; an EBNF grammar's
 answer is in its language; a schema that does not compile reaches the page as GrammarError, and
-the model answers the next request. SmolLM2 (slow) answers a few schemas too.
+the model answers the next request; a tool call goes round (call, tool message, answer). The
+same holds for Python in Pyodide (py_worker.CreateMLCEngine in a user's worker). SmolLM2 (slow)
+answers a few schemas too.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
 import openai.types.chat as oc
 import pytest
 from conftest import SITE, TINY, Guarded
+from hosts import CountingServer, app_page
 
 from tests.structured_cases import EBNF_LANGUAGE, EBNF_YES_NO, MAX_TOKENS, SCHEMAS
 
@@ -179,3 +183,76 @@ def test_tool_call_round_trip_through_the_proxy(guarded: Guarded) -> None:
     answer = oc.ChatCompletion.model_validate(result["answer"]).choices[0]
     assert answer.message.tool_calls is None
     assert answer.finish_reason in ("stop", "length")
+
+
+# A Python user in Pyodide (a worker of their own, as a notebook kernel is): the engine of
+# py_worker.CreateMLCEngine over the real kernels, every schema, then parse() with a dataclass.
+PYTHON_USER_JS = """import { loadPyodide } from "/pyodide/pyodide.mjs";
+const indexURL = new URL("/pyodide/", location.href).href;
+const pyodide = await loadPyodide({ indexURL, lockFileURL: indexURL + "pyodide-lock.json" });
+await pyodide.loadPackage(["py-worker"]);
+self.onmessage = async (event) => {
+  try {
+    pyodide.globals.set("ARGS", JSON.stringify(event.data));
+    self.postMessage({ ok: await pyodide.runPythonAsync(`
+import dataclasses, json
+from typing import Literal
+import py_worker
+args = json.loads(ARGS)
+engine = await py_worker.CreateMLCEngine(args["model"])
+ask = [{"role": "user", "content": "Describe one thing as JSON."}]
+texts = {}
+for seed, (name, schema) in enumerate(args["schemas"].items()):
+    fmt = {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+    reply = await engine.chat.completions.create(
+        messages=ask, response_format=fmt, seed=seed, max_tokens=args["max_tokens"])
+    texts[name] = [reply["choices"][0]["message"]["content"], reply["choices"][0]["finish_reason"]]
+
+@dataclasses.dataclass
+class Light:
+    on: bool
+    color: Literal["red", "green"]
+
+parsed = await engine.chat.completions.parse(messages=ask, response_format=Light, seed=1, max_tokens=40)
+light = parsed["choices"][0]["message"]["parsed"]
+json.dumps({"texts": texts, "light": [type(light).__name__, dataclasses.asdict(light)]})
+`) });
+  } catch (err) {
+    self.postMessage({ error: String(err) });
+  }
+};
+self.postMessage({ ready: true });
+"""
+
+
+@pytest.fixture(scope="module")
+def python_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("app")
+    (folder / "index.html").write_text("<!doctype html><script>window.appReady = true;</script>")
+    (folder / "python-user.js").write_text(PYTHON_USER_JS)
+    with CountingServer().serving(mounts={"/app/": folder}) as url:
+        yield url
+
+
+def test_every_schema_holds_in_python_in_pyodide(browser: Any, python_app: str) -> None:
+    with app_page(browser, python_app) as page:
+        out = page.evaluate(
+            """(args) => within(new Promise((resolve, reject) => {
+              const worker = new Worker(new URL("./python-user.js", location.href), { type: "module" });
+              worker.onerror = (e) => reject(new Error(e.message));
+              worker.onmessage = (e) => {
+                if (e.data.ready) worker.postMessage(args);
+                else { worker.terminate(); resolve(e.data); }
+              };
+            }), 600000, "python")""",
+            {"model": TINY, "schemas": SCHEMAS, "max_tokens": MAX_TOKENS},
+        )
+    assert "ok" in out, out
+    got = json.loads(out["ok"])
+    for name, (text, finish) in got["texts"].items():
+        assert finish == "stop", (name, text)
+        jsonschema.validate(json.loads(text), SCHEMAS[name])
+    kind, light = got["light"]
+    assert kind == "Light"
+    assert light["color"] in ("red", "green")
+    assert isinstance(light["on"], bool)

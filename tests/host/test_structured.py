@@ -326,3 +326,29 @@ def test_python_types_as_schemas() -> None:
     assert build(Owner, value) == {"pet": Pet("Rex", 4, "dog"), "age": None}
     assert json_schema(Pet)["required"] == ["name", "legs", "kind"]  # indoor has a default
     assert build(list[float], [1, 2.5]) == [1.0, 2.5]
+
+
+def test_structural_tag_response_format(app_config: dict[str, Any]) -> None:
+    """web-llm's structural_tag response format (xgrammar's JSON, as an object or as text)."""
+    tag = {
+        "type": "structural_tag",
+        "format": {
+            "type": "tag",
+            "begin": "<n>",
+            "content": {"type": "json_schema", "json_schema": {"enum": [1, 2]}},
+            "end": "</n>",
+        },
+    }
+
+    async def main() -> None:
+        engine = await loaded(app_config, "tiny-a")
+        for seed, given in enumerate([tag, json.dumps(tag)]):
+            reply = await engine.chat.completions.create(
+                messages=ASK,
+                seed=seed,
+                max_tokens=20,
+                response_format={"type": "structural_tag", "structural_tag": given},
+            )
+            assert reply["choices"][0]["message"]["content"] in ("<n>1</n>", "<n>2</n>")
+
+    run(main())

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from py_worker.kernels import SamplingParams
+from py_worker.kernels import SamplingParams, grammar_spec
 from py_worker.reference.bert import BertConfig, BertEncoder
 from tests.kernels.test_tiny_model import PROMPT, Ref, assert_same_samples, rel_err
 from tools import make_random_model
@@ -98,6 +98,11 @@ def test_qwen2_v0_2_48_on_tvmjs_018_matches_the_reference() -> None:
         ref("decode", token)
         token = int(np.argmax(ref("logits")))
         chain.append(token)
+    # Constrained (rule step 0) through the mlc backend's host-side walk: the same ids as the reference.
+    spec = grammar_spec("ebnf", 'root ::= [a-z]+ "."', [257])
+    ref("open_grammar", spec)
+    masked = SamplingParams(temperature=0.0, uniforms=[0.0, 0.0], grammar=1, logprobs=True, top_logprobs=3)
+    want["masked"] = [ref("sample", masked), *ref("decode_steps", 2, masked)]
 
     calls: list[list[Any]] = []
     at: dict[str, int] = {}
@@ -120,6 +125,9 @@ def test_qwen2_v0_2_48_on_tvmjs_018_matches_the_reference() -> None:
     add("redecode_logits", "logits")  # DECODE[1]'s logits again
     add("first", "sample", greedy)
     add("steps", "decodeSteps", 2, greedy)
+    add("grammar", "openGrammar", spec)
+    add("masked", "sample", masked.to_wire())
+    add("masked_steps", "decodeSteps", 2, masked.to_wire())
     add("stats", "stats")
     out = run({"record": record, "calls": calls})
     results = out["results"]
@@ -145,7 +153,9 @@ def test_qwen2_v0_2_48_on_tvmjs_018_matches_the_reference() -> None:
     assert rel_err(got["redecode_logits"], want["decode1"]) < 1e-4  # rewound, then the same token
     assert got["first"]["token"] == first
     assert [s["token"] for s in got["steps"]] == chain  # decodeSteps: the reference's greedy chain
-    assert got["stats"]["kv_length"] == len(ids) + 4
+    assert got["grammar"] == 1
+    assert_same_samples([got["masked"], *got["masked_steps"]], want["masked"], True)
+    assert got["stats"]["kv_length"] == len(ids) + 6
 
 
 SNOWFLAKE = "v0_2_80-head__snowflake-arctic-embed-s-q0f32-ctx512_cs512_batch4"
