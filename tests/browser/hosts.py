@@ -188,3 +188,43 @@ def app_page(browser: Any, base_url: str) -> Iterator[Any]:
         yield ctx.page("app/index.html", "window.appReady === true")
     finally:
         ctx.close()
+
+
+def python_user_worker(python: str) -> str:
+    """A user's own module worker (as a notebook kernel is) that boots the site's Pyodide, loads
+    py-worker and runs ``python`` with ``ARGS`` = the posted message as JSON text; it posts
+    ``{ok: <the code's last value>}`` or ``{error}``. ``python`` must not contain a backtick."""
+    return (
+        """import { loadPyodide } from "/pyodide/pyodide.mjs";
+const indexURL = new URL("/pyodide/", location.href).href;
+const pyodide = await loadPyodide({ indexURL, lockFileURL: indexURL + "pyodide-lock.json" });
+await pyodide.loadPackage(["py-worker"]);
+self.onmessage = async (event) => {
+  try {
+    pyodide.globals.set("ARGS", JSON.stringify(event.data));
+    self.postMessage({ ok: await pyodide.runPythonAsync(`"""
+        + python
+        + """`) });
+  } catch (err) {
+    self.postMessage({ error: String(err) });
+  }
+};
+self.postMessage({ ready: true });
+"""
+    )
+
+
+def ask_worker(page: Any, script: str, message: Any, timeout_ms: int) -> Any:
+    """Start the module worker ``script`` (relative to the page), post ``message`` once it says
+    it is ready, and return its one reply."""
+    return page.evaluate(
+        """([script, message, ms]) => within(new Promise((resolve, reject) => {
+          const worker = new Worker(new URL(script, location.href), { type: "module" });
+          worker.onerror = (e) => reject(new Error(e.message));
+          worker.onmessage = (e) => {
+            if (e.data.ready) worker.postMessage(message);
+            else { worker.terminate(); resolve(e.data); }
+          };
+        }), ms, script)""",
+        [script, message, timeout_ms],
+    )

@@ -19,7 +19,7 @@ import jsonschema
 import openai.types.chat as oc
 import pytest
 from conftest import SITE, TINY, Guarded
-from hosts import CountingServer, app_page
+from hosts import CountingServer, app_page, ask_worker, python_user_worker
 
 from tests.structured_cases import EBNF_LANGUAGE, EBNF_YES_NO, MAX_TOKENS, SCHEMAS
 
@@ -187,14 +187,7 @@ def test_tool_call_round_trip_through_the_proxy(guarded: Guarded) -> None:
 
 # A Python user in Pyodide (a worker of their own, as a notebook kernel is): the engine of
 # py_worker.CreateMLCEngine over the real kernels, every schema, then parse() with a dataclass.
-PYTHON_USER_JS = """import { loadPyodide } from "/pyodide/pyodide.mjs";
-const indexURL = new URL("/pyodide/", location.href).href;
-const pyodide = await loadPyodide({ indexURL, lockFileURL: indexURL + "pyodide-lock.json" });
-await pyodide.loadPackage(["py-worker"]);
-self.onmessage = async (event) => {
-  try {
-    pyodide.globals.set("ARGS", JSON.stringify(event.data));
-    self.postMessage({ ok: await pyodide.runPythonAsync(`
+PYTHON_USER_JS = python_user_worker("""
 import dataclasses, json
 from typing import Literal
 import py_worker
@@ -216,13 +209,7 @@ class Light:
 parsed = await engine.chat.completions.parse(messages=ask, response_format=Light, seed=1, max_tokens=40)
 light = parsed["choices"][0]["message"]["parsed"]
 json.dumps({"texts": texts, "light": [type(light).__name__, dataclasses.asdict(light)]})
-`) });
-  } catch (err) {
-    self.postMessage({ error: String(err) });
-  }
-};
-self.postMessage({ ready: true });
-"""
+""")
 
 
 @pytest.fixture(scope="module")
@@ -236,17 +223,8 @@ def python_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_every_schema_holds_in_python_in_pyodide(browser: Any, python_app: str) -> None:
     with app_page(browser, python_app) as page:
-        out = page.evaluate(
-            """(args) => within(new Promise((resolve, reject) => {
-              const worker = new Worker(new URL("./python-user.js", location.href), { type: "module" });
-              worker.onerror = (e) => reject(new Error(e.message));
-              worker.onmessage = (e) => {
-                if (e.data.ready) worker.postMessage(args);
-                else { worker.terminate(); resolve(e.data); }
-              };
-            }), 600000, "python")""",
-            {"model": TINY, "schemas": SCHEMAS, "max_tokens": MAX_TOKENS},
-        )
+        args = {"model": TINY, "schemas": SCHEMAS, "max_tokens": MAX_TOKENS}
+        out = ask_worker(page, "./python-user.js", args, 600_000)
     assert "ok" in out, out
     got = json.loads(out["ok"])
     for name, (text, finish) in got["texts"].items():

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, SITE, TINY, TINY_B
-from hosts import CountingServer, app_page
+from hosts import CountingServer, app_page, ask_worker, python_user_worker
 
 # ---- the app: what a web-llm user writes, with only the import specifiers changed --------------
 
@@ -46,31 +46,19 @@ self.addEventListener("activate", () => {
 """
 
 # A Python user in Pyodide (a worker of their own, as a notebook kernel is): one call to an engine.
-PYTHON_USER_JS = """import { loadPyodide } from "/pyodide/pyodide.mjs";
-const indexURL = new URL("/pyodide/", location.href).href;
-const pyodide = await loadPyodide({ indexURL, lockFileURL: indexURL + "pyodide-lock.json" });
-await pyodide.loadPackage(["py-worker"]);
-self.onmessage = async (event) => {
-  try {
-    pyodide.globals.set("MODEL", event.data);
-    self.postMessage({ ok: await pyodide.runPythonAsync(`
+PYTHON_USER_JS = python_user_worker("""
 import json
 import py_worker
 progress = []
-engine = await py_worker.CreateMLCEngine(MODEL, init_progress_callback=lambda r: progress.append(r["text"]))
+engine = await py_worker.CreateMLCEngine(
+    json.loads(ARGS), init_progress_callback=lambda r: progress.append(r["text"]))
 reply = await engine.chat.completions.create(
     messages=[{"role": "user", "content": "Hi"}], max_tokens=6, seed=2, temperature=0.9)
 again = await engine.chat.completions.create(
     messages=[{"role": "user", "content": "Hi"}], max_tokens=6, seed=2, temperature=0.9)
 text = lambda r: r["choices"][0]["message"]["content"]
 json.dumps({"text": text(reply), "again": text(again), "model": reply["model"], "progress": progress})
-`) });
-  } catch (err) {
-    self.postMessage({ error: String(err) });
-  }
-};
-self.postMessage({ ready: true });
-"""
+""")
 
 APP = {
     "index.html": INDEX_HTML,
@@ -331,17 +319,7 @@ def test_service_worker_engine(app: Any) -> None:
 def test_python_create_mlc_engine_finds_the_site(app: Any) -> None:
     """py_worker.CreateMLCEngine inside Pyodide, from a worker under /app/: it finds the site's
     kernels, tokenizers and app config above its own URL; no glue code."""
-    out = app.evaluate(
-        """(model) => within(new Promise((resolve, reject) => {
-          const worker = new Worker(new URL("./python-user.js", location.href), { type: "module" });
-          worker.onerror = (e) => reject(new Error(e.message));
-          worker.onmessage = (e) => {
-            if (e.data.ready) worker.postMessage(model);
-            else { worker.terminate(); resolve(e.data); }
-          };
-        }), 180000, "python")""",
-        TINY,
-    )
+    out = ask_worker(app, "./python-user.js", TINY, 180_000)
     assert "ok" in out, out
     got = json.loads(out["ok"])
     assert got["model"] == TINY
