@@ -40,6 +40,8 @@ export class WorkerUnresponsiveError extends PyWorkerError {}
 export class MessageTooLargeError extends PyWorkerError {}
 /** An option of web-llm's engine or handler API that py_worker does not support (fields: option). */
 export class UnsupportedEngineOptionError extends PyWorkerError {}
+/** A remote model's server did not serve a request (family of the errors below; every one */
+export class RemoteModelError extends PyWorkerError {}
 /** A sampling or length setting is out of range (web-llm's ConfigValueError family). */
 export class GenerationConfigError extends RequestValidationError {}
 /** A request arrived while no model is loaded. */
@@ -138,6 +140,16 @@ export class FeatureSupportError extends DeviceError {}
 export class DeviceLostError extends DeviceError {}
 /** Custom logit processors (web-llm's logitProcessorRegistry) are refused (fields: option, models). */
 export class LogitProcessorNotSupportedError extends UnsupportedEngineOptionError {}
+/** A remote model record is unusable (``fields.model_id``, ``fields.field``: which key; a */
+export class RemoteConfigError extends ModelLoadError {}
+/** The server answered with an HTTP error, or an error inside its stream (``fields.status``, */
+export class RemoteServerError extends RemoteModelError {}
+/** The server could not be reached (connection refused, DNS, CORS, the connection lost). */
+export class RemoteConnectionError extends RemoteModelError {}
+/** The server sent nothing for ``fields.timeout_ms`` (before its reply began, or between two */
+export class RemoteTimeoutError extends RemoteModelError {}
+/** The server's reply is not an OpenAI response (``fields.reason``). */
+export class RemoteProtocolError extends RemoteModelError {}
 /** ``tool_choice`` is a string other than "none" or "auto". */
 export class InvalidToolChoiceError extends UnsupportedToolChoiceError {}
 /** A named ``tool_choice`` is not of type "function". */
@@ -181,6 +193,7 @@ export const ERROR_CLASSES = {
   WorkerUnresponsiveError,
   MessageTooLargeError,
   UnsupportedEngineOptionError,
+  RemoteModelError,
   GenerationConfigError,
   ModelNotLoadedError,
   SpecifiedModelNotFoundError,
@@ -230,6 +243,11 @@ export const ERROR_CLASSES = {
   FeatureSupportError,
   DeviceLostError,
   LogitProcessorNotSupportedError,
+  RemoteConfigError,
+  RemoteServerError,
+  RemoteConnectionError,
+  RemoteTimeoutError,
+  RemoteProtocolError,
   InvalidToolChoiceError,
   UnsupportedToolChoiceTypeError,
   FunctionNotFoundError,

@@ -22,11 +22,13 @@ from .errors import (
     InvalidRequestFieldError,
     ModelNotLoadedError,
     ReloadInterruptedError,
+    UnsupportedModelIdError,
 )
 from .generate import Interrupt
 from .kernels import Kernels, Knobs, SamplingParams, finishing
 from .locks import ModelLocks
 from .model import Model, Stats, make_model
+from .remote import RemoteModel, Transport, is_remote_record, remote_model
 from .resources import Chat, Completions, Embeddings
 from .router import check_pipeline, check_reload_args, find_record, select_model
 from .stream import Stream
@@ -53,6 +55,10 @@ class MLCEngine:
         self.app_config: dict[str, Any] = app_config or {"model_list": []}
         self.init_progress_callback = init_progress_callback
         self.models: dict[str, Model] = {}
+        self.remotes: dict[str, RemoteModel] = {}
+        """Models served by an OpenAI-compatible server (py_worker/remote.py)."""
+        self.remote: Transport | None = getattr(kernels, "remote", None)
+        self._order: list[str] = []
         self.locks = ModelLocks()
         self.running: set[Interrupt] = set()
         """The interrupt flag of every request accepted and not yet finished."""
@@ -72,7 +78,7 @@ class MLCEngine:
         self.app_config = app_config
 
     def loaded_model_ids(self) -> list[str]:
-        return list(self.models)
+        return [m for m in self._order if m in self.models or m in self.remotes]
 
     async def reload(
         self,
@@ -90,10 +96,14 @@ class MLCEngine:
         self._epoch += 1
         epoch = self._epoch
         await self._unload_all()
+        self._order = ids
         report = progress or self.init_progress_callback
         async with self._loading:
             for record, opt in zip(records, opts, strict=True):
                 self._check_epoch(epoch)
+                if is_remote_record(record):  # nothing to load: checked, then served by its server
+                    self.remotes[str(record["model_id"])] = remote_model(record, self.remote)
+                    continue
                 loaded = await self._load_one(record, report)
                 if epoch != self._epoch:
                     await self.kernels.unload(loaded.handle)
@@ -127,6 +137,7 @@ class MLCEngine:
         ending = [stream.producer for stream in self.streams]
         if ending:
             await asyncio.wait(ending)
+        self.remotes.clear()
         for model_id in list(self.models):
             async with self.locks.hold(model_id):
                 model = self.models.pop(model_id, None)
@@ -145,9 +156,24 @@ class MLCEngine:
 
     def pick(self, requested: str | None, request_name: str, *, embedding: bool) -> Model:
         """Route a request to a loaded model and check it has the right pipeline."""
-        model = self.models[select_model(list(self.models), requested, request_name)]
+        model_id = select_model(self.loaded_model_ids(), requested, request_name)
+        if model_id in self.remotes:
+            raise UnsupportedModelIdError(
+                f"{request_name} needs a model on this engine's own kernels; {model_id} is remote.",
+                model_id=model_id,
+                request_name=request_name,
+            )
+        model = self.models[model_id]
         check_pipeline(model.model_id, model.is_embedding, embedding, request_name)
         return model
+
+    def remote_for(self, requested: Any) -> RemoteModel | None:
+        """The remote model a request goes to: the one it names, or the only one loaded. Any
+        other case is the local path's (whose ``pick`` raises web-llm's selection errors)."""
+        if isinstance(requested, str) and requested:
+            return self.remotes.get(requested)
+        ids = self.loaded_model_ids()
+        return self.remotes.get(ids[0]) if not requested and len(ids) == 1 else None
 
     # ---- control ------------------------------------------------------------------------
 
@@ -167,7 +193,7 @@ class MLCEngine:
         self.running.discard(signal)
 
     def open_stream(
-        self, model: Model, chunks: Callable[[Interrupt], AsyncIterator[dict[str, Any]]]
+        self, model: Model | RemoteModel, chunks: Callable[[Interrupt], AsyncIterator[dict[str, Any]]]
     ) -> Stream:
         """A stream of ``chunks(signal)``, accepted (interruptible) from now."""
         signal = self.accept()
@@ -186,6 +212,8 @@ class MLCEngine:
         return self.pick(model, "getMessage", embedding=False).last_message
 
     async def reset_chat(self, keep_stats: bool = False, model: str | None = None) -> None:
+        if self.remote_for(model) is not None:  # a server keeps no chat between requests
+            return
         target = self.pick(model, "resetChat", embedding=False)
         async with self.holding(target):
             await target.chat.reset(self.kernels, target.handle)

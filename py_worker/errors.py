@@ -387,3 +387,32 @@ class UnsupportedEngineOptionError(PyWorkerError):
 
 class LogitProcessorNotSupportedError(UnsupportedEngineOptionError):
     """Custom logit processors (web-llm's logitProcessorRegistry) are refused (fields: option, models)."""
+
+
+# Remote models (a record with backend "remote": an OpenAI-compatible server; py_worker/remote.py).
+class RemoteConfigError(ModelLoadError):
+    """A remote model record is unusable (``fields.model_id``, ``fields.field``: which key; a
+    header's value is never named)."""
+
+
+class RemoteModelError(PyWorkerError):
+    """A remote model's server did not serve a request (family of the errors below; every one
+    has ``fields.model_id`` and ``fields.origin``, the server's scheme, host and port)."""
+
+
+class RemoteServerError(RemoteModelError):
+    """The server answered with an HTTP error, or an error inside its stream (``fields.status``,
+    ``fields.server_message``: the server's own words, credentials removed)."""
+
+
+class RemoteConnectionError(RemoteModelError):
+    """The server could not be reached (connection refused, DNS, CORS, the connection lost)."""
+
+
+class RemoteTimeoutError(RemoteModelError):
+    """The server sent nothing for ``fields.timeout_ms`` (before its reply began, or between two
+    pieces of a stream); the request was aborted."""
+
+
+class RemoteProtocolError(RemoteModelError):
+    """The server's reply is not an OpenAI response (``fields.reason``)."""

@@ -10,10 +10,11 @@ py_worker error class (js_glue/kernels/errors.js) is re-raised as that class wit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable
 from typing import Any
 
-from pyodide.ffi import JsException, create_proxy, to_js
+from pyodide.ffi import JsException, create_proxy, jsnull, to_js
 
 from py_worker.errors import _REGISTRY, error_from_dict
 from py_worker.kernels import LoadedModel, ProgressFn, Sampled, SamplingParams
@@ -62,6 +63,8 @@ class JsKernels:
 
     def __init__(self, shim: Any) -> None:
         self._shim = shim
+        self.remote = JsRemote(shim)
+        """The shim's request-level API for remote models (the engine finds it here)."""
 
     async def load(self, record: dict[str, Any], progress: ProgressFn) -> LoadedModel:
         callback = create_proxy(lambda fraction, text: progress(float(fraction), str(text)))
@@ -114,3 +117,27 @@ class JsKernels:
 
     async def device_info(self) -> dict[str, Any]:
         return dict(_py(await _call(self._shim.deviceInfo())))
+
+
+def _json(text: Any) -> Any:
+    """A reply's JSON text (checked by remote.js) as plain Python data; None for JS's null."""
+    return None if text is None or text is jsnull else json.loads(str(text))
+
+
+class JsRemote:
+    """``remote.Transport`` over the shim's ``remoteOpen`` … (js_glue/kernels/remote.js)."""
+
+    def __init__(self, shim: Any) -> None:
+        self._shim = shim
+
+    def open(self, record: dict[str, Any], path: str, body: dict[str, Any]) -> int:
+        return int(self._shim.remoteOpen(_js(record), path, _js(body)))
+
+    async def next(self, request_id: int) -> Any:
+        return _json(await _call(self._shim.remoteNext(request_id)))
+
+    async def result(self, request_id: int) -> Any:
+        return _json(await _call(self._shim.remoteResult(request_id)))
+
+    def abort(self, request_id: int) -> None:
+        self._shim.remoteAbort(request_id)

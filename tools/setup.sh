@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in chromium chromium-driver mesa-vulkan-drivers; do
+for pkg in chromium chromium-driver mesa-vulkan-drivers g++ cmake; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -41,4 +41,16 @@ fi
 if ! ls .venv/lib/python3*/site-packages/_editable_impl_py_worker.pth >/dev/null 2>&1; then
   echo "setup: py_worker (editable)"
   .venv/bin/pip install -q --no-deps -e .
+fi
+# The remote-model tests' OpenAI-compatible server (tests/llama_server.py): llama-cpp-python's, in
+# a venv of its own so the main .venv is untouched. PyPI has no binary wheel: this compiles
+# llama.cpp (g++, cmake above), once; only the library and the server it needs are built.
+llama_venv=build/llama-server-venv
+if [ "$("$llama_venv/bin/python" -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))' 2>/dev/null)" != 0.3.36 ]; then
+  echo "setup: llama-cpp-python[server] 0.3.36 ($llama_venv; compiles llama.cpp, several minutes)"
+  mkdir -p build
+  [ -x "$llama_venv/bin/python" ] || python3 -m venv "$llama_venv"
+  "$llama_venv/bin/pip" install -q --upgrade pip
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF" \
+    "$llama_venv/bin/pip" install -q "llama-cpp-python[server]==0.3.36"
 fi

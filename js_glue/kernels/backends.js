@@ -1,11 +1,13 @@
 // Which backend runs a model record, and one kernel-ABI object (docs/CONTRACTS.md) over both:
-// `wgsl` (index.js, the project's own kernels) and `mlc` (mlc.js, tvmjs + an MLC model library).
+// `wgsl` (index.js, the project's own kernels) and `mlc` (mlc.js, tvmjs + an MLC model library),
+// with the request-level API of remote models beside it (remote.js: `remoteOpen` …).
 // Handles are this file's own; each maps to a backend and that backend's handle, so the two
 // backends' handle counters never collide.
 
 import { createKernels as createWgslKernels } from "./index.js";
 import { createMlcKernels } from "./mlc.js";
 import { namedError } from "./errors.js";
+import { createRemote } from "./remote.js";
 
 export * from "./index.js";
 
@@ -50,6 +52,7 @@ export async function createKernels(options = {}) {
 
   const api = {
     backend: "auto",
+    ...createRemote(),
 
     async load(record, progress = () => {}) {
       const name = chooseBackend(record, options);

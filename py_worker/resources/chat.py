@@ -15,6 +15,7 @@ from ..generate import Outcome
 from ..model import Model
 from ..tools import CallHolder, ToolUse
 from .answer import Shapes, answer
+from .remote import remote_chat
 
 if TYPE_CHECKING:
     from ..engine import MLCEngine
@@ -44,6 +45,8 @@ class ChatCompletions:
     ) -> dict[str, Any]: ...
 
     async def create(self, **request: Any) -> dict[str, Any] | Stream:
+        if (remote := self.engine.remote_for(request.get("model"))) is not None:
+            return await remote_chat(self.engine, remote, request)
         req = protocol.validate_chat_request(request)
         refuse_unhonoured(req)
         model = self.engine.pick(req.model, "ChatCompletionRequest", embedding=False)

@@ -10,6 +10,7 @@ from ..errors import InvalidRequestFieldError
 from ..generate import Outcome
 from ..model import Model
 from .answer import Shapes, answer
+from .remote import remote_completion
 
 if TYPE_CHECKING:
     from ..engine import MLCEngine
@@ -31,6 +32,8 @@ class Completions:
     ) -> dict[str, Any]: ...
 
     async def create(self, **request: Any) -> dict[str, Any] | Stream:
+        if (remote := self.engine.remote_for(request.get("model"))) is not None:
+            return await remote_completion(self.engine, remote, request)
         req = protocol.validate_completion_request(request)
         model = self.engine.pick(req.model, "CompletionCreateParams", embedding=False)
         return await answer(self.engine, model, TextCompletion(req), req.config)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import protocol
 from ..errors import EmbeddingExceedContextWindowSizeError
+from .remote import remote_embedding
 
 if TYPE_CHECKING:
     from ..engine import MLCEngine
@@ -21,6 +22,8 @@ class Embeddings:
         self.engine = engine
 
     async def create(self, **request: Any) -> dict[str, Any]:
+        if (remote := self.engine.remote_for(request.get("model"))) is not None:
+            return await remote_embedding(self.engine, remote, request)
         req = protocol.validate_embedding_request(request)
         engine = self.engine
         model = engine.pick(req.model, "EmbeddingCreateParams", embedding=True)
