@@ -56,7 +56,8 @@ export async function createShim(createKernels, options = {}) {
     const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
     const tvmjsBaseURL = new URL("tvmjs/", BASE).href; // tvmjs/<version>/index.js, one per shipped runtime
     const xgrammarURL = new URL("web-xgrammar/index.js", BASE).href; // loaded on the first constrained request
-    return await createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsBaseURL, xgrammarURL, ...options });
+    const wllamaURL = new URL("wllama/index.js", BASE).href; // llama.cpp, for the wasm backend
+    return await createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsBaseURL, xgrammarURL, wllamaURL, ...options });
   } catch (err) {
     return unavailableShim(String(reasonOf(err)));
   }

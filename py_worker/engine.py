@@ -219,7 +219,7 @@ class MLCEngine:
             await target.chat.reset(self.kernels, target.handle)
             target.last_message = ""
             if not keep_stats:
-                target.stats = Stats()
+                target.stats = Stats(backend=target.stats.backend)
 
     async def runtime_stats_text(self, model: str | None = None) -> str:
         return self.pick(model, "runtimeStatsText", embedding=False).stats.text()

@@ -27,6 +27,8 @@ class Stats:
     prefill_s: float = 0.0
     decode_tokens: int = 0
     decode_s: float = 0.0
+    backend: str = ""
+    """Which backend runs the model and why (the JS shim's choice), when the backend says."""
 
     def add(self, out: Outcome) -> None:
         self.prefill_tokens += out.prompt_tokens
@@ -37,7 +39,8 @@ class Stats:
     def text(self) -> str:
         prefill = self.prefill_tokens / self.prefill_s if self.prefill_s else 0.0
         decode = self.decode_tokens / self.decode_s if self.decode_s else 0.0
-        return f"prefill: {prefill:.4f} tokens/sec, decoding: {decode:.4f} tokens/sec"
+        text = f"prefill: {prefill:.4f} tokens/sec, decoding: {decode:.4f} tokens/sec"
+        return f"{text}, backend: {self.backend}" if self.backend else text
 
 
 @dataclass
@@ -125,4 +128,7 @@ def make_model(model_id: str, handle: int, config: dict[str, Any], record: dict[
         conversation = Conversation.from_template(template)
     elif isinstance(config.get("chat_template"), str) and config["chat_template"]:
         conversation = ChatTemplate.from_config(config)
-    return Model(model_id, handle, config, is_embedding, conversation)
+    model = Model(model_id, handle, config, is_embedding, conversation)
+    if config.get("backend"):
+        model.stats.backend = f"{config['backend']} ({config.get('backend_reason', '')})"
+    return model

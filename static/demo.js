@@ -4,7 +4,8 @@
 // window.__pyworkerProgress (when the driver exposes them);
 // window.demoState mirrors what the page is doing so a driver can wait on it (`progress`: the
 // [fraction, text] reports of the last load), and
-// window.demoEngine is the page's engine. Driver options: seed, max_tokens, temperature, ignore_eos.
+// window.demoEngine is the page's engine. Driver options: seed, max_tokens, temperature, ignore_eos,
+// backend (wgsl | mlc | wasm: every model on that backend, instead of each record's choice).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -59,7 +60,15 @@ async function loadModels() {
   state.progress = [];
   $("progress-text").classList.remove("error");
   try {
-    if (!engine) engine = window.demoEngine = await PyWorker.createEngine({ initProgressCallback: onProgress });
+    if (!engine) {
+      const config = { initProgressCallback: onProgress };
+      const backend = params.get("backend");
+      if (backend) {
+        config.appConfig = await PyWorker.defaultAppConfig();
+        for (const r of config.appConfig.model_list) r.backend = backend;
+      }
+      engine = window.demoEngine = await PyWorker.createEngine(config);
+    }
     await engine.reload(ids);
     state.loaded = ids;
     const kind = (id) => (records.find((r) => r.model_id === id) || {}).model_type;

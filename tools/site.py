@@ -184,6 +184,10 @@ def assemble(out: Path, pyodide_dir: Path, models_dir: Path) -> list[str]:
     wanted |= sync_tree(tokenizers, out / "web-tokenizers", "*.js")
     xgrammar = ROOT / "node_modules" / "@mlc-ai" / "web-xgrammar" / "lib"
     wanted |= sync_tree(xgrammar, out / "web-xgrammar", "index.js")
+    wllama = ROOT / "node_modules" / "@wllama" / "wllama" / "esm"  # llama.cpp: the wasm backend
+    wanted |= sync_tree(wllama, out / "wllama", "index.js")
+    for build in ("single-thread", "multi-thread"):
+        wanted |= sync_tree(wllama / build, out / "wllama" / build, "wllama.wasm")
     tvmjs = ROOT / "node_modules" / "@mlc-ai" / "web-runtime" / "lib"
     wanted |= sync_tree(tvmjs, out / "tvmjs", "index.js")
     for version, lib in tvmjs_runtimes().items():  # the mlc backend picks one per library

@@ -1,28 +1,70 @@
-// Which backend runs a model record, and one kernel-ABI object (docs/CONTRACTS.md) over both:
-// `wgsl` (index.js, the project's own kernels) and `mlc` (mlc.js, tvmjs + an MLC model library),
-// with the request-level API of remote models beside it (remote.js: `remoteOpen` …).
-// Handles are this file's own; each maps to a backend and that backend's handle, so the two
-// backends' handle counters never collide.
+// Which backend runs a model record, and one kernel-ABI object (docs/CONTRACTS.md) over them:
+// `wgsl` (index.js, the project's own kernels), `mlc` (mlc.js, tvmjs + an MLC model library) and
+// `wasm` (wasm.js, llama.cpp on the CPU), with the request-level API of remote models beside it
+// (remote.js: `remoteOpen` …). Handles are this file's own; each maps to a backend and that
+// backend's handle, so the backends' handle counters never collide.
 
 import { createKernels as createWgslKernels } from "./index.js";
 import { createMlcKernels } from "./mlc.js";
+import { createWasmKernels } from "./wasm.js";
+import { isGgufRecord } from "./gguf.js";
 import { namedError } from "./errors.js";
 import { createRemote } from "./remote.js";
 
 export * from "./index.js";
 
-const BACKENDS = ["wgsl", "mlc"];
+const BACKENDS = ["wgsl", "mlc", "wasm"];
 
 /**
- * The backend for `record`: the user's `options.backend` forces one for every model; else the
- * record's own `backend`; else `mlc` when the record names a `model_lib`, `wgsl` otherwise.
+ * The backend for `record` and why: the user's `options.backend` forces one for every model;
+ * else the record's own `backend`; else `mlc` when the record names a `model_lib`; else, for a
+ * GGUF, `wasm` when `gpu` (`probeGpu`) found no WebGPU adapter or only a fallback or software
+ * one (llama.cpp on the CPU is faster than our kernels on a CPU's WebGPU); else `wgsl`.
+ * @returns {{name: string, reason: string}}
  */
-export function chooseBackend(record, options = {}) {
+export function backendChoice(record, options = {}, gpu = { hardware: true, reason: "" }) {
   const forced = options.backend || record.backend;
   if (forced && !BACKENDS.includes(forced)) {
-    throw namedError("ModelLoadError", `unknown backend ${JSON.stringify(forced)}; use "wgsl" or "mlc"`, { backend: forced });
+    throw namedError("ModelLoadError", `unknown backend ${JSON.stringify(forced)}; use one of ${BACKENDS.join(", ")}`, { backend: forced });
   }
-  return forced || (record.model_lib ? "mlc" : "wgsl");
+  if (forced) return { name: forced, reason: options.backend ? "the engine's backend option" : "the record's backend" };
+  if (record.model_lib) return { name: "mlc", reason: "the record names a model library" };
+  if (isGgufRecord(record) && !gpu.hardware) {
+    if (gpu.workers === false) return { name: "wgsl", reason: `${gpu.reason}, but llama.cpp needs a worker of its own, which a service worker cannot start` };
+    return { name: "wasm", reason: gpu.reason };
+  }
+  return { name: "wgsl", reason: gpu.reason || (isGgufRecord(record) ? "a GGUF on our WebGPU kernels" : "an MLC model directory") };
+}
+
+/** The backend's name alone (backendChoice with a hardware GPU). */
+export function chooseBackend(record, options = {}) {
+  return backendChoice(record, options).name;
+}
+
+let probed = null;
+
+/**
+ * Whether WebGPU here has a hardware adapter, and whether this context can start workers:
+ * {hardware, reason, workers}. Asked once per worker, and only when a choice depends on it.
+ */
+export function probeGpu() {
+  probed ??= (async () => ({ ...(await adapterKind()), workers: typeof Worker !== "undefined" }))();
+  return probed;
+}
+
+/** {hardware, reason}: no adapter, a fallback one, a software one by its name, or hardware. */
+async function adapterKind() {
+  if (!globalThis.navigator?.gpu) return { hardware: false, reason: "no WebGPU in this context" };
+  /** @type {any} */
+  const adapter = await navigator.gpu.requestAdapter().catch(() => null);
+  if (!adapter) return { hardware: false, reason: "no WebGPU adapter" };
+  const info = adapter.info || {};
+  const name = info.description || [info.vendor, info.architecture].filter(Boolean).join(" ") || "unnamed";
+  if (adapter.isFallbackAdapter || info.isFallbackAdapter) return { hardware: false, reason: `the WebGPU adapter is a fallback one (${name})` };
+  if (/swiftshader|lavapipe|llvmpipe|software|cpu/i.test(`${info.vendor} ${info.architecture} ${info.description}`)) {
+    return { hardware: false, reason: `the WebGPU adapter is a software one (${name})` };
+  }
+  return { hardware: true, reason: `a hardware WebGPU adapter (${name})` };
 }
 
 /** Per-handle ABI calls that are routed unchanged to the backend that loaded the handle. */
@@ -31,14 +73,16 @@ const ROUTED = [
 ];
 
 /**
- * options: everything index.js and mlc.js take, plus `backend` ("wgsl" | "mlc": force one for
- * every model). `options.backends` replaces the two backends (unit tests of this layer only).
+ * options: everything index.js, mlc.js and wasm.js take, plus `backend` ("wgsl" | "mlc" | "wasm":
+ * force one for every model). `options.backends` replaces the backends (unit tests of this layer
+ * only).
  */
 export async function createKernels(options = {}) {
   const made = {};
   const make = {
     wgsl: () => createWgslKernels(options),
     mlc: () => createMlcKernels(options),
+    wasm: () => createWasmKernels(options),
   };
   const backend = (name) => (made[name] ??= Promise.resolve(options.backends ? options.backends[name] : make[name]()));
   const handles = new Map();
@@ -54,13 +98,29 @@ export async function createKernels(options = {}) {
     backend: "auto",
     ...createRemote(),
 
+    /** @param {(fraction: number, text: string) => void} [progress] */
     async load(record, progress = () => {}) {
-      const name = chooseBackend(record, options);
-      const kernels = await backend(name);
-      const { handle, config } = await kernels.load(record, progress);
+      const asks = !options.backend && !record.backend && !record.model_lib && isGgufRecord(record);
+      let { name, reason } = backendChoice(record, options, asks && !options.backends ? await probeGpu() : undefined);
+      // The last report ("Finish loading on …") says which backend and why.
+      const report = (f, text) => progress(f, f >= 1 ? `${text} [backend ${name}: ${reason}]` : text);
+      let kernels = await backend(name);
+      let loaded;
+      try {
+        loaded = await kernels.load(record, report);
+      } catch (e) {
+        // A backend chosen for the machine, not by the user, that cannot start here (a CSP
+        // without `worker-src blob:` stops llama.cpp's worker): our WebGPU kernels instead.
+        if (!(asks && name === "wasm") || e?.name !== "ModelLoadError") throw e;
+        reason = `${reason}, but llama.cpp did not start (${e.message})`;
+        name = "wgsl";
+        kernels = await backend(name);
+        loaded = await kernels.load(record, report);
+      }
+      const { handle, config } = loaded;
       const outer = nextHandle++;
       handles.set(outer, { name, kernels, handle });
-      return { handle: outer, config, backend: name };
+      return { handle: outer, config: { ...config, backend: name, backend_reason: reason }, backend: name };
     },
 
     async unload(handle) {

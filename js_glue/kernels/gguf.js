@@ -231,5 +231,5 @@ export async function loadGguf(record, progress, options = {}) {
   const gguf = parseGguf(bytes);
   const config = ggufConfig(gguf);
   const tokenizer = new TextEncoder().encode(tokenizerJsonFromGguf(gguf.meta));
-  return { config, tensors: gguf.tensors, tokenizer: { name: "tokenizer.json", bytes: tokenizer }, gguf: true };
+  return { config, tensors: gguf.tensors, tokenizer: { name: "tokenizer.json", bytes: tokenizer }, gguf: true, bytes };
 }

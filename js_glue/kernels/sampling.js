@@ -1,9 +1,10 @@
-// The sampling rule of py_worker/kernels.py for the mlc backend. Steps 1-2 (logit bias and
-// penalties) run on the GPU through the model library's own `apply_logit_bias_inplace` and
-// `apply_penalty_inplace`; this file says what to upload for them. Steps 3-5 (temperature,
-// nucleus, the walk in id order) run here in f64 on the read-back logits, because MLC's
-// `argsort_probs` / `sample_with_top_p` walk the nucleus in probability order, which is a
-// different rule, and its softmax is f32.
+// The sampling rule of py_worker/kernels.py on the host, for the backends that read logits back
+// (mlc.js, wasm.js). mlc: steps 1-2 (logit bias and penalties) run on the GPU through the model
+// library's own `apply_logit_bias_inplace` and `apply_penalty_inplace` (`penaltyPlan` says what
+// to upload); wasm: they run here (`processLogits`). Steps 3-5 (temperature, nucleus, the walk in
+// id order) run here in f64 (`sampleProcessed`), because MLC's `argsort_probs` /
+// `sample_with_top_p` walk the nucleus in probability order, which is a different rule, and its
+// softmax is f32.
 
 /** Counts of each id in `history`, ascending id order. */
 function counts(history) {
@@ -38,6 +39,28 @@ export function penaltyPlan(params) {
         ? { ids: Int32Array.from(seen, ([t]) => t), values: Float32Array.from(seen, ([, c]) => -(freq * c + pres)) }
         : null,
   };
+}
+
+/**
+ * Steps 1-2 in f32 on host logits: the logit bias, then for each id generated `c > 0` times the
+ * repetition penalty (divide a positive logit, multiply a negative one) and the subtraction of
+ * frequency * c + presence. Returns a new Float32Array.
+ * @param {Float32Array} logits
+ * @param {any} params
+ */
+export function processLogits(logits, params) {
+  const out = Float32Array.from(logits);
+  for (const [id, b] of params.logit_bias || []) if (id >= 0 && id < out.length) out[id] = Math.fround(out[id] + Number(b));
+  const rep = Math.fround(Number(params.repetition_penalty ?? 1));
+  const freq = Number(params.frequency_penalty || 0);
+  const pres = Number(params.presence_penalty || 0);
+  for (const [id, c] of counts(params.history)) {
+    if (id < 0 || id >= out.length) continue;
+    const l = out[id];
+    const penalised = l > 0 ? Math.fround(l / rep) : Math.fround(l * rep);
+    out[id] = Math.fround(penalised - Math.fround(freq * c + pres));
+  }
+  return out;
 }
 
 /** log-softmax of `x` in f64. */

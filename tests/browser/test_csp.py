@@ -21,6 +21,7 @@ from conftest import SITE, TINY, Guarded, _site_ready
 
 from tools import serve
 
+GGUF = "SmolLM2-135M-Instruct-Q4_1"
 POLICY = (
     "default-src 'self'; "
     "script-src 'self' 'wasm-unsafe-eval'; "
@@ -126,3 +127,28 @@ def test_demo_chats_under_a_strict_csp(browser: Any, csp_site: tuple[str, list[s
     assert not [c for c in console_during_chat if "Content Security Policy" in c], console_during_chat
     assert not g.blocked, (g.blocked, g.errors)
     assert not g.errors, (g.blocked, g.errors)
+
+
+def test_a_gguf_falls_back_to_our_kernels_where_the_csp_stops_llama_cpp(
+    browser: Any, csp_site: tuple[str, list[str]]
+) -> None:
+    """On this software adapter a GGUF goes to llama.cpp (the wasm backend), whose worker is a
+    blob: URL that `worker-src 'self'` refuses: the load goes on with our WebGPU kernels and says
+    why; the answer comes."""
+    base, _reports = csp_site
+    context = browser.new_context()
+    g = Guarded(context.new_page(), base)
+    try:
+        query = f"prompt={quote('Hi')}&model={GGUF}&max_tokens=2&seed=3&ignore_eos=1"
+        g.page.goto(f"{base}index.html?{query}&headless=1")
+        wait_until_done(g, 600.0)
+        state = g.js("() => window.demoState")
+    finally:
+        context.close()
+    assert state["error"] is None, state["error"]
+    assert state["loaded"] == [GGUF]
+    last = state["progress"][-1][1]
+    assert last.startswith("Finish loading on WebGPU - "), last
+    why = "[backend wgsl: the WebGPU adapter is a fallback one (google swiftshader), but llama.cpp did not"
+    assert why in last, last
+    assert state["text"], "no answer streamed"

@@ -88,6 +88,7 @@ class GgufSite:
             "model_id": model_id or path.stem,
             "model": self.url + MOUNT.lstrip("/") + path.name,
             "model_type": "LLM",
+            "backend": "wgsl",  # these test our GGUF kernels (on SwiftShader, auto would pick wasm)
             "sha256": {path.name: pin or sha256(path)},
         }
 
@@ -245,6 +246,7 @@ def test_demo_page_answers_from_the_smollm2_gguf_like_the_host_reference(guarded
 
     page.route(f"**/models/{DEFAULT_GGUF}", count)  # later routes win over the guard's (local only)
     query = f"model={DEFAULT_MODEL_ID}&prompt={quote(QUESTION)}&max_tokens={SMOL_TOKENS}&temperature=0"
+    query += "&backend=wgsl"  # our GGUF kernels (on SwiftShader a GGUF would go to llama.cpp)
     guarded.open(f"index.html?{query}")
     page.wait_for_function("window.demoState.done", timeout=900_000, polling=1000)
     state = page.evaluate("window.demoState")

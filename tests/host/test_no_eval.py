@@ -306,6 +306,13 @@ REVIEWED: dict[tuple[str, str, str], str] = {
         "url is the tokenizersURL that pyodide-host.js's createShim builds from its import.meta.url",
     ("js_glue/kernels/grammar.js", "import()", "url"):
         "url is the xgrammarURL that pyodide-host.js's createShim builds from its import.meta.url",
+    ("js_glue/kernels/wasm.js", "import()", "url"):
+        "url is the wllamaURL that pyodide-host.js's createShim builds from its import.meta.url",
+    (
+        "js_glue/kernels/wasm.js",
+        "new Worker",
+        'URL . createObjectURL ( new Blob ( [ "postMessage(1)" ] , { type : "text/javascript" } ) )',
+    ): "a constant one-line script: the probe of whether blob: workers may start (llama.cpp's is one)",
     ("js_glue/kernels/mlc.js", "import()", "url"):
         "url is options.tvmjsURL, or options.tvmjsURLs[v] / tvmjsBaseURL (the worker's own tvmjs/, else"
         " ../tvmjs/ of import.meta.url) + v/index.js, v a version of RUNTIMES in mlc/runtimes.js: a"

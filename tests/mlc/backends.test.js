@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import "./fixture.js"; // web-tokenizers needs `location` in node
-import { chooseBackend, createKernels } from "../../js_glue/kernels/backends.js";
+import { backendChoice, chooseBackend, createKernels } from "../../js_glue/kernels/backends.js";
 
 test("model_lib picks mlc, no model_lib picks wgsl; record.backend and the user option force", () => {
   const lib = { model_id: "a", model: "m/", model_lib: "a.wasm" };
@@ -17,6 +17,20 @@ test("model_lib picks mlc, no model_lib picks wgsl; record.backend and the user 
   assert.equal(chooseBackend({ ...lib, backend: "mlc" }, { backend: "wgsl" }), "wgsl");
   assert.equal(chooseBackend(plain, { backend: "mlc" }), "mlc");
   assert.throws(() => chooseBackend({ ...plain, backend: "cuda" }), { name: "ModelLoadError" });
+});
+
+test("a GGUF goes to wasm where the GPU is missing or a software one; only a GGUF; a forced backend wins", () => {
+  const gguf = { model_id: "g", model: "models/x.Q4_1.gguf" };
+  const dir = { model_id: "d", model: "models/x-q4f32_1/" };
+  const soft = { hardware: false, reason: "the WebGPU adapter is a software one (lavapipe)" };
+  const hard = { hardware: true, reason: "a hardware WebGPU adapter (H200)" };
+  assert.deepEqual(backendChoice(gguf, {}, soft), { name: "wasm", reason: soft.reason });
+  assert.deepEqual(backendChoice(gguf, {}, hard), { name: "wgsl", reason: hard.reason });
+  assert.equal(backendChoice(dir, {}, soft).name, "wgsl"); // llama.cpp reads GGUF files only
+  assert.deepEqual(backendChoice({ ...gguf, backend: "wgsl" }, {}, soft), { name: "wgsl", reason: "the record's backend" });
+  assert.deepEqual(backendChoice(gguf, { backend: "wgsl" }, soft), { name: "wgsl", reason: "the engine's backend option" });
+  assert.equal(backendChoice(dir, { backend: "wasm" }, hard).name, "wasm");
+  assert.equal(backendChoice(gguf, {}, { ...soft, workers: false }).name, "wgsl"); // a service worker
 });
 
 function recorder(name, calls) {
@@ -44,7 +58,7 @@ test("createKernels routes each handle to the backend that loaded it", async () 
   const b = await kernels.load({ model_id: "b", model: "m/", model_lib: "b.wasm" });
   assert.deepEqual([a.backend, b.backend], ["wgsl", "mlc"]);
   assert.notEqual(a.handle, b.handle, "both backends start at handle 1; the outer handles differ");
-  assert.deepEqual(b.config, { from: "mlc" });
+  assert.deepEqual(b.config, { from: "mlc", backend: "mlc", backend_reason: "the record names a model library" });
   calls.length = 0;
   assert.equal(await kernels.prefill(b.handle, [1, 2]), "mlc:prefill");
   assert.equal(await kernels.sample(a.handle, { temperature: 0 }), "wgsl:sample");

@@ -4,7 +4,7 @@
 // else is created inside a beginScope/endScope pair, so the scope frees it.
 
 import { namedError } from "../errors.js";
-import { penaltyPlan, sampleProcessed } from "./sampling.js";
+import { penaltyPlan, sampleProcessed } from "../sampling.js";
 
 const SEQ = 0; // the one sequence this backend keeps in the KV cache
 const PAGE_SIZE = 16;

@@ -1,0 +1,282 @@
+// The kernel ABI (docs/CONTRACTS.md) on the CPU: llama.cpp compiled to WebAssembly, through the
+// token-level API of npm @wllama/wllama 2.4.0 (tokenize, decode, logits, KV-cache removal,
+// embeddings), for browsers and machines without a usable GPU. A GGUF is fetched, cached and
+// pinned by our own loader (gguf.js); llama.cpp tokenizes and runs it; sampling is py_worker's
+// one rule (sampling.js) on the logits read back each step, so grammars work here too.
+//
+// What differs from the GPU backends: wllama hands out probabilities, not raw logits, so the
+// rule runs on log-probabilities, which differ from the logits by a constant. Every step of the
+// rule is blind to that constant except the repetition penalty, which divides a positive logit
+// and multiplies a negative one: on log-probabilities (never positive) it always multiplies. So a
+// seed gives the same tokens as on the other backends where their logits agree and
+// repetition_penalty is 1. llama.cpp runs its work in a worker of its own (a blob: URL module
+// worker): a page's CSP needs `worker-src 'self' blob:` for this backend (without it, `load`
+// fails by name, and backends.js goes on with our WebGPU kernels where it chose wasm itself).
+
+import { loadGguf, isGgufRecord } from "./gguf.js";
+import { namedError } from "./errors.js";
+import { processLogits, sampleProcessed } from "./sampling.js";
+import { Grammars, DEFAULT_XGRAMMAR_URL, grammarCalls } from "./grammar.js";
+
+export const DEFAULT_WLLAMA_URL = new URL("../wllama/index.js", import.meta.url).href;
+const DEFAULT_CONTEXT = 2048; // py_worker/kernels.py DEFAULT_CONTEXT_WINDOW
+const DEFAULT_BATCH = 128; // py_worker/kernels.py DEFAULT_PREFILL_CHUNK
+
+let libPromise = null;
+
+function library(url) {
+  libPromise ??= import(url).catch((e) => {
+    libPromise = null;
+    throw namedError("ModelLoadError", `cannot load llama.cpp (wllama) from ${url}: ${e.message}`, { backend: "wasm" });
+  });
+  return libPromise;
+}
+
+let blobWorkers = null;
+
+/**
+ * Why this context cannot start llama.cpp's worker (wllama makes it from a blob: URL), or null.
+ * A Content-Security-Policy without `worker-src blob:` refuses it without an exception, and
+ * wllama would then wait for it for ever: so a one-line blob: worker is tried first (once).
+ */
+function blobWorkerRefusal() {
+  blobWorkers ??= new Promise((resolve) => {
+    if (typeof Worker === "undefined") {
+      resolve("this context (a service worker) cannot start workers");
+      return;
+    }
+    let worker;
+    try {
+      worker = new Worker(URL.createObjectURL(new Blob(["postMessage(1)"], { type: "text/javascript" })), { type: "module" });
+    } catch (e) {
+      resolve(`a blob: worker cannot start here (${e.message})`);
+      return;
+    }
+    const done = (why) => {
+      clearTimeout(guard);
+      worker.terminate();
+      resolve(why);
+    };
+    const guard = setTimeout(() => done("a blob: worker did not start within 20 s"), 20000);
+    worker.onmessage = () => done(null);
+    worker.onerror = (e) => {
+      e.preventDefault();
+      done("a blob: worker was refused (a Content-Security-Policy without `worker-src blob:`?)");
+    };
+  });
+  return blobWorkers;
+}
+
+/** A vocabulary view of a tokenizer.json ({name, bytes}) for grammar.js: getVocabSize, idToToken. */
+function vocabOf(file) {
+  const json = JSON.parse(new TextDecoder().decode(file.bytes));
+  const tokens = [];
+  for (const [token, id] of Object.entries(json.model?.vocab || {})) tokens[Number(id)] = token;
+  for (const added of json.added_tokens || []) tokens[added.id] = added.content;
+  return { getVocabSize: () => tokens.length, idToToken: (i) => tokens[i] ?? "" };
+}
+
+/** A wllama error as a py_worker one: a full KV cache is the context window's. */
+function named(e, what) {
+  if (e?.name && e.fields) return e;
+  if (e?.type === "kv_cache_full") {
+    return namedError("ContextWindowSizeExceededError", `${what}: the context window is full`, { backend: "wasm" });
+  }
+  return namedError("ModelLoadError", `${what} failed in llama.cpp: ${e?.message ?? e}`, { backend: "wasm" });
+}
+
+/**
+ * options: {wllamaURL, xgrammarURL, threads (default: half the cores where the page is
+ * cross-origin isolated, else 1), baseURL, fetch, cache} (the last three as for the wgsl backend).
+ */
+export async function createWasmKernels(options = {}) {
+  const url = options.wllamaURL || DEFAULT_WLLAMA_URL;
+  const models = new Map();
+  let nextHandle = 1;
+
+  const get = (handle) => {
+    const m = models.get(handle);
+    if (!m) throw namedError("ModelNotLoadedError", `no model is loaded under handle ${handle}`, { handle });
+    return m;
+  };
+  const decoder = (handle) => {
+    const m = get(handle);
+    if (m.embedding) throw namedError("IncorrectPipelineLoadedError", "this model is loaded for embeddings only", { backend: "wasm" });
+    return m;
+  };
+  const { constraint, openGrammar, closeGrammar } = grammarCalls((handle) => decoder(handle).grammars);
+
+  /** Append `ids` to llama.cpp's KV cache; its logits are the last id's. */
+  async function feed(m, ids, what) {
+    const t0 = performance.now();
+    try {
+      await m.w.decode(ids, {});
+    } catch (e) {
+      throw named(e, what);
+    }
+    m.len += ids.length;
+    m.pending = null;
+    return (performance.now() - t0) / 1000;
+  }
+
+  /** The current logits as log-probabilities (llama.cpp's softmax of them, every id). */
+  async function logProbs(m) {
+    const out = new Float32Array(m.vocab).fill(-Infinity);
+    for (const { token, p } of await m.w.getLogits(-1)) if (token < out.length && p > 0) out[token] = Math.log(p);
+    return out;
+  }
+
+  async function sampleOne(m, params, uniform, grammar) {
+    const processed = processLogits(await logProbs(m), params);
+    const out = sampleProcessed(processed, params, uniform, grammar ? await grammar.mask() : null);
+    const ended = grammar ? grammar.accept(out.token) : false;
+    m.pending = out.token;
+    return { out, ended };
+  }
+
+  return {
+    backend: "wasm",
+
+    /** @param {(fraction: number, text: string) => void} [progress] */
+    async load(record, progress = () => {}) {
+      const t0 = performance.now();
+      if (!isGgufRecord(record)) {
+        throw namedError("ModelLoadError", `the wasm backend (llama.cpp) runs GGUF files; ${record.model} is not one`, {
+          backend: "wasm",
+        });
+      }
+      const refusal = await blobWorkerRefusal();
+      if (refusal) {
+        throw namedError("ModelLoadError", `the wasm backend runs llama.cpp in a worker of its own, and ${refusal}; use backend "wgsl" here`, {
+          backend: "wasm",
+        });
+      }
+      const art = await loadGguf(record, (f, text) => progress(0.8 * f, text), options);
+      const config = { ...art.config, ...(record.overrides || {}) };
+      const lib = await library(url);
+      const threads = options.threads ?? (globalThis.crossOriginIsolated ? Math.max(1, Math.floor((navigator.hardwareConcurrency || 2) / 2)) : 1);
+      const w = new lib.Wllama(
+        { "single-thread/wllama.wasm": new URL("single-thread/wllama.wasm", url).href, "multi-thread/wllama.wasm": new URL("multi-thread/wllama.wasm", url).href },
+        { suppressNativeLog: true, allowOffline: true },
+      );
+      const embedding = record.model_type === "embedding";
+      const ctx = Number(config.context_window_size) > 0 ? Number(config.context_window_size) : DEFAULT_CONTEXT;
+      const batch = Number(config.prefill_chunk_size) > 0 ? Number(config.prefill_chunk_size) : DEFAULT_BATCH;
+      progress(0.85, `Loading model into llama.cpp (WebAssembly, ${threads} thread${threads === 1 ? "" : "s"})`);
+      // wllama resolves its (already absolute) wasm URLs against document.baseURI, which a
+      // worker lacks: a stand-in for the time of the call.
+      const standIn = typeof document === "undefined";
+      /** @type {any} */
+      const scope = globalThis;
+      if (standIn) scope.document = { baseURI: url };
+      try {
+        await w.loadModel([new Blob([art.bytes])], { n_ctx: ctx, n_batch: batch, n_threads: threads, embeddings: embedding, seed: 0 });
+      } catch (e) {
+        throw named(e, "loading the GGUF");
+      } finally {
+        if (standIn) delete scope.document;
+      }
+      const vocab = Number(config.vocab_size) || art.vocabSize;
+      const handle = nextHandle++;
+      const grammars = embedding ? null : new Grammars(vocabOf(art.tokenizer), art.tokenizer, vocab, options.xgrammarURL || DEFAULT_XGRAMMAR_URL);
+      models.set(handle, { w, vocab, embedding, grammars, len: 0, pending: null, threads, stats: { prefill_tokens: 0, prefill_seconds: 0, decode_tokens: 0, decode_seconds: 0 } });
+      config.context_window_size = ctx;
+      config.prefill_chunk_size = batch;
+      progress(1, `Finish loading on WebAssembly - llama.cpp, ${threads} thread${threads === 1 ? "" : "s"} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      return { handle, config };
+    },
+
+    async unload(handle) {
+      const m = models.get(handle);
+      if (!m) return;
+      models.delete(handle);
+      await m.grammars?.dispose();
+      await m.w.exit();
+    },
+
+    async tokenize(handle, text) {
+      return Array.from(await get(handle).w.tokenize(text, true));
+    },
+
+    async detokenize(handle, ids) {
+      return get(handle).w.detokenize(Array.from(ids), true);
+    },
+
+    async prefill(handle, ids) {
+      const m = decoder(handle);
+      m.stats.prefill_seconds += await feed(m, Array.from(ids), "prefill");
+      m.stats.prefill_tokens += ids.length;
+    },
+
+    async decode(handle, token) {
+      const m = decoder(handle);
+      m.stats.decode_seconds += await feed(m, [Number(token)], "decode");
+      m.stats.decode_tokens += 1;
+    },
+
+    async sample(handle, params) {
+      const m = decoder(handle);
+      return (await sampleOne(m, params, (params.uniforms || [0])[0] ?? 0, constraint(handle, params))).out;
+    },
+
+    async decodeSteps(handle, n, params) {
+      const m = decoder(handle);
+      const uniforms = params.uniforms || [];
+      if (n > 0 && m.pending === null) throw namedError("InvalidRequestFieldError", "decodeSteps needs a sample() first");
+      if (uniforms.length < n) throw namedError("InvalidRequestFieldError", `decodeSteps(${n}) needs ${n} uniforms, got ${uniforms.length}`);
+      const grammar = constraint(handle, params);
+      const out = [];
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) {
+        await feed(m, [m.pending], "decode");
+        const step = { ...params, history: [...(params.history || []), ...out.map((s) => s.token)] };
+        const { out: s, ended } = await sampleOne(m, step, uniforms[i], grammar);
+        out.push(s);
+        if (ended) break; // the grammar is done: the rest of the batch would be unconstrained
+      }
+      m.stats.decode_tokens += out.length;
+      m.stats.decode_seconds += (performance.now() - t0) / 1000;
+      return out;
+    },
+
+    openGrammar,
+    closeGrammar,
+
+    async rewind(handle, length) {
+      const m = decoder(handle);
+      if (!(length >= 0 && length <= m.len)) {
+        throw namedError("InvalidRequestFieldError", `cannot rewind a KV cache of ${m.len} tokens to ${length}`);
+      }
+      if (length < m.len) await m.w.kvRemove(length, -1);
+      m.len = length;
+      m.pending = null;
+    },
+
+    async reset(handle) {
+      const m = decoder(handle);
+      await m.w.kvClear();
+      m.len = 0;
+      m.pending = null;
+    },
+
+    async embed(handle, batch) {
+      const m = get(handle);
+      if (!m.embedding) {
+        throw namedError("EmbeddingUnsupportedModelError", "this model was not loaded as an embedding model (model_type \"embedding\")", { backend: "wasm" });
+      }
+      const out = [];
+      for (const row of batch) out.push(Array.from(await m.w.embeddings(Array.from(row))));
+      return out;
+    },
+
+    async stats(handle) {
+      const m = get(handle);
+      return { ...m.stats, kv_length: m.len, threads: m.threads };
+    },
+
+    /** The CPU, in WebGPU's terms. */
+    async deviceInfo() {
+      return { vendor: "llama.cpp", architecture: "wasm", description: "WebAssembly (llama.cpp)", maxStorageBufferBindingSize: 0, features: [] };
+    },
+  };
+}

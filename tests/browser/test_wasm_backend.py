@@ -1,0 +1,95 @@
+"""The `wasm` backend: llama.cpp compiled to WebAssembly (npm @wllama/wllama) behind the same
+kernel ABI, through the whole stack in Chromium. SwiftShader is a software WebGPU adapter, so a
+GGUF record without a backend goes to wasm here, and says so in its load progress and in
+runtimeStatsText; a record's backend overrides the choice."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import openai.types.chat as oc
+import pytest
+from conftest import SITE, Guarded
+
+GGUF = "SmolLM2-135M-Instruct-Q4_1"
+
+pytestmark = pytest.mark.skipif(
+    not (SITE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf").exists(), reason="site/ has no SmolLM2 GGUF"
+)
+
+LOAD = """async ([model, backend]) => {
+  const appConfig = await (await fetch("app-config.json")).json();
+  for (const r of appConfig.model_list) if (backend) r.backend = backend;
+  window.progress = [];
+  window.engine = await within(PyWorker.CreateWebWorkerMLCEngine(model,
+    {appConfig, initProgressCallback: (r) => progress.push(r.text)}), 300000, "load");
+  return {loaded: engine.modelId, last: progress[progress.length - 1]};
+}"""
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_a_gguf_on_a_software_adapter_runs_on_llama_cpp(guarded: Guarded) -> None:
+    guarded.open("bare.html")
+    loaded = guarded.js(LOAD, [GGUF, None])
+    assert loaded["loaded"] == [GGUF]
+    assert loaded["last"].startswith("Finish loading on WebAssembly - llama.cpp"), loaded
+    why = "[backend wasm: the WebGPU adapter is a fallback one (google swiftshader)]"
+    assert why in loaded["last"], loaded
+    out = guarded.js(
+        """async (messages) => {
+          const ask = {messages, temperature: 0, max_tokens: 12};
+          const whole = await within(engine.chat.completions.create(ask), 120000, "whole");
+          const stream = await within(engine.chat.completions.create({...ask, stream: true}), 60000, "open");
+          let text = "";
+          for await (const chunk of stream) text += chunk.choices[0]?.delta?.content || "";
+          const follow = [...messages, whole.choices[0].message, {role: "user", content: "And of Italy?"}];
+          const next = {messages: follow, temperature: 0, max_tokens: 12};
+          const second = await within(engine.chat.completions.create(next), 120000, "turn 2");
+          const stats = await engine.runtimeStatsText();
+          return {whole, text, second, stats};
+        }""",
+        QUESTION,
+    )
+    reply = oc.ChatCompletion.model_validate(out["whole"])
+    answer = reply.choices[0].message.content or ""
+    assert "Paris" in answer  # a real model, really run by llama.cpp
+    assert out["text"] == answer  # greedy: the stream is the same text
+    assert "Rome" in (oc.ChatCompletion.model_validate(out["second"]).choices[0].message.content or "")
+    assert out["stats"].endswith("backend: wasm (the WebGPU adapter is a fallback one (google swiftshader))")
+
+
+def test_grammar_interrupt_and_a_forced_backend(guarded: Guarded) -> None:
+    guarded.open("bare.html")
+    guarded.js(LOAD, [GGUF, None])
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}},
+        "required": ["city"],
+    }
+    out = guarded.js(
+        """async ([messages, schema]) => {
+          const fmt = {type: "json_schema", json_schema: {name: "city", schema}};
+          const json = await within(engine.chat.completions.create(
+            {messages, temperature: 0, max_tokens: 40, response_format: fmt}), 120000, "json");
+          const stream = await within(engine.chat.completions.create(
+            {messages, stream: true, temperature: 0, max_tokens: 200, ignore_eos: true}), 60000, "open");
+          let finish = null, n = 0;
+          for await (const chunk of stream) {
+            if (++n === 2) engine.interruptGenerate();
+            finish = chunk.choices[0]?.finish_reason || finish;
+          }
+          const short = {messages, temperature: 0, max_tokens: 4};
+          const after = await within(engine.chat.completions.create(short), 60000, "after");
+          return {json, finish, after};
+        }""",
+        [QUESTION, schema],
+    )
+    content = oc.ChatCompletion.model_validate(out["json"]).choices[0].message.content or ""
+    jsonschema.validate(json.loads(content), schema)
+    assert out["finish"] == "abort"
+    assert oc.ChatCompletion.model_validate(out["after"]).choices[0].finish_reason in ("stop", "length")
+    forced = guarded.js(LOAD, [GGUF, "wgsl"])
+    assert forced["last"].startswith("Finish loading on WebGPU - "), forced
+    assert "[backend wgsl: the record's backend]" in forced["last"]
