@@ -5,12 +5,18 @@ runtimeStatsText; a record's backend overrides the choice."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import jsonschema
 import openai.types.chat as oc
 import pytest
-from conftest import SITE, Guarded
+from conftest import SITE, TINY, Guarded
+
+from py_worker.engine import MLCEngine
+from py_worker.reference import ReferenceKernels
 
 GGUF = "SmolLM2-135M-Instruct-Q4_1"
 
@@ -93,3 +99,76 @@ def test_grammar_interrupt_and_a_forced_backend(guarded: Guarded) -> None:
     forced = guarded.js(LOAD, [GGUF, "wgsl"])
     assert forced["last"].startswith("Finish loading on WebGPU - "), forced
     assert "[backend wgsl: the record's backend]" in forced["last"]
+
+
+def reference_reply(request: dict[str, Any]) -> dict[str, Any]:
+    """The same GGUF and request on host CPython, NumPy (a thread of its own: playwright's sync
+    API holds this thread's event loop)."""
+
+    async def run() -> dict[str, Any]:
+        record = {"model_id": GGUF, "model": str(SITE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")}
+        engine = MLCEngine(ReferenceKernels(), {"model_list": [record]})
+        await engine.reload(GGUF)
+        reply = await engine.chat.completions.create(**request)
+        assert isinstance(reply, dict)
+        return reply
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
+
+
+LOGPROB_TOLERANCE = 0.15
+"""nats: llama.cpp multiplies Q4_1 weights with activations it quantises to 8 bits (Q8_1), the
+reference with f32 activations; that difference, not a bug, is what this bounds."""
+
+
+def test_logprobs_match_the_numpy_reference_until_a_close_call(guarded: Guarded) -> None:
+    """llama.cpp's log-probabilities of the same GGUF against the NumPy reference's, greedy: the
+    same tokens, each within the tolerance, until (if ever) they part at a close call."""
+    request = {"messages": QUESTION, "temperature": 0, "max_tokens": 16, "logprobs": True, "top_logprobs": 2}
+    guarded.open("bare.html")
+    guarded.js(LOAD, [GGUF, None])
+    got = guarded.js("async (r) => within(engine.chat.completions.create(r), 120000, 'logprobs')", request)
+    want = reference_reply(request)
+    steps = 0
+    for g, w in zip(
+        got["choices"][0]["logprobs"]["content"], want["choices"][0]["logprobs"]["content"], strict=False
+    ):
+        if g["token"] != w["token"]:  # the two may part only where the reference's top two are close
+            top = w["top_logprobs"]
+            assert len(top) > 1, (steps, g, w)
+            assert top[0]["logprob"] - top[1]["logprob"] < LOGPROB_TOLERANCE, (steps, g, w)
+            break
+        assert abs(g["logprob"] - w["logprob"]) < LOGPROB_TOLERANCE, (steps, g, w)
+        steps += 1
+    assert steps >= 4, steps
+
+
+def test_a_wasm_and_a_wgsl_model_at_once(guarded: Guarded) -> None:
+    """Two backends in one engine, routed by `model`, streaming at the same time."""
+    guarded.open("bare.html")
+    loaded = guarded.js(LOAD, [[GGUF, TINY], None])
+    assert loaded["loaded"] == [GGUF, TINY]
+    out = guarded.js(
+        """async ([a, b, messages]) => {
+          const run = async (model) => {
+            const ask = {model, messages, stream: true, max_tokens: 8, seed: 1};
+            const stream = await engine.chat.completions.create(ask);
+            let text = "", finish = null;
+            for await (const chunk of stream) {
+              text += chunk.choices[0]?.delta?.content || "";
+              finish = chunk.choices[0]?.finish_reason || finish;
+            }
+            return {model, text, finish};
+          };
+          const both = await within(Promise.all([run(a), run(b)]), 180000, "both");
+          const stats = [await engine.runtimeStatsText(a), await engine.runtimeStatsText(b)];
+          return {both, stats};
+        }""",
+        [GGUF, TINY, QUESTION],
+    )
+    for r in out["both"]:
+        assert r["text"], r
+        assert r["finish"] in ("stop", "length")
+    assert "backend: wasm" in out["stats"][0]
+    assert "backend: wgsl (an MLC model directory)" in out["stats"][1]
