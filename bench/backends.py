@@ -59,20 +59,13 @@ RUN = """async ({model, backend, tokens, prompt}) => {
 def one(backend: str, tokens: int) -> dict[str, Any]:
     with serve.serving(ROOT / "site") as url, serve.chromium() as browser:
         page = browser.new_page()
-
-        def route(r: Any) -> None:
-            if not serve.is_local(r.request.url):
-                r.abort()
-            elif r.request.url == url + "bare.html":
-                r.fulfill(status=200, content_type="text/html", body=BARE_PAGE)
-            else:
-                r.continue_()
-
-        page.route("**/*", route)
+        blocked = serve.guard_page(page, url, {"bare.html": BARE_PAGE})
         page.goto(url + "bare.html")
         raw: dict[str, Any] = page.evaluate(
             RUN, {"model": MODEL, "backend": backend, "tokens": tokens, "prompt": PROMPT}
         )
+    if blocked:
+        raise SystemExit(f"non-local requests: {blocked}")
     extra = raw["usage"]["extra"]
     return {
         "backend": backend,

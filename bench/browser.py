@@ -170,18 +170,7 @@ def summarize(raw: dict[str, Any], model: str, tokens: int) -> dict[str, Any]:
 def run(model: str, tokens: int, prompt: str, rounds: int) -> dict[str, Any]:
     with serve.serving(ROOT / "site") as url, serve.chromium() as browser:
         page = browser.new_page()
-        blocked: list[str] = []
-
-        def route(r: Any) -> None:
-            if not serve.is_local(r.request.url):
-                blocked.append(r.request.url)
-                r.abort()
-            elif r.request.url == url + "bare.html":
-                r.fulfill(status=200, content_type="text/html", body=BARE_PAGE)
-            else:
-                r.continue_()
-
-        page.route("**/*", route)
+        blocked = serve.guard_page(page, url, {"bare.html": BARE_PAGE})
         page.add_init_script(LONG_TASKS)
         page.goto(url + "bare.html")
         args = {"model": model, "tokens": tokens, "prompt": prompt, "rounds": rounds}

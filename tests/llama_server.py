@@ -133,3 +133,19 @@ USER = [{"role": "user", "content": "What is the capital of France?"}]
 GREEDY = {"temperature": 0, "seed": 7}
 EOS_ID = "2"  # SmolLM2's <|im_end|>
 LONG = {**GREEDY, "max_tokens": 1500, "logit_bias": {EOS_ID: -100}}
+
+
+@contextlib.contextmanager
+def started(log_dir: Path) -> Iterator[LlamaServer]:
+    """A running server for a test module (its log under ``log_dir``), stopped at the end; the
+    module is skipped where llama_cpp.server is not installed."""
+    import pytest
+
+    python = llama_python()
+    if python is None:
+        pytest.skip("llama_cpp.server is not importable (tools/setup.sh builds build/llama-server-venv)")
+    server = LlamaServer(python, log_dir / "server.log")
+    try:
+        yield server
+    finally:
+        server.close()

@@ -92,6 +92,24 @@ def is_local(url: str) -> bool:
     return parts.scheme in ("data", "blob") or parts.hostname == "127.0.0.1"
 
 
+def guard_page(page: Any, url: str, pages: dict[str, str]) -> list[str]:
+    """Abort every non-local request of ``page`` (they are listed in the returned list) and answer
+    ``url + name`` with the HTML of ``pages[name]``."""
+    blocked: list[str] = []
+
+    def route(r: Any) -> None:
+        if not is_local(r.request.url):
+            blocked.append(r.request.url)
+            r.abort()
+        elif r.request.url.startswith(url) and r.request.url[len(url) :] in pages:
+            r.fulfill(status=200, content_type="text/html", body=pages[r.request.url[len(url) :]])
+        else:
+            r.continue_()
+
+    page.route("**/*", route)
+    return blocked
+
+
 @contextlib.contextmanager
 def chromium(headless: bool = True) -> Iterator[Any]:
     """A playwright browser on Debian's chromium with WebGPU on (playwright makes a fresh profile)."""

@@ -24,14 +24,8 @@ EMBED = "smollm2-remote-embed"
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ls.LlamaServer]:
-    python = ls.llama_python()
-    if python is None:
-        pytest.skip("llama_cpp.server is not importable (tools/setup.sh builds build/llama-server-venv)")
-    server = ls.LlamaServer(python, tmp_path_factory.mktemp("llama") / "server.log")
-    try:
+    with ls.started(tmp_path_factory.mktemp("llama")) as server:
         yield server
-    finally:
-        server.close()
 
 
 LOAD = """async ([models, records, tiny]) => {
