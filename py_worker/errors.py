@@ -389,6 +389,12 @@ class LogitProcessorNotSupportedError(UnsupportedEngineOptionError):
     """Custom logit processors (web-llm's logitProcessorRegistry) are refused (fields: option, models)."""
 
 
+class WasmThreadsError(ModelLoadError):
+    """A record (or the engine) asks llama.cpp for a thread count it cannot have: not a whole
+    number, or more than one where the page is not cross-origin isolated (``fields.threads``,
+    ``fields.isolated``)."""
+
+
 # Remote models (a record with backend "remote": an OpenAI-compatible server; py_worker/remote.py).
 class RemoteConfigError(ModelLoadError):
     """A remote model record is unusable (``fields.model_id``, ``fields.field``: which key; a

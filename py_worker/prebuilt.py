@@ -54,6 +54,11 @@ LOCAL_MODELS: list[dict[str, Any]] = [
         "model": "models/all-MiniLM-L6-v2-q0f32/",
         "model_type": "embedding",
     },
+    {  # llama.cpp's bert architecture: runs on the wasm backend (our kernels read MLC BERT dirs)
+        "model_id": "all-MiniLM-L6-v2-F32-gguf",
+        "model": "models/all-MiniLM-L6-v2.F32.gguf",
+        "model_type": "embedding",
+    },
 ]
 
 

@@ -50,8 +50,17 @@ CHROMIUM_ARGS = [
 ]
 
 
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+}
+"""Sent with every file: the page and its workers become cross-origin isolated, so llama.cpp (the
+wasm backend) may run on several threads (SharedArrayBuffer). Without them it runs one."""
+
+
 class SiteHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with the MIME types browsers insist on (application/wasm for streaming)."""
+    """Static files with the MIME types browsers insist on (application/wasm for streaming), and
+    the cross-origin isolation headers."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.extensions_map = {**self.extensions_map, **MIME_TYPES}
@@ -60,6 +69,8 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
     def end_headers(self) -> None:
         # Fresh files on every reload during development; the engine caches models itself.
         self.send_header("Cache-Control", "no-cache")
+        for name, value in ISOLATION_HEADERS.items():
+            self.send_header(name, value)
         super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -94,7 +105,7 @@ def is_local(url: str) -> bool:
 
 def guard_page(page: Any, url: str, pages: dict[str, str]) -> list[str]:
     """Abort every non-local request of ``page`` (they are listed in the returned list) and answer
-    ``url + name`` with the HTML of ``pages[name]``."""
+    ``url + name`` with the HTML of ``pages[name]`` (cross-origin isolated, as the site's pages)."""
     blocked: list[str] = []
 
     def route(r: Any) -> None:
@@ -102,7 +113,8 @@ def guard_page(page: Any, url: str, pages: dict[str, str]) -> list[str]:
             blocked.append(r.request.url)
             r.abort()
         elif r.request.url.startswith(url) and r.request.url[len(url) :] in pages:
-            r.fulfill(status=200, content_type="text/html", body=pages[r.request.url[len(url) :]])
+            page_html = pages[r.request.url[len(url) :]]
+            r.fulfill(status=200, content_type="text/html", headers=ISOLATION_HEADERS, body=page_html)
         else:
             r.continue_()
 
@@ -124,9 +136,10 @@ def chromium(headless: bool = True) -> Iterator[Any]:
 
 
 def show_progress(text: str) -> None:
-    """One updating status line on stderr while the model loads."""
-    end = "\n" if text.startswith("Finish loading") else ""
-    print(f"\r\033[K{text[:110]}", end=end, file=sys.stderr, flush=True)
+    """One updating status line on stderr while the model loads; the last one (which says the
+    backend and why) whole."""
+    done = text.startswith("Finish loading")
+    print(f"\r\033[K{text if done else text[:110]}", end="\n" if done else "", file=sys.stderr, flush=True)
 
 
 def ask(base_url: str, prompt: str, model: str | None, timeout_s: float, options: dict[str, str]) -> int:

@@ -36,6 +36,21 @@ export function backendChoice(record, options = {}, gpu = { hardware: true, reas
   return { name: "wgsl", reason: gpu.reason || (isGgufRecord(record) ? "a GGUF on our WebGPU kernels" : "an MLC model directory") };
 }
 
+/** What our kernels refuse in a GGUF that llama.cpp runs: an architecture, a block format, a tokenizer. */
+const WGSL_REFUSALS = ["UnsupportedArchitectureError", "UnsupportedWeightFormatError", "UnsupportedTokenizerError"];
+
+/**
+ * The other backend for a GGUF whose machine-chosen backend (not the user's) failed with `e`:
+ * our WebGPU kernels where llama.cpp cannot start here (a CSP without `worker-src blob:` stops
+ * its worker); llama.cpp where our kernels do not run the file and this context can start its
+ * worker; else null (the error stands).
+ */
+function fallbackFor(name, e, gpu) {
+  if (name === "wasm" && e?.name === "ModelLoadError") return "wgsl";
+  if (name === "wgsl" && WGSL_REFUSALS.includes(e?.name) && gpu?.workers !== false) return "wasm";
+  return null;
+}
+
 /** The backend's name alone (backendChoice with a hardware GPU). */
 export function chooseBackend(record, options = {}) {
   return backendChoice(record, options).name;
@@ -101,7 +116,8 @@ export async function createKernels(options = {}) {
     /** @param {(fraction: number, text: string) => void} [progress] */
     async load(record, progress = () => {}) {
       const asks = !options.backend && !record.backend && !record.model_lib && isGgufRecord(record);
-      let { name, reason } = backendChoice(record, options, asks && !options.backends ? await probeGpu() : undefined);
+      const gpu = asks && !options.backends ? await probeGpu() : undefined;
+      let { name, reason } = backendChoice(record, options, gpu);
       // The last report ("Finish loading on …") says which backend and why.
       const report = (f, text) => progress(f, f >= 1 ? `${text} [backend ${name}: ${reason}]` : text);
       let kernels = await backend(name);
@@ -109,11 +125,10 @@ export async function createKernels(options = {}) {
       try {
         loaded = await kernels.load(record, report);
       } catch (e) {
-        // A backend chosen for the machine, not by the user, that cannot start here (a CSP
-        // without `worker-src blob:` stops llama.cpp's worker): our WebGPU kernels instead.
-        if (!(asks && name === "wasm") || e?.name !== "ModelLoadError") throw e;
-        reason = `${reason}, but llama.cpp did not start (${e.message})`;
-        name = "wgsl";
+        const other = asks ? fallbackFor(name, e, gpu) : null;
+        if (!other) throw e;
+        reason = `${reason}, but ${other === "wgsl" ? "llama.cpp did not start" : "our kernels do not run it"} (${e.message})`;
+        name = other;
         kernels = await backend(name);
         loaded = await kernels.load(record, report);
       }

@@ -15,6 +15,21 @@ import { gelu } from "./wgsl/gelu.js";
 import { meanPool } from "./wgsl/mean_pool.js";
 import { WG } from "./wgsl/common.js";
 
+/**
+ * [CLS] ids [SEP] truncated to `maxLen`, as the reference encoder does (ids already wrapped are
+ * not wrapped twice); without a [CLS] or [SEP] id, the ids truncated. Every encoder backend's rule.
+ * @param {number[]} ids
+ * @param {number | null} cls
+ * @param {number | null} sep
+ * @param {number} maxLen
+ */
+export function withSpecials(ids, cls, sep, maxLen) {
+  if (cls === null || cls === undefined || sep === null || sep === undefined) return ids.slice(0, maxLen);
+  let body = ids;
+  if (ids.length >= 2 && ids[0] === cls && ids[ids.length - 1] === sep) body = ids.slice(1, -1);
+  return [cls, ...body.slice(0, maxLen - 2), sep];
+}
+
 const TM = 4;
 
 function f32(t) {
@@ -141,19 +156,10 @@ export class BertModel extends Program {
     this.run(rec, name, [this.fwd, input, W, output, B], Math.ceil(N / (N % 4 === 0 ? 4 : 1) / MATMUL_WG), Math.ceil(n / TM));
   }
 
-  /** [CLS] ids [SEP] truncated to the context window, as the reference encoder does. */
-  #withSpecials(ids) {
-    const { cls, sep, maxLen } = this.d;
-    if (cls === null || sep === null) return ids.slice(0, maxLen);
-    let body = ids;
-    if (ids.length >= 2 && ids[0] === cls && ids[ids.length - 1] === sep) body = ids.slice(1, -1);
-    return [cls, ...body.slice(0, maxLen - 2), sep];
-  }
-
   /** Mean-pooled, L2-normalised vector of one id list. */
   async #embedOne(ids) {
     const d = this.d;
-    const seq = Uint32Array.from(this.#withSpecials(ids));
+    const seq = Uint32Array.from(withSpecials(ids, this.d.cls, this.d.sep, this.d.maxLen));
     const n = seq.length;
     this.gpu.write(this.ids, seq);
     this.gpu.write(this.fwd, new Uint32Array([0, n, 0, 0]));

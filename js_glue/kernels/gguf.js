@@ -141,9 +141,38 @@ function stopTokenIds(meta) {
 }
 
 /**
- * The mlc-chat-config-shaped config of a GGUF decoder, plus what the Python side needs for its
- * chat: the Jinja `chat_template`, BOS/EOS strings and ids, and the end-of-turn token ids.
- * Throws a named error for an architecture or a tensor type the wgsl kernels do not run.
+ * What any backend's config of a GGUF says, whatever its architecture: vocabulary size, context
+ * length, the Jinja `chat_template`, BOS/EOS strings and ids, the end-of-turn token ids, and for
+ * a WordPiece (BERT) vocabulary its [CLS]/[SEP] ids (llama.cpp's BOS is the [CLS]).
+ */
+export function ggufBasics(meta) {
+  const arch = meta["general.architecture"];
+  const tokens = meta["tokenizer.ggml.tokens"] || [];
+  const id = (k) => (meta[`tokenizer.ggml.${k}_token_id`] === undefined ? null : Number(meta[`tokenizer.ggml.${k}_token_id`]));
+  const ctx = Number(meta[`${arch}.context_length`] ?? 2048);
+  const [bos, eos] = [id("bos"), id("eos")];
+  const wordPiece = meta["tokenizer.ggml.model"] === "bert";
+  return {
+    model_type: arch,
+    source: "gguf",
+    vocab_size: Number(meta[`${arch}.vocab_size`] ?? tokens.length),
+    context_window_size: ctx,
+    prefill_chunk_size: 128,
+    chat_template: meta["tokenizer.chat_template"] ?? null,
+    bos_token_id: bos,
+    eos_token_id: eos,
+    bos_token: bos === null ? null : tokens[bos],
+    eos_token: eos === null ? null : tokens[eos],
+    add_bos_token: !!meta["tokenizer.ggml.add_bos_token"],
+    stop_token_ids: stopTokenIds(meta),
+    ...(wordPiece ? { cls_token_id: id("cls") ?? bos, sep_token_id: id("seperator") ?? id("sep") } : {}),
+  };
+}
+
+/**
+ * The mlc-chat-config-shaped config of a GGUF decoder for our kernels: ggufBasics plus the
+ * model_config the wgsl decoder reads. Throws a named error for an architecture or a tensor
+ * type the wgsl kernels do not run.
  */
 export function ggufConfig(gguf) {
   const { meta, tensors } = gguf;
@@ -156,13 +185,10 @@ export function ggufConfig(gguf) {
     });
   }
   for (const [name, t] of tensors) ggmlBlock(t.type, name);
+  const basics = ggufBasics(meta);
   const m = (k, d) => meta[`${arch}.${k}`] ?? d;
   const hidden = Number(m("embedding_length"));
   const heads = Number(m("attention.head_count"));
-  const tokens = meta["tokenizer.ggml.tokens"] || [];
-  const ctx = Number(m("context_length", 2048));
-  const bos = meta["tokenizer.ggml.bos_token_id"];
-  const eos = meta["tokenizer.ggml.eos_token_id"];
   const modelConfig = {
     hidden_size: hidden,
     intermediate_size: Number(m("feed_forward_length")),
@@ -170,30 +196,15 @@ export function ggufConfig(gguf) {
     num_key_value_heads: Number(m("attention.head_count_kv", heads)),
     head_dim: Number(m("rope.dimension_count", hidden / heads)),
     num_hidden_layers: Number(m("block_count")),
-    vocab_size: Number(m("vocab_size", tokens.length)),
+    vocab_size: basics.vocab_size,
     rms_norm_eps: Number(m("attention.layer_norm_rms_epsilon", 1e-5)),
     rope_theta: Number(m("rope.freq_base", 10000)),
     rope_interleaved: spec.ropeInterleaved,
     tie_word_embeddings: !tensors.has("output.weight"),
-    context_window_size: ctx,
+    context_window_size: basics.context_window_size,
     prefill_chunk_size: 128,
   };
-  return {
-    model_type: arch,
-    source: "gguf",
-    model_config: modelConfig,
-    vocab_size: modelConfig.vocab_size,
-    context_window_size: ctx,
-    prefill_chunk_size: 128,
-    tokenizer_files: ["tokenizer.json"],
-    chat_template: meta["tokenizer.chat_template"] ?? null,
-    bos_token_id: bos === undefined ? null : Number(bos),
-    eos_token_id: eos === undefined ? null : Number(eos),
-    bos_token: bos === undefined ? null : tokens[Number(bos)],
-    eos_token: eos === undefined ? null : tokens[Number(eos)],
-    add_bos_token: !!meta["tokenizer.ggml.add_bos_token"],
-    stop_token_ids: stopTokenIds(meta),
-  };
+  return { ...basics, model_config: modelConfig, tokenizer_files: ["tokenizer.json"] };
 }
 
 const MB = 1024 * 1024;
@@ -202,11 +213,11 @@ const MB = 1024 * 1024;
 export const isGgufRecord = (record) => /\.gguf([?#].*)?$/i.test(String(record.model));
 
 /**
- * Load a record whose `model` is a .gguf URL: one file, fetched with progress, cached and
- * sha256-checked like a shard (pin: `sha256[<file name>]`). Returns what loadArtifacts returns:
- * {config, tensors: Map(GGUF name -> {type, shape, bytes}), tokenizer: {name, bytes}}.
+ * Fetch a record whose `model` is a .gguf URL: one file, with progress, cached and
+ * sha256-checked like a shard (pin: `sha256[<file name>]`), and parsed. Returns
+ * {bytes, meta, tensors: Map(GGUF name -> {type, shape, bytes})}.
  */
-export async function loadGguf(record, progress, options = {}) {
+export async function fetchGguf(record, progress, options = {}) {
   const url = new URL(String(record.model), options.baseURL || (globalThis.location ? location.href : undefined));
   const name = decodeURIComponent(/** @type {string} */ (url.pathname.split("/").pop()));
   const ctx = {
@@ -228,8 +239,18 @@ export async function loadGguf(record, progress, options = {}) {
   const pins = record.sha256 || {};
   const { bytes, fromCache } = await fetchFile(ctx, name, [pins[name]], (got, total) => report(false, got, total));
   report(fromCache, bytes.byteLength, bytes.byteLength);
-  const gguf = parseGguf(bytes);
+  return { bytes, ...parseGguf(bytes) };
+}
+
+/** A GGUF's tokenizer.json, built from its `tokenizer.ggml.*` metadata: {name, bytes}. */
+export const ggufTokenizerFile = (meta) => ({ name: "tokenizer.json", bytes: new TextEncoder().encode(tokenizerJsonFromGguf(meta)) });
+
+/**
+ * A GGUF record for our kernels: fetchGguf, then the wgsl config (refusing what they do not
+ * run) and the tokenizer. Returns what loadArtifacts returns: {config, tensors, tokenizer}.
+ */
+export async function loadGguf(record, progress, options = {}) {
+  const gguf = await fetchGguf(record, progress, options);
   const config = ggufConfig(gguf);
-  const tokenizer = new TextEncoder().encode(tokenizerJsonFromGguf(gguf.meta));
-  return { config, tensors: gguf.tensors, tokenizer: { name: "tokenizer.json", bytes: tokenizer }, gguf: true, bytes };
+  return { config, tensors: gguf.tensors, tokenizer: ggufTokenizerFile(gguf.meta), gguf: true, bytes: gguf.bytes };
 }

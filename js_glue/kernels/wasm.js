@@ -13,8 +13,9 @@
 // worker): a page's CSP needs `worker-src 'self' blob:` for this backend (without it, `load`
 // fails by name, and backends.js goes on with our WebGPU kernels where it chose wasm itself).
 
-import { loadGguf, isGgufRecord } from "./gguf.js";
+import { fetchGguf, ggufBasics, ggufTokenizerFile, isGgufRecord } from "./gguf.js";
 import { namedError } from "./errors.js";
+import { withSpecials } from "./bert.js";
 import { processLogits, sampleProcessed } from "./sampling.js";
 import { Grammars, DEFAULT_XGRAMMAR_URL, grammarCalls } from "./grammar.js";
 
@@ -86,8 +87,29 @@ function named(e, what) {
 }
 
 /**
- * options: {wllamaURL, xgrammarURL, threads (default: half the cores where the page is
- * cross-origin isolated, else 1), baseURL, fetch, cache} (the last three as for the wgsl backend).
+ * How many threads llama.cpp runs on: `asked` (a record's `threads`, or createKernels's), else half
+ * the cores where the page is cross-origin isolated (threads share memory only there: the page
+ * and its workers need COOP/COEP), else 1. More than one where that cannot be is refused by name.
+ */
+function threadCount(asked) {
+  const isolated = globalThis.crossOriginIsolated === true;
+  if (asked === undefined || asked === null) return isolated ? Math.max(1, Math.floor((navigator.hardwareConcurrency || 2) / 2)) : 1;
+  if (!Number.isInteger(asked) || asked < 1) {
+    throw namedError("WasmThreadsError", `threads must be a whole number of at least 1, got ${JSON.stringify(asked)}`, { threads: asked, isolated });
+  }
+  if (asked > 1 && !isolated) {
+    throw namedError(
+      "WasmThreadsError",
+      `${asked} llama.cpp threads need a cross-origin isolated page (the server must send Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp); this one runs one thread`,
+      { threads: asked, isolated },
+    );
+  }
+  return asked;
+}
+
+/**
+ * options: {wllamaURL, xgrammarURL, threads (see threadCount; a record's `threads` wins),
+ * baseURL, fetch, cache} (the last three as for the wgsl backend).
  */
 export async function createWasmKernels(options = {}) {
   const url = options.wllamaURL || DEFAULT_WLLAMA_URL;
@@ -104,7 +126,11 @@ export async function createWasmKernels(options = {}) {
     if (m.embedding) throw namedError("IncorrectPipelineLoadedError", "this model is loaded for embeddings only", { backend: "wasm" });
     return m;
   };
-  const { constraint, openGrammar, closeGrammar } = grammarCalls((handle) => decoder(handle).grammars);
+  const { constraint, openGrammar, closeGrammar } = grammarCalls((handle) => {
+    const m = decoder(handle);
+    m.grammars ??= m.makeGrammars();
+    return m.grammars;
+  });
 
   /** Append `ids` to llama.cpp's KV cache; its logits are the last id's. */
   async function feed(m, ids, what) {
@@ -119,14 +145,45 @@ export async function createWasmKernels(options = {}) {
     return (performance.now() - t0) / 1000;
   }
 
-  /** The current logits as log-probabilities (llama.cpp's softmax of them, every id). */
+  /**
+   * The current logits as log-probabilities (llama.cpp's softmax of them, every id), read as the
+   * two arrays of wllama's `get_logits` action: its public getLogits() would first build one
+   * object per id (49,152 for SmolLM2: ~12 ms a token on top of the action's ~8).
+   */
   async function logProbs(m) {
     const out = new Float32Array(m.vocab).fill(-Infinity);
-    for (const { token, p } of await m.w.getLogits(-1)) if (token < out.length && p > 0) out[token] = Math.log(p);
+    const { tokens, probs } = await m.w.proxy.wllamaAction("get_logits", { _name: "glog_req", top_k: -1 });
+    for (let i = 0; i < tokens.length; i++) if (tokens[i] < out.length && probs[i] > 0) out[tokens[i]] = Math.log(probs[i]);
     return out;
   }
 
+  /**
+   * The rule's token where it needs no distribution: at temperature 0 with nothing that changes
+   * or reports the logits (no logit bias, penalties at their neutral values, no grammar, no
+   * logprobs) the rule is the argmax, and llama.cpp's own greedy sampler takes it without
+   * reading the vocabulary back. Null where the distribution is needed.
+   */
+  async function argmax(m, params, grammar) {
+    const neutral =
+      Number(params.temperature ?? 1) === 0 &&
+      !grammar &&
+      !params.logprobs &&
+      !(params.logit_bias || []).some(([, v]) => Number(v) !== 0) &&
+      Number(params.repetition_penalty ?? 1) === 1 &&
+      !Number(params.frequency_penalty || 0) &&
+      !Number(params.presence_penalty || 0);
+    if (!neutral) return null;
+    m.greedy ??= m.w.samplingInit({ temp: 0, penalty_repeat: 1, penalty_freq: 0, penalty_present: 0 });
+    await m.greedy;
+    return (await m.w.samplingSample()).token;
+  }
+
   async function sampleOne(m, params, uniform, grammar) {
+    const greedy = await argmax(m, params, grammar);
+    if (greedy !== null) {
+      m.pending = greedy;
+      return { out: { token: greedy }, ended: false };
+    }
     const processed = processLogits(await logProbs(m), params);
     const out = sampleProcessed(processed, params, uniform, grammar ? await grammar.mask() : null);
     const ended = grammar ? grammar.accept(out.token) : false;
@@ -151,17 +208,19 @@ export async function createWasmKernels(options = {}) {
           backend: "wasm",
         });
       }
-      const art = await loadGguf(record, (f, text) => progress(0.8 * f, text), options);
-      const config = { ...art.config, ...(record.overrides || {}) };
+      const threads = threadCount(record.threads ?? options.threads);
+      // Any architecture llama.cpp runs: only what every GGUF says is read here.
+      const art = await fetchGguf(record, (f, text) => progress(0.8 * f, text), options);
+      const config = { ...ggufBasics(art.meta), ...(record.overrides || {}) };
       const lib = await library(url);
-      const threads = options.threads ?? (globalThis.crossOriginIsolated ? Math.max(1, Math.floor((navigator.hardwareConcurrency || 2) / 2)) : 1);
       const w = new lib.Wllama(
         { "single-thread/wllama.wasm": new URL("single-thread/wllama.wasm", url).href, "multi-thread/wllama.wasm": new URL("multi-thread/wllama.wasm", url).href },
         { suppressNativeLog: true, allowOffline: true },
       );
       const embedding = record.model_type === "embedding";
       const ctx = Number(config.context_window_size) > 0 ? Number(config.context_window_size) : DEFAULT_CONTEXT;
-      const batch = Number(config.prefill_chunk_size) > 0 ? Number(config.prefill_chunk_size) : DEFAULT_BATCH;
+      // An encoder reads its whole input in one batch: llama.cpp needs the batch to hold it.
+      const batch = embedding ? ctx : Number(config.prefill_chunk_size) > 0 ? Number(config.prefill_chunk_size) : DEFAULT_BATCH;
       progress(0.85, `Loading model into llama.cpp (WebAssembly, ${threads} thread${threads === 1 ? "" : "s"})`);
       // wllama resolves its (already absolute) wasm URLs against document.baseURI, which a
       // worker lacks: a stand-in for the time of the call.
@@ -170,19 +229,26 @@ export async function createWasmKernels(options = {}) {
       const scope = globalThis;
       if (standIn) scope.document = { baseURI: url };
       try {
-        await w.loadModel([new Blob([art.bytes])], { n_ctx: ctx, n_batch: batch, n_threads: threads, embeddings: embedding, seed: 0 });
+        await w.loadModel([new Blob([art.bytes])], { n_ctx: ctx, n_batch: batch, n_ubatch: batch, n_threads: threads, embeddings: embedding, seed: 0 });
       } catch (e) {
         throw named(e, "loading the GGUF");
       } finally {
         if (standIn) delete scope.document;
       }
-      const vocab = Number(config.vocab_size) || art.vocabSize;
+      const running = w.getNumThreads(); // what wllama started (one where threads cannot share memory)
+      const vocab = Number(config.vocab_size);
       const handle = nextHandle++;
-      const grammars = embedding ? null : new Grammars(vocabOf(art.tokenizer), art.tokenizer, vocab, options.xgrammarURL || DEFAULT_XGRAMMAR_URL);
-      models.set(handle, { w, vocab, embedding, grammars, len: 0, pending: null, threads, stats: { prefill_tokens: 0, prefill_seconds: 0, decode_tokens: 0, decode_seconds: 0 } });
+      // A grammar needs a tokenizer.json of the vocabulary: built on the first constrained
+      // request (a tokenizer type we cannot describe fails that request by name, not the load).
+      const meta = art.meta;
+      const makeGrammars = () => {
+        const file = ggufTokenizerFile(meta);
+        return new Grammars(vocabOf(file), file, vocab, options.xgrammarURL || DEFAULT_XGRAMMAR_URL);
+      };
+      models.set(handle, { w, vocab, embedding, cls: config.cls_token_id ?? null, sep: config.sep_token_id ?? null, ctx, makeGrammars, grammars: null, len: 0, pending: null, greedy: null, threads: running, stats: { prefill_tokens: 0, prefill_seconds: 0, decode_tokens: 0, decode_seconds: 0 } });
       config.context_window_size = ctx;
       config.prefill_chunk_size = batch;
-      progress(1, `Finish loading on WebAssembly - llama.cpp, ${threads} thread${threads === 1 ? "" : "s"} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      progress(1, `Finish loading on WebAssembly - llama.cpp, ${running} thread${running === 1 ? "" : "s"} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
       return { handle, config };
     },
 
@@ -265,7 +331,10 @@ export async function createWasmKernels(options = {}) {
         throw namedError("EmbeddingUnsupportedModelError", "this model was not loaded as an embedding model (model_type \"embedding\")", { backend: "wasm" });
       }
       const out = [];
-      for (const row of batch) out.push(Array.from(await m.w.embeddings(Array.from(row))));
+      for (const row of batch) {
+        await m.w.kvClear(); // each input alone: llama.cpp would otherwise attend to the last one too
+        out.push(Array.from(await m.w.embeddings(withSpecials(Array.from(row), m.cls, m.sep, m.ctx))));
+      }
       return out;
     },
 

@@ -15,6 +15,9 @@ from tools import serve  # noqa: E402
 
 TINY = "tiny-llama-q4f32_1"
 TINY_B = "tiny-llama-q0f32"
+TINY_GGUF = "tiny-llama-mixed"
+"""A tiny random-weight GGUF (tools/make_tiny_gguf.py): on SwiftShader, a software adapter, the
+engine runs a GGUF on llama.cpp (the wasm backend)."""
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 # A page holding nothing but the script tag (served from the site's origin by the route below).
@@ -77,6 +80,9 @@ class Guarded:
             route.abort()
         elif url == self.base_url + "bare.html":
             route.fulfill(status=200, content_type="text/html", body=BARE_PAGE)
+        elif url == self.base_url + "isolated.html":  # the same page, cross-origin isolated
+            headers = serve.ISOLATION_HEADERS
+            route.fulfill(status=200, content_type="text/html", headers=headers, body=BARE_PAGE)
         else:
             route.continue_()
 

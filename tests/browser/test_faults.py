@@ -11,7 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from conftest import SITE, TINY, Guarded
+import pytest
+from conftest import SITE, TINY, TINY_GGUF, Guarded
 
 SHARD = "params_shard_0.bin"
 CACHE_NAME = "py_worker-wgsl"  # js_glue/kernels/loader.js
@@ -104,7 +105,10 @@ def test_shard_cut_short_without_digests_is_not_cached(guarded: Guarded) -> None
     reload_fails_then_succeeds(guarded, state, "IntegrityError")
 
 
-def test_worker_killed_mid_stream_ends_the_stream_with_an_error_and_recovers(guarded: Guarded) -> None:
+@pytest.mark.parametrize("model", [TINY, TINY_GGUF], ids=["wgsl", "wasm"])
+def test_worker_killed_mid_stream_ends_the_stream_with_an_error_and_recovers(
+    guarded: Guarded, model: str
+) -> None:
     guarded.open("bare.html")
     result = guarded.js(
         """async ([model, messages]) => {
@@ -127,7 +131,7 @@ def test_worker_killed_mid_stream_ends_the_stream_with_an_error_and_recovers(gua
           return {chunks, error, finish, restarts: engine.workerRestarts,
                   tokens: next.usage.completion_tokens};
         }""",
-        [TINY, USER],
+        [model, USER],
     )
     print(f"worker killed mid-stream: the stream ended with {result['error']}")
     assert result["error"] is not None, f"the stream ended quietly (finish {result['finish']})"

@@ -1,12 +1,15 @@
 """The browser stack end to end: a page with only the script tag, the proxy, the module worker,
-Pyodide and the WebGPU kernels on SwiftShader, with the tiny model."""
+Pyodide and the kernels, with a tiny model. The engine's behaviour (streams, early break,
+interrupt, two models routed by `model`, a terminated worker) runs on both backends a page without
+a hardware GPU has: our WebGPU kernels on SwiftShader (the tiny MLC dir) and llama.cpp in
+WebAssembly (the tiny GGUF, which the engine sends to wasm on a software adapter)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from conftest import TINY, TINY_B, Guarded
+from conftest import TINY, TINY_B, TINY_GGUF, Guarded
 
 from py_worker.errors import error_to_dict
 from py_worker.protocol.chat import validate_chat_request
@@ -20,6 +23,16 @@ LOAD = """async ([models, extra]) => {
 
 USER = [{"role": "user", "content": "Tell me a story about a tiny model."}]
 
+FINISHED = {"wgsl": "Finish loading on WebGPU", "wasm": "Finish loading on WebAssembly - llama.cpp"}
+MODELS = {"wgsl": (TINY, TINY_B), "wasm": (TINY_GGUF, TINY)}
+"""Per backend, the model under test and a second one to load beside it (wasm: a wgsl one)."""
+
+
+@pytest.fixture(params=sorted(FINISHED))
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
 
 def load(g: Guarded, models: Any = TINY, extra: dict[str, Any] | None = None) -> list[str]:
     g.open("bare.html")
@@ -27,9 +40,10 @@ def load(g: Guarded, models: Any = TINY, extra: dict[str, Any] | None = None) ->
     return loaded
 
 
-def test_bare_page_streams_same_text_as_worker(guarded: Guarded) -> None:
-    assert load(guarded) == [TINY]
-    assert guarded.js("progress.some((t) => t.startsWith('Finish loading on WebGPU'))")
+def test_bare_page_streams_same_text_as_worker(guarded: Guarded, backend: str) -> None:
+    model = MODELS[backend][0]
+    assert load(guarded, model) == [model]
+    assert guarded.js("(f) => progress.some((t) => t.startsWith(f))", FINISHED[backend])
     result = guarded.js(
         """async (messages) => {
           const request = {messages, seed: 11, temperature: 0.9, max_tokens: 24};
@@ -51,8 +65,8 @@ def test_bare_page_streams_same_text_as_worker(guarded: Guarded) -> None:
     assert streamed
 
 
-def test_break_early_then_new_request(guarded: Guarded) -> None:
-    load(guarded)
+def test_break_early_then_new_request(guarded: Guarded, backend: str) -> None:
+    load(guarded, MODELS[backend][0])
     result = guarded.js(
         """async (messages) => {
           const seen = [];
@@ -75,8 +89,8 @@ def test_break_early_then_new_request(guarded: Guarded) -> None:
     assert result["afterBreak"] == "StreamNotFoundError"
 
 
-def test_interrupt_stops_answer_and_next_is_complete(guarded: Guarded) -> None:
-    load(guarded)
+def test_interrupt_stops_answer_and_next_is_complete(guarded: Guarded, backend: str) -> None:
+    load(guarded, MODELS[backend][0])
     result = guarded.js(
         """async (messages) => {
           let n = 0, finish = null;
@@ -100,8 +114,9 @@ def test_interrupt_stops_answer_and_next_is_complete(guarded: Guarded) -> None:
     assert result["next"]["usage"]["completion_tokens"] == 6
 
 
-def test_two_models_routed_and_unclear_fails_on_main_thread(guarded: Guarded) -> None:
-    assert load(guarded, [TINY, TINY_B]) == [TINY, TINY_B]
+def test_two_models_routed_and_unclear_fails_on_main_thread(guarded: Guarded, backend: str) -> None:
+    first, second = MODELS[backend]
+    assert load(guarded, [first, second]) == [first, second]
     result = guarded.js(
         """async ([messages, a, b]) => {
           const ask = (model) => engine.chat.completions.create({messages, model, max_tokens: 3});
@@ -136,9 +151,9 @@ def test_two_models_routed_and_unclear_fails_on_main_thread(guarded: Guarded) ->
           };
           return {models: [ra.model, rb.model], unclear, missing, python, posted};
         }""",
-        [USER, TINY, TINY_B],
+        [USER, first, second],
     )
-    assert result["models"] == [TINY, TINY_B]
+    assert result["models"] == [first, second]
     assert result["unclear"]["name"] == "UnclearModelToUseError"
     assert result["unclear"]["isClass"]
     assert result["unclear"]["isPyWorkerError"]
@@ -153,7 +168,7 @@ def test_two_models_routed_and_unclear_fails_on_main_thread(guarded: Guarded) ->
         ), case
     assert result["missing"]["fields"] == {
         "requested": "nope",
-        "loaded": [TINY, TINY_B],
+        "loaded": [first, second],
         "request_name": "ChatCompletionRequest",
     }
 
@@ -206,8 +221,8 @@ def test_unknown_kind_and_no_model_get_a_reply(guarded: Guarded) -> None:
     assert result["chat"] == ["ModelNotLoadedError", True]  # from the proxy, before posting
 
 
-def test_terminated_worker_recovers_with_one_reload(guarded: Guarded) -> None:
-    load(guarded, TINY, {"heartbeatTimeoutMs": 4000})
+def test_terminated_worker_recovers_with_one_reload(guarded: Guarded, backend: str) -> None:
+    load(guarded, MODELS[backend][0], {"heartbeatTimeoutMs": 4000})
     result = guarded.js(
         """async (messages) => {
           const finished = () => progress.filter((t) => t.startsWith("Finish loading")).length;

@@ -23,7 +23,7 @@ from typing import Any
 
 import hosts
 import pytest
-from conftest import TINY, TINY_B
+from conftest import TINY, TINY_B, TINY_GGUF
 from hosts import GuardedContext, user
 
 HOST_URLS = {
@@ -103,9 +103,9 @@ HELPERS = """() => {
 GREEDY = {"temperature": 0, "ignore_eos": True}
 
 
-def open_host(tabs: GuardedContext, host: str) -> Any:
+def open_host(tabs: GuardedContext, host: str, model: str = TINY) -> Any:
     page = tabs.page()
-    assert hosts.open_engine(page, host, HOST_URLS[host], TINY) == [TINY]
+    assert hosts.open_engine(page, host, HOST_URLS[host], model) == [model]
     page.evaluate(HELPERS)
     return page
 
@@ -244,10 +244,11 @@ INTERRUPT = """async ([messages, turn2]) => {
 }"""
 
 
-def test_interrupt_before_generation_began_ends_the_request(tabs: GuardedContext) -> None:
+@pytest.mark.parametrize("model", [TINY, TINY_GGUF], ids=["wgsl", "wasm"])
+def test_interrupt_before_generation_began_ends_the_request(tabs: GuardedContext, model: str) -> None:
     """Items 6 and 7: the interrupt reaches a request from the moment it was accepted, and the
     aborted turn leaves nothing cached that the next turn would wrongly reuse."""
-    page = open_host(tabs, "worker")
+    page = open_host(tabs, "worker", model)
     messages = user("Tell me a long story about a tiny model that learns to count, from the start. " * 2)
     out = page.evaluate(INTERRUPT, [messages, user("Go on.")])
     assert out["plain"]["finish"] == "abort", out["plain"]
@@ -324,10 +325,16 @@ INSIDE_FOR_AWAIT = """async ([messages]) => {
 }"""
 
 
-@pytest.mark.parametrize("host", PYTHON_HOSTS)
-def test_call_inside_for_await_over_the_same_model_is_served(tabs: GuardedContext, host: str) -> None:
-    """Item 9: no deadlock; the stream loses nothing."""
-    page = open_host(tabs, host)
+@pytest.mark.parametrize(
+    ("host", "model"),
+    [*((host, TINY) for host in PYTHON_HOSTS), ("worker", TINY_GGUF)],
+    ids=[*PYTHON_HOSTS, "worker-wasm"],
+)
+def test_call_inside_for_await_over_the_same_model_is_served(
+    tabs: GuardedContext, host: str, model: str
+) -> None:
+    """Item 9: no deadlock; the stream loses nothing (on llama.cpp too: one model, two callers)."""
+    page = open_host(tabs, host, model)
     out = page.evaluate(INSIDE_FOR_AWAIT, [user("Hi there")])
     served = {"chat": "no error", "forward": "no error", "nested": "length", "reset": "no error"}
     assert out["inner"] == served, out

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jsonschema
 import openai.types.chat as oc
 import pytest
-from conftest import SITE, TINY, Guarded
+from conftest import ROOT, SITE, TINY_GGUF, Guarded
 
 from py_worker.engine import MLCEngine
 from py_worker.reference import ReferenceKernels
@@ -144,31 +146,92 @@ def test_logprobs_match_the_numpy_reference_until_a_close_call(guarded: Guarded)
     assert steps >= 4, steps
 
 
-def test_a_wasm_and_a_wgsl_model_at_once(guarded: Guarded) -> None:
-    """Two backends in one engine, routed by `model`, streaming at the same time."""
+THREADS = """async ([model, threads]) => {
+  const appConfig = await (await fetch("app-config.json")).json();
+  for (const r of appConfig.model_list) if (r.model_id === model) r.threads = threads;
+  const progress = [];
+  const initProgressCallback = (r) => progress.push(r.text);
+  try {
+    const loading = PyWorker.CreateWebWorkerMLCEngine(model, {appConfig, initProgressCallback});
+    window.engine = await within(loading, 120000, "load");
+  } catch (e) { return {error: describeError(e), isolated: crossOriginIsolated}; }
+  const reply = await within(engine.chat.completions.create(
+    {messages: [{role: "user", content: "Hi"}], max_tokens: 4, ignore_eos: true}), 60000, "answer");
+  const last = progress[progress.length - 1];
+  return {last, tokens: reply.usage.completion_tokens, isolated: crossOriginIsolated};
+}"""
+
+
+def test_threads_on_an_isolated_page_and_a_named_refusal_elsewhere(guarded: Guarded) -> None:
+    """llama.cpp's threads share memory, so more than one needs COOP/COEP; without them a record
+    asking for two is refused by name, and the default is one thread."""
     guarded.open("bare.html")
-    loaded = guarded.js(LOAD, [[GGUF, TINY], None])
-    assert loaded["loaded"] == [GGUF, TINY]
+    refused = guarded.js(THREADS, [TINY_GGUF, 2])
+    assert refused["isolated"] is False
+    assert refused["error"]["name"] == "WasmThreadsError", refused
+    assert refused["error"]["fields"] == {"threads": 2, "isolated": False}
+    assert "Cross-Origin-Embedder-Policy: require-corp" in refused["error"]["message"]
+    one = guarded.js(THREADS, [TINY_GGUF, None])
+    assert "llama.cpp, 1 thread (" in one["last"], one
+    guarded.open("isolated.html")
+    two = guarded.js(THREADS, [TINY_GGUF, 2])
+    assert two["isolated"] is True
+    assert "llama.cpp, 2 threads (" in two["last"], two
+    assert two["tokens"] == 4
+
+
+def test_serve_prompt_answers_through_wasm_and_says_so() -> None:
+    """The README's headless command on a machine without a GPU (SwiftShader only): the default
+    model answers on llama.cpp, and the output says which backend ran it and why."""
+    ask = [sys.executable, "tools/serve.py", "--prompt", QUESTION[0]["content"], "--max-tokens", "12"]
+    ask += ["--temperature", "0", "--timeout", "400"]
+    done = subprocess.run(ask, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Paris" in done.stdout, done.stdout
+    assert "[backend wasm: the WebGPU adapter is a fallback one (google swiftshader)]" in done.stderr
+
+
+EMBED_GGUF = "all-MiniLM-L6-v2-F32-gguf"
+TEXTS = ["The cat sat on the mat.", "A cat is sitting on a rug.", "Stock prices fell sharply today."]
+
+
+def reference_embeddings(texts: list[str]) -> list[list[float]]:
+    """The same model (its MLC conversion, the same f32 weights) on the NumPy reference encoder."""
+
+    async def run() -> list[list[float]]:
+        model = "all-MiniLM-L6-v2-q0f32"
+        record = {"model_id": model, "model": str(SITE / "models" / model), "model_type": "embedding"}
+        engine = MLCEngine(ReferenceKernels(), {"model_list": [record]})
+        await engine.reload(model)
+        reply = await engine.embeddings.create(input=texts)
+        return [d["embedding"] for d in reply["data"]]
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
+
+
+def test_an_embedding_gguf_embeds_on_llama_cpp_like_the_reference(guarded: Guarded) -> None:
+    """all-MiniLM-L6-v2 as a bert GGUF: our kernels do not run that architecture, llama.cpp does;
+    its vectors equal the NumPy reference encoder's of the same weights ([CLS]/[SEP], mean
+    pooling, L2 norm) to f32 rounding."""
+    guarded.open("bare.html")
     out = guarded.js(
-        """async ([a, b, messages]) => {
-          const run = async (model) => {
-            const ask = {model, messages, stream: true, max_tokens: 8, seed: 1};
-            const stream = await engine.chat.completions.create(ask);
-            let text = "", finish = null;
-            for await (const chunk of stream) {
-              text += chunk.choices[0]?.delta?.content || "";
-              finish = chunk.choices[0]?.finish_reason || finish;
-            }
-            return {model, text, finish};
-          };
-          const both = await within(Promise.all([run(a), run(b)]), 180000, "both");
-          const stats = [await engine.runtimeStatsText(a), await engine.runtimeStatsText(b)];
-          return {both, stats};
+        """async ([model, texts]) => {
+          const progress = [];
+          const engine = await within(PyWorker.CreateWebWorkerMLCEngine(model,
+            {initProgressCallback: (r) => progress.push(r.text)}), 300000, "load");
+          const reply = await within(engine.embeddings.create({input: texts}), 120000, "embed");
+          let chat = null;
+          try { await engine.chat.completions.create({messages: [{role: "user", content: "Hi"}]}); }
+          catch (e) { chat = e.name; }
+          return {vectors: reply.data.map((d) => d.embedding), last: progress[progress.length - 1], chat};
         }""",
-        [GGUF, TINY, QUESTION],
+        [EMBED_GGUF, TEXTS],
     )
-    for r in out["both"]:
-        assert r["text"], r
-        assert r["finish"] in ("stop", "length")
-    assert "backend: wasm" in out["stats"][0]
-    assert "backend: wgsl (an MLC model directory)" in out["stats"][1]
+    assert "Finish loading on WebAssembly - llama.cpp" in out["last"], out["last"]
+    assert out["chat"] == "IncorrectPipelineLoadedError"  # an encoder does not chat
+    want = reference_embeddings(TEXTS)
+    for got, ref in zip(out["vectors"], want, strict=True):
+        assert len(got) == len(ref) == 384
+        dot = sum(a * b for a, b in zip(got, ref, strict=True))
+        assert dot > 1 - 1e-5, dot  # both unit vectors: the cosine

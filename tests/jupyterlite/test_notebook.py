@@ -322,3 +322,25 @@ def test_embeddings_and_cosine_match_the_engine(notebook: Notebook) -> None:
     assert float(match[2]) == pytest.approx(want_cosine, abs=2e-4)
     if notebook.variant == "smollm2":  # two sentences about a sitting cat are close
         assert float(match[2]) > 0.5
+
+
+WASM_IN_THE_KERNEL = """
+import json
+_gguf = await py_worker.CreateMLCEngine("tiny-llama-mixed")
+_ask = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "ignore_eos": True}
+_reply = await _gguf.chat.completions.create(**_ask)
+print(json.dumps({"tokens": _reply["usage"]["completion_tokens"], "stats": await _gguf.runtime_stats_text()}))
+await _gguf.unload()
+"""
+
+
+def test_a_gguf_runs_on_llama_cpp_inside_the_kernel(notebook: Notebook) -> None:
+    """The kernel's engine on a software adapter sends a GGUF to the wasm backend, whose
+    llama.cpp worker starts inside the kernel's own worker."""
+    if notebook.variant != "tiny":
+        pytest.skip("one variant is enough: the tiny GGUF")
+    printed = notebook.page.evaluate(KERNEL_PRINT, WASM_IN_THE_KERNEL)
+    out = json.loads(printed.strip().splitlines()[-1])
+    assert out["tokens"] == 4, printed
+    why = "the WebGPU adapter is a fallback one (google swiftshader)"
+    assert out["stats"].endswith(f"backend: wasm ({why})"), out

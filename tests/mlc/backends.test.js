@@ -74,6 +74,19 @@ test("createKernels routes each handle to the backend that loaded it", async () 
   assert.deepEqual(await kernels.deviceInfo(), { vendor: "wgsl" });
 });
 
+test("a GGUF our kernels refuse goes to llama.cpp where the machine chose; a user's choice stands", async () => {
+  const calls = [];
+  const refusal = () => Object.assign(new Error("GGUF architecture bert is not supported by the wgsl backend"), { name: "UnsupportedArchitectureError" });
+  const refusing = { ...recorder("wgsl", calls), load: async () => Promise.reject(refusal()) };
+  const kernels = await createKernels({ backends: { wgsl: refusing, wasm: recorder("wasm", calls) } });
+  const g = await kernels.load({ model_id: "e", model: "models/e.F32.gguf" });
+  assert.equal(g.backend, "wasm");
+  assert.match(g.config.backend_reason, /, but our kernels do not run it \(GGUF architecture bert is not supported/);
+  assert.equal(await kernels.embed(g.handle, [[1]]), "wasm:embed");
+  await assert.rejects(kernels.load({ model_id: "f", model: "models/e.F32.gguf", backend: "wgsl" }), { name: "UnsupportedArchitectureError" });
+  await assert.rejects(kernels.load({ model_id: "d", model: "models/d/" }), { name: "UnsupportedArchitectureError" }); // not a GGUF
+});
+
 test("the user option forces every model onto one backend, deviceInfo included", async () => {
   const calls = [];
   const kernels = await createKernels({ backend: "mlc", backends: { wgsl: recorder("wgsl", calls), mlc: recorder("mlc", calls) } });
@@ -102,6 +115,7 @@ test("py_worker.prebuilt's app config: local defaults run on wgsl, MLC prebuilts
     "SmolLM2-135M-Instruct-q4f32_1",
     "tiny-llama-q0f32",
     "all-MiniLM-L6-v2-q0f32",
+    "all-MiniLM-L6-v2-F32-gguf", // chosen for a hardware GPU; its bert architecture then falls to wasm
   ]);
   assert.ok(byBackend.mlc.length >= 5 && byBackend.mlc.every((id) => id.includes("MLC")), byBackend.mlc.join());
 });
