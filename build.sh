@@ -82,7 +82,8 @@ build() {
 
 # --under-load: the browser suite runs in the foreground while a second lane keeps the other
 # core busy: first with the CPU-side suites (host, kernels, mlc, pytest-pyodide: real work, and
-# under load themselves), then with a busy loop at normal priority until the browser suite ends.
+# under load themselves), the JupyterLite suite and one browser file, then with a busy loop at
+# normal priority until the browser suite ends.
 # On a machine with more cores, one more busy loop per extra core. Stopped on any exit.
 LOAD_PIDS=()
 busy() { exec "$PY" -c 'while True: pass'; }
@@ -133,24 +134,32 @@ run_tests() {
     step bash tests/mlc/run.sh
     step bash tests/pyodide/run.sh
   }
+  # Browser tests the second lane takes on after its CPU suites, so both lanes end about together.
+  local lane_browser=(tests/browser/test_wasm_backend.py)
   if [ $load -eq 0 ]; then
     cpu_suites
     step "$PY" -m pytest tests/browser "${fast[@]}"
+    step "$PY" -m pytest tests/jupyterlite
   else
     local lane_log=build/test-lane.log lane_rc=build/test-lane.rc lane
     rm -f "$lane_rc"
     start_load
-    ( cpu_suites; echo "$failed" > "$lane_rc"; busy ) > "$lane_log" 2>&1 &
+    (
+      cpu_suites
+      step "$PY" -m pytest tests/jupyterlite
+      step "$PY" -m pytest "${lane_browser[@]}" "${fast[@]}"
+      echo "$failed" > "$lane_rc"
+      busy
+    ) > "$lane_log" 2>&1 &
     lane=$!
     LOAD_PIDS+=("$lane")
-    step "$PY" -m pytest tests/browser "${fast[@]}"
+    step "$PY" -m pytest tests/browser "${lane_browser[@]/#/--ignore=}" "${fast[@]}"
     while [ ! -f "$lane_rc" ] && kill -0 "$lane" 2>/dev/null; do sleep 5; done
     stop_load
-    log "second lane (host, kernels, mlc, pytest-pyodide, run beside the browser suite):"
+    log "second lane (host, kernels, mlc, pytest-pyodide, jupyterlite, ${lane_browser[*]}; beside the browser suite):"
     cat "$lane_log"
     [ "$(cat "$lane_rc" 2>/dev/null)" = 0 ] || { failed=1; log "FAILED: the second lane"; }
   fi
-  step "$PY" -m pytest tests/jupyterlite
   return $failed
 }
 

@@ -5,7 +5,8 @@ software adapter (`wgsl` on SwiftShader), side by side in one run.
     .venv/bin/python bench/backends.py [--rounds 3] [--tokens 32] [--out bench/results]
 
 SmolLM2-135M-Instruct's Q4_1 GGUF (the site's default model), the same chat prompt (the model's
-own template: the same prompt tokens everywhere), greedy, the same number of answer tokens. Each
+own template: the same prompt tokens everywhere), greedy, the same number of answer tokens, the
+same context (KV cache) size. Each
 run gets a fresh browser and profile on a cross-origin isolated page (the server sends COOP/COEP,
 so llama.cpp may use threads); the variants' order rotates each round. Per run: load (from the
 call to a ready engine: fetch from the local server, parse, hand to llama.cpp or upload, compile),
@@ -45,6 +46,8 @@ PAGES = {
     "engine.html": '<!doctype html><html><head><script src="/py-worker.js"></script></head></html>',
     "wllama.html": "<!doctype html><html><head></head><body></body></html>",
 }
+CONTEXT = 2048
+"""The KV cache every variant allocates (the GGUF says 8,192; the same for all is what matters)."""
 PROMPT = (
     "Plan a relaxed three-day trip to Lisbon for three friends who like old neighbourhoods and cheap food."
 )
@@ -65,6 +68,7 @@ ENGINE = """async ({model, backend, threads, tokens, prompt}) => {
   const appConfig = await PyWorker.defaultAppConfig();
   const chosen = appConfig.model_list.find((r) => r.model_id === model);
   Object.assign(chosen, {backend}, threads ? {threads} : {});
+  chosen.overrides = {...chosen.overrides, context_window_size: CONTEXT};
   const progress = [];
   let t0 = performance.now();
   const initProgressCallback = (r) => progress.push(r.text);
@@ -86,7 +90,7 @@ ENGINE = """async ({model, backend, threads, tokens, prompt}) => {
     out = {...timed, text, engine_extra: usage.extra};
   }
   return {load_s, ...out, loaded_as: progress[progress.length - 1]};
-}""".replace("TIMING", TIMING)
+}""".replace("TIMING", TIMING).replace("CONTEXT", str(CONTEXT))
 
 WLLAMA = """async ({gguf, threads, tokens, promptText}) => {
   TIMING
@@ -96,7 +100,7 @@ WLLAMA = """async ({gguf, threads, tokens, promptText}) => {
   const paths = {"single-thread/wllama.wasm": "/wllama/single-thread/wllama.wasm",
                  "multi-thread/wllama.wasm": "/wllama/multi-thread/wllama.wasm"};
   const w = new Wllama(paths, {suppressNativeLog: true});
-  await w.loadModel([bytes], {n_ctx: 2048, n_batch: 128, n_threads: threads});
+  await w.loadModel([bytes], {n_ctx: CONTEXT, n_batch: 128, n_threads: threads});
   const load_s = (performance.now() - t0) / 1000;
   const promptTokens = (await w.tokenize(promptText, true)).length;
   let out = null;
@@ -109,7 +113,7 @@ WLLAMA = """async ({gguf, threads, tokens, promptText}) => {
   }
   const loaded_as = `wllama, ${w.getNumThreads()} thread(s), isolated: ${crossOriginIsolated}`;
   return {load_s, ...out, loaded_as};
-}""".replace("TIMING", TIMING)
+}""".replace("TIMING", TIMING).replace("CONTEXT", str(CONTEXT))
 
 
 def prompt_text() -> str:

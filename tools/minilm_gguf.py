@@ -20,9 +20,10 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from py_worker.prebuilt import MINILM_GGUF
 from tools.convert_minilm import chat_config, default_model_dir, params
 
-NAME = "all-MiniLM-L6-v2.F32.gguf"
+NAME = MINILM_GGUF
 POOLING_MEAN = 1
 LAYER = {
     "attention.self.query": "attn_q",

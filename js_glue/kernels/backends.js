@@ -6,12 +6,13 @@
 
 import { createKernels as createWgslKernels } from "./index.js";
 import { createMlcKernels } from "./mlc.js";
-import { createWasmKernels } from "./wasm.js";
+import { createWasmKernels, workerlessContext } from "./wasm.js";
 import { isGgufRecord } from "./gguf.js";
 import { namedError } from "./errors.js";
 import { createRemote } from "./remote.js";
 
 export * from "./index.js";
+export { siteOptions } from "./site_options.js";
 
 const BACKENDS = ["wgsl", "mlc", "wasm"];
 
@@ -30,7 +31,9 @@ export function backendChoice(record, options = {}, gpu = { hardware: true, reas
   if (forced) return { name: forced, reason: options.backend ? "the engine's backend option" : "the record's backend" };
   if (record.model_lib) return { name: "mlc", reason: "the record names a model library" };
   if (isGgufRecord(record) && !gpu.hardware) {
-    if (gpu.workers === false) return { name: "wgsl", reason: `${gpu.reason}, but llama.cpp needs a worker of its own, which a service worker cannot start` };
+    if (gpu.workers === false) {
+      return { name: "wgsl", reason: `${gpu.reason}, but llama.cpp needs a worker of its own, which ${gpu.workerless || "this context"} cannot start` };
+    }
     return { name: "wasm", reason: gpu.reason };
   }
   return { name: "wgsl", reason: gpu.reason || (isGgufRecord(record) ? "a GGUF on our WebGPU kernels" : "an MLC model directory") };
@@ -63,7 +66,8 @@ let probed = null;
  * {hardware, reason, workers}. Asked once per worker, and only when a choice depends on it.
  */
 export function probeGpu() {
-  probed ??= (async () => ({ ...(await adapterKind()), workers: typeof Worker !== "undefined" }))();
+  const workerless = workerlessContext();
+  probed ??= (async () => ({ ...(await adapterKind()), workers: !workerless, workerless }))();
   return probed;
 }
 

@@ -36,14 +36,26 @@ function library(url) {
 let blobWorkers = null;
 
 /**
+ * Null where this context can start workers, else its name: a service worker cannot, nor can
+ * Chromium's SharedWorker (no nested workers there).
+ */
+export function workerlessContext() {
+  if (typeof Worker !== "undefined") return null;
+  if (typeof ServiceWorkerGlobalScope !== "undefined") return "a service worker";
+  if (typeof SharedWorkerGlobalScope !== "undefined") return "a shared worker";
+  return "this context";
+}
+
+/**
  * Why this context cannot start llama.cpp's worker (wllama makes it from a blob: URL), or null.
  * A Content-Security-Policy without `worker-src blob:` refuses it without an exception, and
  * wllama would then wait for it for ever: so a one-line blob: worker is tried first (once).
  */
 function blobWorkerRefusal() {
   blobWorkers ??= new Promise((resolve) => {
-    if (typeof Worker === "undefined") {
-      resolve("this context (a service worker) cannot start workers");
+    const workerless = workerlessContext();
+    if (workerless) {
+      resolve(`${workerless} cannot start workers`);
       return;
     }
     let worker;

@@ -12,10 +12,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import hosts
 import jsonschema
 import openai.types.chat as oc
 import pytest
 from conftest import ROOT, SITE, TINY_GGUF, Guarded
+from hosts import GuardedContext
 
 from py_worker.engine import MLCEngine
 from py_worker.reference import ReferenceKernels
@@ -126,11 +128,16 @@ reference with f32 activations; that difference, not a bug, is what this bounds.
 
 def test_logprobs_match_the_numpy_reference_until_a_close_call(guarded: Guarded) -> None:
     """llama.cpp's log-probabilities of the same GGUF against the NumPy reference's, greedy: the
-    same tokens, each within the tolerance, until (if ever) they part at a close call."""
+    same tokens, each within the tolerance, until (if ever) they part at a close call; and the
+    same answer where llama.cpp takes the argmax itself."""
     request = {"messages": QUESTION, "temperature": 0, "max_tokens": 16, "logprobs": True, "top_logprobs": 2}
     guarded.open("bare.html")
     guarded.js(LOAD, [GGUF, None])
     got = guarded.js("async (r) => within(engine.chat.completions.create(r), 120000, 'logprobs')", request)
+    # Without logprobs the argmax is llama.cpp's own greedy sampler: the same tokens.
+    plain = {k: v for k, v in request.items() if k not in ("logprobs", "top_logprobs")}
+    fast = guarded.js("async (r) => within(engine.chat.completions.create(r), 120000, 'greedy')", plain)
+    assert fast["choices"][0]["message"]["content"] == got["choices"][0]["message"]["content"]
     want = reference_reply(request)
     steps = 0
     for g, w in zip(
@@ -235,3 +242,29 @@ def test_an_embedding_gguf_embeds_on_llama_cpp_like_the_reference(guarded: Guard
         assert len(got) == len(ref) == 384
         dot = sum(a * b for a, b in zip(got, ref, strict=True))
         assert dot > 1 - 1e-5, dot  # both unit vectors: the cosine
+
+
+HOST_URLS = {
+    "shared": "shared-worker.js?pingMs=500&deadMs=20000",
+    "service": "service-worker.js?pingMs=500&deadMs=20000",
+}
+ANSWER = """async () => {
+  const ask = {messages: [{role: "user", content: "Hi"}], max_tokens: 4, ignore_eos: true};
+  const reply = await within(engine.chat.completions.create(ask), 60000, "answer");
+  return {tokens: reply.usage.completion_tokens, stats: await engine.runtimeStatsText()};
+}"""
+
+
+@pytest.mark.parametrize("host", sorted(HOST_URLS))
+def test_a_gguf_on_the_shared_and_service_hosts(tabs: GuardedContext, host: str) -> None:
+    """Neither a service worker nor Chromium's SharedWorker can start workers (Chromium has no
+    nested workers in shared workers), and llama.cpp needs one: there the machine's choice is our
+    kernels, and the stats say why."""
+    page = tabs.page()
+    assert hosts.open_engine(page, host, HOST_URLS[host], TINY_GGUF) == [TINY_GGUF]
+    out = page.evaluate(ANSWER)
+    assert out["tokens"] == 4
+    why = "the WebGPU adapter is a fallback one (google swiftshader)"
+    context = {"shared": "a shared worker", "service": "a service worker"}[host]
+    cannot = f"but llama.cpp needs a worker of its own, which {context} cannot start"
+    assert out["stats"].endswith(f"backend: wgsl ({why}, {cannot})"), out

@@ -303,11 +303,11 @@ REVIEWED: dict[tuple[str, str, str], str] = {
     ("js_glue/py-worker.js", "new Worker", 'new URL ( "worker.js" , base )'):
         "base is the directory of this script's own src (document.currentScript)",
     ("js_glue/kernels/tokenizer.js", "import()", "url"):
-        "url is the tokenizersURL that pyodide-host.js's createShim builds from its import.meta.url",
+        "url is the tokenizersURL of kernels/site_options.js, inside the site (the host's own URL)",
     ("js_glue/kernels/grammar.js", "import()", "url"):
-        "url is the xgrammarURL that pyodide-host.js's createShim builds from its import.meta.url",
+        "url is the xgrammarURL of kernels/site_options.js, inside the site (the host's own URL)",
     ("js_glue/kernels/wasm.js", "import()", "url"):
-        "url is the wllamaURL that pyodide-host.js's createShim builds from its import.meta.url",
+        "url is the wllamaURL of kernels/site_options.js, inside the site (the host's own URL)",
     (
         "js_glue/kernels/wasm.js",
         "new Worker",

@@ -30,7 +30,8 @@ test("a GGUF goes to wasm where the GPU is missing or a software one; only a GGU
   assert.deepEqual(backendChoice({ ...gguf, backend: "wgsl" }, {}, soft), { name: "wgsl", reason: "the record's backend" });
   assert.deepEqual(backendChoice(gguf, { backend: "wgsl" }, soft), { name: "wgsl", reason: "the engine's backend option" });
   assert.equal(backendChoice(dir, { backend: "wasm" }, hard).name, "wasm");
-  assert.equal(backendChoice(gguf, {}, { ...soft, workers: false }).name, "wgsl"); // a service worker
+  const workerless = backendChoice(gguf, {}, { ...soft, workers: false, workerless: "a shared worker" });
+  assert.deepEqual(workerless, { name: "wgsl", reason: `${soft.reason}, but llama.cpp needs a worker of its own, which a shared worker cannot start` });
 });
 
 function recorder(name, calls) {

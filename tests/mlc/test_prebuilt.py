@@ -19,12 +19,13 @@ def test_default_model_leads_and_ids_are_unique() -> None:
 def test_local_models_come_from_the_sites_own_origin() -> None:
     for record in prebuilt.LOCAL_MODELS:
         gguf = record["model"].endswith(".gguf")
-        assert record["model"] == (
-            f"models/{prebuilt.DEFAULT_GGUF}" if gguf else f"models/{record['model_id']}/"
-        )
+        if gguf:
+            assert record["model"].removeprefix("models/") in (prebuilt.DEFAULT_GGUF, prebuilt.MINILM_GGUF)
+        else:
+            assert record["model"] == f"models/{record['model_id']}/"
         assert "model_lib" not in record  # so backends.js runs them on wgsl
     kinds = {r["model_id"]: r["model_type"] for r in prebuilt.LOCAL_MODELS}
-    assert kinds["all-MiniLM-L6-v2-q0f32"] == "embedding"
+    assert kinds["all-MiniLM-L6-v2-q0f32"] == kinds["all-MiniLM-L6-v2-F32-gguf"] == "embedding"
 
 
 def test_mlc_records_have_resolve_main_dirs_and_matching_libraries() -> None:
