@@ -514,7 +514,7 @@ export class LlamaModel extends Program {
     this.blockOut = this.sandwich ? g.storage(chunk * hidden * f, "block-out") : null;
     this.act = g.storage(chunk * inter * f, "act");
     this.xlast = g.storage(hidden * f, "xlast");
-    this.xlastn = g.storage(hidden * f, "xlastn");
+    this.xlastn = g.storage(hidden * f, "xlastn"); // the CPU set's; the GPU set's lm_head norms in its GEMV
     this.logitsBuf = g.storage(vocab * f, "logits");
     this.ropeTab = g.storage(ropeTable(this.d), "rope");
     // Gemma 3's sliding layers turn q and k by their own base, with no frequency scaling.
@@ -548,7 +548,8 @@ export class LlamaModel extends Program {
   /**
    * WGSL for every pipeline. Decode linears are GEMVs: split-K workgroups on a GPU, register
    * tiles (matmul.js, TM = 1) on the CPU backends; prefill always uses TM x 4 register tiles.
-   * Decode attention on a GPU is split over 64-key chunks (attention_split.js). A linear part's
+   * Decode attention on a GPU is split over 64-key chunks (attention_split.js), and the GPU
+   * set's GEMVs fold in the kernels around them (the hooks below). A linear part's
    * pipeline is named by everything its WGSL depends on, so layers of the same formats share one.
    */
   async #compile(progress) {

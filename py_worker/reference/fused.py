@@ -68,9 +68,9 @@ def merge_partials(partials: Array, chunks: int) -> Array:
     return ((o * c[:, :, None]).sum(axis=1) / (s * c).sum(axis=1)[:, None]).reshape(-1)
 
 
-def merge_linear(partials: Array, chunks: int, w: Array, y: Array | None = None) -> Array:
+def merge_linear(partials: Array, chunks: int, w: Array, bias: Array | None, y: Array | None = None) -> Array:
     """gemv_merge.js: o_proj over the merged attention output."""
-    return linear(merge_partials(partials, chunks), w, y=y)
+    return linear(merge_partials(partials, chunks), w, bias, y)
 
 
 def glu_linear(gate_up: Array, act: str, w: Array, y: Array | None = None) -> Array:

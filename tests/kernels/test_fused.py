@@ -119,7 +119,7 @@ class Case:
             return {"y": fused.norm_linear(x, self.norm, D["eps"], self.w, self.bias)}
         if self.hook == "merge":
             partials = x.reshape(HEADS, -1, 2 + HD)
-            return {"y": fused.merge_linear(partials, (self.pos + SPLIT) // SPLIT, self.w, y0)}
+            return {"y": fused.merge_linear(partials, (self.pos + SPLIT) // SPLIT, self.w, self.bias, y0)}
         if self.hook == "glu":
             return {"y": fused.glu_linear(x, self.d["act"], self.w, y0)}
         assert self.norm is not None
@@ -152,7 +152,7 @@ def merge_case(fmt: str) -> Case:
     partials[:, :, 1] = RNG.uniform(0.5, 5.0, (HEADS, chunks))
     partials[:, :, 2:] = f32s(HEADS, chunks, HD)
     partials[:, 3, :2] = (50.0, 1e-3)  # weighed in, it would swamp the others
-    parts = [(weight(fmt, 40, HEADS * HD), 0, None)]
+    parts = [(weight(fmt, 40, HEADS * HD), 0, f32s(40))]  # o_proj's bias: Qwen3 with attention_bias
     return Case(f"merge-{fmt}", "merge", parts, partials.reshape(-1), 40, True, pos=150)
 
 

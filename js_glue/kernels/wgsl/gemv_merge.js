@@ -29,10 +29,10 @@ var<workgroup> merged: array<vec4<f32>, ${K4}>;`,
     var l = 0.0;
     var o = vec4<f32>(0.0);
     for (var s = 0u; s < chunks; s++) {
-      let b = (h * ${S}u + s) * ${stride}u;
-      let c = exp(ap[b] - m);
-      l += ap[b + 1u] * c;
-      o += vec4<f32>(ap[b + d], ap[b + d + 1u], ap[b + d + 2u], ap[b + d + 3u]) * c;
+      let at = (h * ${S}u + s) * ${stride}u;
+      let c = exp(ap[at] - m);
+      l += ap[at + 1u] * c;
+      o += vec4<f32>(ap[at + d], ap[at + d + 1u], ap[at + d + 2u], ap[at + d + 3u]) * c;
     }
     merged[e] = o / l;
   }
