@@ -97,7 +97,7 @@ const SHH = vec4<u32>(16u, 20u, 24u, 28u);
 const M4 = vec4<u32>(15u);
 const THREADS = ${GEMV_THREADS}u;
 var<workgroup> part: array<f32, ${GEMV_THREADS}>;
-// The reduced sum of local row j (valid after the reduction), plus row's bias.
+// The reduced sum of local row j (valid after the reduction), plus the bias of row.
 fn rowValue(j: u32, row: u32) -> f32 { return part[j * ${LANES}u]${bias ? " + b[row]" : ""}; }
 @compute @workgroup_size(${LANES}, ${GEMV_ROWS}) fn main(@builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>) {
