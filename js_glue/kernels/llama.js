@@ -12,7 +12,11 @@ import { Program } from "./program.js";
 import { embedF32, embedQ4, embedGgml } from "./wgsl/embed.js";
 import { rmsnorm, rmsnormWg } from "./wgsl/rmsnorm.js";
 import { matmul, MATMUL_WG } from "./wgsl/matmul.js";
-import { gemv, GEMV_ROWS } from "./wgsl/gemv.js";
+import { gemv, GEMV_ROWS, PLAIN_INPUT } from "./wgsl/gemv.js";
+import { normInput } from "./wgsl/gemv_norm.js";
+import { ropeKvOutput, ropeKvFits } from "./wgsl/gemv_rope_kv.js";
+import { mergeInput, MERGE_MAX_INPUTS } from "./wgsl/gemv_merge.js";
+import { gluInput } from "./wgsl/gemv_glu.js";
 import { rope } from "./wgsl/rope.js";
 import { kvAppend } from "./wgsl/kv_append.js";
 import { attention } from "./wgsl/attention.js";
@@ -305,6 +309,11 @@ export class LlamaModel extends Program {
   vc;
   /** @type {number} */
   maxSteps;
+  // Set by #compile: which element-wise kernels ride in the GPU set's decode GEMVs.
+  /** @type {boolean} RoPE and the KV append in the qkv GEMV (gemv_rope_kv.js) */
+  ropeInGemv;
+  /** @type {boolean} the split attention's merge in the o_proj GEMV (gemv_merge.js) */
+  mergeInGemv;
 
   /** Upload weights, allocate caches and compile every pipeline (progress per shader). */
   static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity) {
@@ -505,7 +514,7 @@ export class LlamaModel extends Program {
     this.blockOut = this.sandwich ? g.storage(chunk * hidden * f, "block-out") : null;
     this.act = g.storage(chunk * inter * f, "act");
     this.xlast = g.storage(hidden * f, "xlast");
-    this.xlastn = g.storage(hidden * f, "xlastn");
+    this.xlastn = g.storage(hidden * f, "xlastn"); // the CPU set's; the GPU set's lm_head norms in its GEMV
     this.logitsBuf = g.storage(vocab * f, "logits");
     this.ropeTab = g.storage(ropeTable(this.d), "rope");
     // Gemma 3's sliding layers turn q and k by their own base, with no frequency scaling.
@@ -539,7 +548,8 @@ export class LlamaModel extends Program {
   /**
    * WGSL for every pipeline. Decode linears are GEMVs: split-K workgroups on a GPU, register
    * tiles (matmul.js, TM = 1) on the CPU backends; prefill always uses TM x 4 register tiles.
-   * Decode attention on a GPU is split over 64-key chunks (attention_split.js). A linear part's
+   * Decode attention on a GPU is split over 64-key chunks (attention_split.js), and the GPU
+   * set's GEMVs fold in the kernels around them (the hooks below). A linear part's
    * pipeline is named by everything its WGSL depends on, so layers of the same formats share one.
    */
   async #compile(progress) {
@@ -558,6 +568,15 @@ export class LlamaModel extends Program {
         f32: () => embedF32(d, false, range),
       }[part.kind]();
     }
+    // The GPU set's GEMVs (decode, and the lm_head) take in the element-wise kernels around
+    // them (gemv.js hooks): the norms before qkv, gate_up and lm_head, SwiGLU / GeGLU before
+    // down, the attention merge before o where it fits in workgroup memory, and RoPE + the KV
+    // append after qkv where heads turn whole with no q/k norm and every binding fits.
+    const maxStorage = this.gpu.device.limits.maxStorageBuffersPerShaderStage;
+    const ropeBindings = (part) => 2 + part.bufs.length + (part.bias ? 1 : 0) + 4; // x, w.., y, bias, norm, table, kc, vc
+    this.ropeInGemv =
+      splitK && !this.layers[0]?.qNorm && this.layers.every((L) => ropeKvFits(d, L.qkv) && L.qkv.every((p) => ropeBindings(p) <= maxStorage));
+    this.mergeInGemv = splitK && d.heads * d.headDim <= MERGE_MAX_INPUTS;
     Object.assign(src, {
       rmsnorm: norm(d),
       ...(this.sandwich ? { rmsnormAdd: norm(d, true) } : {}),
@@ -565,7 +584,8 @@ export class LlamaModel extends Program {
       rope: rope(d),
       kv: kvAppend(d),
       attn: attention(d),
-      ...(splitK ? { attnPartial: attentionPartial(d), attnCombine: attentionCombine(d) } : {}),
+      ...(splitK ? { attnPartial: attentionPartial(d) } : {}),
+      ...(splitK && !this.mergeInGemv ? { attnCombine: attentionCombine(d) } : {}),
       ...(d.window ? { attnLocal: attention(d, true, d.window) } : {}),
       ...(d.window && splitK ? { attnPartialLocal: attentionPartial(d, d.window) } : {}),
       act: d.act === "gelu_tanh" ? geglu(d) : swiglu(d),
@@ -580,9 +600,16 @@ export class LlamaModel extends Program {
       ["gateUp", d.hidden, 2 * d.inter, false],
       ["down", d.inter, d.hidden, !this.sandwich],
     ];
-    const add = (part, K, ldy, accumulate, TM) => {
+    const hooks = {
+      qkv: (part) => ({ input: normInput(d), output: this.ropeInGemv ? ropeKvOutput(d, part.yoff, part.N) : null }),
+      o: () => ({ input: this.mergeInGemv ? mergeInput(d) : PLAIN_INPUT }),
+      gateUp: () => ({ input: normInput(d) }),
+      down: () => ({ input: gluInput(d) }),
+      lmHead: () => ({ input: normInput(d) }),
+    };
+    const add = (role, part, K, ldy, accumulate, TM) => {
       part.pipes ??= {};
-      const key = `lin:${K}x${part.N}:${part.kind}${part.type ?? ""}:${ldy}+${part.yoff}:${!!part.bias}:${accumulate}:${TM}`;
+      const key = `lin:${role}:${K}x${part.N}:${part.kind}${part.type ?? ""}:${ldy}+${part.yoff}:${!!part.bias}:${accumulate}:${TM}`;
       part.pipes[TM] = key;
       if (src[key]) return;
       const fmt = {
@@ -592,22 +619,26 @@ export class LlamaModel extends Program {
         ...(part.kind === "ggml" ? { ggml: part.type } : {}),
       };
       const opts = { K, N: part.N, ldy, yoff: part.yoff, bias: !!part.bias, accumulate, ...fmt };
-      src[key] = TM === 1 && splitK ? gemv(opts) : matmul({ ...opts, TM, TN: part.N % 4 === 0 ? 4 : 1 });
+      src[key] = TM === 1 && splitK ? gemv({ ...opts, ...hooks[role](part) }) : matmul({ ...opts, TM, TN: part.N % 4 === 0 ? 4 : 1 });
     };
     for (const L of this.layers) {
       for (const [role, K, ldy, accumulate] of roles) {
-        for (const part of L[role]) for (const TM of [1, PREFILL_TM]) add(part, K, ldy, accumulate, TM);
+        for (const part of L[role]) for (const TM of [1, PREFILL_TM]) add(role, part, K, ldy, accumulate, TM);
       }
     }
-    for (const part of this.lmHead) add(part, d.hidden, d.vocab, false, 1);
+    for (const part of this.lmHead) add("lmHead", part, d.hidden, d.vocab, false, 1);
     await this.compile(src, progress);
   }
 
-  /** Dispatch every part of a linear layer over n rows of `input` (row tiles of tm). */
-  #linear(rec, parts, input, output, n, tm, fwd = this.fwd) {
+  /**
+   * Dispatch every part of a linear layer over n rows of `input` (row tiles of tm); `extra`:
+   * the GEMV hooks' buffers, bound after the bias.
+   */
+  #linear(rec, parts, input, output, n, tm, extra = [], fwd = this.fwd) {
     for (const part of parts) {
       const bufs = [fwd, input, ...part.bufs, output];
       if (part.bias) bufs.push(part.bias);
+      bufs.push(...extra);
       const name = part.pipes[tm];
       if (tm === 1 && this.kernels === "gpu") this.run(rec, name, bufs, Math.ceil(part.N / GEMV_ROWS));
       else this.run(rec, name, bufs, Math.ceil(part.N / (part.N % 4 === 0 ? 4 : 1) / MATMUL_WG), Math.ceil(n / tm));
@@ -616,46 +647,68 @@ export class LlamaModel extends Program {
 
   /**
    * Record the forward pass for n tokens (ids and fwd already on the device); logits of the
-   * last. kvEnd = KV length after it (sizes the split attention grid).
+   * last. kvEnd = KV length after it (sizes the split attention grid). One token on the GPU
+   * set takes the fused GEMVs (#compile): norm+qkv(+RoPE+KV append), attention partials,
+   * merge+o_proj, norm+gate_up, act+down a layer, the other kernels only where those cannot.
    */
   #forward(rec, n, kvEnd) {
     const d = this.d;
     const tm = n === 1 ? 1 : PREFILL_TM;
     const F = this.fwd;
+    const fused = n === 1 && this.kernels === "gpu";
     for (const E of this.embedParts) {
       const perVec4 = E.kind === "f32" || E.kind === "f16";
       this.run(rec, E.embedPipe, [F, this.ids, ...E.bufs, this.x], Math.ceil((n * d.hidden) / (perVec4 ? 4 : 32) / WG));
     }
     for (let i = 0; i < d.layers; i++) {
       const L = this.layers[i];
-
-      // Attention block: x += [norm](o_proj(attention(rope([norm] q), rope([norm] k), v))).
-      this.run(rec, "rmsnorm", [F, this.x, L.inNorm, this.xn], this.#normGroups(n));
-      this.#linear(rec, L.qkv, this.xn, this.qkv, n, tm);
-      if (L.qNorm) this.run(rec, "headNorm", [F, this.qkv, L.qNorm, L.kNorm], Math.ceil((n * (d.heads + d.kvHeads)) / WG));
       const local = d.slidingLayers[i]; // Gemma 3: attends within its window, its own RoPE base
       const ropeTab = local ? this.ropeLocal : this.ropeTab;
-      this.run(rec, "rope", [F, ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.rotaryDim) / 2 / WG));
-      this.run(rec, "kv", [F, this.qkv, this.kc[i], this.vc[i]], Math.ceil((n * d.kvHeads * d.headDim) / WG));
-      if (n === 1 && this.kernels === "gpu") {
+
+      // Attention block: x += [norm](o_proj(attention(rope([norm] q), rope([norm] k), v))).
+      if (fused) {
+        const ropeKv = this.ropeInGemv ? [ropeTab, this.kc[i], this.vc[i]] : [];
+        this.#linear(rec, L.qkv, this.x, this.qkv, 1, 1, [L.inNorm, ...ropeKv]);
+      } else {
+        this.run(rec, "rmsnorm", [F, this.x, L.inNorm, this.xn], this.#normGroups(n));
+        this.#linear(rec, L.qkv, this.xn, this.qkv, n, tm);
+      }
+      if (!(fused && this.ropeInGemv)) {
+        if (L.qNorm) this.run(rec, "headNorm", [F, this.qkv, L.qNorm, L.kNorm], Math.ceil((n * (d.heads + d.kvHeads)) / WG));
+        this.run(rec, "rope", [F, ropeTab, this.qkv], Math.ceil((n * (d.heads + d.kvHeads) * d.rotaryDim) / 2 / WG));
+        this.run(rec, "kv", [F, this.qkv, this.kc[i], this.vc[i]], Math.ceil((n * d.kvHeads * d.headDim) / WG));
+      }
+      if (fused) {
         const partial = local ? "attnPartialLocal" : "attnPartial";
         this.run(rec, partial, [F, this.qkv, this.kc[i], this.vc[i], this.attnPart], d.heads, Math.ceil(kvEnd / SPLIT));
-        this.run(rec, "attnCombine", [F, this.attnPart, this.att], Math.ceil((d.heads * d.headDim) / WG));
+        if (!this.mergeInGemv) this.run(rec, "attnCombine", [F, this.attnPart, this.att], Math.ceil((d.heads * d.headDim) / WG));
+        this.#residual(rec, L.o, this.mergeInGemv ? this.attnPart : this.att, L.attnOutNorm, n, tm);
       } else {
         const attn = local ? "attnLocal" : "attn";
         this.run(rec, attn, [F, this.qkv, this.kc[i], this.vc[i], this.att], Math.ceil((n * d.heads) / 16));
+        this.#residual(rec, L.o, this.att, L.attnOutNorm, n, tm);
       }
-      this.#residual(rec, L.o, this.att, L.attnOutNorm, n, tm);
 
       // MLP block: x += [norm](down(act(gate) * up)).
-      this.run(rec, "rmsnorm", [F, this.x, L.postNorm, this.xn], this.#normGroups(n));
-      this.#linear(rec, L.gateUp, this.xn, this.gu, n, tm);
-      this.run(rec, "act", [F, this.gu, this.act], Math.ceil((n * d.inter) / 4 / WG));
-      this.#residual(rec, L.down, this.act, L.mlpOutNorm, n, tm);
+      if (fused) {
+        this.#linear(rec, L.gateUp, this.x, this.gu, 1, 1, [L.postNorm]);
+        this.#residual(rec, L.down, this.gu, L.mlpOutNorm, n, tm);
+      } else {
+        this.run(rec, "rmsnorm", [F, this.x, L.postNorm, this.xn], this.#normGroups(n));
+        this.#linear(rec, L.gateUp, this.xn, this.gu, n, tm);
+        this.run(rec, "act", [F, this.gu, this.act], Math.ceil((n * d.inter) / 4 / WG));
+        this.#residual(rec, L.down, this.act, L.mlpOutNorm, n, tm);
+      }
     }
-    rec.copy(this.x, (n - 1) * d.hidden * 4, this.xlast, 0, d.hidden * 4);
-    this.run(rec, "rmsnorm", [this.fwd1, this.xlast, this.finalNorm, this.xlastn], this.#normGroups(1));
-    this.#linear(rec, this.lmHead, this.xlastn, this.logitsBuf, 1, 1, this.fwd1);
+    // The GPU set's lm_head norms its input itself; one token's x is already the last row.
+    const last = n === 1 ? this.x : this.xlast;
+    if (n > 1) rec.copy(this.x, (n - 1) * d.hidden * 4, this.xlast, 0, d.hidden * 4);
+    if (this.kernels === "gpu") {
+      this.#linear(rec, this.lmHead, last, this.logitsBuf, 1, 1, [this.finalNorm], this.fwd1);
+    } else {
+      this.run(rec, "rmsnorm", [this.fwd1, last, this.finalNorm, this.xlastn], this.#normGroups(1));
+      this.#linear(rec, this.lmHead, this.xlastn, this.logitsBuf, 1, 1, [], this.fwd1);
+    }
     if (d.finalSoftcap) this.run(rec, "softcap", [this.logitsBuf], Math.ceil(d.vocab / WG));
   }
 

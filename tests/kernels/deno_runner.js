@@ -1,7 +1,24 @@
 // Deno entry: `deno run --allow-read --allow-env runner.js scenario.json` prints the result JSON.
 // Paths in the scenario are resolved against the repository root; no cache (Deno's Cache API
-// is partial) unless the scenario asks.
+// is partial) unless the scenario asks. With `countGpuCalls`, every dispatchWorkgroups and
+// queue submit is counted (the WebGPU prototypes wrapped here) and each call's result says how
+// many it made (tests/kernels/test_dispatches.py).
 import { runScenario } from "./harness.js";
+
+/** Wrap the WebGPU calls we count; returns a function reading the running totals. */
+function countGpuCalls() {
+  const totals = { dispatches: 0, submits: 0 };
+  const wrap = (proto, method, key) => {
+    const inner = proto[method];
+    proto[method] = function (...args) {
+      totals[key]++;
+      return inner.apply(this, args);
+    };
+  };
+  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", "dispatches");
+  wrap(GPUQueue.prototype, "submit", "submits");
+  return () => ({ ...totals });
+}
 
 const root = new URL("../../", import.meta.url);
 const scenario = JSON.parse(await Deno.readTextFile(Deno.args[0]));
@@ -12,5 +29,5 @@ scenario.options = {
   xgrammarURL: new URL("node_modules/@mlc-ai/web-xgrammar/lib/index.js", root).href,
   ...(scenario.options || {}),
 };
-const out = await runScenario(scenario);
+const out = await runScenario(scenario, scenario.countGpuCalls ? countGpuCalls() : null);
 await Deno.stdout.write(new TextEncoder().encode(JSON.stringify(out) + "\n"));

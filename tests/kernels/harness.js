@@ -2,16 +2,24 @@
 // runner (lavapipe) and by the Chromium worker (SwiftShader). A scenario is
 // {options, record, calls: [[method, ...args]]}; the loaded handle is passed as each call's
 // first argument, typed arrays come back as plain arrays, errors as {error: {name, message}}.
-// {kind: "ggml", ...} runs single kernels on GGUF weight bytes instead (ggml_harness.js).
+// {kind: "ggml", ...} runs single kernels on GGUF weight bytes instead (ggml_harness.js), and
+// {kind: "fused", ...} the fused decode GEMVs (fused_harness.js).
+// `gpuCalls` (the Deno runner's counter: running totals of WebGPU calls) adds to each result
+// the calls it made: {dispatches, submits}.
 import { createKernels, prefetchModel } from "../../js_glue/kernels/index.js";
 import { createKernels as createAnyBackend } from "../../js_glue/kernels/backends.js";
 import { memoryBandwidth } from "./bandwidth.js";
 import { runGgml } from "./ggml_harness.js";
+import { runFused } from "./fused_harness.js";
 
+/** @param {Record<string, number>} before @param {Record<string, number>} after */
+const delta = (before, after) => Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k]]));
 const plain = (v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
 
-export async function runScenario(scenario) {
+/** @param {any} scenario @param {(() => Record<string, number>) | null} [gpuCalls] */
+export async function runScenario(scenario, gpuCalls = null) {
   if (scenario.kind === "ggml") return runGgml(scenario); // raw-kernel runs, tests/kernels/ggml_harness.js
+  if (scenario.kind === "fused") return runFused(scenario); // tests/kernels/fused_harness.js
   const bandwidth = scenario.bandwidthMiB ? await memoryBandwidth(scenario.bandwidthMiB) : null;
   // A record with a model_lib runs where backends.js sends it (the mlc backend); others on wgsl.
   const create = scenario.record && scenario.record.model_lib ? createAnyBackend : createKernels;
@@ -23,9 +31,11 @@ export async function runScenario(scenario) {
   const results = [];
   for (const [method, ...args] of scenario.calls || []) {
     const c0 = performance.now();
+    const g0 = gpuCalls?.();
     try {
       const value = plain(await kernels[method](loaded.handle, ...args));
-      results.push({ value: value ?? null, seconds: (performance.now() - c0) / 1000 });
+      const counted = g0 && gpuCalls ? { gpu: delta(g0, gpuCalls()) } : {};
+      results.push({ value: value ?? null, seconds: (performance.now() - c0) / 1000, ...counted });
     } catch (e) {
       results.push({ error: { name: e.name, message: e.message } });
     }

@@ -5,7 +5,8 @@ First-step logits of a chat prompt match the NumPy reference of the same quantis
 (top-1 equal, relative error < 1e-3); a greedy 8-token continuation equals the reference's; the
 GPU-resident loop (sample + decodeSteps) gives the same ids as one-step decode + sample.
 Runs on lavapipe (Deno); q4f16_1 too (its f16 scales are widened to f32 on load, so the same
-tolerance holds). Chromium/SwiftShader runs the q4f32_1 case only when PY_WORKER_SLOW=1.
+tolerance holds); the GGUF and q4f32_1 also on the "gpu" kernel set there. Chromium/SwiftShader
+runs the q4f32_1 case only when PY_WORKER_SLOW=1.
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ def check(run: Runner, quant: str) -> None:
 @pytest.mark.parametrize("quant", ["gguf", "q4f32_1", "q4f16_1"])
 def test_smollm2_on_lavapipe(quant: str) -> None:
     check(deno_run, quant)
+
+
+@pytest.mark.parametrize("quant", ["gguf", "q4f32_1"])
+def test_smollm2_on_lavapipe_gpu_kernels(quant: str) -> None:
+    """The "gpu" kernel set (split-K GEMVs, the decode kernels fused into them) on real weights."""
+    check(lambda scenario: deno_run({**scenario, "options": {"kernels": "gpu"}}), quant)
 
 
 @pytest.mark.skipif(

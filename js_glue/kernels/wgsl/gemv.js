@@ -5,22 +5,60 @@
 // memory bus busy, which the one-thread-per-row tiles of matmul.js cannot do on a GPU. The CPU
 // backends (lavapipe, SwiftShader) use matmul.js instead: barriers are slow there.
 // Weights as in matmul.js: f32 (f16 with `f16w`), MLC q4, or ggml blocks (`ggml: <type id>`, wgsl/ggml.js);
-// bindings [fwd, x, w | (qw, qs) | wq, y, (bias)]; x is [K], W [N, K], bias [N]. Output
-// y[yoff + n] (matmul's `ldy` is ignored here: one token has one output row).
+// bindings [fwd, x, w | (qw, qs) | wq, y, (bias), (the hooks' own)]; x is [K], W [N, K], bias [N].
+// Output y[yoff + n] (matmul's `ldy` is ignored here: one token has one output row).
+//
+// Hooks fuse the element-wise kernel before or after a GEMV into it (one dispatch less each):
+// `input` says what binding 1 holds and how input vec4 i is made from it (gemv_norm.js: RMSNorm,
+// gemv_merge.js: the split attention's merge, gemv_glu.js: SwiGLU / GeGLU); `output` maps
+// workgroup slots to rows and stores each row (gemv_rope_kv.js: RoPE and the KV-cache append).
 import { FWD } from "./common.js";
 import { ggmlWeights } from "./ggml.js";
 
 export const GEMV_ROWS = 8;
 const LANES = 32;
+/** Threads of a GEMV workgroup; input hooks' setup code may use `tid` in [0, THREADS). */
+export const GEMV_THREADS = GEMV_ROWS * LANES;
+
+/**
+ * @typedef {{decl: (first: number) => string, bindings: number, setup: string, x: (i: string) => string}} GemvInput
+ * decl: WGSL declaring binding 1 and `bindings` more from `first` on; setup: statements at the
+ * top of main, run by every thread in uniform control flow (barriers allowed); x(i): input
+ * vec4 i (inputs 4i..4i+3) as a vec4<f32> expression.
+ * @typedef {{decl: (first: number) => string, row: string, store: string}} GemvOutput
+ * decl: WGSL from binding `first` on (and helpers); row: the local row (in [0, N)) of this
+ * thread's slot, from `wid` and `lid`; store: statements run by each row's lane 0 once its sum is
+ * reduced, given `row` and `fn rowValue(j, row) -> f32` (the sum of local row j, plus its bias).
+ */
+
+/** The plain input: binding 1 is x [K] itself. */
+export const PLAIN_INPUT = /** @type {GemvInput} */ ({
+  decl: () => "@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;",
+  bindings: 0,
+  setup: "",
+  x: (i) => `x[${i}]`,
+});
+
+/** The plain output: slot s is row s; y[yoff + row] (+)= the row's value. */
+function plainOutput(yoff, accumulate) {
+  const o = yoff ? `${yoff}u + row` : "row";
+  return /** @type {GemvOutput} */ ({
+    decl: () => "",
+    row: `wid.x * ${GEMV_ROWS}u + lid.y`,
+    store: `y[${o}] = rowValue(lid.y, row)${accumulate ? ` + y[${o}]` : ""};`,
+  });
+}
 
 /**
  * @param {{K: number, N: number, q4?: boolean, ggml?: number, f16?: boolean, f16w?: boolean, bias?: boolean,
- *   accumulate?: boolean, yoff?: number}} shape
+ *   accumulate?: boolean, yoff?: number, input?: GemvInput, output?: GemvOutput | null}} shape
  */
-export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, accumulate = false, yoff = 0 }) {
+export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, accumulate = false, yoff = 0, input = PLAIN_INPUT, output = null }) {
   const K4 = K / 4;
   const G = K / 32;
   const isGgml = ggml !== undefined && ggml !== null;
+  const out = output ?? plainOutput(yoff, accumulate);
+  const X = input.x;
   const weights = q4
     ? `@group(0) @binding(2) var<storage, read> qw: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> qs: array<${f16 ? "f16" : "f32"}>;`
@@ -28,6 +66,7 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
       ? ggmlWeights(ggml, K, 2)
       : `@group(0) @binding(2) var<storage, read> w: array<vec4<${f16w ? "f16" : "f32"}>>;`;
   const yBinding = q4 ? 4 : 3;
+  const free = yBinding + (bias ? 2 : 1); // the hooks' bindings start here
   const biasDecl = bias ? `@group(0) @binding(${yBinding + 1}) var<storage, read> b: array<f32>;` : "";
   const partial = q4
     ? `for (var g = lane; g < ${G}u; g += ${LANES}u) {
@@ -36,32 +75,37 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
       for (var c = 0u; c < 4u; c++) {
         let lo = vec4<f32>((vec4<u32>(wq[c]) >> SHL) & M4) - 7.0;
         let hi = vec4<f32>((vec4<u32>(wq[c]) >> SHH) & M4) - 7.0;
-        d += dot(x[g * 8u + c * 2u], lo) + dot(x[g * 8u + c * 2u + 1u], hi);
+        d += dot(${X("g * 8u + c * 2u")}, lo) + dot(${X("g * 8u + c * 2u + 1u")}, hi);
       }
       acc += d * f32(qs[row * ${G}u + g]);
     }`
     : isGgml
       ? `for (var g = lane; g < ${G}u; g += ${LANES}u) {
       let w = dq32(row, g);
-      acc += ${Array.from({ length: 8 }, (_, c) => `dot(x[g * 8u + ${c}u], w[${c}])`).join(" + ")};
+      acc += ${Array.from({ length: 8 }, (_, c) => `dot(${X(`g * 8u + ${c}u`)}, w[${c}])`).join(" + ")};
     }`
-      : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc += dot(x[k], vec4<f32>(w[row * ${K4}u + k])); }`;
-  const o = yoff ? `${yoff}u + row` : "row";
+      : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc += dot(${X("k")}, vec4<f32>(w[row * ${K4}u + k])); }`;
   return `${f16 || f16w ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+${input.decl(free)}
 ${weights}
 @group(0) @binding(${yBinding}) var<storage, read_write> y: array<f32>;
 ${biasDecl}
+${out.decl(free + input.bindings)}
 const SHL = vec4<u32>(0u, 4u, 8u, 12u);
 const SHH = vec4<u32>(16u, 20u, 24u, 28u);
 const M4 = vec4<u32>(15u);
-var<workgroup> part: array<f32, ${GEMV_ROWS * LANES}>;
+const THREADS = ${GEMV_THREADS}u;
+var<workgroup> part: array<f32, ${GEMV_THREADS}>;
+// The reduced sum of local row j (valid after the reduction), plus the bias of row.
+fn rowValue(j: u32, row: u32) -> f32 { return part[j * ${LANES}u]${bias ? " + b[row]" : ""}; }
 @compute @workgroup_size(${LANES}, ${GEMV_ROWS}) fn main(@builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>) {
   if (fwd.n == 0u) { return; } // uniform: also keeps the shared Fwd binding in the layout
   let lane = lid.x;
-  let row = wid.x * ${GEMV_ROWS}u + lid.y;
+  let tid = lid.y * ${LANES}u + lane;
+  ${input.setup}
+  let row = ${out.row};
   var acc = 0.0;
   if (row < ${N}u) {
     ${partial}
@@ -74,7 +118,7 @@ var<workgroup> part: array<f32, ${GEMV_ROWS * LANES}>;
     workgroupBarrier();
   }
   if (lane == 0u && row < ${N}u) {
-    y[${o}] = part[slot]${bias ? " + b[row]" : ""}${accumulate ? ` + y[${o}]` : ""};
+    ${out.store}
   }
 }`;
 }

@@ -1,0 +1,207 @@
+"""The fused decode GEMVs (js_glue/kernels/wgsl/gemv_*.js) against their NumPy twins, on lavapipe.
+
+Each hook of gemv.js (RMSNorm before the GEMV, RoPE + KV append after it, the split attention's
+merge and SwiGLU / GeGLU before it) runs over weights of every format gemv.js reads: f32, f16,
+MLC q4 with f32 and with f16 scales, ggml blocks (Q4_K, Q8_0, Q6_K). Biases and accumulating
+outputs as the decoder has them; RoPE both rotate-half and interleaved, also with q|k|v in two
+parts of two ggml types (as GGUF q4_K_M files are); the merge with a chunk past the used ones
+holding garbage. The twins are py_worker/reference/fused.py. Relative error (max |diff| /
+max |want|) < 1e-5, as for the plain GEMV (test_ggml.py); the caches must change in row ``pos``
+only. One Deno process for all of it (the "gpu" kernel set is checked on lavapipe).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+from py_worker.reference import fused, ggml
+from py_worker.reference.weights import dequantize_q4
+from tools.kernel_runners import Unavailable, deno_run
+
+TOL = 1e-5
+RNG = np.random.default_rng(20261202)
+D: dict[str, Any] = {
+    "hidden": 256, "eps": 1e-6, "heads": 4, "kvHeads": 2, "headDim": 64, "ctx": 256, "inter": 256,
+    "act": "silu",
+}  # fmt: skip
+HD, HEADS, KV_HEADS = D["headDim"], D["heads"], D["kvHeads"]
+QKV = (HEADS + 2 * KV_HEADS) * HD
+SPLIT = 64  # keys per chunk of the split attention (attention_split.js)
+
+
+def b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
+
+
+def f32s(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class Weight:
+    """W [n, k] as the wire form the harness uploads and as f32 (what the kernel must read)."""
+
+    wire: dict[str, Any]
+    dense: np.ndarray
+
+
+def weight(fmt: str, n: int, k: int) -> Weight:
+    """A random W of format ``fmt``: f32, f16, q4f32 / q4f16 (MLC q4) or a ggml type name."""
+    if fmt.startswith("q4"):
+        words = RNG.integers(0, 2**32, size=(n, k // 8), dtype=np.uint32)
+        dtype = np.float16 if fmt == "q4f16" else np.float32
+        scales = RNG.uniform(0.01, 0.1, size=(n, k // 32)).astype(dtype)
+        wire = {"q4": True, "f16": fmt == "q4f16", "N": n, "K": k, "qw": b64(words), "qs": b64(scales)}
+        return Weight(wire, dequantize_q4(words, scales.astype(np.float32)))
+    t = {"f32": ggml.F32, "f16": ggml.F16, "Q4_K": ggml.Q4_K, "Q8_0": ggml.Q8_0, "Q6_K": ggml.Q6_K}[fmt]
+    raw = ggml.random_raw(RNG, t, n, k)
+    wire = {"type": t, "plain": fmt in ("f32", "f16"), "N": n, "K": k, "bytes": b64(raw)}
+    return Weight(wire, ggml.dequantize(raw, t, n, k))
+
+
+FORMATS = ["f32", "f16", "q4f32", "q4f16", "Q4_K", "Q8_0", "Q6_K"]
+
+
+@dataclass(eq=False)
+class Case:
+    """One submit: the parts (weight, yoff, bias) of one linear through one hook, y [y_len]."""
+
+    name: str
+    hook: str
+    parts: list[tuple[Weight, int, np.ndarray | None]]
+    input: np.ndarray
+    y_len: int
+    accumulate: bool = False
+    d: dict[str, Any] = field(default_factory=lambda: D)
+    pos: int = 0
+    norm: np.ndarray | None = None
+    table: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.y_init = f32s(self.y_len)
+        self.kv_init = f32s(self.d["ctx"], KV_HEADS * HD)
+
+    @property
+    def w(self) -> np.ndarray:
+        return np.concatenate([p[0].dense for p in self.parts]).astype(np.float64)
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        biases = [b for _, _, b in self.parts]
+        return None if biases[0] is None else np.concatenate(biases).astype(np.float64)
+
+    def wire(self, weights: list[Weight]) -> dict[str, Any]:
+        steps = []
+        for w, yoff, b in self.parts:
+            step: dict[str, Any] = {"w": weights.index(w), "yoff": yoff, "accumulate": self.accumulate}
+            if b is not None:
+                step["bias"] = b64(b)
+            steps.append(step)
+        out = {"hook": self.hook, "d": self.d, "pos": self.pos, "input": b64(self.input), "steps": steps}
+        out |= {"yLen": self.y_len, "yInit": b64(self.y_init), "kvInit": b64(self.kv_init)}
+        if self.norm is not None:
+            out["norm"] = b64(self.norm)
+        if self.table is not None:
+            out["table"] = b64(self.table)
+        return out
+
+    def expect(self) -> dict[str, np.ndarray]:
+        """What the twin says y (and for ropeKv the caches) hold afterwards, in float64."""
+        x, y0 = self.input.astype(np.float64), self.y_init.astype(np.float64)
+        if self.hook == "norm":
+            assert self.norm is not None
+            return {"y": fused.norm_linear(x, self.norm, D["eps"], self.w, self.bias)}
+        if self.hook == "merge":
+            partials = x.reshape(HEADS, -1, 2 + HD)
+            return {"y": fused.merge_linear(partials, (self.pos + SPLIT) // SPLIT, self.w, self.bias, y0)}
+        if self.hook == "glu":
+            return {"y": fused.glu_linear(x, self.d["act"], self.w, y0)}
+        assert self.norm is not None
+        assert self.table is not None
+        kc = self.kv_init.astype(np.float64).reshape(-1, KV_HEADS, HD)
+        vc = kc.copy()
+        q = fused.rope_kv_linear(
+            x, self.norm, D["eps"], self.w, self.bias, HEADS, KV_HEADS, self.table[self.pos],
+            bool(self.d.get("ropeInterleaved")), kc, vc, self.pos,
+        )  # fmt: skip
+        return {"y": np.concatenate([q, y0[HEADS * HD :]]), "kc": kc.reshape(-1), "vc": vc.reshape(-1)}
+
+
+def norm_case(fmt: str) -> Case:
+    x, g = f32s(D["hidden"]), (1.0 + 0.1 * f32s(D["hidden"])).astype(np.float32)
+    parts = [(weight(fmt, 40, D["hidden"]), 0, f32s(40))]
+    return Case(f"norm-{fmt}", "norm", parts, x, 40, norm=g)
+
+
+def glu_case(fmt: str, act: str) -> Case:
+    parts = [(weight(fmt, 40, D["inter"]), 0, None)]
+    return Case(f"glu-{act}-{fmt}", "glu", parts, f32s(2 * D["inter"]), 40, True, {**D, "act": act})
+
+
+def merge_case(fmt: str) -> Case:
+    """pos 150: 151 keys in 3 chunks of the 4 a 256-key cache has; the 4th holds garbage."""
+    chunks = math.ceil(D["ctx"] / SPLIT)
+    partials = np.zeros((HEADS, chunks, 2 + HD), np.float32)
+    partials[:, :, 0] = 3.0 * f32s(HEADS, chunks)
+    partials[:, :, 1] = RNG.uniform(0.5, 5.0, (HEADS, chunks))
+    partials[:, :, 2:] = f32s(HEADS, chunks, HD)
+    partials[:, 3, :2] = (50.0, 1e-3)  # weighed in, it would swamp the others
+    parts = [(weight(fmt, 40, HEADS * HD), 0, f32s(40))]  # o_proj's bias: Qwen3 with attention_bias
+    return Case(f"merge-{fmt}", "merge", parts, partials.reshape(-1), 40, True, pos=150)
+
+
+def rope_case(name: str, fmts: list[str], splits: list[int], interleaved: bool = False) -> Case:
+    """q|k|v rows [0, QKV) in parts [splits[i], splits[i + 1]) of formats fmts[i], with biases."""
+    bounds = [*splits, QKV]
+    parts = []
+    for fmt, r0, r1 in zip(fmts, bounds, bounds[1:], strict=False):
+        parts.append((weight(fmt, r1 - r0, D["hidden"]), r0, f32s(r1 - r0)))
+    angles = RNG.uniform(0.0, 2 * math.pi, (D["ctx"], HD // 2))
+    table = np.stack([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)
+    g = (1.0 + 0.1 * f32s(D["hidden"])).astype(np.float32)
+    d = {**D, "ropeInterleaved": interleaved}
+    return Case(f"ropeKv-{name}", "ropeKv", parts, f32s(D["hidden"]), QKV, d=d, pos=37, norm=g, table=table)
+
+
+CASES = [norm_case(f) for f in FORMATS]
+CASES += [glu_case(f, "silu") for f in FORMATS] + [glu_case(f, "gelu_tanh") for f in ("f32", "q4f16", "Q4_K")]
+CASES += [merge_case(f) for f in FORMATS]
+CASES += [rope_case(f, [f], [0]) for f in FORMATS]
+CASES += [rope_case(f"interleaved-{f}", [f], [0], True) for f in ("f32", "q4f32", "Q8_0")]
+CASES += [rope_case("parts-Q4_K-Q6_K", ["Q4_K", "Q6_K"], [0, (HEADS + KV_HEADS) * HD])]
+CASES += [rope_case("parts-q4f16-f16-f32", ["q4f16", "f16", "f32"], [0, 2 * HD, (HEADS + KV_HEADS) * HD])]
+
+
+@pytest.fixture(scope="module")
+def gpu_out() -> dict[str, Any]:
+    weights = list({id(w): w for c in CASES for w, _, _ in c.parts}.values())
+    cases = [c.wire(weights) for c in CASES]
+    try:
+        return deno_run({"kind": "fused", "weights": [w.wire for w in weights], "cases": cases})
+    except Unavailable as e:
+        pytest.skip(str(e))
+
+
+def rel_err(got: Any, want: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(got, np.float64) - want)) / np.max(np.abs(want)))
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[c.name for c in CASES])
+def test_fused_gemv_equals_numpy_twin(gpu_out: dict[str, Any], index: int) -> None:
+    case, got = CASES[index], gpu_out["cases"][index]
+    want = case.expect()
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert len(got[key]) == value.size, key
+        assert rel_err(got[key], value) < TOL, (key, rel_err(got[key], value))
+    if case.hook == "ropeKv":  # only row pos of the caches changed
+        for key in ("kc", "vc"):
+            rows = np.asarray(got[key], np.float32).reshape(D["ctx"], -1)
+            others = np.delete(np.arange(D["ctx"]), case.pos)
+            np.testing.assert_array_equal(rows[others], case.kv_init[others])
