@@ -89,13 +89,29 @@ function vocabOf(file) {
   return { getVocabSize: () => tokens.length, idToToken: (i) => tokens[i] ?? "" };
 }
 
+/**
+ * llama.cpp's own log, kept rather than printed: its last warnings and errors, so that a failed
+ * load can say why (wllama itself then reports only that its reply could not be read).
+ */
+function nativeLog() {
+  const lines = [];
+  const keep = (...args) => {
+    lines.push(args.map(String).join(" ").trim());
+    if (lines.length > 20) lines.shift();
+  };
+  return { logger: { debug: () => {}, log: () => {}, info: () => {}, warn: keep, error: keep }, lines };
+}
+
 /** A wllama error as a py_worker one: a full KV cache is the context window's. */
-function named(e, what) {
+function named(e, what, log = []) {
   if (e?.name && e.fields) return e;
   if (e?.type === "kv_cache_full") {
     return namedError("ContextWindowSizeExceededError", `${what}: the context window is full`, { backend: "wasm" });
   }
-  return namedError("ModelLoadError", `${what} failed in llama.cpp: ${e?.message ?? e}`, { backend: "wasm" });
+  // llama.cpp says why in its "error loading model: <reason>" line; the lines after it are generic.
+  const reason = log.findLast((line) => line.includes("error loading model:"));
+  const why = reason ? reason.slice(reason.indexOf("error loading model:")) : log.filter((line) => /error|fail/i.test(line)).slice(-2).join("; ");
+  return namedError("ModelLoadError", `${what} failed in llama.cpp: ${why || e?.message || e}`, { backend: "wasm" });
 }
 
 /**
@@ -225,9 +241,10 @@ export async function createWasmKernels(options = {}) {
       const art = await fetchGguf(record, (f, text) => progress(0.8 * f, text), options);
       const config = { ...ggufBasics(art.meta), ...(record.overrides || {}) };
       const lib = await library(url);
+      const native = nativeLog();
       const w = new lib.Wllama(
         { "single-thread/wllama.wasm": new URL("single-thread/wllama.wasm", url).href, "multi-thread/wllama.wasm": new URL("multi-thread/wllama.wasm", url).href },
-        { suppressNativeLog: true, allowOffline: true },
+        { suppressNativeLog: false, logger: native.logger, allowOffline: true },
       );
       const embedding = record.model_type === "embedding";
       const ctx = Number(config.context_window_size) > 0 ? Number(config.context_window_size) : DEFAULT_CONTEXT;
@@ -243,7 +260,7 @@ export async function createWasmKernels(options = {}) {
       try {
         await w.loadModel([new Blob([art.bytes])], { n_ctx: ctx, n_batch: batch, n_ubatch: batch, n_threads: threads, embeddings: embedding, seed: 0 });
       } catch (e) {
-        throw named(e, "loading the GGUF");
+        throw named(e, "loading the GGUF", native.lines);
       } finally {
         if (standIn) delete scope.document;
       }

@@ -184,7 +184,8 @@ def test_unsupported_format_and_architecture_refused_as_classes_then_engine_serv
     reader = gguf.GGUFReader(gguf_site.files["q3k"])
     [q3k_tensor] = [t.name for t in reader.tensors if t.tensor_type == gguf.GGMLQuantizationType.Q3_K]
     q3k, mamba, mixed = (gguf_site.record(v) for v in ("q3k", "mamba", "mixed"))
-    page = gguf_site.engine([q3k, mamba, mixed])
+    mamba_wasm = {**gguf_site.record("mamba", model_id="tiny-mamba-wasm"), "backend": "wasm"}
+    page = gguf_site.engine([q3k, mamba, mamba_wasm, mixed])
 
     fmt = page.evaluate(RELOAD, q3k["model_id"])["error"]
     assert fmt["name"] == "UnsupportedWeightFormatError", fmt
@@ -199,6 +200,13 @@ def test_unsupported_format_and_architecture_refused_as_classes_then_engine_serv
     assert arch["fields"]["architecture"] == "mamba", arch
     assert "llama" in arch["fields"]["supported"], arch
     assert "mamba" in arch["message"]
+
+    # llama.cpp refuses this tiny mamba too (it lacks mamba's tensors): its own reason is named.
+    native = page.evaluate(RELOAD, mamba_wasm["model_id"])["error"]
+    assert native["name"] == "ModelLoadError", native
+    assert native["message"].startswith("loading the GGUF failed in llama.cpp: "), native
+    assert "error loading model" in native["message"], native
+    assert native["fields"] == {"backend": "wasm"}, native
 
     served = page.evaluate(RELOAD, mixed["model_id"])
     assert "error" not in served, served
