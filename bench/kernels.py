@@ -8,7 +8,10 @@ tools/make_random_model.py (``qwen2-0.5b``, ``llama-3.2-1b``, ...), each ``q4f32
 ``--quant`` says otherwise. Per model and runner it times: a prefill of ``--prompt`` tokens, the
 GPU-resident loop (``decodeSteps(steps)``, second call, greedy) and the one-step path
 (``decode`` + ``sample``, one sync per token). It also reports the weight bytes read per decoded
-token and the achieved weight bandwidth. Timings are data, never pass/fail thresholds.
+token and the achieved weight bandwidth, against the device's copy and read bandwidth (measured
+as slopes, tests/kernels/bandwidth.js) and its published peak. ``--profile`` adds the GPU time
+of each dispatch of the timed decodeSteps call, per token (Deno, timestamp queries). Timings
+are data, never pass/fail thresholds.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from tools.kernel_runners import chromium_page, deno_run  # noqa: E402
 
+PEAK_GB_S = {"H200": 4800.0}
+"""Published memory bandwidth (NVIDIA's H200 datasheet: 4.8 TB/s HBM3e), by a name in the
+adapter's description."""
 WEBLLM_CHROMIUM_QWEN2 = {"decode": 0.02, "prefill": 0.16}
 """web-llm 0.2.79, Qwen2-0.5B q4f32_1, headless Chromium on SwiftShader, this machine
 (measured in an earlier run)."""
@@ -53,7 +59,9 @@ def weight_bytes(rel: str) -> int:
     return sum(int(r["nbytes"]) for r in meta["records"])
 
 
-def scenario(rel: str, prompt: int, steps: int, one_steps: int, kernels: str | None) -> dict[str, Any]:
+def scenario(
+    rel: str, prompt: int, steps: int, one_steps: int, kernels: str | None, profile: bool = False
+) -> dict[str, Any]:
     greedy = {"temperature": 0.0, "top_p": 1.0, "uniforms": [0.0] * steps, "history": [], "logit_bias": []}
     ids = [(37 * i + 11) % 500 for i in range(prompt)]
     calls: list[list[Any]] = [
@@ -70,6 +78,23 @@ def scenario(rel: str, prompt: int, steps: int, one_steps: int, kernels: str | N
         "calls": calls,
         "bandwidthMiB": 256,
         "options": {"kernels": kernels} if kernels else {},
+        "profileGpu": profile,
+    }
+
+
+def per_token(profile: dict[str, Any], steps: int) -> dict[str, Any]:
+    """A decodeSteps call's GPU profile as milliseconds per decoded token, largest first."""
+    kernels = sorted(profile["kernels"].items(), key=lambda kv: -kv[1]["ms"])
+    busy = sum(k["ms"] for _, k in kernels)
+    return {
+        "busy_ms_per_token": round(busy / steps, 4),
+        "gap_ms_per_token": round(profile["gapMs"] / steps, 4),
+        "passes_per_token": profile["passes"] / steps,
+        "untimed": profile["untimed"],
+        "kernels": {
+            name: {"per_token": k["n"] / steps, "ms_per_token": round(k["ms"] / steps, 5)}
+            for name, k in kernels
+        },
     }
 
 
@@ -82,6 +107,9 @@ def measure(out: dict[str, Any], prompt: int, steps: int, wbytes: int) -> dict[s
     bw = out.get("bandwidth")
     one = [secs[i] + secs[i + 1] for i in range(4, len(secs), 2)]
     loop_tps = steps / secs[3]
+    peak = next((v for k, v in PEAK_GB_S.items() if k in out["device"]["description"]), None)
+    achieved = wbytes * loop_tps / 1e9
+    prof = res[3].get("profile")
     return {
         "device": out["device"]["description"],
         "load_s": round(out["loadSeconds"], 3),
@@ -95,6 +123,10 @@ def measure(out: dict[str, Any], prompt: int, steps: int, wbytes: int) -> dict[s
         "read_GB_s": round(bw["readGBps"], 2) if bw else None,
         "fraction_of_copy": round(wbytes * loop_tps / bw["copyGBps"] / 1e9, 4) if bw else None,
         "fraction_of_read": round(wbytes * loop_tps / bw["readGBps"] / 1e9, 4) if bw else None,
+        "sync_ms": round(bw["syncMs"], 3) if bw else None,
+        "peak_GB_s": peak,
+        "fraction_of_peak": round(achieved / peak, 4) if peak else None,
+        **({"profile": per_token(prof, steps)} if prof else {}),
     }
 
 
@@ -142,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--one-steps", type=int, default=2)
     ap.add_argument("--kernels", choices=["cpu", "gpu"], default=None, help="default: by adapter")
+    ap.add_argument("--profile", action="store_true", help="GPU time per dispatch (Deno, timestamp-query)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     ap.add_argument("--tag", default="cpu", help="output name: <out>/kernels_<tag>.json and .png")
     ap.add_argument("--replot", type=Path, help="only redraw the PNG of an earlier kernels_<tag>.json")
@@ -154,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.model:
         for quant in args.quant:
             rel = model_dir(name, quant)
-            sc = scenario(rel, args.prompt, args.steps, args.one_steps, args.kernels)
+            sc = scenario(rel, args.prompt, args.steps, args.one_steps, args.kernels, args.profile)
             for runner in args.runner:
                 if runner == "deno":
                     out = deno_run(sc, timeout=3600)

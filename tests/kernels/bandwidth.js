@@ -1,6 +1,10 @@
-// The device's memory bandwidth, the roofline the decode benchmark is compared with:
+// The device's memory bandwidth, the roofline the decode benchmark is compared with, measured as
+// a slope so that the fixed cost of a submit and its sync wait cancels: the time of 5k
+// repetitions in one submit minus the time of k, over 4k repetitions' bytes. k doubles until k
+// repetitions take 50 ms, so that a coarse sync wait (Deno's are ~10 ms) cannot pass for work.
 // `copyGBps`: bytes copied per second by copyBufferToBuffer (each byte read once, written once);
 // `readGBps`: bytes read per second by a compute kernel that sums a buffer (what a GEMV does).
+// `syncMs`: the time of k repetitions less k slopes: what one submit and its wait cost.
 import { Gpu } from "../../js_glue/kernels/gpu.js";
 
 const READ = `@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
@@ -12,28 +16,35 @@ const READ = `@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
   if (dot(s, s) == -1.0) { out[0] = s.x; }
 }`;
 
-async function timed(gpu, record, reps) {
+/** Seconds per repetition (the slope) and the fixed seconds of one submit, best of 3 each. */
+async function slope(gpu, record) {
   const run = async (n) => {
     const rec = gpu.recorder();
     for (let i = 0; i < n; i++) record(rec, i);
+    const t0 = performance.now();
     rec.submit();
     await gpu.device.queue.onSubmittedWorkDone();
+    return (performance.now() - t0) / 1000;
   };
   await run(2);
-  const t0 = performance.now();
-  await run(reps);
-  return (performance.now() - t0) / 1000;
+  let k = 4;
+  while (k < 8192 && (await run(k)) < 0.05) k *= 2;
+  const best = async (n) => Math.min(await run(n), await run(n), await run(n));
+  const few = await best(k);
+  const many = await best(5 * k);
+  const per = Math.max((many - few) / (4 * k), 1e-12);
+  return { per, k, fixed: few - k * per };
 }
 
-export async function memoryBandwidth(mib = 256, reps = 20) {
+export async function memoryBandwidth(mib = 256) {
   const gpu = await Gpu.create();
   const bytes = Math.min(mib * 1024 * 1024, gpu.device.limits.maxBufferSize, gpu.device.limits.maxStorageBufferBindingSize);
   const a = gpu.storage(bytes, "bw-a");
   const b = gpu.storage(bytes, "bw-b");
-  const copySecs = await timed(gpu, (rec, i) => rec.copy(i % 2 ? b : a, 0, i % 2 ? a : b, 0, bytes), reps);
+  const copy = await slope(gpu, (rec, i) => rec.copy(i % 2 ? b : a, 0, i % 2 ? a : b, 0, bytes));
   const pipe = await gpu.pipeline(READ);
   const bind = gpu.bind(pipe, [a, b]);
-  const readSecs = await timed(gpu, (rec) => rec.dispatch(pipe, bind, 1024), reps);
+  const read = await slope(gpu, (rec) => rec.dispatch(pipe, bind, 1024));
   gpu.device.destroy();
-  return { bytes, reps, copyGBps: (bytes * reps) / copySecs / 1e9, readGBps: (bytes * reps) / readSecs / 1e9 };
+  return { bytes, k: [copy.k, read.k], copyGBps: bytes / copy.per / 1e9, readGBps: bytes / read.per / 1e9, syncMs: read.fixed * 1000 };
 }

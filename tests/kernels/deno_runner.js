@@ -2,8 +2,10 @@
 // Paths in the scenario are resolved against the repository root; no cache (Deno's Cache API
 // is partial) unless the scenario asks. With `countGpuCalls`, every dispatchWorkgroups and
 // queue submit is counted (the WebGPU prototypes wrapped here) and each call's result says how
-// many it made (tests/kernels/test_dispatches.py).
+// many it made (tests/kernels/test_dispatches.py). With `profileGpu`, each call's result has its
+// GPU time per dispatch (gpu_profile.js; needs the adapter's timestamp-query).
 import { runScenario } from "./harness.js";
+import { profileGpu } from "./gpu_profile.js";
 
 /** Wrap the WebGPU calls we count; returns a function reading the running totals. */
 function countGpuCalls() {
@@ -29,5 +31,5 @@ scenario.options = {
   xgrammarURL: new URL("node_modules/@mlc-ai/web-xgrammar/lib/index.js", root).href,
   ...(scenario.options || {}),
 };
-const out = await runScenario(scenario, scenario.countGpuCalls ? countGpuCalls() : null);
+const out = await runScenario(scenario, scenario.countGpuCalls ? countGpuCalls() : null, scenario.profileGpu ? profileGpu() : null);
 await Deno.stdout.write(new TextEncoder().encode(JSON.stringify(out) + "\n"));

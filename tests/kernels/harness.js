@@ -5,7 +5,8 @@
 // {kind: "ggml", ...} runs single kernels on GGUF weight bytes instead (ggml_harness.js), and
 // {kind: "fused", ...} the fused decode GEMVs (fused_harness.js).
 // `gpuCalls` (the Deno runner's counter: running totals of WebGPU calls) adds to each result
-// the calls it made: {dispatches, submits}.
+// the calls it made: {dispatches, submits}; `profile` (the runner's gpu_profile.js) adds each
+// call's GPU time per dispatch.
 import { createKernels, prefetchModel } from "../../js_glue/kernels/index.js";
 import { createKernels as createAnyBackend } from "../../js_glue/kernels/backends.js";
 import { memoryBandwidth } from "./bandwidth.js";
@@ -16,8 +17,11 @@ import { runFused } from "./fused_harness.js";
 const delta = (before, after) => Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k]]));
 const plain = (v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
 
-/** @param {any} scenario @param {(() => Record<string, number>) | null} [gpuCalls] */
-export async function runScenario(scenario, gpuCalls = null) {
+/**
+ * @param {any} scenario @param {(() => Record<string, number>) | null} [gpuCalls]
+ * @param {(() => Promise<any>) | null} [profile]
+ */
+export async function runScenario(scenario, gpuCalls = null, profile = null) {
   if (scenario.kind === "ggml") return runGgml(scenario); // raw-kernel runs, tests/kernels/ggml_harness.js
   if (scenario.kind === "fused") return runFused(scenario); // tests/kernels/fused_harness.js
   const bandwidth = scenario.bandwidthMiB ? await memoryBandwidth(scenario.bandwidthMiB) : null;
@@ -28,14 +32,17 @@ export async function runScenario(scenario, gpuCalls = null) {
   const t0 = performance.now();
   const loaded = await kernels.load(scenario.record, (fraction, text) => progress.push([fraction, text]));
   const loadSeconds = (performance.now() - t0) / 1000;
+  await profile?.(); // drop the load's
   const results = [];
   for (const [method, ...args] of scenario.calls || []) {
     const c0 = performance.now();
     const g0 = gpuCalls?.();
     try {
       const value = plain(await kernels[method](loaded.handle, ...args));
+      const seconds = (performance.now() - c0) / 1000;
       const counted = g0 && gpuCalls ? { gpu: delta(g0, gpuCalls()) } : {};
-      results.push({ value: value ?? null, seconds: (performance.now() - c0) / 1000, ...counted });
+      const profiled = profile ? { profile: await profile() } : {};
+      results.push({ value: value ?? null, seconds, ...counted, ...profiled });
     } catch (e) {
       results.push({ error: { name: e.name, message: e.message } });
     }

@@ -17,6 +17,7 @@ export function attentionPartial({ heads, kvHeads, headDim, ctx, attnScale, attn
   const group = heads / kvHeads;
   const stride = headDim + 2;
   const S = Math.ceil(ctx / SPLIT);
+  const R = Math.max(1, Math.floor(SPLIT / D4)); // key strides of the weighted V
   return `${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
@@ -26,6 +27,7 @@ export function attentionPartial({ heads, kvHeads, headDim, ctx, attnScale, attn
 ${attnSoftcap ? TANH : ""}
 var<workgroup> red: array<f32, ${SPLIT}>;
 var<workgroup> p: array<f32, ${SPLIT}>;
+var<workgroup> ov: array<vec4<f32>, ${SPLIT}>;
 @compute @workgroup_size(${SPLIT}) fn main(@builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>) {
   let h = wid.x;
@@ -61,10 +63,19 @@ var<workgroup> p: array<f32, ${SPLIT}>;
   }
   let base = (h * ${S}u + s) * ${stride}u;
   if (t == 0u) { part[base] = m; part[base + 1u] = red[0]; }
-  if (t < ${D4}u) {
-    var o = vec4<f32>(0.0);
+  // Weighted V: thread t adds vec4 column t % D4 over every ${R}th key from t / D4 on, so all
+  // the workgroup's threads load V rows at once; then the ${R} sums of each column are added.
+  let c = t % ${D4}u;
+  let r = t / ${D4}u;
+  var o = vec4<f32>(0.0);
+  if (r < ${R}u) {
     let n = min(len - s * ${SPLIT}u, ${SPLIT}u);
-    for (var k = 0u; k < n; k++) { o += p[k] * vc[((s * ${SPLIT}u + k) * ${kvHeads}u + g) * ${D4}u + t]; }
+    for (var k = r; k < n; k += ${R}u) { o += p[k] * vc[((s * ${SPLIT}u + k) * ${kvHeads}u + g) * ${D4}u + c]; }
+  }
+  ov[t] = o;
+  workgroupBarrier();
+  if (t < ${D4}u) {
+    for (var q = 1u; q < ${R}u; q++) { o += ov[q * ${D4}u + t]; }
     part[base + 2u + t * 4u] = o.x;
     part[base + 3u + t * 4u] = o.y;
     part[base + 4u + t * 4u] = o.z;

@@ -2,7 +2,9 @@
 // A workgroup of ROWS x 32 threads owns ROWS output rows; the 32 threads of a row split K
 // (one 32-input group per thread per step, so a row's weights are read as contiguous 512-byte
 // runs) and add their partial sums in workgroup memory. Many workgroups in flight keep the
-// memory bus busy, which the one-thread-per-row tiles of matmul.js cannot do on a GPU. The CPU
+// memory bus busy, which the one-thread-per-row tiles of matmul.js cannot do on a GPU. The
+// 4 words of a q4 group are unrolled with constant indices: a vector indexed by a loop counter
+// is spilled to local memory by some GPU compilers. The CPU
 // backends (lavapipe, SwiftShader) use matmul.js instead: barriers are slow there.
 // Weights as in matmul.js: f32 (f16 with `f16w`), MLC q4, or ggml blocks (`ggml: <type id>`, wgsl/ggml.js);
 // bindings [fwd, x, w | (qw, qs) | wq, y, (bias), (the hooks' own)]; x is [K], W [N, K], bias [N].
@@ -72,11 +74,8 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
     ? `for (var g = lane; g < ${G}u; g += ${LANES}u) {
       let wq = qw[row * ${G}u + g];
       var d = 0.0;
-      for (var c = 0u; c < 4u; c++) {
-        let lo = vec4<f32>((vec4<u32>(wq[c]) >> SHL) & M4) - 7.0;
-        let hi = vec4<f32>((vec4<u32>(wq[c]) >> SHH) & M4) - 7.0;
-        d += dot(${X("g * 8u + c * 2u")}, lo) + dot(${X("g * 8u + c * 2u + 1u")}, hi);
-      }
+      ${[0, 1, 2, 3].map((c) => `d += dot(${X(`g * 8u + ${2 * c}u`)}, vec4<f32>((vec4<u32>(wq[${c}]) >> SHL) & M4) - 7.0)
+        + dot(${X(`g * 8u + ${2 * c + 1}u`)}, vec4<f32>((vec4<u32>(wq[${c}]) >> SHH) & M4) - 7.0);`).join("\n      ")}
       acc += d * f32(qs[row * ${G}u + g]);
     }`
     : isGgml
