@@ -12,7 +12,7 @@ import { Program } from "./program.js";
 import { embedF32, embedQ4, embedGgml } from "./wgsl/embed.js";
 import { rmsnorm, rmsnormWg } from "./wgsl/rmsnorm.js";
 import { matmul, MATMUL_WG } from "./wgsl/matmul.js";
-import { gemv, GEMV_ROWS, PLAIN_INPUT } from "./wgsl/gemv.js";
+import { gemv, gemvRows, PLAIN_INPUT } from "./wgsl/gemv.js";
 import { normInput } from "./wgsl/gemv_norm.js";
 import { ropeKvOutput, ropeKvFits } from "./wgsl/gemv_rope_kv.js";
 import { mergeInput, MERGE_MAX_INPUTS } from "./wgsl/gemv_merge.js";
@@ -611,6 +611,7 @@ export class LlamaModel extends Program {
       part.pipes ??= {};
       const key = `lin:${role}:${K}x${part.N}:${part.kind}${part.type ?? ""}:${ldy}+${part.yoff}:${!!part.bias}:${accumulate}:${TM}`;
       part.pipes[TM] = key;
+      if (TM === 1 && splitK) part.rows = gemvRows({ K, ...hooks[role](part) });
       if (src[key]) return;
       const fmt = {
         q4: part.kind === "q4",
@@ -640,7 +641,7 @@ export class LlamaModel extends Program {
       if (part.bias) bufs.push(part.bias);
       bufs.push(...extra);
       const name = part.pipes[tm];
-      if (tm === 1 && this.kernels === "gpu") this.run(rec, name, bufs, Math.ceil(part.N / GEMV_ROWS));
+      if (tm === 1 && this.kernels === "gpu") this.run(rec, name, bufs, Math.ceil(part.N / part.rows));
       else this.run(rec, name, bufs, Math.ceil(part.N / (part.N % 4 === 0 ? 4 : 1) / MATMUL_WG), Math.ceil(n / tm));
     }
   }

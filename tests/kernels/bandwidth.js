@@ -13,7 +13,8 @@ const READ = `@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
     @builtin(num_workgroups) nw: vec3<u32>) {
   var s = vec4<f32>(0.0);
   for (var i = gid.x; i < arrayLength(&a); i += nw.x * 256u) { s += a[i]; }
-  if (dot(s, s) == -1.0) { out[0] = s.x; }
+  // A test the compiler cannot prove false (dot(s, s) == -1.0 it can, and drops the loads).
+  if (bitcast<u32>(s.x + s.y + s.z + s.w) == 0x7fc00001u) { out[0] = s.x; }
 }`;
 
 /** Seconds per repetition (the slope) and the fixed seconds of one submit, best of 3 each. */

@@ -15,10 +15,10 @@
 //     steps: [{w, yoff, bias, accumulate}]   the parts of one linear, side by side in y
 //   }]
 // }
-// Each case is one submit of its steps, dispatched as llama.js does (ceil(N / GEMV_ROWS)
+// Each case is one submit of its steps, dispatched as llama.js does (ceil(N / gemvRows)
 // workgroups); returns {device, cases: [{y, kc, vc}]} (the caches for "ropeKv" only).
 import { Gpu } from "../../js_glue/kernels/gpu.js";
-import { gemv, GEMV_ROWS } from "../../js_glue/kernels/wgsl/gemv.js";
+import { gemv, gemvRows } from "../../js_glue/kernels/wgsl/gemv.js";
 import { normInput } from "../../js_glue/kernels/wgsl/gemv_norm.js";
 import { ropeKvOutput } from "../../js_glue/kernels/wgsl/gemv_rope_kv.js";
 import { mergeInput } from "../../js_glue/kernels/wgsl/gemv_merge.js";
@@ -68,7 +68,7 @@ export async function runFused(payload) {
         bufs.push(b);
         own.push(b);
       }
-      rec.dispatch(pipe, gpu.bind(pipe, [...bufs, ...extra]), Math.ceil(W.N / GEMV_ROWS));
+      rec.dispatch(pipe, gpu.bind(pipe, [...bufs, ...extra]), Math.ceil(W.N / gemvRows({ K: W.K, ...hooks(c, s, W) })));
     }
     const read = async (buf, n) => Array.from(new Float32Array(await gpu.readback(gpu.recorder(), buf, n * 4)));
     rec.submit();

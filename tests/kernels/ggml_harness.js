@@ -15,7 +15,7 @@
 // (the grid sizes below), and y is read back: {device, cases: [[...y]]}.
 import { Gpu } from "../../js_glue/kernels/gpu.js";
 import { matmul, MATMUL_WG } from "../../js_glue/kernels/wgsl/matmul.js";
-import { gemv, GEMV_ROWS } from "../../js_glue/kernels/wgsl/gemv.js";
+import { gemv, gemvRows } from "../../js_glue/kernels/wgsl/gemv.js";
 import { embedGgml } from "../../js_glue/kernels/wgsl/embed.js";
 import { WG } from "../../js_glue/kernels/wgsl/common.js";
 
@@ -35,7 +35,7 @@ function code(step, W) {
 /** Workgroups of one step's dispatch for m tokens: [x, y]. */
 function grid(step, W, m) {
   if (step.op === "matmul") return [Math.ceil(W.N / step.TN / MATMUL_WG), Math.ceil(m / step.TM)];
-  if (step.op === "gemv") return [Math.ceil(W.N / GEMV_ROWS), 1];
+  if (step.op === "gemv") return [Math.ceil(W.N / gemvRows({ K: W.K })), 1];
   return [Math.ceil((m * W.K) / 32 / WG), 1];
 }
 

@@ -1,7 +1,8 @@
 // Decode GEMV for real GPUs: y[n] (+)= sum_k x[k] * W[n, k] (+ bias[n]) for one token.
-// A workgroup of ROWS x 32 threads owns ROWS output rows; the 32 threads of a row split K
-// (one 32-input group per thread per step, so a row's weights are read as contiguous 512-byte
-// runs) and add their partial sums in workgroup memory. Many workgroups in flight keep the
+// A workgroup of 256 threads owns ROWS output rows (8, or 2 when K is long: gemvRows); the
+// 256 / ROWS lanes of a row split K (one 32-input group per lane per step, so a row's weights
+// are read as contiguous runs) and add their partial sums in workgroup memory. Long-K, short-N
+// GEMVs (down) get more lanes a row so that they still make enough workgroups to fill a GPU. Many workgroups in flight keep the
 // memory bus busy, which the one-thread-per-row tiles of matmul.js cannot do on a GPU. The
 // 4 words of a q4 group are unrolled with constant indices: a vector indexed by a loop counter
 // is spilled to local memory by some GPU compilers. The CPU
@@ -18,9 +19,17 @@ import { FWD } from "./common.js";
 import { ggmlWeights } from "./ggml.js";
 
 export const GEMV_ROWS = 8;
-const LANES = 32;
 /** Threads of a GEMV workgroup; input hooks' setup code may use `tid` in [0, THREADS). */
-export const GEMV_THREADS = GEMV_ROWS * LANES;
+export const GEMV_THREADS = 256;
+
+/**
+ * Rows per workgroup (the dispatch is ceil(N / rows) workgroups): 2 when K has 128 or more
+ * 32-input groups and no output hook maps the slots (output hooks assume GEMV_ROWS), else 8.
+ * @param {{K: number, output?: GemvOutput | null}} shape
+ */
+export function gemvRows({ K, output = null }) {
+  return !output && K / 32 >= 128 ? 2 : GEMV_ROWS;
+}
 
 /**
  * @typedef {{decl: (first: number) => string, bindings: number, setup: string, x: (i: string) => string}} GemvInput
@@ -42,11 +51,11 @@ export const PLAIN_INPUT = /** @type {GemvInput} */ ({
 });
 
 /** The plain output: slot s is row s; y[yoff + row] (+)= the row's value. */
-function plainOutput(yoff, accumulate) {
+function plainOutput(yoff, accumulate, rows) {
   const o = yoff ? `${yoff}u + row` : "row";
   return /** @type {GemvOutput} */ ({
     decl: () => "",
-    row: `wid.x * ${GEMV_ROWS}u + lid.y`,
+    row: `wid.x * ${rows}u + lid.y`,
     store: `y[${o}] = rowValue(lid.y, row)${accumulate ? ` + y[${o}]` : ""};`,
   });
 }
@@ -59,7 +68,9 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
   const K4 = K / 4;
   const G = K / 32;
   const isGgml = ggml !== undefined && ggml !== null;
-  const out = output ?? plainOutput(yoff, accumulate);
+  const ROWS = gemvRows({ K, output });
+  const LANES = GEMV_THREADS / ROWS;
+  const out = output ?? plainOutput(yoff, accumulate, ROWS);
   const X = input.x;
   const weights = q4
     ? `@group(0) @binding(2) var<storage, read> qw: array<vec4<u32>>;
@@ -98,7 +109,7 @@ const THREADS = ${GEMV_THREADS}u;
 var<workgroup> part: array<f32, ${GEMV_THREADS}>;
 // The reduced sum of local row j (valid after the reduction), plus the bias of row.
 fn rowValue(j: u32, row: u32) -> f32 { return part[j * ${LANES}u]${bias ? " + b[row]" : ""}; }
-@compute @workgroup_size(${LANES}, ${GEMV_ROWS}) fn main(@builtin(workgroup_id) wid: vec3<u32>,
+@compute @workgroup_size(${LANES}, ${ROWS}) fn main(@builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>) {
   if (fwd.n == 0u) { return; } // uniform: also keeps the shared Fwd binding in the layout
   let lane = lid.x;
