@@ -139,9 +139,11 @@ def norm_case(fmt: str) -> Case:
     return Case(f"norm-{fmt}", "norm", parts, x, 40, norm=g)
 
 
-def glu_case(fmt: str, act: str) -> Case:
-    parts = [(weight(fmt, 40, D["inter"]), 0, None)]
-    return Case(f"glu-{act}-{fmt}", "glu", parts, f32s(2 * D["inter"]), 40, True, {**D, "act": act})
+def glu_case(fmt: str, act: str, inter: int = D["inter"]) -> Case:
+    """inter >= 4096 (128 groups of 32) takes the GEMV's long-K layout: 2 rows a workgroup."""
+    parts = [(weight(fmt, 40, inter), 0, None)]
+    name = f"glu-{act}-{fmt}" + ("" if inter == D["inter"] else f"-K{inter}")
+    return Case(name, "glu", parts, f32s(2 * inter), 40, True, {**D, "inter": inter, "act": act})
 
 
 def merge_case(fmt: str) -> Case:
@@ -171,6 +173,7 @@ def rope_case(name: str, fmts: list[str], splits: list[int], interleaved: bool =
 
 CASES = [norm_case(f) for f in FORMATS]
 CASES += [glu_case(f, "silu") for f in FORMATS] + [glu_case(f, "gelu_tanh") for f in ("f32", "q4f16", "Q4_K")]
+CASES += [glu_case(f, "silu", 4096) for f in ("f32", "q4f32", "q4f16", "Q4_K", "Q6_K")]
 CASES += [merge_case(f) for f in FORMATS]
 CASES += [rope_case(f, [f], [0]) for f in FORMATS]
 CASES += [rope_case(f"interleaved-{f}", [f], [0], True) for f in ("f32", "q4f32", "Q8_0")]
