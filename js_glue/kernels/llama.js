@@ -611,7 +611,8 @@ export class LlamaModel extends Program {
       part.pipes ??= {};
       const key = `lin:${role}:${K}x${part.N}:${part.kind}${part.type ?? ""}:${ldy}+${part.yoff}:${!!part.bias}:${accumulate}:${TM}`;
       part.pipes[TM] = key;
-      if (TM === 1 && splitK) part.rows = gemvRows({ K, ...hooks[role](part) });
+      const hook = TM === 1 && splitK ? hooks[role](part) : null;
+      if (hook) part.rows = gemvRows({ K, ...hook });
       if (src[key]) return;
       const fmt = {
         q4: part.kind === "q4",
@@ -620,7 +621,7 @@ export class LlamaModel extends Program {
         ...(part.kind === "ggml" ? { ggml: part.type } : {}),
       };
       const opts = { K, N: part.N, ldy, yoff: part.yoff, bias: !!part.bias, accumulate, ...fmt };
-      src[key] = TM === 1 && splitK ? gemv({ ...opts, ...hooks[role](part) }) : matmul({ ...opts, TM, TN: part.N % 4 === 0 ? 4 : 1 });
+      src[key] = hook ? gemv({ ...opts, ...hook }) : matmul({ ...opts, TM, TN: part.N % 4 === 0 ? 4 : 1 });
     };
     for (const L of this.layers) {
       for (const [role, K, ldy, accumulate] of roles) {

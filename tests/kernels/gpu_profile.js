@@ -3,8 +3,8 @@
 // timestamped (WebGPU timestamps only mark passes), so the profile also shows the gaps
 // between passes. Dispatches are named by their pipeline's name in the model's Program, else
 // by the code that recorded them (function and line of the first frame outside gpu.js), and
-// by their grid. One pass per dispatch adds a little
-// to each gap: read the gaps as an upper bound.
+// by their grid. One pass per dispatch adds a little to each gap: read the gaps as an upper
+// bound.
 import { Recorder } from "../../js_glue/kernels/gpu.js";
 import { Program } from "../../js_glue/kernels/program.js";
 
@@ -65,30 +65,28 @@ export function profileGpu() {
     const t = this.timed;
     this.timed = null;
     if (!t || !t.names.length) return submit.call(this);
-    {
-      const bytes = t.names.length * 16;
-      const resolved = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-      const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      this.encoder.resolveQuerySet(t.set, 0, 2 * t.names.length, resolved, 0);
-      this.encoder.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
-      submit.call(this); // before the map: a buffer pending a map cannot be used by a submit
-      pending.push(
-        staging.mapAsync(GPUMapMode.READ).then(() => {
-          const ts = new BigInt64Array(staging.getMappedRange().slice(0));
-          staging.unmap();
-          staging.destroy();
-          resolved.destroy();
-          t.set.destroy();
-          t.names.forEach((name, j) => {
-            const k = (totals.kernels[name] ??= { n: 0, ms: 0 });
-            k.n++;
-            k.ms += Number(ts[2 * j + 1] - ts[2 * j]) / 1e6;
-            if (j > 0) totals.gapMs += Number(ts[2 * j] - ts[2 * j - 1]) / 1e6;
-          });
-          totals.passes += t.names.length;
-        }),
-      );
-    }
+    const bytes = t.names.length * 16;
+    const resolved = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.encoder.resolveQuerySet(t.set, 0, 2 * t.names.length, resolved, 0);
+    this.encoder.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
+    submit.call(this); // before the map: a buffer pending a map cannot be used by a submit
+    pending.push(
+      staging.mapAsync(GPUMapMode.READ).then(() => {
+        const ts = new BigInt64Array(staging.getMappedRange().slice(0));
+        staging.unmap();
+        staging.destroy();
+        resolved.destroy();
+        t.set.destroy();
+        t.names.forEach((name, j) => {
+          const k = (totals.kernels[name] ??= { n: 0, ms: 0 });
+          k.n++;
+          k.ms += Number(ts[2 * j + 1] - ts[2 * j]) / 1e6;
+          if (j > 0) totals.gapMs += Number(ts[2 * j] - ts[2 * j - 1]) / 1e6;
+        });
+        totals.passes += t.names.length;
+      }),
+    );
   };
   return async () => {
     await Promise.all(pending.splice(0));

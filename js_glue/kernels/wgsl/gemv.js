@@ -2,10 +2,10 @@
 // A workgroup of 256 threads owns ROWS output rows (8, or 2 when K is long: gemvRows); the
 // 256 / ROWS lanes of a row split K (one 32-input group per lane per step, so a row's weights
 // are read as contiguous runs) and add their partial sums in workgroup memory. Long-K, short-N
-// GEMVs (down) get more lanes a row so that they still make enough workgroups to fill a GPU. Many workgroups in flight keep the
-// memory bus busy, which the one-thread-per-row tiles of matmul.js cannot do on a GPU. The
-// 4 words of a q4 group are unrolled with constant indices: a vector indexed by a loop counter
-// is spilled to local memory by some GPU compilers. The CPU
+// GEMVs (down) get more lanes a row so that they still make enough workgroups to fill a GPU.
+// Many workgroups in flight keep the memory bus busy, which the one-thread-per-row tiles of
+// matmul.js cannot do on a GPU. The 4 words of a q4 group are unrolled with constant indices:
+// a vector indexed by a loop counter is spilled to local memory by some GPU compilers. The CPU
 // backends (lavapipe, SwiftShader) use matmul.js instead: barriers are slow there.
 // Weights as in matmul.js: f32 (f16 with `f16w`), MLC q4, or ggml blocks (`ggml: <type id>`, wgsl/ggml.js);
 // bindings [fwd, x, w | (qw, qs) | wq, y, (bias), (the hooks' own)]; x is [K], W [N, K], bias [N].
