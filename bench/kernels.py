@@ -79,6 +79,7 @@ def scenario(
         "bandwidthMiB": 256,
         "options": {"kernels": kernels} if kernels else {},
         "profileGpu": profile,
+        "countGpuCalls": True,
     }
 
 
@@ -117,6 +118,12 @@ def measure(out: dict[str, Any], prompt: int, steps: int, wbytes: int) -> dict[s
         "prefill_tok_s": round(prompt / secs[0], 4),
         "decode_loop_tok_s": round(loop_tps, 4),
         "decode_one_step_tok_s": round(len(one) / sum(one), 4) if one else None,
+        # The loop's one submit splits its time: the CPU recording every step's commands, then
+        # the GPU running them and the readback.
+        "decode_loop_record_ms_per_token": round(1000 * res[3]["recordSeconds"] / steps, 4)
+        if "recordSeconds" in res[3]
+        else None,
+        "dispatches_per_token": res[3]["gpu"]["dispatches"] / steps if "gpu" in res[3] else None,
         "weight_bytes": wbytes,
         "weight_GB_s_loop": round(wbytes * loop_tps / 1e9, 3),
         "copy_GB_s": round(bw["copyGBps"], 2) if bw else None,

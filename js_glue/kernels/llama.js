@@ -26,6 +26,7 @@ import { geglu } from "./wgsl/geglu.js";
 import { headRmsnorm } from "./wgsl/head_rmsnorm.js";
 import { softcap } from "./wgsl/softcap.js";
 import { sample, OUT_STRIDE, MAX_TOP_LOGPROBS } from "./wgsl/sample.js";
+import { sampleBlocks, SAMPLE_BLOCK } from "./wgsl/sample_blocks.js";
 import { WG } from "./wgsl/common.js";
 import { GGML } from "./wgsl/ggml.js";
 
@@ -531,6 +532,7 @@ export class LlamaModel extends Program {
     this.counts = g.storage(vocab * 4, "counts");
     this.mask = g.storage(Math.ceil(vocab / 32) * 4, "grammar-mask"); // 1 bit per id (grammar.js)
     this.work = g.storage(vocab * f, "work");
+    this.sampleBlocks = g.storage(Math.ceil(vocab / SAMPLE_BLOCK) * 16, "sample-blocks"); // (best, id, sum, 0) a block
     this.attnPart = g.storage(heads * Math.ceil(ctx / SPLIT) * (headDim + 2) * f, "attn-partials");
     this.#ensureSteps(1);
   }
@@ -590,6 +592,7 @@ export class LlamaModel extends Program {
       ...(d.window && splitK ? { attnPartialLocal: attentionPartial(d, d.window) } : {}),
       act: d.act === "gelu_tanh" ? geglu(d) : swiglu(d),
       ...(d.finalSoftcap ? { softcap: softcap(d, d.finalSoftcap) } : {}),
+      sampleBlocks: sampleBlocks(d),
       sample: sample(d),
     });
     // [role, K, ldy, accumulate]: o and down add into the residual stream unless their output is
@@ -801,13 +804,11 @@ export class LlamaModel extends Program {
     this.gpu.write(this.draws, draws.subarray(0, Math.max(steps, 1)));
   }
 
+  /** The two sampling stages: every block of ids in parallel (sample_blocks.js), then one workgroup. */
   #recordSample(rec) {
-    this.run(
-      rec,
-      "sample",
-      [this.fwd, this.sp, this.logitsBuf, this.bias, this.draws, this.counts, this.work, this.ids, this.out, this.mask],
-      1,
-    );
+    const blocks = this.sampleBlocks;
+    this.run(rec, "sampleBlocks", [this.sp, this.logitsBuf, this.bias, this.counts, this.mask, this.work, blocks], Math.ceil(this.d.vocab / SAMPLE_BLOCK));
+    this.run(rec, "sample", [this.fwd, this.sp, this.draws, this.counts, this.work, this.ids, this.out, blocks], 1);
   }
 
   /** Samples [first, first + steps) of the output buffer. */

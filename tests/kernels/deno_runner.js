@@ -2,18 +2,22 @@
 // Paths in the scenario are resolved against the repository root; no cache (Deno's Cache API
 // is partial) unless the scenario asks. With `countGpuCalls`, every dispatchWorkgroups and
 // queue submit is counted (the WebGPU prototypes wrapped here) and each call's result says how
-// many it made (tests/kernels/test_dispatches.py). With `profileGpu`, each call's result has its
+// many it made (tests/kernels/test_dispatches.py) and how long it took up to its last submit. With `profileGpu`, each call's result has its
 // GPU time per dispatch (gpu_profile.js; needs the adapter's timestamp-query).
 import { runScenario } from "./harness.js";
 import { profileGpu } from "./gpu_profile.js";
 
-/** Wrap the WebGPU calls we count; returns a function reading the running totals. */
+/**
+ * Wrap the WebGPU calls we count; returns a function reading the running totals and the
+ * performance.now() of the latest submit (what came before it in a call was the CPU recording).
+ */
 function countGpuCalls() {
-  const totals = { dispatches: 0, submits: 0 };
+  const totals = { dispatches: 0, submits: 0, lastSubmitAt: 0 };
   const wrap = (proto, method, key) => {
     const inner = proto[method];
     proto[method] = function (...args) {
       totals[key]++;
+      if (key === "submits") totals.lastSubmitAt = performance.now();
       return inner.apply(this, args);
     };
   };

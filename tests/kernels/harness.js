@@ -5,7 +5,7 @@
 // {kind: "ggml", ...} runs single kernels on GGUF weight bytes instead (ggml_harness.js), and
 // {kind: "fused", ...} the fused decode GEMVs (fused_harness.js).
 // `gpuCalls` (the Deno runner's counter: running totals of WebGPU calls) adds to each result
-// the calls it made: {dispatches, submits}; `profile` (the runner's gpu_profile.js) adds each
+// the calls it made: {dispatches, submits} and the seconds up to its last submit; `profile` (the runner's gpu_profile.js) adds each
 // call's GPU time per dispatch.
 import { createKernels, prefetchModel } from "../../js_glue/kernels/index.js";
 import { createKernels as createAnyBackend } from "../../js_glue/kernels/backends.js";
@@ -13,8 +13,15 @@ import { memoryBandwidth } from "./bandwidth.js";
 import { runGgml } from "./ggml_harness.js";
 import { runFused } from "./fused_harness.js";
 
-/** @param {Record<string, number>} before @param {Record<string, number>} after */
-const delta = (before, after) => Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k]]));
+/**
+ * A call's WebGPU calls, and `recordSeconds`: from its start to its last submit (the CPU time
+ * spent recording commands before the GPU was given them).
+ * @param {Record<string, number>} before @param {Record<string, number>} after @param {number} start
+ */
+function counted(before, after, start) {
+  const gpu = { dispatches: after.dispatches - before.dispatches, submits: after.submits - before.submits };
+  return { gpu, ...(gpu.submits > 0 ? { recordSeconds: (after.lastSubmitAt - start) / 1000 } : {}) };
+}
 const plain = (v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
 
 /**
@@ -40,9 +47,9 @@ export async function runScenario(scenario, gpuCalls = null, profile = null) {
     try {
       const value = plain(await kernels[method](loaded.handle, ...args));
       const seconds = (performance.now() - c0) / 1000;
-      const counted = g0 && gpuCalls ? { gpu: delta(g0, gpuCalls()) } : {};
+      const calls = g0 && gpuCalls ? counted(g0, gpuCalls(), c0) : {};
       const profiled = profile ? { profile: await profile() } : {};
-      results.push({ value: value ?? null, seconds, ...counted, ...profiled });
+      results.push({ value: value ?? null, seconds, ...calls, ...profiled });
     } catch (e) {
       results.push({ error: { name: e.name, message: e.message } });
     }

@@ -1,14 +1,15 @@
-// Sampling on the GPU, in one workgroup, exactly the rule in py_worker/kernels.py:
-// grammar mask (sp.has_mask: an id whose bit is 0 in mask[] is out, its logit "-inf") -> bias ->
-// penalties (counts of generated ids) -> greedy argmax (T == 0) or temperature softmax ->
-// top-p threshold -> walk the nucleus in id order until the running sum exceeds u * mass.
-// Each thread owns one contiguous chunk of ids, so the id-order walk is a prefix sum of chunk
-// sums and no thread reads another's storage writes. The top-p threshold t is found by a
-// bitwise search on the f32 bit pattern (probabilities are >= 0, so bit order = value order):
-// the largest t with sum(p >= t) >= top_p, which is the probability of the last id taken in
-// descending order. The sampled id goes to ids[0] (the next step's embedding input), its count
-// is bumped, and {token, logprob, top_logprobs} lands in out[step].
+// Sampling, stage 2 of 2, in one workgroup, exactly the rule in py_worker/kernels.py: stage 1
+// (sample_blocks.js) has put the masked, biased and penalised logits in work[] and each block's
+// best and softmax sum in blocks[]; here the max and the mass come from the blocks, then greedy
+// argmax (T == 0) or the temperature softmax -> top-p threshold -> walk the nucleus in id order
+// until the running sum exceeds u * mass. Each thread owns one contiguous chunk of ids, so the
+// id-order walk is a prefix sum of chunk sums and no thread reads another's storage writes. The
+// top-p threshold t is found by a bitwise search on the f32 bit pattern (probabilities are >= 0,
+// so bit order = value order): the largest t with sum(p >= t) >= top_p, which is the probability
+// of the last id taken in descending order. The sampled id goes to ids[0] (the next step's
+// embedding input), its count is bumped, and {token, logprob, top_logprobs} lands in out[step].
 import { FWD } from "./common.js";
+import { OUT_LOGIT, SAMPLE_BLOCK, SP } from "./sample_blocks.js";
 
 export const SAMPLE_WG = 256;
 export const OUT_STRIDE = 16; // u32 words per step: token, logprob, k, pad, then k (id, logprob)
@@ -17,28 +18,24 @@ export const MAX_TOP_LOGPROBS = 5;
 export function sample({ vocab }) {
   const WGS = SAMPLE_WG;
   const CH = Math.ceil(vocab / WGS);
+  const NB = Math.ceil(vocab / SAMPLE_BLOCK);
   return `${FWD}
-struct SP { temperature: f32, top_p: f32, freq: f32, pres: f32, rep: f32, has_bias: u32, top_k: u32, has_mask: u32 }
+${SP}
 struct Best { v: f32, i: u32 }
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<uniform> sp: SP;
-@group(0) @binding(2) var<storage, read> logits: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> draws: array<f32>;
-@group(0) @binding(5) var<storage, read_write> counts: array<u32>;
-@group(0) @binding(6) var<storage, read_write> work: array<f32>;
-@group(0) @binding(7) var<storage, read_write> ids: array<u32>;
-@group(0) @binding(8) var<storage, read_write> out: array<u32>;
-@group(0) @binding(9) var<storage, read> mask: array<u32>;
+@group(0) @binding(2) var<storage, read> draws: array<f32>;
+@group(0) @binding(3) var<storage, read_write> counts: array<u32>;
+@group(0) @binding(4) var<storage, read> work: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ids: array<u32>;
+@group(0) @binding(6) var<storage, read_write> out: array<u32>;
+@group(0) @binding(7) var<storage, read> blocks: array<vec4<u32>>; // stage 1's (best logit, its id, sum, 0)
 var<workgroup> rf: array<f32, ${WGS}>;
 var<workgroup> ru: array<u32, ${WGS}>;
 var<workgroup> found: atomic<u32>;
 var<workgroup> lastIn: atomic<u32>;
 const NONE = 0xffffffffu;
-const OUT = -3.4e38; // a masked id's logit: exp((OUT - mx) / T) is 0, and no allowed id is below it
-const CUT = -1e38; // logits at or below this are masked ones
-
-fn allowed(i: u32) -> bool { return sp.has_mask == 0u || (mask[i >> 5u] & (1u << (i & 31u))) != 0u; }
+const CUT = -1e38; // logits at or below this are masked ones (stage 1 gives them ${OUT_LOGIT})
 
 fn better(av: f32, ai: u32, bv: f32, bi: u32) -> bool { return bv > av || (bv == av && bi < ai); }
 
@@ -69,7 +66,7 @@ fn reduceBest(t: u32, v: f32, i: u32) -> Best {
 
 /** Best id of this thread's chunk not in taken[0..k). */
 fn chunkBest(lo: u32, hi: u32, taken: array<u32, ${MAX_TOP_LOGPROBS}>, k: u32) -> Best {
-  var b = Best(-3.4e38, NONE);
+  var b = Best(${OUT_LOGIT}, NONE);
   for (var i = lo; i < hi; i++) {
     var skip = false;
     for (var j = 0u; j < k; j++) { if (taken[j] == i) { skip = true; } }
@@ -84,26 +81,21 @@ fn chunkBest(lo: u32, hi: u32, taken: array<u32, ${MAX_TOP_LOGPROBS}>, k: u32) -
   let hi = min(lo + ${CH}u, ${vocab}u);
   if (t == 0u) { atomicStore(&found, NONE); atomicStore(&lastIn, 0u); }
 
-  // 0-2: the grammar's mask, bias and penalties into work[]; this chunk's best logit.
-  for (var i = lo; i < hi; i++) {
-    if (!allowed(i)) { work[i] = OUT; continue; }
-    var l = logits[i];
-    if (sp.has_bias != 0u) { l += bias[i]; }
-    let c = counts[i];
-    if (c > 0u) {
-      if (l > 0.0) { l = l / sp.rep; } else { l = l * sp.rep; }
-      l -= sp.freq * f32(c) + sp.pres;
-    }
-    work[i] = l;
+  // The max (lowest id on ties) and the softmax mass from stage 1's blocks.
+  var cb = Best(${OUT_LOGIT}, NONE);
+  for (var b = t; b < ${NB}u; b += ${WGS}u) {
+    let e = blocks[b];
+    if (better(cb.v, cb.i, bitcast<f32>(e.x), e.y)) { cb = Best(bitcast<f32>(e.x), e.y); }
   }
-  var none: array<u32, ${MAX_TOP_LOGPROBS}>;
-  let cb = chunkBest(lo, hi, none, 0u);
   let best = reduceBest(t, cb.v, cb.i);
   let mx = best.v;
   let greedy = sp.temperature == 0.0;
   let invT = select(1.0 / sp.temperature, 1.0, greedy);
   var z = 0.0;
-  for (var i = lo; i < hi; i++) { z += exp((work[i] - mx) * invT); }
+  for (var b = t; b < ${NB}u; b += ${WGS}u) {
+    let e = blocks[b];
+    z += bitcast<f32>(e.z) * exp((bitcast<f32>(e.x) - mx) * invT);
+  }
   let Z = reduceSum(t, z);
   let logZ = log(Z);
 
