@@ -168,6 +168,17 @@ export class Recorder {
     this.dispatches++;
   }
 
+  /**
+   * Submit what is recorded so far and record on into a new encoder: the GPU runs those
+   * commands while the CPU records the rest (recording a decode step takes a fraction of the
+   * time the GPU takes to run it, but is not free).
+   */
+  flush() {
+    this.#endPass();
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = this.device.createCommandEncoder();
+  }
+
   copy(src, srcOffset, dst, dstOffset, size) {
     this.#endPass();
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);

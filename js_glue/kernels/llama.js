@@ -32,6 +32,8 @@ import { GGML } from "./wgsl/ggml.js";
 
 const FWD_BYTES = 16;
 const PREFILL_TM = 4;
+/** decodeSteps submits every this many steps: the GPU starts on them while the CPU records more. */
+const FLUSH_STEPS = 4;
 
 /**
  * MLC's tensor names per model_type, from mlc-llm's model definitions
@@ -849,7 +851,8 @@ export class LlamaModel extends Program {
   }
 
   /**
-   * n x (append the last sampled id, sample the next) in one submit; one readback of n samples.
+   * n x (append the last sampled id, sample the next), submitted every FLUSH_STEPS steps so the
+   * GPU runs while the rest is recorded; one readback of n samples.
    * @param {number} n
    * @param {any} params
    * @param {import("./grammar.js").Constraint | null} [grammar]
@@ -869,6 +872,7 @@ export class LlamaModel extends Program {
       rec.copy(this.fwdTable, i * FWD_BYTES, this.fwd, 0, FWD_BYTES);
       this.#forward(rec, 1, this.len + i + 1);
       this.#recordSample(rec);
+      if ((i + 1) % FLUSH_STEPS === 0 && i + 1 < n) rec.flush();
     }
     const res = await this.#readSamples(rec, n, params);
     this.len += n;

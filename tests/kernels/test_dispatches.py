@@ -7,7 +7,8 @@ With the norms, RoPE + KV append, the attention merge and SwiGLU inside the GEMV
 (js_glue/kernels/wgsl/gemv.js and its hooks) a token costs the embedding lookup, 5 dispatches a
 layer (norm+qkv+rope+kv, attention partials, merge+o_proj, norm+gate_up, act+down) and the
 norm+lm_head: 2 + 5 * 24 = 122, plus the sampler's two stages (every block of ids in parallel,
-then one workgroup) in the GPU-resident loop; one submit each.
+then one workgroup) in the GPU-resident loop. A decode is one submit; the loop submits every 4
+steps, so the GPU starts on them while the CPU records the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tools.kernel_runners import Unavailable, deno_run
 LAYERS = 24
 BUDGET = 130
 """Most dispatches one decoded token may take (issue 19)."""
-STEPS = 4
+STEPS = 6
 SAMPLER = 2
 """Dispatches of one sample: stage 1 over blocks of ids, stage 2 in one workgroup."""
 
@@ -55,4 +56,4 @@ def test_qwen2_0_5b_decode_fits_the_dispatch_budget() -> None:
     assert decode["dispatches"] == 2 + 5 * LAYERS <= BUDGET
     assert sample == {"dispatches": SAMPLER, "submits": 1}
     assert loop_dispatches == decode["dispatches"] + SAMPLER <= BUDGET
-    assert steps["submits"] == 1  # n steps and their readback: one submit
+    assert steps["submits"] == -(-STEPS // 4)
