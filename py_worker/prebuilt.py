@@ -33,7 +33,7 @@ SMOLLM2_SAMPLING = {"temperature": 0.2, "top_p": 0.9}
 
 HF = "https://huggingface.co/mlc-ai/"
 MODEL_LIB_VERSION = RELEASES[0]["model_version"]
-"""web-llm's ``modelVersion``: the library folder of the newest release we copy (web-llm
+"""web-llm's ``modelVersion``: the library folder of the newest release copied (now web-llm
 0.2.85's ``v0_2_84/base``, built for @mlc-ai/web-runtime 0.27.0-dev0)."""
 MODEL_LIB_URL_PREFIX = RELEASES[0]["model_lib_url_prefix"]
 """web-llm's ``modelLibURLPrefix``: where MLC publishes its prebuilt libraries, one folder a release."""
