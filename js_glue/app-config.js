@@ -3,8 +3,9 @@
 // (import.meta.url, or the script's src), so a page that passes no appConfig gets the models of
 // the site the engine was served from. No side effects; works in pages and in every worker kind.
 
-/** Release of MLC's prebuilt model libraries (py_worker/prebuilt.py MODEL_LIB_VERSION). */
-export const modelVersion = "v0_2_48";
+/** Folder of MLC's prebuilt model libraries that web-llm 0.2.85 reports as its own, the newest
+ * of the releases py_worker lists (py_worker/prebuilt.py MODEL_LIB_VERSION). */
+export const modelVersion = "v0_2_84/base";
 
 /** Where MLC's prebuilt model libraries are published (web-llm's constant of the same name). */
 export const modelLibURLPrefix = "https://raw.githubusercontent.com/mlc-ai/binary-mlc-llm-libs/main/web-llm-models/";

@@ -32,12 +32,15 @@ export interface ModelRecord {
   /** URL of an MLC model library .wasm: the record runs on the mlc backend. */
   model_lib?: string;
   backend?: "wgsl" | "mlc";
+  /** A shipped @mlc-ai/web-runtime version to run model_lib on (default: read from its imports). */
+  tvmjs_version?: string;
   sha256?: Record<string, string>;
   overrides?: ChatOptions;
   required_features?: string[];
   cache?: "cache" | "indexeddb" | "none";
   vram_required_MB?: number;
   low_resource_required?: boolean;
+  buffer_size_required_bytes?: number;
   [key: string]: unknown;
 }
 

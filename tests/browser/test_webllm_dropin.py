@@ -330,12 +330,14 @@ def test_python_create_mlc_engine_finds_the_site(app: Any) -> None:
 
 
 def test_app_config_constants_match_python() -> None:
-    from py_worker.prebuilt import MODEL_LIB_PREFIX, MODEL_LIB_VERSION
+    from py_worker.prebuilt import MODEL_LIB_URL_PREFIX, MODEL_LIB_VERSION
+    from py_worker.prebuilt_lists import RELEASES
 
     text = (ROOT / "js_glue" / "app-config.js").read_text()
+    # web-llm's own constants of the newest release listed (0.2.85: "v0_2_84/base")
+    assert RELEASES[0]["model_version"] == MODEL_LIB_VERSION
     assert f'export const modelVersion = "{MODEL_LIB_VERSION}";' in text
-    prefix = MODEL_LIB_PREFIX.removesuffix(MODEL_LIB_VERSION + "/")
-    assert f'export const modelLibURLPrefix = "{prefix}";' in text
+    assert f'export const modelLibURLPrefix = "{MODEL_LIB_URL_PREFIX}";' in text
 
 
 DENO = ROOT / "node_modules" / "@deno" / "linux-x64-glibc" / "deno"
