@@ -11,7 +11,7 @@
 
 import { loadAppConfig } from "./app-config.js";
 import { ModelNotFoundError } from "./errors.js";
-import { CACHE_STORE_NAME, cachedBytes, cachedEntries, cachedUrls, deleteCachedFiles } from "./kernels/loader.js";
+import { CACHE_STORE_NAME, cachedBytes, cachedEntries, cachedUrls, deleteCachedFiles, modelDirURL } from "./kernels/loader.js";
 
 export { CACHE_STORE_NAME };
 
@@ -45,7 +45,7 @@ function placesOf(record) {
   const model = String(record.model);
   const out = {};
   if (isGguf(model)) out.gguf = new URL(model, BASE).href;
-  else out.base = new URL(model.endsWith("/") ? model : `${model}/`, BASE).href;
+  else out.base = modelDirURL(model, BASE);
   if (record.model_lib) out.lib = new URL(String(record.model_lib), BASE).href;
   return out;
 }

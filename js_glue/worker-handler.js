@@ -29,6 +29,7 @@
 import { loadAppConfig } from "./app-config.js";
 import { LogitProcessorNotSupportedError, UnsupportedEngineOptionError } from "./errors.js";
 import { refusal } from "./limits.js";
+import { modelDirURL } from "./kernels/loader.js";
 import {
   BASE, PYODIDE_URL, TERMINAL, bootErrorContent, bootPyodide, clock, createShim, errorContent, plainOf,
   startWorkerMain, unavailableShim, unreadableContent,
@@ -184,7 +185,7 @@ export function createWorkerHost(send, options = {}) {
       // fetching it here would also download it again on a visit whose cache already holds it.
       if (/\.gguf([?#].*)?$/i.test(model)) return;
       timeline.prefetchStart = clock();
-      const base = new URL(model.endsWith("/") ? model : `${model}/`, BASE).href;
+      const base = modelDirURL(model, BASE);
       const get = (name) => {
         const url = new URL(name, base).href;
         const response = fetch(url);

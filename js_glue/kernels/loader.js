@@ -226,11 +226,22 @@ function splitShard(bytes, records, into) {
 
 const MB = 1024 * 1024;
 
+/**
+ * The absolute URL (with a trailing slash) of model directory `model` against `baseHref`. As in
+ * web-llm, a Hugging Face repository URL (https://huggingface.co/<org>/<repo>) means the files
+ * of its main branch, `<repo>/resolve/main/`, so web-llm's own records load unchanged.
+ * @param {unknown} model @param {string | URL | undefined} baseHref
+ */
+export function modelDirURL(model, baseHref) {
+  const s = String(model);
+  const url = new URL(s.endsWith("/") ? s : `${s}/`, baseHref);
+  const repo = url.hostname === "huggingface.co" && /^\/[^/]+\/[^/]+\/$/.test(url.pathname);
+  return repo ? new URL("resolve/main/", url).href : url.href;
+}
+
 /** The absolute URL (with a trailing slash) of a record's model directory. */
 export function modelBase(record, options = {}) {
-  const baseHref = options.baseURL || (globalThis.location ? location.href : undefined);
-  const model = String(record.model);
-  return new URL(model.endsWith("/") ? model : `${model}/`, baseHref).href;
+  return modelDirURL(record.model, options.baseURL || (globalThis.location ? location.href : undefined));
 }
 
 /**

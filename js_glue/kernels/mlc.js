@@ -7,6 +7,7 @@ import { namedError } from "./errors.js";
 import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
 import { Grammars, DEFAULT_XGRAMMAR_URL, grammarCalls } from "./grammar.js";
 import { ArtifactStore, resolveURL } from "./mlc/artifacts.js";
+import { modelBase } from "./loader.js";
 import { MlcModel } from "./mlc/model.js";
 import { RUNTIMES, fetchWeights, pickRuntime, runtimeURL } from "./mlc/runtimes.js";
 
@@ -109,7 +110,7 @@ export function createMlcKernels(options = {}) {
   });
 
   async function open(record) {
-    const modelURL = resolveURL(record.model, options, true);
+    const modelURL = modelBase(record, options);
     const libURL = resolveURL(record.model_lib, options);
     const files = new ArtifactStore(record, modelURL, options);
     files.pin(libURL, (record.sha256 || {})[record.model_lib]);

@@ -7,11 +7,9 @@
 import { openStore, sha256Hex } from "../loader.js";
 import { namedError } from "../errors.js";
 
-/** Absolute URL of a model dir (trailing slash) or file named relative to the page. */
-export function resolveURL(url, options = {}, dir = false) {
-  const s = String(url);
-  const base = options.baseURL || (globalThis.location ? location.href : undefined);
-  return new URL(dir && !s.endsWith("/") ? `${s}/` : s, base).href;
+/** Absolute URL of a file (a model library) named relative to the page. */
+export function resolveURL(url, options = {}) {
+  return new URL(String(url), options.baseURL || (globalThis.location ? location.href : undefined)).href;
 }
 
 export class ArtifactStore {
