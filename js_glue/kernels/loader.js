@@ -131,15 +131,17 @@ export async function sha256Hex(bytes) {
 }
 
 /**
- * Fetch `url` as bytes, calling onBytes(received, total) while the body streams in. With a
+ * Fetch `url` as bytes (an aborted `signal` rejects with its AbortError), calling
+ * onBytes(received, total) while the body streams in. With a
  * Content-Length the body is written straight into one buffer of that size, so a large file
  * (a GGUF) is never held twice in memory.
  */
-async function download(fetchFn, url, onBytes) {
+async function download(fetchFn, url, onBytes, signal) {
   let resp;
   try {
-    resp = await fetchFn(url);
+    resp = await fetchFn(url, signal ? { signal } : undefined);
   } catch (e) {
+    if (e && e.name === "AbortError") throw e; // the caller gave up: not a fetch failure
     throw namedError("ArtifactFetchError", `fetch ${url} failed: ${e.message}`, { url });
   }
   if (!resp.ok) throw namedError("ArtifactFetchError", `fetch ${url}: HTTP ${resp.status}`, { url, status: resp.status });
@@ -172,12 +174,14 @@ async function download(fetchFn, url, onBytes) {
 
 /**
  * Bytes of one file, from the store when its copy still checks out, else from the network;
+ * `name` is relative to `ctx.base` (or an absolute URL), and is the IntegrityError's `file`.
  * `expected` lists hex digests it must match (absent ones are skipped) and `size`, when known,
  * its length, so a download cut short is refused even where no digest is published. A cached
  * copy that fails the check is replaced only by a download that passes it: a wrong pin is
  * refused without evicting the good copy another record (or the right pin) still uses.
+ * Both backends fetch every artifact through here (the mlc backend through mlc/artifacts.js).
  */
-export async function fetchFile(ctx, name, expected, onBytes, size = null) {
+export async function fetchFile(ctx, name, expected, onBytes, size = null, signal = undefined) {
   const url = new URL(name, ctx.base).href;
   const want = expected.filter((h) => h).map((h) => h.toLowerCase());
   const ok = async (bytes) => {
@@ -190,7 +194,7 @@ export async function fetchFile(ctx, name, expected, onBytes, size = null) {
   if (cached && (await ok(cached))) return { bytes: cached, fromCache: true };
   const stale = cached !== null;
   cached = null; // not held while the download fills memory (a GGUF is one large file)
-  const bytes = await download(ctx.fetch, url, onBytes);
+  const bytes = await download(ctx.fetch, url, onBytes, signal);
   if (size !== null && bytes.byteLength !== size) {
     throw namedError("IntegrityError", `${name} has ${bytes.byteLength} bytes, expected ${size}`, { file: name, url });
   }
