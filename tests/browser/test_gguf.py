@@ -10,11 +10,9 @@ the site, and the tests pass their records in the engine's appConfig.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from hosts import CACHE_NAME, STORED, CountingServer, GuardedContext
 from py_worker import MLCEngine
 from py_worker.prebuilt import DEFAULT_GGUF, DEFAULT_MODEL_ID
 from py_worker.reference import ReferenceKernels
+from tests.threads import run_async
 from tools.kernel_runners import tiny_gguf
 
 MOUNT = "/test-gguf/"
@@ -238,8 +237,7 @@ def reference_answer(record: dict[str, Any], request: dict[str, Any]) -> str:
         assert isinstance(reply, dict)
         return str(reply["choices"][0]["message"]["content"])
 
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, run()).result()
+    return run_async(run())
 
 
 @pytest.mark.slow

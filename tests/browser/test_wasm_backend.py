@@ -5,11 +5,9 @@ runtimeStatsText; a record's backend overrides the choice."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import hosts
@@ -21,6 +19,7 @@ from hosts import GuardedContext
 
 from py_worker.engine import MLCEngine
 from py_worker.reference import ReferenceKernels
+from tests.threads import run_async
 
 GGUF = "SmolLM2-135M-Instruct-Q4_1"
 
@@ -117,8 +116,7 @@ def reference_reply(request: dict[str, Any]) -> dict[str, Any]:
         assert isinstance(reply, dict)
         return reply
 
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, run()).result()
+    return run_async(run())
 
 
 LOGPROB_TOLERANCE = 0.15
@@ -213,8 +211,7 @@ def reference_embeddings(texts: list[str]) -> list[list[float]]:
         reply = await engine.embeddings.create(input=texts)
         return [d["embedding"] for d in reply["data"]]
 
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, run()).result()
+    return run_async(run())
 
 
 def test_an_embedding_gguf_embeds_on_llama_cpp_like_the_reference(guarded: Guarded) -> None:

@@ -9,7 +9,6 @@ against the same engine on host CPython with the NumPy reference kernels, for th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import http.server
@@ -23,11 +22,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.threads import run_async
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "site"
@@ -180,9 +180,7 @@ class Notebook:
             models = self.kernel_json("[CHAT_MODEL, EMBED_MODEL]")
             assert models == VARIANTS[self.variant], models
             request, texts = self.kernel_json("request"), self.kernel_json("texts")
-            # Playwright's sync API keeps an event loop in this thread: the reference runs in another.
-            with ThreadPoolExecutor(1) as pool:
-                self._reference = pool.submit(asyncio.run, reference_run(request, texts, models)).result()
+            self._reference = run_async(reference_run(request, texts, models))
         return self._reference
 
     def kernel_json(self, expression: str) -> Any:

@@ -8,20 +8,17 @@ rewind must drop exactly what it is told to.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
 
 from py_worker.kernels import Sampled, SamplingParams
 from py_worker.reference import ReferenceKernels
+from tests.threads import run_async
 from tools.kernel_runners import ROOT, Runner, tiny_model
 
-T = TypeVar("T")
 PROMPT = "The quick brown fox jumps over the lazy dog."
 DECODE_TOKENS = [101, 32, 257, 7, 300, 65, 66, 10]
 
@@ -29,12 +26,6 @@ DECODE_TOKENS = [101, 32, 257, 7, 300, 65, 66, 10]
 def rel_err(got: Any, want: Any) -> float:
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion on a thread of its own (playwright's sync API owns this one's loop)."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 class Ref:
