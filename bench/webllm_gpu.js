@@ -34,8 +34,8 @@ export class DirCaches {
 
   /** The file under the model dir that ``url`` names. */
   file(url) {
-    const rel = url.slice(this.modelURL.length).replace(/^resolve\/main\//, "");
     if (!url.startsWith(this.modelURL)) throw new ModelFileMissingError(`not under the model dir: ${url}`);
+    const rel = url.slice(this.modelURL.length).replace(/^resolve\/main\//, "");
     return new URL(rel === "ndarray-cache.json" ? "tensor-cache.json" : rel, this.modelURL);
   }
 
@@ -99,7 +99,7 @@ export async function loadWebLLM({ modelDir, modelLib }, counter, log = () => {}
   const engine = new webllm.MLCEngine({
     appConfig,
     initProgressCallback: (p) => {
-      if (p.text !== last) last = p.text;
+      last = p.text;
     },
   });
   // tvmjs's emscripten WASI takes its Node path (and fails) when it sees `process`: hidden while
