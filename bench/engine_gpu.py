@@ -4,7 +4,7 @@ Runs bench/engine_gpu.js under Deno (WebGPU). Three sides take turns, round by r
 same prompt and the same token counts (greedy, ``ignore_eos``, ``--max-tokens`` generated):
 
 - ``python``: ``MLCEngine(JsKernels(shim))`` streaming chat, py_worker in Pyodide over our WGSL
-  kernels;
+  kernels (the set the adapter picks: split-K "gpu" on a real GPU, "cpu" on lavapipe);
 - ``js``: the same shim, model handle and batch schedule (py_worker/generate.py's) driven by a
   JS loop prefilling as many tokens as the engine did, so python vs js is the Python layer's cost;
 - ``webllm``: web-llm 0.2.79's ``MLCEngine`` (bench/webllm_gpu.js) on MLC's own Qwen2-0.5B
@@ -13,6 +13,8 @@ same prompt and the same token counts (greedy, ``ignore_eos``, ``--max-tokens`` 
 Both engines load one model dir: random weights written from the library's own parameter list
 (``tools/make_random_model --from-meta``: MLC's names, shapes and q4f32_1 words, all 24 layers,
 the 151936-token vocabulary; the byte-level test tokenizer), so both read the same weights.
+The parameter list is ``meta/<library>.json`` beside the library (the layout of mlc-libs/, found
+under ``shared/`` beside the checkout or inside it unless ``--lib`` names the file).
 Per side and round: prefill tok/s (prompt tokens over the time to the first token), decode tok/s
 (the other tokens over the time after it), and the WebGPU calls counted by wrapping
 ``dispatchWorkgroups`` and ``queue.submit`` (the prefill's, and per decoded token). The report
