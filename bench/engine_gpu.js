@@ -1,18 +1,25 @@
-// One Deno process, one WebGPU device, one loaded model: the Python engine (Pyodide + py_worker
-// over the JS kernel shim) against a JS-only loop over the very same shim and model handle, in
-// alternating rounds, so the difference is what the Python layer costs. Driven by
-// bench/engine_gpu.py, which passes a JSON config path and reads the one JSON line printed last.
+// One Deno process, one GPU: the Python engine (Pyodide + py_worker over the JS kernel shim)
+// against a JS-only loop over the very same shim and model handle, so the difference is what the
+// Python layer costs, and against web-llm 0.2.79's own engine on MLC's library for the model
+// (bench/webllm_gpu.js), all in alternating rounds of the same token counts. Every round counts its
+// dispatchWorkgroups and queue submits (tests/kernels/gpu_calls.js): those of the prefill (up to
+// the first token) and those per decoded token. Driven by bench/engine_gpu.py, which passes a JSON
+// config path and reads the one JSON line printed last.
 //
 //   deno run --allow-read --allow-env --location http://127.0.0.1/ bench/engine_gpu.js CONFIG.json
 //
 // config: {pyodide: dir of pyodide.mjs, wheel: py_worker wheel path, record: model record,
-//          prompt: text, maxTokens, rounds, warmupTokens}
+//          prompt: text, maxTokens, rounds, warmupTokens,
+//          webllm: {modelDir, modelLib} (see bench/webllm_gpu.js)}
 
 import { createKernels } from "../js_glue/kernels/backends.js";
+import { callsSince, countGpuCalls } from "../tests/kernels/gpu_calls.js";
+import { loadWebLLM, webllmRound } from "./webllm_gpu.js";
 
 const root = new URL("../", import.meta.url);
 const cfg = JSON.parse(await Deno.readTextFile(Deno.args[0]));
 const log = (...a) => console.error("[engine_gpu]", ...a);
+const counter = countGpuCalls();
 
 // Python side: the engine over JsKernels, with a stopwatch on sample/decode_steps only to learn
 // when the first token exists and which batch sizes the engine chose (two clock reads per call).
@@ -74,7 +81,7 @@ async def chat(prompt, max_tokens):
                        "chunks": chunks, "chars": len(text), "batches": KERNELS.batches})
 `;
 
-async function bootPython(shim) {
+async function bootPython() {
   const t0 = performance.now();
   const { loadPyodide } = await import(new URL(`file://${cfg.pyodide}/pyodide.mjs`).href);
   const pyodide = await loadPyodide({ indexURL: `${cfg.pyodide}/` });
@@ -115,7 +122,9 @@ async function jsLoop(shim, handle, ids, maxTokens, rule) {
   return { startMs: start, firstMs: first, endMs: end, tokens: tokens.length, decodeKernelS: decodeS, batches, chars: text.length };
 }
 
-function summarise(kind, promptTokens, completion, startS, firstS, endS, kernelDecodeTps, batches) {
+/** A round's figures; ``gpu`` holds the call counts at its start, first token and end. */
+function summarise(kind, promptTokens, completion, startS, firstS, endS, kernelDecodeTps, batches, gpu) {
+  const decoded = callsSince(gpu.first, gpu.end);
   return {
     kind,
     prompt_tokens: promptTokens,
@@ -125,6 +134,9 @@ function summarise(kind, promptTokens, completion, startS, firstS, endS, kernelD
     decode_wall_s: endS - firstS,
     decode_tok_s: (completion - 1) / (endS - firstS),
     decode_kernel_tok_s: kernelDecodeTps,
+    gpu_prefill: callsSince(gpu.start, gpu.first),
+    dispatches_per_token: decoded.dispatches / (completion - 1),
+    submits_per_token: decoded.submits / (completion - 1),
     batches,
   };
 }
@@ -135,9 +147,18 @@ const shim = await createKernels({
   tvmjsURL: new URL("node_modules/@mlc-ai/web-runtime/lib/index.js", root).href,
   cache: "none",
 });
+// The first sample of a round ends its prefill (the engine and the JS loop alike sample the first
+// token alone, then decode in decodeSteps batches): the call counts then split prefill from decode.
+const marks = { first: null };
+const sample = shim.sample;
+shim.sample = async (...args) => {
+  const out = await sample.apply(shim, args);
+  marks.first ??= counter();
+  return out;
+};
 const device = await shim.deviceInfo();
 log("device", JSON.stringify(device));
-const pyodide = await bootPython(shim);
+const pyodide = await bootPython();
 const setup = pyodide.globals.get("setup");
 const chat = pyodide.globals.get("chat");
 const tLoad = performance.now();
@@ -149,31 +170,41 @@ const config = pyodide.globals.get("ENGINE").models.get(cfg.record.model_id).con
 const rule = { first: gen.FIRST_BATCH, max: gen.MAX_BATCH, seconds: gen.BATCH_SECONDS, prefillChunk: config.prefill_chunk_size || 2048 };
 
 const pyRound = async (maxTokens) => {
+  marks.first = null;
+  const start = counter();
   const r = JSON.parse(await chat(cfg.prompt, maxTokens));
+  const gpu = { start, first: marks.first, end: counter() };
   const row = summarise("python", r.usage.prompt_tokens, r.usage.completion_tokens, r.start, r.first, r.end,
-    r.usage.extra.decode_tokens_per_s, r.batches);
+    r.usage.extra.decode_tokens_per_s, r.batches, gpu);
   return { ...row, usage_extra: r.usage.extra, chunks: r.chunks, chars: r.chars };
 };
 // The JS loop prefills exactly as many tokens as the engine did (the chat template included).
 const userIds = Array.from(await shim.tokenize(handle, cfg.prompt));
 const jsRound = async (maxTokens, promptTokens) => {
   const ids = Array.from({ length: promptTokens }, (_, i) => userIds[i % userIds.length]);
+  marks.first = null;
+  const start = counter();
   const r = await jsLoop(shim, handle, ids, maxTokens, rule);
+  const gpu = { start, first: marks.first, end: counter() };
   return summarise("js", promptTokens, r.tokens, r.startMs / 1000, r.firstMs / 1000, r.endMs / 1000,
-    (r.tokens - 1) / r.decodeKernelS, r.batches);
+    (r.tokens - 1) / r.decodeKernelS, r.batches, gpu);
 };
+const webllm = await loadWebLLM(cfg.webllm, counter, log);
 
 log("warm-up");
 const warm = await pyRound(cfg.warmupTokens);
 await jsRound(cfg.warmupTokens, warm.prompt_tokens);
+await webllmRound(webllm, counter, cfg.prompt, cfg.warmupTokens);
 const rounds = [];
 for (let i = 0; i < cfg.rounds; i++) {
   const py = await pyRound(cfg.maxTokens);
   const js = await jsRound(cfg.maxTokens, py.prompt_tokens);
+  const wl = await webllmRound(webllm, counter, cfg.prompt, cfg.maxTokens);
   log(`round ${i}: python decode ${py.decode_tok_s.toFixed(1)} tok/s prefill ${py.prefill_tok_s.toFixed(0)}; ` +
-      `js decode ${js.decode_tok_s.toFixed(1)} prefill ${js.prefill_tok_s.toFixed(0)}`);
-  rounds.push(py, js);
+      `js decode ${js.decode_tok_s.toFixed(1)} prefill ${js.prefill_tok_s.toFixed(0)}; ` +
+      `web-llm decode ${wl.decode_tok_s.toFixed(1)} prefill ${wl.prefill_tok_s.toFixed(0)}`);
+  rounds.push(py, js, wl);
 }
-const out = { device, load_s: loadS, schedule: rule, pyodide: pyodide.version, rounds };
+const out = { device, load_s: loadS, webllm_load_s: webllm.loadS, schedule: rule, pyodide: pyodide.version, rounds };
 await Deno.stdout.write(new TextEncoder().encode(JSON.stringify(out) + "\n"));
 Deno.exit(0);

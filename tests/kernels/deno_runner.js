@@ -1,30 +1,13 @@
 // Deno entry: `deno run --allow-read --allow-env runner.js scenario.json` prints the result JSON.
 // Paths in the scenario are resolved against the repository root; no cache (Deno's Cache API
 // is partial) unless the scenario asks. With `countGpuCalls`, every dispatchWorkgroups and
-// queue submit is counted (the WebGPU prototypes wrapped here) and each call's result says how
-// many it made (tests/kernels/test_dispatches.py) and how long it took up to its last submit. With `profileGpu`, each call's result has its
-// GPU time per dispatch (gpu_profile.js; needs the adapter's timestamp-query).
+// queue submit is counted (gpu_calls.js wraps the WebGPU prototypes) and each call's result says
+// how many it made (tests/kernels/test_dispatches.py) and how long it took up to its last submit.
+// With `profileGpu`, each call's result has its GPU time per dispatch (gpu_profile.js; needs the
+// adapter's timestamp-query).
 import { runScenario } from "./harness.js";
 import { profileGpu } from "./gpu_profile.js";
-
-/**
- * Wrap the WebGPU calls we count; returns a function reading the running totals and the
- * performance.now() of the latest submit (what came before it in a call was the CPU recording).
- */
-function countGpuCalls() {
-  const totals = { dispatches: 0, submits: 0, lastSubmitAt: 0 };
-  const wrap = (proto, method, key) => {
-    const inner = proto[method];
-    proto[method] = function (...args) {
-      totals[key]++;
-      if (key === "submits") totals.lastSubmitAt = performance.now();
-      return inner.apply(this, args);
-    };
-  };
-  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", "dispatches");
-  wrap(GPUQueue.prototype, "submit", "submits");
-  return () => ({ ...totals });
-}
+import { countGpuCalls } from "./gpu_calls.js";
 
 const root = new URL("../../", import.meta.url);
 const scenario = JSON.parse(await Deno.readTextFile(Deno.args[0]));

@@ -12,6 +12,7 @@ import { createKernels as createAnyBackend } from "../../js_glue/kernels/backend
 import { memoryBandwidth } from "./bandwidth.js";
 import { runGgml } from "./ggml_harness.js";
 import { runFused } from "./fused_harness.js";
+import { callsSince } from "./gpu_calls.js";
 
 /**
  * A call's WebGPU calls, and `recordSeconds`: from its start to its last submit (the CPU time
@@ -19,7 +20,7 @@ import { runFused } from "./fused_harness.js";
  * @param {Record<string, number>} before @param {Record<string, number>} after @param {number} start
  */
 function counted(before, after, start) {
-  const gpu = { dispatches: after.dispatches - before.dispatches, submits: after.submits - before.submits };
+  const gpu = callsSince(before, after);
   return { gpu, ...(gpu.submits > 0 ? { recordSeconds: (after.lastSubmitAt - start) / 1000 } : {}) };
 }
 const plain = (v) => (ArrayBuffer.isView(v) ? Array.from(v) : v);
