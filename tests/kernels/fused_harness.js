@@ -68,7 +68,7 @@ export async function runFused(payload) {
         bufs.push(b);
         own.push(b);
       }
-      rec.dispatch(pipe, gpu.bind(pipe, [...bufs, ...extra]), Math.ceil(W.N / gemvRows({ K: W.K, ...hooks(c, s, W) })));
+      rec.dispatch(pipe, gpu.bind(pipe, [...bufs, ...extra]), Math.ceil(W.N / gemvRows({ K: W.K, N: W.N, ...hooks(c, s, W) })));
     }
     const read = async (buf, n) => Array.from(new Float32Array(await gpu.readback(gpu.recorder(), buf, n * 4)));
     rec.submit();

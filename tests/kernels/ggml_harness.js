@@ -35,7 +35,7 @@ function code(step, W) {
 /** Workgroups of one step's dispatch for m tokens: [x, y]. */
 function grid(step, W, m) {
   if (step.op === "matmul") return [Math.ceil(W.N / step.TN / MATMUL_WG), Math.ceil(m / step.TM)];
-  if (step.op === "gemv") return [Math.ceil(W.N / gemvRows({ K: W.K })), 1];
+  if (step.op === "gemv") return [Math.ceil(W.N / gemvRows({ K: W.K, N: W.N })), 1];
   return [Math.ceil((m * W.K) / 32 / WG), 1];
 }
 

@@ -133,10 +133,11 @@ class Case:
         return {"y": np.concatenate([q, y0[HEADS * HD :]]), "kc": kc.reshape(-1), "vc": vc.reshape(-1)}
 
 
-def norm_case(fmt: str) -> Case:
+def norm_case(fmt: str, rows: int = 40) -> Case:
+    """rows >= 8192 takes the GEMV's wide-N layout: 32 rows a workgroup (gate_up, lm_head)."""
     x, g = f32s(D["hidden"]), (1.0 + 0.1 * f32s(D["hidden"])).astype(np.float32)
-    parts = [(weight(fmt, 40, D["hidden"]), 0, f32s(40))]
-    return Case(f"norm-{fmt}", "norm", parts, x, 40, norm=g)
+    parts = [(weight(fmt, rows, D["hidden"]), 0, f32s(rows))]
+    return Case(f"norm-{fmt}" + ("" if rows == 40 else f"-N{rows}"), "norm", parts, x, rows, norm=g)
 
 
 def glu_case(fmt: str, act: str, inter: int = D["inter"]) -> Case:
@@ -172,6 +173,7 @@ def rope_case(name: str, fmts: list[str], splits: list[int], interleaved: bool =
 
 
 CASES = [norm_case(f) for f in FORMATS]
+CASES += [norm_case(f, 8192 + 40) for f in ("f32", "q4f32", "q4f16", "Q4_K", "Q6_K")]  # last one partial
 CASES += [glu_case(f, "silu") for f in FORMATS] + [glu_case(f, "gelu_tanh") for f in ("f32", "q4f16", "Q4_K")]
 CASES += [glu_case(f, "silu", 4096) for f in ("f32", "q4f32", "q4f16", "Q4_K", "Q6_K")]
 CASES += [merge_case(f) for f in FORMATS]

@@ -1,8 +1,9 @@
 // Decode GEMV for real GPUs: y[n] (+)= sum_k x[k] * W[n, k] (+ bias[n]) for one token.
-// A workgroup of 256 threads owns ROWS output rows (8, or 2 when K is long: gemvRows); the
-// 256 / ROWS lanes of a row split K (one 32-input group per lane per step, so a row's weights
-// are read as contiguous runs) and add their partial sums in workgroup memory. Long-K, short-N
-// GEMVs (down) get more lanes a row so that they still make enough workgroups to fill a GPU.
+// A workgroup of 256 threads owns ROWS output rows (8; 2 when K is long, 32 when N is wide:
+// gemvRows); the 256 / ROWS lanes of a row split K (one 32-input group per lane per step, so a
+// row's weights are read as contiguous runs) and add their partial sums in workgroup memory.
+// Long-K, short-N GEMVs (down) get more lanes a row so that they still make enough workgroups to
+// fill a GPU; wide ones (gate_up, lm_head) more rows, so a workgroup's setup serves more rows.
 // Many workgroups in flight keep the memory bus busy, which the one-thread-per-row tiles of
 // matmul.js cannot do on a GPU. The 4 words of a q4 group are unrolled with constant indices:
 // a vector indexed by a loop counter is spilled to local memory by some GPU compilers. The CPU
@@ -21,14 +22,22 @@ import { ggmlWeights } from "./ggml.js";
 export const GEMV_ROWS = 8;
 /** Threads of a GEMV workgroup; input hooks' setup code may use `tid` in [0, THREADS). */
 export const GEMV_THREADS = 256;
+/** Rows a workgroup of a short-K GEMV with at least GEMV_WIDE_N rows (gate_up, lm_head). */
+export const GEMV_WIDE_ROWS = 32;
+export const GEMV_WIDE_N = 8192;
 
 /**
- * Rows per workgroup (the dispatch is ceil(N / rows) workgroups): 2 when K has 128 or more
- * 32-input groups and no output hook maps the slots (output hooks assume GEMV_ROWS), else 8.
- * @param {{K: number, output?: GemvOutput | null}} shape
+ * Rows per workgroup (the dispatch is ceil(N / rows) workgroups). An output hook maps the
+ * slots itself and assumes GEMV_ROWS. Otherwise 2 when K has 128 or more 32-input groups (the
+ * long-K layout: enough workgroups for a short N); GEMV_WIDE_ROWS when N is wide, so that each
+ * workgroup's fixed cost (an input hook's setup: the RMSNorm's sum of squares over x, redone by
+ * every workgroup) is paid over more rows and the dispatch fits in fewer waves; else GEMV_ROWS.
+ * @param {{K: number, N?: number, output?: GemvOutput | null}} shape
  */
-export function gemvRows({ K, output = null }) {
-  return !output && K / 32 >= 128 ? 2 : GEMV_ROWS;
+export function gemvRows({ K, N = 0, output = null }) {
+  if (output) return GEMV_ROWS;
+  if (K / 32 >= 128) return 2;
+  return N >= GEMV_WIDE_N ? GEMV_WIDE_ROWS : GEMV_ROWS;
 }
 
 /**
@@ -68,7 +77,7 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
   const K4 = K / 4;
   const G = K / 32;
   const isGgml = ggml !== undefined && ggml !== null;
-  const ROWS = gemvRows({ K, output });
+  const ROWS = gemvRows({ K, N, output });
   const LANES = GEMV_THREADS / ROWS;
   const out = output ?? plainOutput(yoff, accumulate, ROWS);
   const X = input.x;
