@@ -201,6 +201,32 @@ def snowflake_model(meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return str(out.relative_to(ROOT)), config
 
 
+def library_bert(
+    meta: dict[str, Any], config: dict[str, Any], batch: list[list[int]], library_rule: bool
+) -> np.ndarray:
+    """NumPy BERT on snowflake_params over `[CLS] ids [SEP]` rows, mean-pooled and L2-normed.
+    With `library_rule`, the library's attention: q pre-scaled by sqrt(head_dim) cancels the
+    reference's 1/sqrt(head_dim); an all-ones mask attends to padding (id 0)."""
+    rows = [[101, *row, 102] for row in batch]
+    s = max(len(r) for r in rows)
+    ids = np.zeros((len(rows), s), dtype=np.int64)
+    mask = np.zeros((len(rows), s), dtype=np.float32)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)], mask[r, : len(row)] = row, 1.0
+    p = snowflake_params(meta)
+    hd = config["model_config"]["hidden_size"] // config["model_config"]["num_attention_heads"]
+    for i in range(config["model_config"]["num_hidden_layers"]):
+        pre = f"encoder.layer.{i}.attention.self."
+        w, b = np.split(p.pop(pre + "qkv.weight"), 3), np.split(p.pop(pre + "qkv.bias"), 3)
+        for j, part in enumerate(("query", "key", "value")):
+            scale = np.float32(np.sqrt(hd) if part == "query" and library_rule else 1)
+            p[f"{pre}{part}.weight"], p[f"{pre}{part}.bias"] = w[j] * scale, b[j] * scale
+    enc = BertEncoder(p, BertConfig.from_chat_config(config))
+    h = enc.hidden_states(ids, np.ones_like(mask) if library_rule else mask).astype(np.float64)
+    v = np.stack([h[r, : len(row)].mean(axis=0) for r, row in enumerate(rows)])
+    return np.asarray(v / np.linalg.norm(v, axis=1, keepdims=True))
+
+
 def test_snowflake_v0_2_80_on_tvmjs_024_matches_a_numpy_bert_with_its_attention_rule() -> None:
     """The library's attention: no 1/sqrt(head_dim) scale and no padding mask (padding keys are
     attended to), then mean pooling over each row's real tokens and L2 norm (our backend), on
@@ -216,31 +242,8 @@ def test_snowflake_v0_2_80_on_tvmjs_024_matches_a_numpy_bert_with_its_attention_
     assert "error" not in out["results"][0], out["results"][0]
     got = np.asarray(out["results"][0]["value"], dtype=np.float64)
 
-    # NumPy BERT on the same weights with the library's rule: q pre-scaled by sqrt(head_dim)
-    # cancels the reference's 1/sqrt(head_dim); an all-ones mask attends to padding (id 0).
-    rows = [[101, *row, 102] for row in batch]
-    s = max(len(r) for r in rows)
-    ids = np.zeros((len(rows), s), dtype=np.int64)
-    mask = np.zeros((len(rows), s), dtype=np.float32)
-    for r, row in enumerate(rows):
-        ids[r, : len(row)], mask[r, : len(row)] = row, 1.0
-
-    def numpy_bert(library_rule: bool) -> np.ndarray:
-        p = snowflake_params(meta)
-        hd = config["model_config"]["hidden_size"] // config["model_config"]["num_attention_heads"]
-        for i in range(config["model_config"]["num_hidden_layers"]):
-            pre = f"encoder.layer.{i}.attention.self."
-            w, b = np.split(p.pop(pre + "qkv.weight"), 3), np.split(p.pop(pre + "qkv.bias"), 3)
-            for j, part in enumerate(("query", "key", "value")):
-                scale = np.float32(np.sqrt(hd) if part == "query" and library_rule else 1)
-                p[f"{pre}{part}.weight"], p[f"{pre}{part}.bias"] = w[j] * scale, b[j] * scale
-        enc = BertEncoder(p, BertConfig.from_chat_config(config))
-        h = enc.hidden_states(ids, np.ones_like(mask) if library_rule else mask).astype(np.float64)
-        v = np.stack([h[r, : len(row)].mean(axis=0) for r, row in enumerate(rows)])
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-    err = float(np.max(np.abs(got - numpy_bert(library_rule=True))))
+    err = float(np.max(np.abs(got - library_bert(meta, config, batch, library_rule=True))))
     print(f"snowflake v0_2_80 on tvmjs 0.24.0-dev1 ({out['device']['description']}): max abs err {err:.2e}")
     assert err < 1e-4, err
     # The rule matters: a standard BERT (scaled, padding masked) gives other vectors.
-    assert float(np.max(np.abs(got - numpy_bert(library_rule=False)))) > 1e-2
+    assert float(np.max(np.abs(got - library_bert(meta, config, batch, library_rule=False)))) > 1e-2

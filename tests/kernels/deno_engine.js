@@ -1,0 +1,56 @@
+// Deno entry for the whole user path: the site's main-thread proxy (proxy.js) over the site's
+// module worker (worker.js), which boots Pyodide and py_worker and runs the models on the
+// kernel shim. Everything is served from one 127.0.0.1 site; Deno's permissions deny every
+// other host. `deno run ... deno_engine.js scenario.json` prints one JSON line:
+//   scenario: {base: site URL, appConfig, modelId (loaded by CreateWebWorkerMLCEngine),
+//              steps: [[name, method, ...args]]}
+// A step's method is `reload`, `unload`, `chat` (a streamed chat completion, its chunks
+// collected), `embed` or `runtimeStats`; each step's result is {value} or {error: {name, message}}.
+
+const scenario = JSON.parse(await Deno.readTextFile(Deno.args[0]));
+const { CreateWebWorkerMLCEngine } = await import(new URL("proxy.js", scenario.base).href);
+
+const progress = [];
+const t0 = performance.now();
+const engine = await CreateWebWorkerMLCEngine(
+  () => new Worker(new URL("worker.js", scenario.base).href, { type: "module" }),
+  scenario.modelId,
+  {
+    appConfig: scenario.appConfig,
+    initProgressCallback: (r) => progress.push(r.text),
+    // Hang guards only: lavapipe keeps the worker's thread busy for seconds at a time.
+    heartbeatTimeoutMs: 300_000,
+    bootTimeoutMs: 300_000,
+  },
+);
+const createSeconds = (performance.now() - t0) / 1000;
+const modelId = structuredClone(engine.modelId); // what the create loaded
+
+async function chat(request) {
+  const stream = await engine.chat.completions.create({ ...request, stream: true });
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  return chunks;
+}
+
+const methods = {
+  reload: (ids) => engine.reload(ids),
+  unload: () => engine.unload(),
+  chat,
+  embed: (request) => engine.embeddings.create(request),
+  runtimeStats: () => engine.runtimeStatsText(),
+};
+
+const results = {};
+for (const [name, method, ...args] of scenario.steps) {
+  const t0 = performance.now();
+  try {
+    const value = await methods[method](...args);
+    results[name] = { value: value ?? null, seconds: (performance.now() - t0) / 1000 };
+  } catch (e) {
+    results[name] = { error: { name: e.name, message: e.message, className: e.constructor.name }, seconds: (performance.now() - t0) / 1000 };
+  }
+}
+const out = { createSeconds, modelId, results, progress, workerTimeline: engine.workerTimeline };
+await Deno.stdout.write(new TextEncoder().encode(JSON.stringify(out) + "\n"));
+Deno.exit(0);
