@@ -3,7 +3,9 @@
 // is partial) unless the scenario asks. With `countGpuCalls`, every dispatchWorkgroups and
 // queue submit is counted (the WebGPU prototypes wrapped here) and each call's result says how
 // many it made (tests/kernels/test_dispatches.py). With `profileGpu`, each call's result has its
-// GPU time per dispatch (gpu_profile.js; needs the adapter's timestamp-query).
+// GPU time per dispatch (gpu_profile.js; needs the adapter's timestamp-query). With
+// `countGpuBuffers`, the result's `gpuBuffers` counts the WebGPU buffers and devices created
+// and destroyed over the whole scenario (its final unload included).
 import { runScenario } from "./harness.js";
 import { profileGpu } from "./gpu_profile.js";
 
@@ -22,6 +24,41 @@ function countGpuCalls() {
   return () => ({ ...totals });
 }
 
+/**
+ * Wrap buffer and device creation and destruction; returns a function reading the counts:
+ * buffers and devices made, devices destroyed, and `live`, the buffers neither destroyed nor
+ * on a destroyed device (a device's destroy frees every buffer on it).
+ */
+function countGpuBuffers() {
+  const live = new Map(); // buffer → its device
+  const destroyed = new Set();
+  const counts = { buffers: 0, devices: 0, devicesDestroyed: 0 };
+  const createBuffer = GPUDevice.prototype.createBuffer;
+  GPUDevice.prototype.createBuffer = function (...args) {
+    const buffer = createBuffer.apply(this, args);
+    counts.buffers++;
+    live.set(buffer, this);
+    return buffer;
+  };
+  const destroyBuffer = GPUBuffer.prototype.destroy;
+  GPUBuffer.prototype.destroy = function () {
+    live.delete(this);
+    return destroyBuffer.call(this);
+  };
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = function (...args) {
+    counts.devices++;
+    return requestDevice.apply(this, args);
+  };
+  const destroyDevice = GPUDevice.prototype.destroy;
+  GPUDevice.prototype.destroy = function () {
+    if (!destroyed.has(this)) counts.devicesDestroyed++;
+    destroyed.add(this);
+    return destroyDevice.call(this);
+  };
+  return () => ({ ...counts, live: [...live.values()].filter((device) => !destroyed.has(device)).length });
+}
+
 const root = new URL("../../", import.meta.url);
 const scenario = JSON.parse(await Deno.readTextFile(Deno.args[0]));
 scenario.options = {
@@ -31,5 +68,7 @@ scenario.options = {
   xgrammarURL: new URL("node_modules/@mlc-ai/web-xgrammar/lib/index.js", root).href,
   ...(scenario.options || {}),
 };
+const buffers = scenario.countGpuBuffers ? countGpuBuffers() : null;
 const out = await runScenario(scenario, scenario.countGpuCalls ? countGpuCalls() : null, scenario.profileGpu ? profileGpu() : null);
+if (buffers) out.gpuBuffers = buffers();
 await Deno.stdout.write(new TextEncoder().encode(JSON.stringify(out) + "\n"));

@@ -5,7 +5,8 @@ MLC's Qwen2-0.5B q4f32_1 library of web-llm's v0_2_48 folder (links with @mlc-ai
 0.18.0-dev2 only) runs a random-weight model dir written from its own parameter list (all 24
 layers, MLC's names, q4f32_1): logits after a prefill and after each decode step equal the NumPy
 reference's on the same weights; greedy sample, rewind, decodeSteps and unload work; the record's
-sha256 pin of the library is checked. Deno on lavapipe. Skipped where ../shared/mlc-libs or
+sha256 pin of the library is checked. After each unload no tvmjs buffer is left and no WebGPU
+buffer of the run is alive. Deno on lavapipe. Skipped where ../shared/mlc-libs or
 Deno is absent. A library needing a runtime we do not ship: tests/mlc/runtimes.test.js.
 """
 
@@ -56,6 +57,17 @@ def qwen2_model() -> str:
     if not (out / "tensor-cache.json").exists():
         make_random_model.build_from_meta(LIBS / "meta" / f"{QWEN2}.json", out)
     return str(out.relative_to(ROOT))
+
+
+def assert_disposed(out: dict[str, Any]) -> None:
+    """After the unload: tvmjs's WebGPU context held no buffer when its instance was disposed (the
+    model's objects, its weights in the tensor cache and the VM's memory pool were all freed
+    first), and every WebGPU buffer the run made is destroyed or on a destroyed device."""
+    assert out["unloaded"] == {"buffers": 0, "bytes": 0}, out["unloaded"]
+    counts = out["gpuBuffers"]
+    assert counts["buffers"] > 0, counts  # the count saw tvmjs's buffers
+    assert counts["devicesDestroyed"] >= 1, counts
+    assert counts["live"] == 0, counts
 
 
 def penalty_cases(logits: np.ndarray) -> list[SamplingParams]:
@@ -129,7 +141,7 @@ def test_qwen2_v0_2_48_on_tvmjs_018_matches_the_reference() -> None:
     add("masked", "sample", masked.to_wire())
     add("masked_steps", "decodeSteps", 2, masked.to_wire())
     add("stats", "stats")
-    out = run({"record": record, "calls": calls})
+    out = run({"record": record, "calls": calls, "countGpuBuffers": True})
     results = out["results"]
     for r in results:
         assert "error" not in r, r
@@ -156,6 +168,7 @@ def test_qwen2_v0_2_48_on_tvmjs_018_matches_the_reference() -> None:
     assert got["grammar"] == 1
     assert_same_samples([got["masked"], *got["masked_steps"]], want["masked"], True)
     assert got["stats"]["kv_length"] == len(ids) + 6
+    assert_disposed(out)
 
 
 SNOWFLAKE = "v0_2_80-head__snowflake-arctic-embed-s-q0f32-ctx512_cs512_batch4"
@@ -238,7 +251,7 @@ def test_snowflake_v0_2_80_on_tvmjs_024_matches_a_numpy_bert_with_its_attention_
     # The backend adds [CLS]/[SEP] (the config's 101/102) around each row, as the wgsl path does.
     batch = [[7592, 2088, 999, 42, 3000], [2023, 17]]
     record = {"model_id": "snowflake-mlclib", "model": model, "model_lib": lib, "model_type": "embedding"}
-    out = run({"record": record, "calls": [["embed", batch]]})
+    out = run({"record": record, "calls": [["embed", batch]], "countGpuBuffers": True})
     assert "error" not in out["results"][0], out["results"][0]
     got = np.asarray(out["results"][0]["value"], dtype=np.float64)
 
@@ -247,3 +260,4 @@ def test_snowflake_v0_2_80_on_tvmjs_024_matches_a_numpy_bert_with_its_attention_
     assert err < 1e-4, err
     # The rule matters: a standard BERT (scaled, padding masked) gives other vectors.
     assert float(np.max(np.abs(got - library_bert(meta, config, batch, library_rule=False)))) > 1e-2
+    assert_disposed(out)
