@@ -1,19 +1,38 @@
 // Deno entry for the whole user path: the site's main-thread proxy (proxy.js) over the site's
-// module worker (worker.js), which boots Pyodide and py_worker and runs the models on the
+// module worker (site/worker.js, in deno_engine_worker.js), which boots Pyodide and py_worker and runs the models on the
 // kernel shim. Everything is served from one 127.0.0.1 site; Deno's permissions deny every
 // other host. `deno run ... deno_engine.js scenario.json` prints one JSON line:
-//   scenario: {base: site URL, appConfig, modelId (loaded by CreateWebWorkerMLCEngine),
+//   scenario: {base: site URL (this repository's site/), appConfig, modelId (loaded by CreateWebWorkerMLCEngine),
 //              steps: [[name, method, ...args]]}
 // A step's method is `reload`, `unload`, `chat` (a streamed chat completion, its chunks
-// collected), `embed` or `runtimeStats`; each step's result is {value} or {error: {name, message}}.
+// collected), `embed`, `runtimeStats` or `gpuBuffers` (the worker's WebGPU buffer counts:
+// deno_engine_worker.js wraps the site's worker.js); each step's result is {value} or
+// {error: {name, message, className}}.
 
 const scenario = JSON.parse(await Deno.readTextFile(Deno.args[0]));
 const { CreateWebWorkerMLCEngine } = await import(new URL("proxy.js", scenario.base).href);
 
 const progress = [];
+let worker = null;
+const startWorker = () => {
+  worker = new Worker(new URL("./deno_engine_worker.js", import.meta.url).href, { type: "module" });
+  return worker;
+};
+/** The worker's buffer counts: its answer is a message the proxy ignores (no request of its). */
+const gpuBuffers = () =>
+  new Promise((resolve) => {
+    const w = worker;
+    const listener = (event) => {
+      if (event.data?.kind !== "gpuBuffers") return;
+      w.removeEventListener("message", listener);
+      resolve(event.data.content);
+    };
+    w.addEventListener("message", listener);
+    w.postMessage({ kind: "countGpuBuffers" });
+  });
 const t0 = performance.now();
 const engine = await CreateWebWorkerMLCEngine(
-  () => new Worker(new URL("worker.js", scenario.base).href, { type: "module" }),
+  startWorker,
   scenario.modelId,
   {
     appConfig: scenario.appConfig,
@@ -39,6 +58,7 @@ const methods = {
   chat,
   embed: (request) => engine.embeddings.create(request),
   runtimeStats: () => engine.runtimeStatsText(),
+  gpuBuffers,
 };
 
 const results = {};

@@ -2,7 +2,9 @@
 the site's main-thread proxy (CreateWebWorkerMLCEngine of site/proxy.js) starts the site's
 module worker (site/worker.js), which boots Pyodide and py_worker and runs Qwen2-0.5B q4f32_1
 (web-llm's v0_2_48 library, tvmjs 0.18.0-dev2) and snowflake-arctic-embed-s (tvmjs 0.24.0-dev1)
-on the `mlc` backend, with random weights written from each library's parameter list.
+on the `mlc` backend, with random weights written from each library's parameter list. The
+worker is site/worker.js imported by tests/kernels/deno_engine_worker.js, which first wraps the
+WebGPU prototypes to count the buffers left alive after each unload.
 
 The site is read from file: URLs (Pyodide takes its Node path under Deno, which reads its files
 by path); the model dirs and libraries are served by a 127.0.0.1 server, the only host Deno
@@ -134,11 +136,14 @@ def test_proxy_worker_python_mlc_on_the_real_libraries() -> None:
             ["embed", "embed", {"input": EMBED_INPUT, "model": SNOWFLAKE_ID}],
             ["unknown_model", "chat", chat_request(1, model="no-such-model")],
             ["embed_on_llm", "embed", {"input": "x", "model": QWEN2_ID}],
+            ["loaded_buffers", "gpuBuffers"],
             ["unload", "unload"],
+            ["unloaded_buffers", "gpuBuffers"],
             ["after_unload", "chat", chat_request(1)],
             ["reload", "reload", QWEN2_ID],
             ["chat_again", "chat", chat_request(2)],
             ["unload_again", "unload"],
+            ["unloaded_again_buffers", "gpuBuffers"],
         ]
         scenario = {"base": SITE.as_uri() + "/", "modelId": [QWEN2_ID, SNOWFLAKE_ID], "steps": steps,
                     "appConfig": {"model_list": [{**r, "cache": "none"} for r in records]}}  # fmt: skip
@@ -148,7 +153,7 @@ def test_proxy_worker_python_mlc_on_the_real_libraries() -> None:
     print(f"create {out['createSeconds']:.1f}s; {timing}")
     assert out["modelId"] == [QWEN2_ID, SNOWFLAKE_ID]
     assert any(t.startswith("Loading GPU shader") for t in out["progress"])  # tvmjs ran the libraries
-    for name in ("chat", "embed", "unload", "reload", "chat_again", "unload_again"):
+    for name in ("chat", "embed", "unload", "reload", "chat_again", "unload_again", "loaded_buffers"):
         assert "error" not in got[name], (name, got[name])
 
     text, usage, models = streamed(got["chat"]["value"])
@@ -168,6 +173,15 @@ def test_proxy_worker_python_mlc_on_the_real_libraries() -> None:
     batch = [list(s.encode()) for s in EMBED_INPUT]
     err = float(np.max(np.abs(vectors - libs.library_bert(meta, snowflake_config, batch, library_rule=True))))
     assert err < 1e-4, err
+
+    # Each unload left no WebGPU buffer alive in the worker: tvmjs destroyed them or their device.
+    loaded = got["loaded_buffers"]["value"]
+    assert loaded["live"] > 0, loaded  # the count sees the models' buffers
+    # tvmjs opens one device a load: Qwen2 and snowflake, then Qwen2's reload.
+    for name, devices in [("unloaded_buffers", 2), ("unloaded_again_buffers", 3)]:
+        counts = got[name]["value"]
+        assert counts["live"] == 0, (name, counts)
+        assert counts["devices"] == counts["devicesDestroyed"] == devices, (name, counts)
 
     # Errors cross the worker as their own classes.
     errors = {"unknown_model": "SpecifiedModelNotFoundError", "after_unload": "ModelNotLoadedError",
