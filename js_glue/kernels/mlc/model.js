@@ -379,12 +379,15 @@ export class MlcModel {
   dispose(instanceGone = false) {
     let left = null;
     if (!instanceGone) {
-      this.#release();
       const tvm = this.tvm;
-      (tvm.tensorCacheClear || tvm.ndarrayCacheClear).call(tvm); // 0.24 renamed ndarray → tensor
-      this.#scoped(() => tvm.getGlobalFunc("vm.builtin.memory_manager.clear")());
-      left = liveAllocations(tvm);
-      tvm.dispose();
+      try {
+        this.#release();
+        (tvm.tensorCacheClear || tvm.ndarrayCacheClear).call(tvm); // 0.24 renamed ndarray → tensor
+        this.#scoped(() => tvm.getGlobalFunc("vm.builtin.memory_manager.clear")());
+        left = liveAllocations(tvm);
+      } finally {
+        tvm.dispose(); // frees whatever is left, the device too
+      }
     }
     this.owned = [];
     this.logits = null;
