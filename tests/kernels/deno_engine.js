@@ -1,13 +1,13 @@
 // Deno entry for the whole user path: the site's main-thread proxy (proxy.js) over the site's
-// module worker (site/worker.js, in deno_engine_worker.js), which boots Pyodide and py_worker and runs the models on the
-// kernel shim. Everything is served from one 127.0.0.1 site; Deno's permissions deny every
-// other host. `deno run ... deno_engine.js scenario.json` prints one JSON line:
-//   scenario: {base: site URL (this repository's site/), appConfig, modelId (loaded by CreateWebWorkerMLCEngine),
-//              steps: [[name, method, ...args]]}
+// module worker (site/worker.js, imported by deno_engine_worker.js), which boots Pyodide and
+// py_worker and runs the models on the kernel shim. The site is read from file: URLs, the models
+// from wherever the app config points (the test's 127.0.0.1 server; Deno's --allow-net denies
+// every other host). `deno run ... deno_engine.js scenario.json` prints one JSON line.
+//   scenario: {base: this repository's site/ as a file: URL, appConfig, modelId (what
+//              CreateWebWorkerMLCEngine loads), steps: [[name, method, ...args]]}
 // A step's method is `reload`, `unload`, `chat` (a streamed chat completion, its chunks
-// collected), `embed`, `runtimeStats` or `gpuBuffers` (the worker's WebGPU buffer counts:
-// deno_engine_worker.js wraps the site's worker.js); each step's result is {value} or
-// {error: {name, message, className}}.
+// collected), `embed` or `gpuBuffers` (the worker's WebGPU buffer counts); each step's result
+// is {value, seconds} or {error: {name, message, className}, seconds}.
 
 const scenario = JSON.parse(await Deno.readTextFile(Deno.args[0]));
 const { CreateWebWorkerMLCEngine } = await import(new URL("proxy.js", scenario.base).href);
@@ -18,7 +18,7 @@ const startWorker = () => {
   worker = new Worker(new URL("./deno_engine_worker.js", import.meta.url).href, { type: "module" });
   return worker;
 };
-/** The worker's buffer counts: its answer is a message the proxy ignores (no request of its). */
+/** The worker's buffer counts (deno_engine_counter.js answers; the proxy ignores the reply). */
 const gpuBuffers = () =>
   new Promise((resolve) => {
     const w = worker;
@@ -57,7 +57,6 @@ const methods = {
   unload: () => engine.unload(),
   chat,
   embed: (request) => engine.embeddings.create(request),
-  runtimeStats: () => engine.runtimeStatsText(),
   gpuBuffers,
 };
 
@@ -68,7 +67,8 @@ for (const [name, method, ...args] of scenario.steps) {
     const value = await methods[method](...args);
     results[name] = { value: value ?? null, seconds: (performance.now() - t0) / 1000 };
   } catch (e) {
-    results[name] = { error: { name: e.name, message: e.message, className: e.constructor.name }, seconds: (performance.now() - t0) / 1000 };
+    const error = { name: e.name, message: e.message, className: e.constructor.name };
+    results[name] = { error, seconds: (performance.now() - t0) / 1000 };
   }
 }
 const out = { createSeconds, modelId, results, progress, workerTimeline: engine.workerTimeline };
