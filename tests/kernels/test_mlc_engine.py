@@ -142,6 +142,8 @@ def test_proxy_worker_python_mlc_on_the_real_libraries() -> None:
             ["after_unload", "chat", chat_request(1)],
             ["reload", "reload", QWEN2_ID],
             ["chat_again", "chat", chat_request(2)],
+            ["switch", "reload", SNOWFLAKE_ID],  # unloads Qwen2
+            ["switched_buffers", "gpuBuffers"],
             ["unload_again", "unload"],
             ["unloaded_again_buffers", "gpuBuffers"],
         ]
@@ -153,8 +155,10 @@ def test_proxy_worker_python_mlc_on_the_real_libraries() -> None:
     print(f"create {out['createSeconds']:.1f}s; {timing}")
     assert out["modelId"] == [QWEN2_ID, SNOWFLAKE_ID]
     assert any(t.startswith("Loading GPU shader") for t in out["progress"])  # tvmjs ran the libraries
-    for name in ("chat", "embed", "unload", "reload", "chat_again", "unload_again", "loaded_buffers"):
-        assert "error" not in got[name], (name, got[name])
+    errors = {"unknown_model": "SpecifiedModelNotFoundError", "after_unload": "ModelNotLoadedError",
+              "embed_on_llm": "EmbeddingUnsupportedModelError"}  # fmt: skip
+    for name, result in got.items():
+        assert name in errors or "error" not in result, (name, result)
 
     text, usage, models = streamed(got["chat"]["value"])
     assert text == want  # the reference's greedy tokens, one letter each
@@ -177,15 +181,17 @@ def test_proxy_worker_python_mlc_on_the_real_libraries() -> None:
     # Each unload left no WebGPU buffer alive in the worker: tvmjs destroyed them or their device.
     loaded = got["loaded_buffers"]["value"]
     assert loaded["live"] > 0, loaded  # the count sees the models' buffers
-    # tvmjs opens one device a load: Qwen2 and snowflake, then Qwen2's reload.
-    for name, devices in [("unloaded_buffers", 2), ("unloaded_again_buffers", 3)]:
+    # tvmjs opens one device a load: Qwen2 and snowflake, then Qwen2's reload, then snowflake's.
+    for name, devices in [("unloaded_buffers", 2), ("unloaded_again_buffers", 4)]:
         counts = got[name]["value"]
         assert counts["live"] == 0, (name, counts)
         assert counts["devices"] == counts["devicesDestroyed"] == devices, (name, counts)
+    # reload(snowflake) with Qwen2 loaded: Qwen2's device is destroyed, snowflake's is in use.
+    switched = got["switched_buffers"]["value"]
+    assert (switched["devices"], switched["devicesDestroyed"]) == (4, 3), switched
+    assert switched["live"] > 0, switched
 
     # Errors cross the worker as their own classes.
-    errors = {"unknown_model": "SpecifiedModelNotFoundError", "after_unload": "ModelNotLoadedError",
-              "embed_on_llm": "EmbeddingUnsupportedModelError"}  # fmt: skip
     for name, cls in errors.items():
         assert "error" in got[name], (name, got[name])
         assert got[name]["error"]["name"] == cls == got[name]["error"]["className"], (name, got[name])
