@@ -6,7 +6,8 @@
 //   scenario: {base: this repository's site/ as a file: URL, appConfig, modelId (what
 //              CreateWebWorkerMLCEngine loads), steps: [[name, method, ...args]]}
 // A step's method is `reload`, `unload`, `chat` (a streamed chat completion, its chunks
-// collected), `embed` or `gpuBuffers` (the worker's WebGPU buffer counts); each step's result
+// collected), `embed`, `gpuBuffers` (the worker's WebGPU buffer counts) or `fetch` (a URL's
+// HTTP status, from the main thread); each step's result
 // is {value, seconds} or {error: {name, message, className}, seconds}.
 
 const scenario = JSON.parse(await Deno.readTextFile(Deno.args[0]));
@@ -58,6 +59,7 @@ const methods = {
   chat,
   embed: (request) => engine.embeddings.create(request),
   gpuBuffers,
+  fetch: async (url) => (await fetch(url)).status,
 };
 
 const results = {};

@@ -146,6 +146,7 @@ def test_proxy_worker_python_mlc_on_the_real_libraries() -> None:
             ["switched_buffers", "gpuBuffers"],
             ["unload_again", "unload"],
             ["unloaded_again_buffers", "gpuBuffers"],
+            ["foreign", "fetch", "http://192.0.2.1/"],  # not loopback: Deno refuses it
         ]
         scenario = {"base": SITE.as_uri() + "/", "modelId": [QWEN2_ID, SNOWFLAKE_ID], "steps": steps,
                     "appConfig": {"model_list": [{**r, "cache": "none"} for r in records]}}  # fmt: skip
@@ -156,7 +157,7 @@ def test_proxy_worker_python_mlc_on_the_real_libraries() -> None:
     assert out["modelId"] == [QWEN2_ID, SNOWFLAKE_ID]
     assert any(t.startswith("Loading GPU shader") for t in out["progress"])  # tvmjs ran the libraries
     errors = {"unknown_model": "SpecifiedModelNotFoundError", "after_unload": "ModelNotLoadedError",
-              "embed_on_llm": "EmbeddingUnsupportedModelError"}  # fmt: skip
+              "embed_on_llm": "EmbeddingUnsupportedModelError", "foreign": "NotCapable"}  # fmt: skip
     for name, result in got.items():
         assert name in errors or "error" not in result, (name, result)
 
@@ -191,7 +192,7 @@ def test_proxy_worker_python_mlc_on_the_real_libraries() -> None:
     assert (switched["devices"], switched["devicesDestroyed"]) == (4, 3), switched
     assert switched["live"] > 0, switched
 
-    # Errors cross the worker as their own classes.
+    # Errors cross the worker as their own classes (and Deno's permission error is Deno's).
     for name, cls in errors.items():
         assert "error" in got[name], (name, got[name])
         assert got[name]["error"]["name"] == cls == got[name]["error"]["className"], (name, got[name])
