@@ -63,14 +63,25 @@ export async function createShim(createKernels, options = {}) {
 }
 
 /**
+ * PYODIDE_URL as Pyodide can read it. Under Deno, Pyodide takes its Node path (Deno has a
+ * `process`), which opens its own files by path: a file: URL becomes its path there (an
+ * http(s) site cannot host Pyodide under Deno).
+ */
+function pyodideIndex() {
+  const url = new URL(PYODIDE_URL);
+  return "Deno" in globalThis && url.protocol === "file:" ? decodeURIComponent(url.pathname) : PYODIDE_URL;
+}
+
+/**
  * Boot Pyodide from this site's own pyodide/ (`options` go to `loadPyodide` as well: the
  * service worker's `createPyodideModule`) and install the py_worker wheel; records
  * `pyodideReady` and `wheelInstalled` in `timeline`.
  */
 export async function bootPyodide(loadPyodide, timeline, options = {}) {
+  const index = pyodideIndex();
   const pyodide = await loadPyodide({
-    indexURL: PYODIDE_URL,
-    lockFileURL: `${PYODIDE_URL}pyodide-lock.json`,
+    indexURL: index,
+    lockFileURL: `${index}pyodide-lock.json`,
     ...options,
     stdout: (line) => console.log(line),
     stderr: (line) => console.warn(line),

@@ -142,11 +142,12 @@ export async function createKernels(options = {}) {
       return { handle: outer, config: { ...config, backend: name, backend_reason: reason }, backend: name };
     },
 
+    /** Resolves to the backend's own answer (the mlc backend's: what tvmjs still held). */
     async unload(handle) {
       const h = handles.get(handle);
-      if (!h) return;
+      if (!h) return null;
       handles.delete(handle);
-      await h.kernels.unload(h.handle);
+      return (await h.kernels.unload(h.handle)) ?? null;
     },
 
     /** The forced backend's device, else the wgsl backend's (the one that opens a device eagerly). */

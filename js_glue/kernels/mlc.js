@@ -189,13 +189,14 @@ export function createMlcKernels(options = {}) {
       return { handle, config: out };
     },
 
+    /** Resolves to what tvmjs still held just before the instance went (MlcModel.dispose). */
     async unload(handle) {
       const m = models.get(handle);
-      if (!m) return;
+      if (!m) return null;
       models.delete(handle);
       await m.grammars?.dispose();
       m.tokenizer.dispose();
-      m.model.dispose(m.lost !== null);
+      return m.model.dispose(m.lost !== null);
     },
 
     async tokenize(handle, text) {

@@ -5,8 +5,9 @@
 // {kind: "ggml", ...} runs single kernels on GGUF weight bytes instead (ggml_harness.js), and
 // {kind: "fused", ...} the fused decode GEMVs (fused_harness.js).
 // `gpuCalls` (the Deno runner's counter: running totals of WebGPU calls) adds to each result
-// the calls it made: {dispatches, submits} and the seconds up to its last submit; `profile` (the runner's gpu_profile.js) adds each
-// call's GPU time per dispatch.
+// the calls it made: {dispatches, submits} and the seconds up to its last submit; `profile` (the
+// runner's gpu_profile.js) adds each call's GPU time per dispatch. `unloaded` is what the final
+// unload resolved to (the mlc backend's: what tvmjs still held before its instance went).
 import { createKernels, prefetchModel } from "../../js_glue/kernels/index.js";
 import { createKernels as createAnyBackend } from "../../js_glue/kernels/backends.js";
 import { memoryBandwidth } from "./bandwidth.js";
@@ -57,8 +58,8 @@ export async function runScenario(scenario, gpuCalls = null, profile = null) {
   }
   const stats = await kernels.stats(loaded.handle);
   const device = await kernels.deviceInfo();
-  if (!scenario.keepLoaded) await kernels.unload(loaded.handle);
-  return { config: loaded.config, progress, loadSeconds, results, stats, device, bandwidth };
+  const unloaded = scenario.keepLoaded ? null : await kernels.unload(loaded.handle);
+  return { config: loaded.config, progress, loadSeconds, results, stats, device, bandwidth, unloaded };
 }
 
 /**

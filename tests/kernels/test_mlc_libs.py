@@ -5,7 +5,8 @@ MLC's Qwen2-0.5B q4f32_1 library of web-llm's v0_2_48 folder (links with @mlc-ai
 0.18.0-dev2 only) runs a random-weight model dir written from its own parameter list (all 24
 layers, MLC's names, q4f32_1): logits after a prefill and after each decode step equal the NumPy
 reference's on the same weights; greedy sample, rewind, decodeSteps and unload work; the record's
-sha256 pin of the library is checked. Deno on lavapipe. Skipped where ../shared/mlc-libs or
+sha256 pin of the library is checked. After each unload no tvmjs buffer is left and no WebGPU
+buffer of the run is alive. Deno on lavapipe. Skipped where ../shared/mlc-libs or
 Deno is absent. A library needing a runtime we do not ship: tests/mlc/runtimes.test.js.
 """
 
@@ -56,6 +57,17 @@ def qwen2_model() -> str:
     if not (out / "tensor-cache.json").exists():
         make_random_model.build_from_meta(LIBS / "meta" / f"{QWEN2}.json", out)
     return str(out.relative_to(ROOT))
+
+
+def assert_disposed(out: dict[str, Any]) -> None:
+    """After the unload: tvmjs's WebGPU context held no buffer when its instance was disposed (the
+    model's objects, its weights in the tensor cache and the VM's memory pool were all freed
+    first), and every WebGPU buffer the run made is destroyed or on a destroyed device."""
+    assert out["unloaded"] == {"buffers": 0, "bytes": 0}, out["unloaded"]
+    counts = out["gpuBuffers"]
+    assert counts["buffers"] > 0, counts  # the count saw tvmjs's buffers
+    assert counts["devicesDestroyed"] >= 1, counts
+    assert counts["live"] == 0, counts
 
 
 def penalty_cases(logits: np.ndarray) -> list[SamplingParams]:
@@ -129,7 +141,7 @@ def test_qwen2_v0_2_48_on_tvmjs_018_matches_the_reference() -> None:
     add("masked", "sample", masked.to_wire())
     add("masked_steps", "decodeSteps", 2, masked.to_wire())
     add("stats", "stats")
-    out = run({"record": record, "calls": calls})
+    out = run({"record": record, "calls": calls, "countGpuBuffers": True})
     results = out["results"]
     for r in results:
         assert "error" not in r, r
@@ -156,6 +168,7 @@ def test_qwen2_v0_2_48_on_tvmjs_018_matches_the_reference() -> None:
     assert got["grammar"] == 1
     assert_same_samples([got["masked"], *got["masked_steps"]], want["masked"], True)
     assert got["stats"]["kv_length"] == len(ids) + 6
+    assert_disposed(out)
 
 
 SNOWFLAKE = "v0_2_80-head__snowflake-arctic-embed-s-q0f32-ctx512_cs512_batch4"
@@ -201,6 +214,32 @@ def snowflake_model(meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return str(out.relative_to(ROOT)), config
 
 
+def library_bert(
+    meta: dict[str, Any], config: dict[str, Any], batch: list[list[int]], library_rule: bool
+) -> np.ndarray:
+    """NumPy BERT on snowflake_params over `[CLS] ids [SEP]` rows, mean-pooled and L2-normed.
+    With `library_rule`, the library's attention: q pre-scaled by sqrt(head_dim) cancels the
+    reference's 1/sqrt(head_dim); an all-ones mask attends to padding (id 0)."""
+    rows = [[101, *row, 102] for row in batch]
+    s = max(len(r) for r in rows)
+    ids = np.zeros((len(rows), s), dtype=np.int64)
+    mask = np.zeros((len(rows), s), dtype=np.float32)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)], mask[r, : len(row)] = row, 1.0
+    p = snowflake_params(meta)
+    hd = config["model_config"]["hidden_size"] // config["model_config"]["num_attention_heads"]
+    for i in range(config["model_config"]["num_hidden_layers"]):
+        pre = f"encoder.layer.{i}.attention.self."
+        w, b = np.split(p.pop(pre + "qkv.weight"), 3), np.split(p.pop(pre + "qkv.bias"), 3)
+        for j, part in enumerate(("query", "key", "value")):
+            scale = np.float32(np.sqrt(hd) if part == "query" and library_rule else 1)
+            p[f"{pre}{part}.weight"], p[f"{pre}{part}.bias"] = w[j] * scale, b[j] * scale
+    enc = BertEncoder(p, BertConfig.from_chat_config(config))
+    h = enc.hidden_states(ids, np.ones_like(mask) if library_rule else mask).astype(np.float64)
+    v = np.stack([h[r, : len(row)].mean(axis=0) for r, row in enumerate(rows)])
+    return np.asarray(v / np.linalg.norm(v, axis=1, keepdims=True))
+
+
 def test_snowflake_v0_2_80_on_tvmjs_024_matches_a_numpy_bert_with_its_attention_rule() -> None:
     """The library's attention: no 1/sqrt(head_dim) scale and no padding mask (padding keys are
     attended to), then mean pooling over each row's real tokens and L2 norm (our backend), on
@@ -212,35 +251,13 @@ def test_snowflake_v0_2_80_on_tvmjs_024_matches_a_numpy_bert_with_its_attention_
     # The backend adds [CLS]/[SEP] (the config's 101/102) around each row, as the wgsl path does.
     batch = [[7592, 2088, 999, 42, 3000], [2023, 17]]
     record = {"model_id": "snowflake-mlclib", "model": model, "model_lib": lib, "model_type": "embedding"}
-    out = run({"record": record, "calls": [["embed", batch]]})
+    out = run({"record": record, "calls": [["embed", batch]], "countGpuBuffers": True})
     assert "error" not in out["results"][0], out["results"][0]
     got = np.asarray(out["results"][0]["value"], dtype=np.float64)
 
-    # NumPy BERT on the same weights with the library's rule: q pre-scaled by sqrt(head_dim)
-    # cancels the reference's 1/sqrt(head_dim); an all-ones mask attends to padding (id 0).
-    rows = [[101, *row, 102] for row in batch]
-    s = max(len(r) for r in rows)
-    ids = np.zeros((len(rows), s), dtype=np.int64)
-    mask = np.zeros((len(rows), s), dtype=np.float32)
-    for r, row in enumerate(rows):
-        ids[r, : len(row)], mask[r, : len(row)] = row, 1.0
-
-    def numpy_bert(library_rule: bool) -> np.ndarray:
-        p = snowflake_params(meta)
-        hd = config["model_config"]["hidden_size"] // config["model_config"]["num_attention_heads"]
-        for i in range(config["model_config"]["num_hidden_layers"]):
-            pre = f"encoder.layer.{i}.attention.self."
-            w, b = np.split(p.pop(pre + "qkv.weight"), 3), np.split(p.pop(pre + "qkv.bias"), 3)
-            for j, part in enumerate(("query", "key", "value")):
-                scale = np.float32(np.sqrt(hd) if part == "query" and library_rule else 1)
-                p[f"{pre}{part}.weight"], p[f"{pre}{part}.bias"] = w[j] * scale, b[j] * scale
-        enc = BertEncoder(p, BertConfig.from_chat_config(config))
-        h = enc.hidden_states(ids, np.ones_like(mask) if library_rule else mask).astype(np.float64)
-        v = np.stack([h[r, : len(row)].mean(axis=0) for r, row in enumerate(rows)])
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-    err = float(np.max(np.abs(got - numpy_bert(library_rule=True))))
+    err = float(np.max(np.abs(got - library_bert(meta, config, batch, library_rule=True))))
     print(f"snowflake v0_2_80 on tvmjs 0.24.0-dev1 ({out['device']['description']}): max abs err {err:.2e}")
     assert err < 1e-4, err
     # The rule matters: a standard BERT (scaled, padding masked) gives other vectors.
-    assert float(np.max(np.abs(got - numpy_bert(library_rule=False)))) > 1e-2
+    assert float(np.max(np.abs(got - library_bert(meta, config, batch, library_rule=False)))) > 1e-2
+    assert_disposed(out)

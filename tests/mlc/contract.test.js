@@ -214,14 +214,20 @@ test("rewind pops the dropped tokens off the KV cache (kv_state_popn); reset cle
   assert.equal((await kernels.sample(handle, GREEDY)).token, argmax(fakeLogits([4], VOCAB)));
 });
 
-test("unload disposes every tvmjs object, then the instance, which destroys the device", async () => {
+test("unload disposes every tvmjs object, clears the tensor cache and the memory pool, then the instance, which destroys the device", async () => {
   const { kernels, handle, runtime, log } = await loaded();
   await kernels.prefill(handle, [1, 2, 3]);
   await kernels.sample(handle, { ...GREEDY, history: [1], repetition_penalty: 1.2 });
   assert.ok(runtime.live.size > 0);
   log.length = 0;
   await kernels.unload(handle);
-  assert.deepEqual(log, ["Instance.dispose()", "device.destroy()"]);
+  assert.deepEqual(log, [
+    "tensorCacheClear()",
+    "getGlobalFunc(vm.builtin.memory_manager.clear)",
+    "vm.builtin.memory_manager.clear()",
+    "Instance.dispose()",
+    "device.destroy()",
+  ]);
   assert.equal(runtime.live.size, 0, [...runtime.live].map((o) => o.kind).join());
   await assert.rejects(kernels.prefill(handle, [1]), { name: "ModelNotLoadedError" });
   await kernels.unload(handle); // a second unload is a no-op

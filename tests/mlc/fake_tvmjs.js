@@ -352,6 +352,10 @@ export function makeFakeTvmjs(options = {}) {
         this.#report((i + 1) / urls.length, `Loading model from cache[${i + 1}/${urls.length}]: fake`);
       }
     }
+    tensorCacheClear() {
+      rec("tensorCacheClear()");
+      this.cache.clear();
+    }
     createVirtualMachine(dev) {
       rec("createVirtualMachine()");
       const mod = this.ctx.detachFromCurrentScope(new TVMObject(this, "Module"));
@@ -383,6 +387,8 @@ export function makeFakeTvmjs(options = {}) {
         case "vm.builtin.kv_state_popn":
           return kv((c, seq, n) => c.seqs.get(seq.value).splice(-n.value, n.value));
         case "vm.builtin.attention_kv_cache_enable_sliding_window_for_seq":
+          return kv(() => {});
+        case "vm.builtin.memory_manager.clear":
           return kv(() => {});
         default:
           throw new Error(`Cannot find global function ${name}`);

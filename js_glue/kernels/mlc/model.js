@@ -370,17 +370,40 @@ export class MlcModel {
   }
 
   /**
-   * Free every tvmjs object this model holds, then the instance (and with it the device).
-   * After a device loss tvmjs has disposed the instance itself; freeing into it would fault.
+   * Free every tvmjs object this model holds, the weights in tvmjs's tensor cache and the VM's
+   * memory pool, then the instance (and with it the device). Returns what tvmjs's WebGPU context
+   * still held just before the instance went ({buffers, bytes}; zero when nothing leaked), or
+   * null where it cannot tell. After a device loss tvmjs has disposed the instance itself;
+   * freeing into it would fault.
    */
   dispose(instanceGone = false) {
+    let left = null;
     if (!instanceGone) {
-      this.#release();
-      this.tvm.dispose();
+      const tvm = this.tvm;
+      try {
+        this.#release();
+        (tvm.tensorCacheClear || tvm.ndarrayCacheClear).call(tvm); // 0.24 renamed ndarray → tensor
+        this.#scoped(() => tvm.getGlobalFunc("vm.builtin.memory_manager.clear")());
+        left = liveAllocations(tvm);
+      } finally {
+        tvm.dispose(); // frees whatever is left, the device too
+      }
     }
     this.owned = [];
     this.logits = null;
+    return left;
   }
+}
+
+/**
+ * The GPU buffers tvmjs's WebGPU context holds (its buffer table: one entry per live device
+ * allocation) and their bytes; null where this tvmjs keeps no such table.
+ */
+function liveAllocations(tvm) {
+  const ctx = tvm.lib && tvm.lib.webGPUContext;
+  if (!ctx || !Array.isArray(ctx.bufferTable)) return null;
+  const live = ctx.bufferTable.filter((b) => b !== undefined);
+  return { buffers: live.length, bytes: live.reduce((n, b) => n + b.size, 0) };
 }
 
 /** Mean over the `n` real rows (or the first row when pooling is "cls"), L2-normalised. */
