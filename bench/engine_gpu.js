@@ -196,9 +196,15 @@ const warm = await pyRound(cfg.warmupTokens);
 await jsRound(cfg.warmupTokens, warm.prompt_tokens);
 await webllmRound(webllm, counter, cfg.prompt, cfg.warmupTokens);
 const rounds = [];
+// Each side's timed round comes right after a short untimed one of its own: the first work after
+// another side's long run is slower (in one H200 run, the engine's time to first token went from
+// 0.12 s to 0.28 s when its round followed web-llm's), which would charge that side for the order.
 for (let i = 0; i < cfg.rounds; i++) {
+  await pyRound(cfg.warmupTokens);
   const py = await pyRound(cfg.maxTokens);
+  await jsRound(cfg.warmupTokens, py.prompt_tokens);
   const js = await jsRound(cfg.maxTokens, py.prompt_tokens);
+  await webllmRound(webllm, counter, cfg.prompt, cfg.warmupTokens);
   const wl = await webllmRound(webllm, counter, cfg.prompt, cfg.maxTokens);
   log(`round ${i}: python decode ${py.decode_tok_s.toFixed(1)} tok/s prefill ${py.prefill_tok_s.toFixed(0)}; ` +
       `js decode ${js.decode_tok_s.toFixed(1)} prefill ${js.prefill_tok_s.toFixed(0)}; ` +
