@@ -16,6 +16,10 @@ export class PyWorkerError extends Error {
    * @type {string[]}
    */
   static optional = [];
+  /**
+   * @param {string} [message]
+   * @param {object} [fields] (a subclass declaring fields types them)
+   */
   constructor(message = "", fields = {}) {
     super(message);
     this.name = new.target.name;
@@ -28,6 +32,10 @@ export class PyWorkerError extends Error {
 export class RemoteError extends PyWorkerError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["remote_name"];
+  /** @param {string} [message] @param {{remote_name?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** Which model serves a request could not be decided. */
 export class ModelSelectionError extends PyWorkerError {}
@@ -37,6 +45,10 @@ export class RequestValidationError extends PyWorkerError {}
 export class ModelLoadError extends PyWorkerError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["backend", "url", "tvmjs_version", "rope_type", "tensor", "ggml_type", "model_type", "format", "tried", "function", "kv_state_kind"];
+  /** @param {string} [message] @param {{backend?: unknown, url?: unknown, tvmjs_version?: unknown, rope_type?: unknown, tensor?: unknown, ggml_type?: unknown, model_type?: unknown, format?: unknown, tried?: unknown, function?: unknown, kv_state_kind?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The compute device refused or lost work. */
 export class DeviceError extends PyWorkerError {}
@@ -50,16 +62,28 @@ export class WorkerEngineModelNotLoadedError extends PyWorkerError {}
 export class UnknownMessageKindError extends PyWorkerError {
   /** @override */ static fields = ["kind"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{kind: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A worker message cannot be served as it is. */
 export class MalformedMessageError extends PyWorkerError {
   /** @override */ static fields = ["reason"];
   /** @override */ static optional = ["limit", "depth", "error", "kind", "cause"];
+  /** @param {string} [message] @param {{reason: unknown, limit?: unknown, depth?: unknown, error?: unknown, kind?: unknown, cause?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A stream id is unknown, already finished or already closed. */
 export class StreamNotFoundError extends PyWorkerError {
   /** @override */ static fields = ["stream_id"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{stream_id: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The worker could not start Pyodide, the py_worker wheel or the kernel shim. */
 export class WorkerBootError extends PyWorkerError {}
@@ -67,21 +91,37 @@ export class WorkerBootError extends PyWorkerError {}
 export class WorkerUnresponsiveError extends PyWorkerError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["filename", "kind", "in_flight", "restarts"];
+  /** @param {string} [message] @param {{filename?: unknown, kind?: unknown, in_flight?: unknown, restarts?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A message is larger than the worker accepts; refused in JS (fields: kind, size, limit). */
 export class MessageTooLargeError extends PyWorkerError {
   /** @override */ static fields = ["kind", "size", "limit"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{kind: unknown, size: unknown, limit: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** An option of web-llm's engine or handler API that py_worker does not support (fields: option). */
 export class UnsupportedEngineOptionError extends PyWorkerError {
   /** @override */ static fields = ["option"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{option: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A remote model's server did not serve a request (family of the errors below; every one */
 export class RemoteModelError extends PyWorkerError {
   /** @override */ static fields = ["model_id", "origin"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model_id: unknown, origin: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A sampling or length setting is out of range (web-llm's ConfigValueError family). */
 export class GenerationConfigError extends RequestValidationError {}
@@ -89,66 +129,118 @@ export class GenerationConfigError extends RequestValidationError {}
 export class ModelNotLoadedError extends ModelSelectionError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["request_name", "handle"];
+  /** @param {string} [message] @param {{request_name?: unknown, handle?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The request names a model that is not among the loaded ones. */
 export class SpecifiedModelNotFoundError extends ModelSelectionError {
   /** @override */ static fields = ["requested", "loaded", "request_name"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{requested: unknown, loaded: unknown, request_name: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** Several models are loaded and the request names none of them. */
 export class UnclearModelToUseError extends ModelSelectionError {
   /** @override */ static fields = ["loaded", "request_name"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{loaded: unknown, request_name: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The model id has no record in the app config's model_list. */
 export class ModelNotFoundError extends ModelSelectionError {
   /** @override */ static fields = ["model_id", "known"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model_id: unknown, known: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A reload lists the same model id more than once. */
 export class ReloadModelIdNotUniqueError extends ModelSelectionError {
   /** @override */ static fields = ["model_ids", "duplicates"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model_ids: unknown, duplicates: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A reload passes chatOpts whose count differs from the count of model ids. */
 export class ReloadArgumentSizeUnmatchedError extends ModelSelectionError {
   /** @override */ static fields = ["num_model_ids", "num_chat_opts"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{num_model_ids: unknown, num_chat_opts: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A chat or completion request went to an embedding model. */
 export class IncorrectPipelineLoadedError extends ModelSelectionError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["model_id", "request_name", "model_type", "backend"];
+  /** @param {string} [message] @param {{model_id?: unknown, request_name?: unknown, model_type?: unknown, backend?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** An embedding request went to a model that is not an embedding model. */
 export class EmbeddingUnsupportedModelError extends ModelSelectionError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["model_id", "request_name", "model_type", "backend"];
+  /** @param {string} [message] @param {{model_id?: unknown, request_name?: unknown, model_type?: unknown, backend?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The selected model cannot serve a feature of the request (e.g. tools). */
 export class UnsupportedModelIdError extends ModelSelectionError {
   /** @override */ static fields = ["model_id", "request_name"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model_id: unknown, request_name: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The request sets a field web-llm declares but does not support. */
 export class UnsupportedFieldsError extends RequestValidationError {
   /** @override */ static fields = ["fields_found", "target"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{fields_found: unknown, target: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A field has the wrong type, a non-finite number, or a required one is missing. */
 export class InvalidRequestFieldError extends RequestValidationError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["field", "expected"];
+  /** @param {string} [message] @param {{field?: unknown, expected?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A streaming request asks for n > 1 choices. */
 export class StreamingCountError extends RequestValidationError {
   /** @override */ static fields = ["n"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{n: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** ``seed`` is not an integer. */
 export class SeedTypeError extends RequestValidationError {
   /** @override */ static fields = ["value"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{value: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** ``stream_options`` is set on a request that does not stream. */
 export class InvalidStreamOptionsError extends RequestValidationError {}
@@ -156,31 +248,55 @@ export class InvalidStreamOptionsError extends RequestValidationError {}
 export class MessageOrderError extends RequestValidationError {
   /** @override */ static fields = ["role"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{role: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A system message appears anywhere but first. */
 export class SystemMessageOrderError extends RequestValidationError {
   /** @override */ static fields = ["index"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{index: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A system, assistant or tool message has content that is not a string. */
 export class ContentTypeError extends RequestValidationError {
   /** @override */ static fields = ["role", "index"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{role: unknown, index: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A message has a role other than system, user, assistant or tool. */
 export class UnsupportedRoleError extends RequestValidationError {
   /** @override */ static fields = ["role", "index"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{role: unknown, index: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A user message's content is neither a string nor a list of text parts. */
 export class UserMessageContentError extends RequestValidationError {
   /** @override */ static fields = ["index"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{index: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The model's Jinja chat template cannot render these messages. */
 export class ChatTemplateError extends RequestValidationError {
   /** @override */ static fields = ["kind", "error", "line"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{kind: unknown, error: unknown, line: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** Embedding input is empty, or holds an empty string or an empty token list. */
 export class EmbeddingInputEmptyError extends RequestValidationError {}
@@ -190,26 +306,46 @@ export class EmbeddingUnsupportedEncodingFormatError extends RequestValidationEr
 export class UnsupportedResponseFormatError extends RequestValidationError {
   /** @override */ static fields = ["type"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{type: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A JSON schema is given with a response_format type other than json_object. */
 export class InvalidResponseFormatError extends RequestValidationError {
   /** @override */ static fields = ["type"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{type: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A grammar is given without type grammar, or type grammar without a grammar. */
 export class InvalidResponseFormatGrammarError extends RequestValidationError {
   /** @override */ static fields = ["type"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{type: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A response_format's schema, grammar or structural tag does not compile (``kind``, */
 export class GrammarError extends RequestValidationError {
   /** @override */ static fields = ["kind", "reason"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{kind: unknown, reason: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A tool is not of type "function", the only type supported. */
 export class UnsupportedToolTypeError extends RequestValidationError {
   /** @override */ static fields = ["index"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{index: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** ``tool_choice`` cannot be honoured (family of the tool-choice errors below). */
 export class UnsupportedToolChoiceError extends RequestValidationError {}
@@ -217,76 +353,136 @@ export class UnsupportedToolChoiceError extends RequestValidationError {}
 export class ContextWindowSizeExceededError extends RequestValidationError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["context_window_size", "prompt_tokens", "length", "added", "backend"];
+  /** @param {string} [message] @param {{context_window_size?: unknown, prompt_tokens?: unknown, length?: unknown, added?: unknown, backend?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** An embedding input has more tokens than the embedding model's context window. */
 export class EmbeddingExceedContextWindowSizeError extends RequestValidationError {
   /** @override */ static fields = ["input_tokens", "context_window_size"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{input_tokens: unknown, context_window_size: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A message reuses the uuid of a request still in flight: it is refused (its reply carries */
 export class DuplicateUuidError extends MalformedMessageError {
   /** @override */ static fields = ["uuid"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{uuid: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A model file could not be fetched (network, HTTP status or cache failure). */
 export class ArtifactFetchError extends ModelLoadError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["url", "status", "path"];
+  /** @param {string} [message] @param {{url?: unknown, status?: unknown, path?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** An artifact's sha256 differs from the pinned one. */
 export class IntegrityError extends ModelLoadError {
   /** @override */ static fields = ["file"];
   /** @override */ static optional = ["url", "expected", "actual"];
+  /** @param {string} [message] @param {{file: unknown, url?: unknown, expected?: unknown, actual?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The mlc backend was chosen but the model record has no model_lib. */
 export class ModelLibraryMissingError extends ModelLoadError {
   /** @override */ static fields = ["model_id"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model_id: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A model library links with none of the shipped tvmjs runtimes (model_lib, needs, missing, shipped). */
 export class ModelLibRuntimeError extends ModelLoadError {
   /** @override */ static fields = ["model_lib", "needs", "missing", "shipped"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model_lib: unknown, needs: unknown, missing: unknown, shipped: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The model directory has no tokenizer file the engine can read. */
 export class UnsupportedTokenizerFilesError extends ModelLoadError {
   /** @override */ static fields = ["files"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{files: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A GGUF's tokenizer cannot be rebuilt to tokenize exactly as llama.cpp (fields: model, pre). */
 export class UnsupportedTokenizerError extends ModelLoadError {
   /** @override */ static fields = ["model", "pre"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model: unknown, pre: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A GGUF tensor uses a ggml type the kernels cannot read (fields: tensor, ggml_type, type_name). */
 export class UnsupportedWeightFormatError extends ModelLoadError {
   /** @override */ static fields = ["tensor", "ggml_type", "type_name"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{tensor: unknown, ggml_type: unknown, type_name: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** Both context_window_size and sliding_window_size are positive. */
 export class WindowSizeConfigurationError extends ModelLoadError {
   /** @override */ static fields = [];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {Record<string, never>} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** Neither context_window_size nor sliding_window_size is positive. */
 export class WindowSizeSpecificationError extends ModelLoadError {
   /** @override */ static fields = [];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {Record<string, never>} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A sliding window is used without a non-negative attention_sink_size. */
 export class AttentionSinkSizeError extends ModelLoadError {
   /** @override */ static fields = [];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {Record<string, never>} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** An embedding model is configured with a sliding window. */
 export class EmbeddingSlidingWindowError extends ModelLoadError {
   /** @override */ static fields = [];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {Record<string, never>} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A GGUF's ``general.architecture`` is not one the backend's decoder implements. */
 export class UnsupportedArchitectureError extends ModelLoadError {
   /** @override */ static fields = ["architecture", "supported"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{architecture: unknown, supported: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The environment has no WebGPU (navigator.gpu is missing). */
 export class WebGPUNotAvailableError extends DeviceError {}
@@ -296,31 +492,55 @@ export class WebGPUNotFoundError extends DeviceError {}
 export class FeatureSupportError extends DeviceError {
   /** @override */ static fields = ["feature"];
   /** @override */ static optional = ["model_id"];
+  /** @param {string} [message] @param {{feature: unknown, model_id?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The WebGPU device was lost (often out of memory). */
 export class DeviceLostError extends DeviceError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["reason"];
+  /** @param {string} [message] @param {{reason?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** Custom logit processors (web-llm's logitProcessorRegistry) are refused (fields: option, models). */
 export class LogitProcessorNotSupportedError extends UnsupportedEngineOptionError {
   /** @override */ static fields = ["option", "models"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{option: unknown, models: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A record (or the engine) asks llama.cpp for a thread count it cannot have: not a whole */
 export class WasmThreadsError extends ModelLoadError {
   /** @override */ static fields = ["threads", "isolated"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{threads: unknown, isolated: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A remote model record is unusable (``fields.model_id``, ``fields.field``: which key; a */
 export class RemoteConfigError extends ModelLoadError {
   /** @override */ static fields = ["model_id", "field"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model_id: unknown, field: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The server answered with an HTTP error, or an error inside its stream (``fields.status``, */
 export class RemoteServerError extends RemoteModelError {
   /** @override */ static fields = ["model_id", "origin", "status", "server_message"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model_id: unknown, origin: unknown, status: unknown, server_message: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The server could not be reached (connection refused, DNS, CORS, the connection lost). */
 export class RemoteConnectionError extends RemoteModelError {}
@@ -328,16 +548,28 @@ export class RemoteConnectionError extends RemoteModelError {}
 export class RemoteTimeoutError extends RemoteModelError {
   /** @override */ static fields = ["model_id", "origin", "timeout_ms"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model_id: unknown, origin: unknown, timeout_ms: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The server's reply is not an OpenAI response (``fields.reason``). */
 export class RemoteProtocolError extends RemoteModelError {
   /** @override */ static fields = ["model_id", "origin", "reason"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{model_id: unknown, origin: unknown, reason: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** ``tool_choice`` is a string other than "none" or "auto". */
 export class InvalidToolChoiceError extends UnsupportedToolChoiceError {
   /** @override */ static fields = ["value"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{value: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A named ``tool_choice`` is not of type "function". */
 export class UnsupportedToolChoiceTypeError extends UnsupportedToolChoiceError {}
@@ -345,46 +577,82 @@ export class UnsupportedToolChoiceTypeError extends UnsupportedToolChoiceError {
 export class FunctionNotFoundError extends UnsupportedToolChoiceError {
   /** @override */ static fields = ["name", "tools"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{name: unknown, tools: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** frequency_penalty or presence_penalty lies outside [-2, 2]. */
 export class PenaltyRangeError extends GenerationConfigError {
   /** @override */ static fields = ["field", "value"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{field: unknown, value: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** repetition_penalty is not greater than 0. */
 export class RepetitionPenaltyError extends GenerationConfigError {
   /** @override */ static fields = ["value"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{value: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** max_tokens is not greater than 0. */
 export class MaxTokensError extends GenerationConfigError {
   /** @override */ static fields = ["value"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{value: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** top_p lies outside (0, 1]. */
 export class TopPError extends GenerationConfigError {
   /** @override */ static fields = ["value"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{value: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** temperature is negative. */
 export class TemperatureError extends GenerationConfigError {
   /** @override */ static fields = ["value"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{value: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** A logit_bias key is not a token id, or its value lies outside [-100, 100]. */
 export class LogitBiasError extends GenerationConfigError {
   /** @override */ static fields = [];
   /** @override */ static optional = ["key", "token", "value"];
+  /** @param {string} [message] @param {{key?: unknown, token?: unknown, value?: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** top_logprobs lies outside [0, 5]. */
 export class TopLogprobsError extends GenerationConfigError {
   /** @override */ static fields = ["value"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{value: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** top_logprobs is set while logprobs is not true. */
 export class LogprobsNotEnabledError extends GenerationConfigError {
   /** @override */ static fields = ["top_logprobs"];
   /** @override */ static optional = [];
+  /** @param {string} [message] @param {{top_logprobs: unknown}} [fields] */
+  constructor(message, fields) {
+    super(message, /** @type {any} */ (fields)); // the parent types its own
+  }
 }
 /** The model needs the shader-f16 feature, which the adapter lacks. */
 export class ShaderF16SupportError extends FeatureSupportError {}
@@ -500,7 +768,7 @@ export function errorFromDict(data) {
   rebuilding = true;
   try {
     if (cls === undefined) return new RemoteError(message, { ...fields, remote_name: name });
-    return new cls(message, fields);
+    return new (/** @type {new (m: string, f: object) => PyWorkerError} */ (cls))(message, fields);
   } finally {
     rebuilding = false;
   }

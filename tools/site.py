@@ -65,6 +65,10 @@ export class PyWorkerError extends Error {
    * @type {string[]}
    */
   static optional = [];
+  /**
+   * @param {string} [message]
+   * @param {object} [fields] (a subclass declaring fields types them)
+   */
   constructor(message = "", fields = {}) {
     super(message);
     this.name = new.target.name;
@@ -84,7 +88,7 @@ export function errorFromDict(data) {
   rebuilding = true;
   try {
     if (cls === undefined) return new RemoteError(message, { ...fields, remote_name: name });
-    return new cls(message, fields);
+    return new (/** @type {new (m: string, f: object) => PyWorkerError} */ (cls))(message, fields);
   } finally {
     rebuilding = false;
   }
@@ -92,8 +96,14 @@ export function errorFromDict(data) {
 """
 
 NAMED_ERROR_JS = """
-/** An Error whose name is a py_worker class name, with that class's fields (else a TypeError). */
-export function namedError(name, message, fields = {}) {
+/**
+ * An Error whose name is a py_worker class name, with that class's fields (else a TypeError).
+ * @template {keyof ErrorFields} N
+ * @param {N} name
+ * @param {string} message
+ * @param {ErrorFields[N]} [fields]
+ */
+export function namedError(name, message, fields = /** @type {ErrorFields[N]} */ ({})) {
   if (!Object.hasOwn(FIELDS, name)) throw new TypeError(`${name} is not a py_worker error class`);
   checkFields(name, FIELDS[name], fields);
   const err = /** @type {Error & {fields: object}} */ (new Error(message));
@@ -131,6 +141,10 @@ def errors_js() -> str:
             lines.append(f"export class {cls.__name__} extends {parent} {{")
             lines.append(f"  /** @override */ static fields = {_js_list(cls.fields_)};")
             lines.append(f"  /** @override */ static optional = {_js_list(cls.optional_)};")
+            lines.append(f"  /** @param {{string}} [message] @param {{{_js_type(cls)}}} [fields] */")
+            lines.append("  constructor(message, fields) {")
+            lines.append("    super(message, /** @type {any} */ (fields)); // the parent types its own")
+            lines.append("  }")
             lines.append("}")
         else:
             lines.append(f"export class {cls.__name__} extends {parent} {{}}")
@@ -144,12 +158,23 @@ def errors_js() -> str:
     return "\n".join(lines)
 
 
+def _js_type(cls: type[errors.PyWorkerError]) -> str:
+    """The JSDoc type of a class's fields: required keys, optional ones, no others."""
+    keys = [f"{k}: unknown" for k in cls.fields_] + [f"{k}?: unknown" for k in cls.optional_]
+    return "{" + ", ".join(keys) + "}" if keys else "Record<string, never>"
+
+
 def kernel_errors_js() -> str:
     """The text of js_glue/kernels/errors.js: ``namedError`` and every class's fields.
 
-    The kernel shim imports nothing outside js_glue/kernels, so it holds its own table.
+    The kernel shim imports nothing outside js_glue/kernels, so it holds its own table; the
+    ``ErrorFields`` typedef lets ``deno check`` refuse a literal raise site's wrong keys too.
     """
-    lines = [KERNELS_HEADER, "/** Each class's [required, optional] field names. */", "const FIELDS = {"]
+    lines = [KERNELS_HEADER, "/**", " * Each class's fields, for `deno check` of literal raise sites."]
+    lines.append(" * @typedef {{")
+    lines.extend(f" *   {cls.__name__}: {_js_type(cls)}," for cls in error_classes())
+    lines.extend([" * }} ErrorFields", " */", ""])
+    lines.extend(["/** Each class's [required, optional] field names. */", "const FIELDS = {"])
     for cls in error_classes():
         lines.append(f"  {cls.__name__}: [{_js_list(cls.fields_)}, {_js_list(cls.optional_)}],")
     lines.append("};")

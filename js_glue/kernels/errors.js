@@ -2,6 +2,96 @@
 // Errors the shim throws carry `.name` = a py_worker error class name, so the Python side can
 // re-raise the same class without parsing messages; their fields are the ones that class declares.
 
+/**
+ * Each class's fields, for `deno check` of literal raise sites.
+ * @typedef {{
+ *   PyWorkerError: Record<string, never>,
+ *   RemoteError: {remote_name?: unknown},
+ *   ModelSelectionError: Record<string, never>,
+ *   RequestValidationError: Record<string, never>,
+ *   ModelLoadError: {backend?: unknown, url?: unknown, tvmjs_version?: unknown, rope_type?: unknown, tensor?: unknown, ggml_type?: unknown, model_type?: unknown, format?: unknown, tried?: unknown, function?: unknown, kv_state_kind?: unknown},
+ *   DeviceError: Record<string, never>,
+ *   ReloadInterruptedError: Record<string, never>,
+ *   EngineNotLoadedError: Record<string, never>,
+ *   WorkerEngineModelNotLoadedError: Record<string, never>,
+ *   UnknownMessageKindError: {kind: unknown},
+ *   MalformedMessageError: {reason: unknown, limit?: unknown, depth?: unknown, error?: unknown, kind?: unknown, cause?: unknown},
+ *   StreamNotFoundError: {stream_id: unknown},
+ *   WorkerBootError: Record<string, never>,
+ *   WorkerUnresponsiveError: {filename?: unknown, kind?: unknown, in_flight?: unknown, restarts?: unknown},
+ *   MessageTooLargeError: {kind: unknown, size: unknown, limit: unknown},
+ *   UnsupportedEngineOptionError: {option: unknown},
+ *   RemoteModelError: {model_id: unknown, origin: unknown},
+ *   GenerationConfigError: Record<string, never>,
+ *   ModelNotLoadedError: {request_name?: unknown, handle?: unknown},
+ *   SpecifiedModelNotFoundError: {requested: unknown, loaded: unknown, request_name: unknown},
+ *   UnclearModelToUseError: {loaded: unknown, request_name: unknown},
+ *   ModelNotFoundError: {model_id: unknown, known: unknown},
+ *   ReloadModelIdNotUniqueError: {model_ids: unknown, duplicates: unknown},
+ *   ReloadArgumentSizeUnmatchedError: {num_model_ids: unknown, num_chat_opts: unknown},
+ *   IncorrectPipelineLoadedError: {model_id?: unknown, request_name?: unknown, model_type?: unknown, backend?: unknown},
+ *   EmbeddingUnsupportedModelError: {model_id?: unknown, request_name?: unknown, model_type?: unknown, backend?: unknown},
+ *   UnsupportedModelIdError: {model_id: unknown, request_name: unknown},
+ *   UnsupportedFieldsError: {fields_found: unknown, target: unknown},
+ *   InvalidRequestFieldError: {field?: unknown, expected?: unknown},
+ *   StreamingCountError: {n: unknown},
+ *   SeedTypeError: {value: unknown},
+ *   InvalidStreamOptionsError: Record<string, never>,
+ *   MessageOrderError: {role: unknown},
+ *   SystemMessageOrderError: {index: unknown},
+ *   ContentTypeError: {role: unknown, index: unknown},
+ *   UnsupportedRoleError: {role: unknown, index: unknown},
+ *   UserMessageContentError: {index: unknown},
+ *   ChatTemplateError: {kind: unknown, error: unknown, line: unknown},
+ *   EmbeddingInputEmptyError: Record<string, never>,
+ *   EmbeddingUnsupportedEncodingFormatError: Record<string, never>,
+ *   UnsupportedResponseFormatError: {type: unknown},
+ *   InvalidResponseFormatError: {type: unknown},
+ *   InvalidResponseFormatGrammarError: {type: unknown},
+ *   GrammarError: {kind: unknown, reason: unknown},
+ *   UnsupportedToolTypeError: {index: unknown},
+ *   UnsupportedToolChoiceError: Record<string, never>,
+ *   ContextWindowSizeExceededError: {context_window_size?: unknown, prompt_tokens?: unknown, length?: unknown, added?: unknown, backend?: unknown},
+ *   EmbeddingExceedContextWindowSizeError: {input_tokens: unknown, context_window_size: unknown},
+ *   DuplicateUuidError: {uuid: unknown},
+ *   ArtifactFetchError: {url?: unknown, status?: unknown, path?: unknown},
+ *   IntegrityError: {file: unknown, url?: unknown, expected?: unknown, actual?: unknown},
+ *   ModelLibraryMissingError: {model_id: unknown},
+ *   ModelLibRuntimeError: {model_lib: unknown, needs: unknown, missing: unknown, shipped: unknown},
+ *   UnsupportedTokenizerFilesError: {files: unknown},
+ *   UnsupportedTokenizerError: {model: unknown, pre: unknown},
+ *   UnsupportedWeightFormatError: {tensor: unknown, ggml_type: unknown, type_name: unknown},
+ *   WindowSizeConfigurationError: Record<string, never>,
+ *   WindowSizeSpecificationError: Record<string, never>,
+ *   AttentionSinkSizeError: Record<string, never>,
+ *   EmbeddingSlidingWindowError: Record<string, never>,
+ *   UnsupportedArchitectureError: {architecture: unknown, supported: unknown},
+ *   WebGPUNotAvailableError: Record<string, never>,
+ *   WebGPUNotFoundError: Record<string, never>,
+ *   FeatureSupportError: {feature: unknown, model_id?: unknown},
+ *   DeviceLostError: {reason?: unknown},
+ *   LogitProcessorNotSupportedError: {option: unknown, models: unknown},
+ *   WasmThreadsError: {threads: unknown, isolated: unknown},
+ *   RemoteConfigError: {model_id: unknown, field: unknown},
+ *   RemoteServerError: {model_id: unknown, origin: unknown, status: unknown, server_message: unknown},
+ *   RemoteConnectionError: {model_id: unknown, origin: unknown},
+ *   RemoteTimeoutError: {model_id: unknown, origin: unknown, timeout_ms: unknown},
+ *   RemoteProtocolError: {model_id: unknown, origin: unknown, reason: unknown},
+ *   InvalidToolChoiceError: {value: unknown},
+ *   UnsupportedToolChoiceTypeError: Record<string, never>,
+ *   FunctionNotFoundError: {name: unknown, tools: unknown},
+ *   PenaltyRangeError: {field: unknown, value: unknown},
+ *   RepetitionPenaltyError: {value: unknown},
+ *   MaxTokensError: {value: unknown},
+ *   TopPError: {value: unknown},
+ *   TemperatureError: {value: unknown},
+ *   LogitBiasError: {key?: unknown, token?: unknown, value?: unknown},
+ *   TopLogprobsError: {value: unknown},
+ *   LogprobsNotEnabledError: {top_logprobs: unknown},
+ *   ShaderF16SupportError: {feature: unknown, model_id?: unknown},
+ * }} ErrorFields
+ */
+
 /** Each class's [required, optional] field names. */
 const FIELDS = {
   PyWorkerError: [[], []],
@@ -104,8 +194,14 @@ function checkFields(name, declared, fields) {
   }
 }
 
-/** An Error whose name is a py_worker class name, with that class's fields (else a TypeError). */
-export function namedError(name, message, fields = {}) {
+/**
+ * An Error whose name is a py_worker class name, with that class's fields (else a TypeError).
+ * @template {keyof ErrorFields} N
+ * @param {N} name
+ * @param {string} message
+ * @param {ErrorFields[N]} [fields]
+ */
+export function namedError(name, message, fields = /** @type {ErrorFields[N]} */ ({})) {
   if (!Object.hasOwn(FIELDS, name)) throw new TypeError(`${name} is not a py_worker error class`);
   checkFields(name, FIELDS[name], fields);
   const err = /** @type {Error & {fields: object}} */ (new Error(message));
