@@ -63,7 +63,7 @@ export function createHost() {
   function deliver(msg, reply) {
     const refused = msg && typeof msg === "object" ? refusal(msg.kind, msg.content) : null;
     if (!msg || typeof msg !== "object") {
-      reply({ kind: "throw", uuid: null, content: { name: "MalformedMessageError", message: "A message must be an object.", fields: {} } });
+      reply({ kind: "throw", uuid: null, content: { name: "MalformedMessageError", message: "A message must be an object.", fields: { reason: "kind" } } });
     } else if (msg.kind === "heartbeat") {
       reply({ kind: "return", uuid: msg.uuid, content: { alive: true, booted: onMessage !== null, instance } });
     } else if (refused !== null) {

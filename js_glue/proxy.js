@@ -15,11 +15,9 @@
 // inference requests made while a reload or unload is pending wait for it.
 
 import {
-  ERROR_CLASSES,
   InvalidRequestFieldError,
   MalformedMessageError,
   ModelNotLoadedError,
-  RemoteError,
   SpecifiedModelNotFoundError,
   UnclearModelToUseError,
   WorkerUnresponsiveError,
@@ -85,9 +83,7 @@ const MAX_PROBES = 8; // heartbeats awaiting an answer that are remembered
 /** A worker's `throw` content as an error; only a class of errors.js's own table is used. */
 function toError(content) {
   const name = content && typeof content.name === "string" ? content.name : "Error";
-  if (Object.hasOwn(ERROR_CLASSES, name)) return errorFromDict(content);
-  const fields = content && content.fields && typeof content.fields === "object" ? content.fields : {};
-  return new RemoteError(String((content && content.message) || ""), { ...fields, remote_name: name });
+  return errorFromDict({ ...content, name });
 }
 
 /** The error for a message that could not be posted (DataCloneError, RangeError, ...). */

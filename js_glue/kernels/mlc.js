@@ -160,7 +160,9 @@ export function createMlcKernels(options = {}) {
         tvm.initWebGPU(device);
         bound = true;
         const tokName = (config.tokenizer_files || ["tokenizer.json"]).find((f) => f === "tokenizer.json" || f.endsWith(".model"));
-        if (!tokName) throw namedError("UnsupportedTokenizerFilesError", `no usable tokenizer in ${config.tokenizer_files}`);
+        if (!tokName) throw namedError("UnsupportedTokenizerFilesError", `no usable tokenizer in ${config.tokenizer_files}`, {
+            files: config.tokenizer_files,
+          });
         const tokBytes = await files.bytes(new URL(tokName, modelURL).href);
         entry.tokenizer = await loadTokenizer({ name: tokName, bytes: tokBytes }, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
         entry.tokenizerFile = { name: tokName, bytes: tokBytes };

@@ -336,7 +336,7 @@ class ReferenceKernels:
             raise ContextWindowSizeExceededError(
                 f"{cache.length} + {n} tokens exceed the context window of {cache.capacity}",
                 length=cache.length,
-                requested=n,
+                added=n,
                 context_window_size=cache.capacity,
             )
 

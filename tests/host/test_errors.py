@@ -90,12 +90,14 @@ def test_every_class_has_a_real_docstring(cls: type[PyWorkerError]) -> None:
 
 @pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
 def test_round_trip_through_json(cls: type[PyWorkerError]) -> None:
-    err = cls(f"{cls.__name__} happened: ünïcode ✓", model_id="m-1", loaded=["a", "b"], count=3)
+    values: list[object] = ["m-1", ["a", "b"], 3, None, {"k": "ü"}]
+    fields = {k: values[i % len(values)] for i, k in enumerate((*cls.fields_, *cls.optional_))}
+    err = cls(f"{cls.__name__} happened: ünïcode ✓", **fields)
     wire = json.loads(json.dumps(err.to_dict()))
     assert wire == {
         "name": cls.__name__,
         "message": f"{cls.__name__} happened: ünïcode ✓",
-        "fields": {"model_id": "m-1", "loaded": ["a", "b"], "count": 3},
+        "fields": fields,
     }
     back = error_from_dict(wire)
     assert type(back) is cls
@@ -143,7 +145,7 @@ def test_non_engine_exception_keeps_its_name() -> None:
 
 
 def test_pickle_keeps_class_and_fields() -> None:
-    err = errors.SpecifiedModelNotFoundError("not loaded", requested="x", loaded=["a"])
+    err = errors.SpecifiedModelNotFoundError("not loaded", requested="x", loaded=["a"], request_name="chat")
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is errors.SpecifiedModelNotFoundError
-    assert back.fields == {"requested": "x", "loaded": ["a"]}
+    assert back.fields == {"requested": "x", "loaded": ["a"], "request_name": "chat"}

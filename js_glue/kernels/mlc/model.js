@@ -16,8 +16,6 @@ const KV_BUILTINS = {
   popn: "vm.builtin.kv_state_popn",
 };
 
-const loadError = (message, fields = {}) => namedError("ModelLoadError", message, fields);
-
 export class MlcModel {
   // Read from the model's config and metadata by the constructor:
   /** @type {number} */
@@ -73,7 +71,7 @@ export class MlcModel {
     } catch {
       fn = null;
     }
-    if (!fn && required) throw loadError(`the model library has no function ${name}`, { function: name });
+    if (!fn && required) throw namedError("ModelLoadError", `the model library has no function ${name}`, { function: name });
     return fn ? this.#own(fn) : null;
   }
 
@@ -83,7 +81,7 @@ export class MlcModel {
     const raw = this.vm.getFunction("_metadata")();
     this.meta = JSON.parse(typeof raw === "string" ? raw : raw.toString());
     this.chunk = Number(this.meta.prefill_chunk_size);
-    if (!(this.chunk > 0)) throw loadError(`prefill_chunk_size in _metadata is ${this.meta.prefill_chunk_size}`);
+    if (!(this.chunk > 0)) throw namedError("ModelLoadError", `prefill_chunk_size in _metadata is ${this.meta.prefill_chunk_size}`);
     this.ctx = Number(this.config.context_window_size ?? -1);
     this.sliding = Number(this.config.sliding_window_size ?? -1);
     if (this.embedding) {
@@ -93,7 +91,7 @@ export class MlcModel {
       return;
     }
     const kind = this.meta.kv_state_kind ?? "kv_cache";
-    if (kind !== "kv_cache") throw loadError(`kv_state_kind ${kind} is not supported by the mlc backend`, { kv_state_kind: kind });
+    if (kind !== "kv_cache") throw namedError("ModelLoadError", `kv_state_kind ${kind} is not supported by the mlc backend`, { kv_state_kind: kind });
     this.#checkWindows();
     const single = this.#vmFunc("prefill", false);
     this.batch = !single;
@@ -338,7 +336,10 @@ export class MlcModel {
       const rows = batch.slice(b, b + this.maxBatch).map((r) => this.#withSpecials(r));
       const len = Math.max(...rows.map((r) => r.length));
       if (len > this.ctx) {
-        throw namedError("EmbeddingExceedContextWindowSizeError", `an input has ${len} tokens, the context window is ${this.ctx}`);
+        throw namedError("EmbeddingExceedContextWindowSizeError", `an input has ${len} tokens, the context window is ${this.ctx}`, {
+          input_tokens: len,
+          context_window_size: this.ctx,
+        });
       }
       const ids = new Int32Array(rows.length * len);
       const mask = new Int32Array(rows.length * len);
