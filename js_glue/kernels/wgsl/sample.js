@@ -9,7 +9,7 @@
 // of the last id taken in descending order. The sampled id goes to ids[0] (the next step's
 // embedding input), its count is bumped, and {token, logprob, top_logprobs} lands in out[step].
 import { FWD } from "./common.js";
-import { OUT_LOGIT, SAMPLE_BLOCK, SP } from "./sample_blocks.js";
+import { OUT_LOGIT, SAMPLE_BLOCK, SP, reductions } from "./sample_blocks.js";
 
 export const SAMPLE_WG = 256;
 export const OUT_STRIDE = 16; // u32 words per step: token, logprob, k, pad, then k (id, logprob)
@@ -21,7 +21,7 @@ export function sample({ vocab }) {
   const NB = Math.ceil(vocab / SAMPLE_BLOCK);
   return `${FWD}
 ${SP}
-struct Best { v: f32, i: u32 }
+${reductions(WGS)}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<uniform> sp: SP;
 @group(0) @binding(2) var<storage, read> draws: array<f32>;
@@ -30,39 +30,10 @@ struct Best { v: f32, i: u32 }
 @group(0) @binding(5) var<storage, read_write> ids: array<u32>;
 @group(0) @binding(6) var<storage, read_write> out: array<u32>;
 @group(0) @binding(7) var<storage, read> blocks: array<vec4<u32>>; // stage 1's (best logit, its id, sum, 0)
-var<workgroup> rf: array<f32, ${WGS}>;
-var<workgroup> ru: array<u32, ${WGS}>;
 var<workgroup> found: atomic<u32>;
 var<workgroup> lastIn: atomic<u32>;
 const NONE = 0xffffffffu;
 const CUT = -1e38; // logits at or below this are masked ones (stage 1 gives them ${OUT_LOGIT})
-
-fn better(av: f32, ai: u32, bv: f32, bi: u32) -> bool { return bv > av || (bv == av && bi < ai); }
-
-fn reduceSum(t: u32, v: f32) -> f32 {
-  rf[t] = v;
-  workgroupBarrier();
-  for (var s = ${WGS / 2}u; s > 0u; s >>= 1u) {
-    if (t < s) { rf[t] += rf[t + s]; }
-    workgroupBarrier();
-  }
-  let r = rf[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduceBest(t: u32, v: f32, i: u32) -> Best {
-  rf[t] = v;
-  ru[t] = i;
-  workgroupBarrier();
-  for (var s = ${WGS / 2}u; s > 0u; s >>= 1u) {
-    if (t < s && better(rf[t], ru[t], rf[t + s], ru[t + s])) { rf[t] = rf[t + s]; ru[t] = ru[t + s]; }
-    workgroupBarrier();
-  }
-  let r = Best(rf[0], ru[0]);
-  workgroupBarrier();
-  return r;
-}
 
 /** Best id of this thread's chunk not in taken[0..k). */
 fn chunkBest(lo: u32, hi: u32, taken: array<u32, ${MAX_TOP_LOGPROBS}>, k: u32) -> Best {
