@@ -30,6 +30,9 @@ MINILM_GGUF = "all-MiniLM-L6-v2.F32.gguf"
 
 SMOLLM2_SAMPLING = {"temperature": 0.2, "top_p": 0.9}
 """SmolLM2's model card's sampling defaults; a GGUF carries none (at temperature 1 it rambles)."""
+SMOLLM2_CONTEXT = 4096
+"""The default GGUF's context window: web-llm's own SmolLM2-135M records open 4,096 tokens; the
+GGUF's 8,192 would double the KV cache (189 MB on the wasm backend)."""
 
 HF = "https://huggingface.co/mlc-ai/"
 MODEL_LIB_VERSION = RELEASES[0]["model_version"]
@@ -47,7 +50,7 @@ LOCAL_MODELS: list[dict[str, Any]] = [
         "model_id": DEFAULT_MODEL_ID,
         "model": f"models/{DEFAULT_GGUF}",
         "model_type": "LLM",
-        "overrides": SMOLLM2_SAMPLING,
+        "overrides": {**SMOLLM2_SAMPLING, "context_window_size": SMOLLM2_CONTEXT},
     },
     {
         "model_id": "SmolLM2-135M-Instruct-q4f32_1",

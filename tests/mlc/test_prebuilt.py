@@ -20,6 +20,15 @@ def test_default_model_leads_and_ids_are_unique() -> None:
     assert {"tiny-llama-q0f32", "all-MiniLM-L6-v2-q0f32"} <= set(ids)
 
 
+def test_the_default_gguf_opens_the_context_web_llm_gives_smollm2() -> None:
+    default = find_record(prebuilt.prebuilt_app_config(), prebuilt.DEFAULT_MODEL_ID)
+    webllm = {r["model_id"]: r for r in RELEASES[0]["model_list"] if r["model_id"].startswith("SmolLM2-135M")}
+    assert webllm, "web-llm's newest list has no SmolLM2-135M record"
+    windows = {r["overrides"]["context_window_size"] for r in webllm.values()}
+    assert default["overrides"]["context_window_size"] in windows
+    assert default["overrides"]["temperature"] == prebuilt.SMOLLM2_SAMPLING["temperature"]
+
+
 def test_local_models_come_from_the_sites_own_origin() -> None:
     for record in prebuilt.LOCAL_MODELS:
         gguf = record["model"].endswith(".gguf")
