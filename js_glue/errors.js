@@ -2,6 +2,8 @@
 // Same class names, hierarchy and fields as the Python errors, so a worker reply
 // {name, message, fields} is re-thrown on the main thread as the same class.
 
+import { checkFields } from "./kernels/errors.js";
+
 // While errorFromDict rebuilds an error, its fields are taken as they came over the wire.
 let rebuilding = false;
 
@@ -744,20 +746,6 @@ export const ERROR_CLASSES = {
   LogprobsNotEnabledError,
   ShaderF16SupportError,
 };
-
-/** Throw a TypeError when `fields` has a key class `name` does not declare, or lacks a required one. */
-function checkFields(name, declared, fields) {
-  const [required, optional] = declared;
-  for (const key of Object.keys(fields)) {
-    if (!required.includes(key) && !optional.includes(key)) {
-      const known = [...required, ...optional].join(", ");
-      throw new TypeError(`${name} has no field ${JSON.stringify(key)} (its fields: ${known || "none"})`);
-    }
-  }
-  for (const key of required) {
-    if (!Object.hasOwn(fields, key)) throw new TypeError(`${name} needs the field ${JSON.stringify(key)}`);
-  }
-}
 
 /** Rebuild the class named in a worker reply; unknown names become RemoteError. */
 export function errorFromDict(data) {

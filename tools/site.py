@@ -33,11 +33,11 @@ KERNELS_HEADER = (
     "// re-raise the same class without parsing messages; their fields are the ones that class declares.\n"
 )
 
-# The one check of a raise site's fields, in both generated files: `declared` is
-# [required, optional] field names of class `name`.
+# The one check of a raise site's fields (kernels/errors.js has it; errors.js imports it):
+# `declared` is [required, optional] field names of class `name`.
 CHECK_JS = """
 /** Throw a TypeError when `fields` has a key class `name` does not declare, or lacks a required one. */
-function checkFields(name, declared, fields) {
+export function checkFields(name, declared, fields) {
   const [required, optional] = declared;
   for (const key of Object.keys(fields)) {
     if (!required.includes(key) && !optional.includes(key)) {
@@ -127,7 +127,7 @@ def _js_list(names: tuple[str, ...]) -> str:
 
 def errors_js() -> str:
     """The text of js_glue/errors.js."""
-    lines = [HEADER, BASE_JS]
+    lines = [HEADER, 'import { checkFields } from "./kernels/errors.js";\n', BASE_JS]
     names = []
     for cls in error_classes():
         names.append(cls.__name__)
@@ -153,8 +153,7 @@ def errors_js() -> str:
     lines.append("export const ERROR_CLASSES = {")
     lines.extend(f"  {n}," for n in names)
     lines.append("};")
-    lines.append(CHECK_JS)
-    lines.append(TAIL_JS.lstrip("\n"))
+    lines.append(TAIL_JS)
     return "\n".join(lines)
 
 

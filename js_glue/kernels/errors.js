@@ -181,7 +181,7 @@ const FIELDS = {
 };
 
 /** Throw a TypeError when `fields` has a key class `name` does not declare, or lacks a required one. */
-function checkFields(name, declared, fields) {
+export function checkFields(name, declared, fields) {
   const [required, optional] = declared;
   for (const key of Object.keys(fields)) {
     if (!required.includes(key) && !optional.includes(key)) {
