@@ -47,12 +47,12 @@ def listed_by(tvmjs: str) -> dict[str, dict[str, Any]]:
     return {r["model_id"]: r for r in release["model_list"]}
 
 
-def test_mlc_records_have_resolve_main_dirs_and_matching_libraries() -> None:
+def test_mlc_records_name_hugging_face_repositories_and_matching_libraries() -> None:
     assert len(prebuilt.MLC_PREBUILT) >= 100
     for record in prebuilt.MLC_PREBUILT:
         model_id = record["model_id"]
         directory = re.sub(r"-(1k|b\d+)$", "", model_id)  # web-llm's context / batch variants
-        assert record["model"] == f"https://huggingface.co/mlc-ai/{directory}/resolve/main/"
+        assert record["model"] == f"https://huggingface.co/mlc-ai/{directory}"  # loader.js: its resolve/main/
         lib = record["model_lib"]
         folder = prebuilt.MODEL_LIB_FOLDERS[record["tvmjs_version"]]
         assert lib.startswith(f"{prebuilt.MODEL_LIB_URL_PREFIX}{folder}/"), (model_id, lib)
@@ -70,6 +70,7 @@ def test_records_keep_what_web_llm_lists() -> None:
     for record in prebuilt.MLC_PREBUILT:
         listed = listed_by(record["tvmjs_version"])[record["model_id"]]
         assert record["model_lib"] == listed["model_lib"]
+        assert record["model"] == listed["model"]
         assert record.get("required_features") == listed.get("required_features")
         assert record.get("vram_required_MB") == listed.get("vram_required_MB")
         assert record["model_type"] == kinds[listed.get("model_type")]
