@@ -617,7 +617,7 @@ export class LlamaModel extends Program {
       const key = `lin:${role}:${K}x${part.N}:${part.kind}${part.type ?? ""}:${ldy}+${part.yoff}:${!!part.bias}:${accumulate}:${TM}`;
       part.pipes[TM] = key;
       const hook = TM === 1 && splitK ? hooks[role](part) : null;
-      if (hook) part.rows = gemvRows({ K, N: part.N, ...hook });
+      if (hook) part.rows = gemvRows({ K, N: part.N, q4: part.kind === "q4", ...hook });
       if (src[key]) return;
       const fmt = {
         q4: part.kind === "q4",

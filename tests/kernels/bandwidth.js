@@ -17,8 +17,11 @@ const READ = `@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
   if (bitcast<u32>(s.x + s.y + s.z + s.w) == 0x7fc00001u) { out[0] = s.x; }
 }`;
 
-/** Seconds per repetition (the slope) and the fixed seconds of one submit, best of 3 each. */
-async function slope(gpu, record) {
+/**
+ * Seconds per repetition (the slope) and the fixed seconds of one submit, best of 3 each.
+ * `record(rec, i)` records repetition i (bench/gemv.js times one dispatch this way).
+ */
+export async function slope(gpu, record) {
   const run = async (n) => {
     const rec = gpu.recorder();
     for (let i = 0; i < n; i++) record(rec, i);

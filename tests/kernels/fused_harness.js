@@ -13,6 +13,7 @@
 //     norm, table,                           norm weights [K]; RoPE table [ctx, headDim / 2, 2]
 //     yLen, yInit, kvInit,                   y [yLen] and both caches [ctx, kvHeads * headDim] start from these
 //     steps: [{w, yoff, bias, accumulate}]   the parts of one linear, side by side in y
+//     layout?                                gemv.js's GemvLayout instead of its default one
 //   }]
 // }
 // Each case is one submit of its steps, dispatched as llama.js does (ceil(N / gemvRows)
@@ -41,8 +42,9 @@ function hooks(c, step, W) {
   return { input: gluInput(c.d) };
 }
 
-const code = (c, step, W) =>
-  gemv({ K: W.K, N: W.N, yoff: step.yoff, bias: !!step.bias, accumulate: !!step.accumulate, ...format(W), ...hooks(c, step, W) });
+/** The step's shape as gemv() and gemvRows() take it. */
+const shape = (c, step, W) => ({ K: W.K, N: W.N, ...format(W), ...hooks(c, step, W), ...(c.layout ? { layout: c.layout } : {}) });
+const code = (c, step, W) => gemv({ ...shape(c, step, W), yoff: step.yoff, bias: !!step.bias, accumulate: !!step.accumulate });
 
 export async function runFused(payload) {
   const gpu = await Gpu.create({});
@@ -68,7 +70,7 @@ export async function runFused(payload) {
         bufs.push(b);
         own.push(b);
       }
-      rec.dispatch(pipe, gpu.bind(pipe, [...bufs, ...extra]), Math.ceil(W.N / gemvRows({ K: W.K, N: W.N, ...hooks(c, s, W) })));
+      rec.dispatch(pipe, gpu.bind(pipe, [...bufs, ...extra]), Math.ceil(W.N / gemvRows(shape(c, s, W))));
     }
     const read = async (buf, n) => Array.from(new Float32Array(await gpu.readback(gpu.recorder(), buf, n * 4)));
     rec.submit();

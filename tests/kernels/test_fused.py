@@ -82,6 +82,7 @@ class Case:
     pos: int = 0
     norm: np.ndarray | None = None
     table: np.ndarray | None = None
+    layout: dict[str, int] | None = None  # gemv.js's GemvLayout, else its default
 
     def __post_init__(self) -> None:
         self.y_init = f32s(self.y_len)
@@ -109,6 +110,8 @@ class Case:
             out["norm"] = b64(self.norm)
         if self.table is not None:
             out["table"] = b64(self.table)
+        if self.layout is not None:
+            out["layout"] = self.layout
         return out
 
     def expect(self) -> dict[str, np.ndarray]:
@@ -133,18 +136,25 @@ class Case:
         return {"y": np.concatenate([q, y0[HEADS * HD :]]), "kc": kc.reshape(-1), "vc": vc.reshape(-1)}
 
 
-def norm_case(fmt: str, rows: int = 40) -> Case:
+def layout_name(layout: dict[str, int] | None) -> str:
+    return "" if layout is None else "-rows{rows}x{perThread}u{unroll}".format(**layout)
+
+
+def norm_case(fmt: str, rows: int = 40, layout: dict[str, int] | None = None) -> Case:
     """rows >= 8192 takes the GEMV's wide-N layout: 32 rows a workgroup (gate_up, lm_head)."""
     x, g = f32s(D["hidden"]), (1.0 + 0.1 * f32s(D["hidden"])).astype(np.float32)
     parts = [(weight(fmt, rows, D["hidden"]), 0, f32s(rows))]
-    return Case(f"norm-{fmt}" + ("" if rows == 40 else f"-N{rows}"), "norm", parts, x, rows, norm=g)
+    name = f"norm-{fmt}" + ("" if rows == 40 else f"-N{rows}") + layout_name(layout)
+    return Case(name, "norm", parts, x, rows, norm=g, layout=layout)
 
 
-def glu_case(fmt: str, act: str, inter: int = D["inter"]) -> Case:
+def glu_case(fmt: str, act: str, inter: int = D["inter"], layout: dict[str, int] | None = None) -> Case:
     """inter >= 4096 (128 groups of 32) takes the GEMV's long-K layout: 2 rows a workgroup."""
     parts = [(weight(fmt, 40, inter), 0, None)]
-    name = f"glu-{act}-{fmt}" + ("" if inter == D["inter"] else f"-K{inter}")
-    return Case(name, "glu", parts, f32s(2 * inter), 40, True, {**D, "inter": inter, "act": act})
+    name = f"glu-{act}-{fmt}" + ("" if inter == D["inter"] else f"-K{inter}") + layout_name(layout)
+    return Case(
+        name, "glu", parts, f32s(2 * inter), 40, True, {**D, "inter": inter, "act": act}, layout=layout
+    )
 
 
 def merge_case(fmt: str) -> Case:
@@ -176,6 +186,17 @@ CASES = [norm_case(f) for f in FORMATS]
 CASES += [norm_case(f, 8192 + 40) for f in ("f32", "q4f32", "q4f16", "Q4_K", "Q6_K")]  # last one partial
 CASES += [glu_case(f, "silu") for f in FORMATS] + [glu_case(f, "gelu_tanh") for f in ("f32", "q4f16", "Q4_K")]
 CASES += [glu_case(f, "silu", 4096) for f in ("f32", "q4f32", "q4f16", "Q4_K", "Q6_K")]
+# Rows a thread sharing one input read, groups read ahead (even, and with a guard where the steps
+# overrun K's 128 groups), a partial last workgroup; other formats fall back to one row a thread.
+LAYOUTS = [
+    {"rows": 64, "perThread": 4, "unroll": 1},
+    {"rows": 16, "perThread": 4, "unroll": 2},
+    {"rows": 8, "perThread": 2, "unroll": 4},
+]
+CASES += [norm_case(f, 8192 + 40, lay) for f in ("q4f32", "q4f16") for lay in LAYOUTS] + [
+    norm_case("Q4_K", 8192 + 40, LAYOUTS[0])
+]
+CASES += [glu_case(f, "silu", 4096, lay) for f in ("q4f32", "q4f16") for lay in LAYOUTS]
 CASES += [merge_case(f) for f in FORMATS]
 CASES += [rope_case(f, [f], [0]) for f in FORMATS]
 CASES += [rope_case(f"interleaved-{f}", [f], [0], True) for f in ("f32", "q4f32", "Q8_0")]

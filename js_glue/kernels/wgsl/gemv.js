@@ -27,18 +27,32 @@ export const GEMV_WIDE_ROWS = 32;
 export const GEMV_WIDE_N = 8192;
 
 /**
- * Rows per workgroup (the dispatch is ceil(N / rows) workgroups). An output hook maps the
- * slots itself and assumes GEMV_ROWS. Otherwise 2 when K has 128 or more 32-input groups (the
- * long-K layout: enough workgroups for a short N); GEMV_WIDE_ROWS when N is wide, so that each
- * workgroup's fixed cost (an input hook's setup: the RMSNorm's sum of squares over x, redone by
- * every workgroup) is paid over more rows and the dispatch fits in fewer waves; else GEMV_ROWS.
- * @param {{K: number, N?: number, output?: GemvOutput | null}} shape
+ * @typedef {{rows: number, perThread: number, unroll: number}} GemvLayout
+ * rows: output rows a workgroup owns (the dispatch is ceil(N / rows) workgroups); perThread: rows
+ * each thread owns, which share one read (and one hook evaluation) of the input; unroll: groups of
+ * 32 inputs a lane reads before it uses them, so that several loads are in flight at once.
+ * @typedef {{K: number, N?: number, q4?: boolean, output?: GemvOutput | null, layout?: GemvLayout}} GemvShape
  */
-export function gemvRows({ K, N = 0, output = null }) {
-  if (output) return GEMV_ROWS;
-  if (K / 32 >= 128) return 2;
-  return N >= GEMV_WIDE_N ? GEMV_WIDE_ROWS : GEMV_ROWS;
+
+/**
+ * The layout of a GEMV (`shape.layout` overrides it: bench/gemv.py compares layouts). An output
+ * hook maps the slots itself and assumes GEMV_ROWS, one row a thread. Otherwise 2 rows when K
+ * has 128 or more 32-input groups (the long-K layout: enough workgroups for a short N);
+ * GEMV_WIDE_ROWS when N is wide, so that each workgroup's fixed cost (an input hook's setup:
+ * the RMSNorm's sum of squares over x, redone by every workgroup) is paid over more rows and the
+ * dispatch fits in fewer waves; else GEMV_ROWS. Only the q4 path shares input reads across rows.
+ * @param {GemvShape} shape
+ * @returns {GemvLayout}
+ */
+export function gemvLayout({ K, N = 0, q4 = false, output = null, layout }) {
+  if (layout) return q4 && !output && N % layout.perThread === 0 ? layout : { ...layout, perThread: 1 };
+  if (output) return { rows: GEMV_ROWS, perThread: 1, unroll: 1 };
+  if (K / 32 >= 128) return { rows: 2, perThread: 1, unroll: 1 };
+  return { rows: N >= GEMV_WIDE_N ? GEMV_WIDE_ROWS : GEMV_ROWS, perThread: 1, unroll: 1 };
 }
+
+/** Rows per workgroup: the dispatch of a GEMV of this shape is ceil(N / rows) workgroups. @param {GemvShape} shape */
+export const gemvRows = (shape) => gemvLayout(shape).rows;
 
 /**
  * @typedef {{decl: (first: number) => string, bindings: number, setup: string, x: (i: string) => string}} GemvInput
@@ -65,22 +79,23 @@ function plainOutput(yoff, accumulate, rows) {
   return /** @type {GemvOutput} */ ({
     decl: () => "",
     row: `wid.x * ${rows}u + lid.y`,
-    store: `y[${o}] = rowValue(lid.y, row)${accumulate ? ` + y[${o}]` : ""};`,
+    store: `y[${o}] = rowValue(j, row)${accumulate ? ` + y[${o}]` : ""};`,
   });
 }
 
 /**
  * @param {{K: number, N: number, q4?: boolean, ggml?: number, f16?: boolean, f16w?: boolean, bias?: boolean,
- *   accumulate?: boolean, yoff?: number, input?: GemvInput, output?: GemvOutput | null}} shape
+ *   accumulate?: boolean, yoff?: number, input?: GemvInput, output?: GemvOutput | null, layout?: GemvLayout}} shape
  */
-export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, accumulate = false, yoff = 0, input = PLAIN_INPUT, output = null }) {
+export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, accumulate = false, yoff = 0, input = PLAIN_INPUT, output = null, layout }) {
   const K4 = K / 4;
   const G = K / 32;
   const isGgml = ggml !== undefined && ggml !== null;
-  const ROWS = gemvRows({ K, N, output });
-  const LANES = GEMV_THREADS / ROWS;
+  const { rows: ROWS, perThread: R, unroll: U } = gemvLayout({ K, N, q4: !!q4, output, layout });
+  const LANES = (GEMV_THREADS * R) / ROWS; // threads (lanes) of one row; ROWS / R threads down
   const out = output ?? plainOutput(yoff, accumulate, ROWS);
   const X = input.x;
+  const rs = Array.from({ length: R }, (_, r) => r);
   const weights = q4
     ? `@group(0) @binding(2) var<storage, read> qw: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> qs: array<${f16 ? "f16" : "f32"}>;`
@@ -90,20 +105,44 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
   const yBinding = q4 ? 4 : 3;
   const free = yBinding + (bias ? 2 : 1); // the hooks' bindings start here
   const biasDecl = bias ? `@group(0) @binding(${yBinding + 1}) var<storage, read> b: array<f32>;` : "";
+  // One q4 group g of this thread's rows: its 8 input vec4s read once, then each row's 4 words.
+  const q4Group = (g) => `{
+        let g = ${g};
+        ${Array.from({ length: 8 }, (_, c) => `let x${c} = ${X(`g * 8u + ${c}u`)};`).join(" ")}
+        ${rs.map((r) => `{
+          let at = (row + ${r}u) * ${G}u + g;
+          let wq = qw[at];
+          acc${r} += (${[0, 1, 2, 3].map((c) => `dot(x${2 * c}, vec4<f32>((vec4<u32>(wq[${c}]) >> SHL) & M4) - 7.0)
+            + dot(x${2 * c + 1}, vec4<f32>((vec4<u32>(wq[${c}]) >> SHH) & M4) - 7.0)`).join("\n            + ")}) * f32(qs[at]);
+        }`).join("\n        ")}
+      }`;
+  // U groups a step (LANES apart); a guard only where the steps do not divide G evenly.
+  const even = G % (LANES * U) === 0;
   const partial = q4
-    ? `for (var g = lane; g < ${G}u; g += ${LANES}u) {
-      let wq = qw[row * ${G}u + g];
-      var d = 0.0;
-      ${[0, 1, 2, 3].map((c) => `d += dot(${X(`g * 8u + ${2 * c}u`)}, vec4<f32>((vec4<u32>(wq[${c}]) >> SHL) & M4) - 7.0)
-        + dot(${X(`g * 8u + ${2 * c + 1}u`)}, vec4<f32>((vec4<u32>(wq[${c}]) >> SHH) & M4) - 7.0);`).join("\n      ")}
-      acc += d * f32(qs[row * ${G}u + g]);
+    ? `for (var g0 = lane; g0 < ${G}u; g0 += ${LANES * U}u) {
+      ${Array.from({ length: U }, (_, u) => (u === 0 || even ? q4Group(`g0 + ${u * LANES}u`) : `if (g0 + ${u * LANES}u < ${G}u) ${q4Group(`g0 + ${u * LANES}u`)}`)).join("\n      ")}
     }`
     : isGgml
       ? `for (var g = lane; g < ${G}u; g += ${LANES}u) {
       let w = dq32(row, g);
-      acc += ${Array.from({ length: 8 }, (_, c) => `dot(${X(`g * 8u + ${c}u`)}, w[${c}])`).join(" + ")};
+      acc0 += ${Array.from({ length: 8 }, (_, c) => `dot(${X(`g * 8u + ${c}u`)}, w[${c}])`).join(" + ")};
     }`
-      : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc += dot(${X("k")}, vec4<f32>(w[row * ${K4}u + k])); }`;
+      : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc0 += dot(${X("k")}, vec4<f32>(w[row * ${K4}u + k])); }`;
+  // Thread (lane, y) owns slots y * R .. y * R + R - 1 of its workgroup; with R = 1, `out.row`
+  // maps slot y to its row (output hooks), else slot j is row wid.x * ROWS + j.
+  const first = R === 1 ? out.row : `wid.x * ${ROWS}u + lid.y * ${R}u`;
+  const store = R === 1
+    ? `if (lane == 0u && row < ${N}u) {
+    let j = lid.y;
+    ${out.store}
+  }`
+    : `if (lane == 0u) {
+    for (var r = 0u; r < ${R}u; r++) {
+      let j = lid.y * ${R}u + r;
+      let row = wid.x * ${ROWS}u + j;
+      if (row < ${N}u) { ${out.store} }
+    }
+  }`;
   return `${f16 || f16w ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 ${input.decl(free)}
@@ -115,29 +154,27 @@ const SHL = vec4<u32>(0u, 4u, 8u, 12u);
 const SHH = vec4<u32>(16u, 20u, 24u, 28u);
 const M4 = vec4<u32>(15u);
 const THREADS = ${GEMV_THREADS}u;
-var<workgroup> part: array<f32, ${GEMV_THREADS}>;
+var<workgroup> part: array<f32, ${ROWS * LANES}>;
 // The reduced sum of local row j (valid after the reduction), plus the bias of row.
 fn rowValue(j: u32, row: u32) -> f32 { return part[j * ${LANES}u]${bias ? " + b[row]" : ""}; }
-@compute @workgroup_size(${LANES}, ${ROWS}) fn main(@builtin(workgroup_id) wid: vec3<u32>,
+@compute @workgroup_size(${LANES}, ${ROWS / R}) fn main(@builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>) {
   if (fwd.n == 0u) { return; } // uniform: also keeps the shared Fwd binding in the layout
   let lane = lid.x;
   let tid = lid.y * ${LANES}u + lane;
   ${input.setup}
-  let row = ${out.row};
-  var acc = 0.0;
+  let row = ${first};
+  ${rs.map((r) => `var acc${r} = 0.0;`).join(" ")}
   if (row < ${N}u) {
     ${partial}
   }
-  let slot = lid.y * ${LANES}u;
-  part[slot + lane] = acc;
+  let slot = lid.y * ${R * LANES}u;
+  ${rs.map((r) => `part[slot + ${r * LANES}u + lane] = acc${r};`).join(" ")}
   workgroupBarrier();
   for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
-    if (lane < s) { part[slot + lane] += part[slot + lane + s]; }
+    if (lane < s) { ${rs.map((r) => `part[slot + ${r * LANES}u + lane] += part[slot + ${r * LANES}u + lane + s];`).join(" ")} }
     workgroupBarrier();
   }
-  if (lane == 0u && row < ${N}u) {
-    ${out.store}
-  }
+  ${store}
 }`;
 }

@@ -1,0 +1,80 @@
+// Deno entry of bench/gemv.py: one decode GEMV (wgsl/gemv.js, q4 weights with f32 scales, random
+// values) timed in several workgroup layouts, as the slope between k and 5k dispatches in one
+// submit (tests/kernels/bandwidth.js `slope`: the submit and its sync wait cancel). Each layout's
+// output is checked against the first layout's before it is timed. An empty one-workgroup
+// dispatch, timed the same way, is the floor a dispatch costs in a pass. Also the read meter.
+// `deno run --allow-read bench/gemv.js spec.json`; spec = {shapes: [{name, K, N, hook, layouts}]}.
+import { Gpu } from "../js_glue/kernels/gpu.js";
+import { gemv, gemvLayout } from "../js_glue/kernels/wgsl/gemv.js";
+import { normInput } from "../js_glue/kernels/wgsl/gemv_norm.js";
+import { gluInput } from "../js_glue/kernels/wgsl/gemv_glu.js";
+import { PLAIN_INPUT } from "../js_glue/kernels/wgsl/gemv.js";
+import { memoryBandwidth, slope } from "../tests/kernels/bandwidth.js";
+
+const EMPTY = `@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+  if (lid.x == 999u) { y[0] = 1.0; }
+}`;
+
+/** @param {number} n @param {number} seed @param {(r: number) => number} f */
+function fill(n, seed, f) {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = f(s / 2 ** 32);
+  }
+  return out;
+}
+
+/** @param {Gpu} gpu @param {GPUBuffer} buf @param {number} n */
+async function read(gpu, buf, n) {
+  return new Float32Array(await gpu.readback(gpu.recorder(), buf, n * 4));
+}
+
+const spec = JSON.parse(await Deno.readTextFile(Deno.args[0]));
+const gpu = await Gpu.create({});
+const empty = await gpu.pipeline(EMPTY);
+const scratch = gpu.storage(1024, "scratch");
+const emptyBind = gpu.bind(empty, [scratch]);
+const floor = await slope(gpu, (rec) => rec.dispatch(empty, emptyBind, 1));
+const results = [];
+for (const shape of spec.shapes) {
+  const { K, N, hook } = shape;
+  const G = K / 32;
+  const qw = new Uint32Array(fill(N * K / 8, 7, (r) => r * 2 ** 32).map((v) => v >>> 0));
+  const qs = fill(N * G, 11, (r) => (r - 0.5) * 0.02);
+  const fwd = gpu.uniform(new Uint32Array([0, 1, 0, 0]), "fwd");
+  const inLen = hook === "glu" ? 2 * K : K;
+  const x = gpu.storage(fill(inLen, 13, (r) => r - 0.5), "x");
+  const W = [gpu.storage(qw, "qw"), gpu.storage(qs, "qs")];
+  const y = gpu.storage(N * 4, "y");
+  const input = hook === "norm" ? normInput({ hidden: K, eps: 1e-5 }) : hook === "glu" ? gluInput({ inter: K, act: "silu" }) : PLAIN_INPUT;
+  const extra = hook === "norm" ? [gpu.storage(fill(K, 17, (r) => 0.5 + r), "nw")] : [];
+  const bytes = N * K / 2 + N * G * 4;
+  const rows = [];
+  let ref = null;
+  const layouts = [null, ...shape.layouts];
+  for (const layout of layouts) {
+    const lay = gemvLayout({ K, N, q4: true, ...(layout ? { layout } : {}) });
+    const pipe = await gpu.pipeline(gemv({ K, N, q4: true, input, ...(layout ? { layout: lay } : {}) }));
+    const bind = gpu.bind(pipe, [fwd, x, ...W, y, ...extra]);
+    const groups = Math.ceil(N / lay.rows);
+    const once = gpu.recorder();
+    once.dispatch(pipe, bind, groups);
+    once.submit();
+    const got = await read(gpu, y, N);
+    let err = 0;
+    if (ref === null) ref = got;
+    else for (let i = 0; i < N; i++) err = Math.max(err, Math.abs(got[i] - ref[i]) / (1e-3 + Math.abs(ref[i])));
+    const t = await slope(gpu, (rec) => rec.dispatch(pipe, bind, groups));
+    rows.push({ layout: lay, default: layout === null, workgroups: groups, us: t.per * 1e6, GBps: bytes / t.per / 1e9, maxRelErr: err });
+  }
+  results.push({ ...shape, layouts: undefined, weightBytes: bytes, rows });
+  for (const b of [fwd, x, ...W, y, ...extra]) b.destroy();
+}
+gpu.check();
+const info = gpu.info;
+gpu.device.destroy();
+const meter = spec.meter ? await memoryBandwidth(256) : null;
+await Deno.stdout.write(new TextEncoder().encode(JSON.stringify({ device: info, floorUs: floor.per * 1e6, meter, results }) + "\n"));
