@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{result['device']}: empty dispatch {result['floorUs']:.2f} us; read meter {read:.0f} GB/s")
     for shape in result["results"]:
         rows = sorted(shape["rows"], key=lambda r: r["us"])
-        base = next(r for r in shape["rows"] if r["default"])
+        base = next(r for r in shape["rows"] if r["default"] is True)
         where = f"{shape['name']} K={shape['K']} N={shape['N']}"
         print(f"{where}: default {base['us']:.1f} us {base['GBps']:.0f} GB/s")
         for r in rows[:4]:

@@ -1,9 +1,10 @@
 // Decode GEMV for real GPUs: y[n] (+)= sum_k x[k] * W[n, k] (+ bias[n]) for one token.
-// A workgroup of 256 threads owns ROWS output rows (8; 2 when K is long, 32 when N is wide:
-// gemvRows); the 256 / ROWS lanes of a row split K (one 32-input group per lane per step, so a
-// row's weights are read as contiguous runs) and add their partial sums in workgroup memory.
-// Long-K, short-N GEMVs (down) get more lanes a row so that they still make enough workgroups to
-// fill a GPU; wide ones (gate_up, lm_head) more rows, so a workgroup's setup serves more rows.
+// A workgroup of 256 threads owns ROWS output rows (gemvLayout); each thread owns R of them
+// (4 for q4 weights, so that one read of the input and of its hook serves 4 rows; else 1) and
+// the lanes of a row split K (one 32-input group per lane per step, so a row's weights are read as
+// contiguous runs) and add their partial sums in workgroup memory. Long-K, short-N GEMVs (down) get
+// more lanes a row so that they still make enough workgroups to fill a GPU; wide ones (gate_up,
+// lm_head) more rows, so a workgroup's setup serves more rows.
 // Many workgroups in flight keep the memory bus busy, which the one-thread-per-row tiles of
 // matmul.js cannot do on a GPU. The 4 words of a q4 group are unrolled with constant indices:
 // a vector indexed by a loop counter is spilled to local memory by some GPU compilers. The CPU
@@ -25,6 +26,8 @@ export const GEMV_THREADS = 256;
 /** Rows a workgroup of a short-K GEMV with at least GEMV_WIDE_N rows (gate_up, lm_head). */
 export const GEMV_WIDE_ROWS = 32;
 export const GEMV_WIDE_N = 8192;
+/** Rows a thread of a q4 GEMV owns, sharing one read of the input. */
+export const GEMV_PER_THREAD = 4;
 
 /**
  * @typedef {{rows: number, perThread: number, unroll: number}} GemvLayout
@@ -36,19 +39,29 @@ export const GEMV_WIDE_N = 8192;
 
 /**
  * The layout of a GEMV (`shape.layout` overrides it: bench/gemv.py compares layouts). An output
- * hook maps the slots itself and assumes GEMV_ROWS, one row a thread. Otherwise 2 rows when K
- * has 128 or more 32-input groups (the long-K layout: enough workgroups for a short N);
- * GEMV_WIDE_ROWS when N is wide, so that each workgroup's fixed cost (an input hook's setup:
- * the RMSNorm's sum of squares over x, redone by every workgroup) is paid over more rows and the
- * dispatch fits in fewer waves; else GEMV_ROWS. Only the q4 path shares input reads across rows.
+ * hook maps the slots itself and assumes GEMV_ROWS, one row a thread. The q4 path gives each
+ * thread 4 rows that share one read of the input (and one evaluation of its hook: the RMSNorm or
+ * SwiGLU of every input), which bench/gemv.py measured 1.4-3.2x faster on an H200 for gate_up,
+ * down and lm_head: 8 rows a workgroup (128 lanes a row) when K has 128 or more 32-input groups
+ * (down), 64 (16 lanes a row) when N is wide (gate_up, lm_head), 16 when K has 64 groups or more
+ * (a 2048-wide o_proj), else one row a thread as below. Other formats: 2 rows when K is long (the
+ * long-K layout: enough workgroups for a short N); GEMV_WIDE_ROWS when N is wide, so that each
+ * workgroup's fixed cost (an input hook's setup: the RMSNorm's sum of squares over x, redone by
+ * every workgroup) is paid over more rows and the dispatch fits in fewer waves; else GEMV_ROWS.
  * @param {GemvShape} shape
  * @returns {GemvLayout}
  */
 export function gemvLayout({ K, N = 0, q4 = false, output = null, layout }) {
-  if (layout) return q4 && !output && N % layout.perThread === 0 ? layout : { ...layout, perThread: 1 };
-  if (output) return { rows: GEMV_ROWS, perThread: 1, unroll: 1 };
-  if (K / 32 >= 128) return { rows: 2, perThread: 1, unroll: 1 };
-  return { rows: N >= GEMV_WIDE_N ? GEMV_WIDE_ROWS : GEMV_ROWS, perThread: 1, unroll: 1 };
+  const one = (/** @type {number} */ rows) => ({ rows, perThread: 1, unroll: 1 });
+  const shared = q4 && !output && N % GEMV_PER_THREAD === 0;
+  if (layout) return shared ? layout : { ...layout, perThread: 1 };
+  const G = K / 32;
+  if (output) return one(GEMV_ROWS);
+  if (shared && G >= 128) return { rows: 8, perThread: GEMV_PER_THREAD, unroll: 1 };
+  if (shared && N >= GEMV_WIDE_N) return { rows: 64, perThread: GEMV_PER_THREAD, unroll: 1 };
+  if (shared && G >= 64) return { rows: 16, perThread: GEMV_PER_THREAD, unroll: 1 };
+  if (G >= 128) return one(2);
+  return one(N >= GEMV_WIDE_N ? GEMV_WIDE_ROWS : GEMV_ROWS);
 }
 
 /** Rows per workgroup: the dispatch of a GEMV of this shape is ceil(N / rows) workgroups. @param {GemvShape} shape */
