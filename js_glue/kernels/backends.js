@@ -16,11 +16,37 @@ export { siteOptions } from "./site_options.js";
 
 const BACKENDS = ["wgsl", "mlc", "wasm"];
 
+/** @typedef {import("./loader.js").ModelRecord} ModelRecord */
+/** @typedef {import("./loader.js").Progress} Progress */
+/**
+ * One backend's kernel ABI (docs/CONTRACTS.md): the calls this file makes by name, and the
+ * per-handle ones it routes (ROUTED).
+ * @typedef {{
+ *   load(record: ModelRecord, progress: Progress): Promise<{handle: number, config: import("./loader.js").ChatConfig}>,
+ *   unload(handle: number): Promise<unknown>,
+ *   deviceInfo(): Promise<unknown>,
+ *   [method: string]: unknown,
+ * }} Backend
+ */
+/**
+ * createKernels's options: every backend's, plus `backend` (a name, checked by backendChoice)
+ * and `backends` (unit tests of this layer only).
+ * @typedef {import("./index.js").WgslOptions & import("./wasm.js").WasmOptions
+ *   & NonNullable<Parameters<typeof createMlcKernels>[0]>
+ *   & {backend?: string, backends?: Record<string, Backend>}} KernelOptions
+ */
+/**
+ * What probeGpu found: whether WebGPU here has a hardware adapter (and why not), and whether
+ * this context can start workers (`workerless` names it where it cannot).
+ * @typedef {{hardware: boolean, reason: string, workers?: boolean, workerless?: string | null}} GpuProbe
+ */
+
 /**
  * The backend for `record` and why: the user's `options.backend` forces one for every model;
  * else the record's own `backend`; else `mlc` when the record names a `model_lib`; else, for a
  * GGUF, `wasm` when `gpu` (`probeGpu`) found no WebGPU adapter or only a fallback or software
  * one (llama.cpp on the CPU is faster than our kernels on a CPU's WebGPU); else `wgsl`.
+ * @param {ModelRecord} record @param {KernelOptions} [options] @param {GpuProbe} [gpu]
  * @returns {{name: string, reason: string}}
  */
 export function backendChoice(record, options = {}, gpu = { hardware: true, reason: "" }) {
@@ -47,6 +73,7 @@ const WGSL_REFUSALS = ["UnsupportedArchitectureError", "UnsupportedWeightFormatE
  * our WebGPU kernels where llama.cpp cannot start here (a CSP without `worker-src blob:` stops
  * its worker); llama.cpp where our kernels do not run the file and this context can start its
  * worker; else null (the error stands).
+ * @param {string} name @param {Error} e @param {GpuProbe | undefined} gpu
  */
 function fallbackFor(name, e, gpu) {
   if (name === "wasm" && e?.name === "ModelLoadError") return "wgsl";
@@ -54,11 +81,15 @@ function fallbackFor(name, e, gpu) {
   return null;
 }
 
-/** The backend's name alone (backendChoice with a hardware GPU). */
+/**
+ * The backend's name alone (backendChoice with a hardware GPU).
+ * @param {ModelRecord} record @param {KernelOptions} [options]
+ */
 export function chooseBackend(record, options = {}) {
   return backendChoice(record, options).name;
 }
 
+/** @type {Promise<GpuProbe> | null} */
 let probed = null;
 
 /**
@@ -95,18 +126,24 @@ const ROUTED = [
  * options: everything index.js, mlc.js and wasm.js take, plus `backend` ("wgsl" | "mlc" | "wasm":
  * force one for every model). `options.backends` replaces the backends (unit tests of this layer
  * only).
+ * @param {KernelOptions} [options]
  */
 export async function createKernels(options = {}) {
+  /** @type {Record<string, Promise<Backend>>} */
   const made = {};
+  /** @type {Record<string, () => Backend | Promise<Backend>>} */
   const make = {
     wgsl: () => createWgslKernels(options),
     mlc: () => createMlcKernels(options),
     wasm: () => createWasmKernels(options),
   };
+  /** @param {string} name */
   const backend = (name) => (made[name] ??= Promise.resolve(options.backends ? options.backends[name] : make[name]()));
+  /** @type {Map<number, {name: string, kernels: Backend, handle: number}>} */
   const handles = new Map();
   let nextHandle = 1;
 
+  /** @param {number} handle */
   const route = (handle) => {
     const h = handles.get(handle);
     if (!h) throw namedError("ModelNotLoadedError", `no model is loaded under handle ${handle}`, { handle });
@@ -117,12 +154,13 @@ export async function createKernels(options = {}) {
     backend: "auto",
     ...createRemote(),
 
-    /** @param {(fraction: number, text: string) => void} [progress] */
+    /** @param {ModelRecord} record @param {Progress} [progress] */
     async load(record, progress = () => {}) {
       const asks = !options.backend && !record.backend && !record.model_lib && isGgufRecord(record);
       const gpu = asks && !options.backends ? await probeGpu() : undefined;
       let { name, reason } = backendChoice(record, options, gpu);
       // The last report ("Finish loading on …") says which backend and why.
+      /** @type {Progress} */
       const report = (f, text) => progress(f, f >= 1 ? `${text} [backend ${name}: ${reason}]` : text);
       let kernels = await backend(name);
       let loaded;
@@ -142,7 +180,7 @@ export async function createKernels(options = {}) {
       return { handle: outer, config: { ...config, backend: name, backend_reason: reason }, backend: name };
     },
 
-    /** Resolves to the backend's own answer (the mlc backend's: what tvmjs still held). */
+    /** Resolves to the backend's own answer (the mlc backend's: what tvmjs still held). @param {number} handle */
     async unload(handle) {
       const h = handles.get(handle);
       if (!h) return null;
@@ -156,7 +194,7 @@ export async function createKernels(options = {}) {
     },
   };
   for (const method of ROUTED) {
-    api[method] = async (handle, ...args) => {
+    /** @type {Record<string, unknown>} */ (api)[method] = async (/** @type {number} */ handle, /** @type {unknown[]} */ ...args) => {
       const h = route(handle);
       if (typeof h.kernels[method] !== "function") {
         throw namedError("ModelLoadError", `the ${h.name} backend has no ${method}`, { backend: h.name });

@@ -32,6 +32,11 @@ export function withSpecials(ids, cls, sep, maxLen) {
 
 const TM = 4;
 
+/** @typedef {import("./loader.js").Tensor} Tensor */
+/** @typedef {import("./loader.js").ChatConfig} ChatConfig */
+/** @typedef {import("../proxy.d.ts").ChatOptions} ChatOptions */
+
+/** @param {Tensor} t */
 function f32(t) {
   if (t.dtype !== "float32") throw namedError("ModelLoadError", `BERT weights must be float32, got ${t.dtype}`);
   return new Float32Array(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength / 4);
@@ -43,12 +48,20 @@ export class BertModel extends Program {
   /** @type {Record<string, GPUBuffer>[]} per encoder layer, its weights */
   layers;
 
+  /**
+   * @param {import("./gpu.js").Gpu} gpu @param {ChatConfig} config @param {Map<string, Tensor>} tensors
+   * @param {ChatOptions} overrides the record's @param {import("./loader.js").Progress} progress
+   */
   static async create(gpu, config, tensors, overrides, progress) {
     const m = new BertModel(gpu, config, tensors, overrides);
     await m.#compile(progress);
     return m;
   }
 
+  /**
+   * @param {import("./gpu.js").Gpu} gpu @param {ChatConfig} config @param {Map<string, Tensor>} tensors
+   * @param {ChatOptions} overrides
+   */
   constructor(gpu, config, tensors, overrides) {
     super(gpu);
     const mc = { ...(config.model_config || config), ...overrides };
@@ -73,13 +86,17 @@ export class BertModel extends Program {
     this.#allocate();
   }
 
+  /** @param {Map<string, Tensor>} tensors */
   #upload(tensors) {
+    /** @param {string} name */
     const get = (name) => {
       const t = tensors.get(name);
       if (!t) throw namedError("ModelLoadError", `missing BERT tensor ${name}`);
       return f32(t);
     };
+    /** @param {Float32Array} data @param {string} [label] */
     const buf = (data, label) => this.own("storage", data, label);
+    /** @param {Float32Array[]} parts */
     const cat = (parts) => {
       const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
       let o = 0;
@@ -120,6 +137,7 @@ export class BertModel extends Program {
 
   #allocate() {
     const { hidden, inter, maxLen } = this.d;
+    /** @param {number} bytes @param {string} label */
     const s = (bytes, label) => this.own("storage", bytes, label);
     this.fwd = this.own("uniform", 16, "fwd");
     this.ids = s(maxLen * 4, "ids");
@@ -132,8 +150,10 @@ export class BertModel extends Program {
     this.pooled = s(hidden * 4, "pooled");
   }
 
+  /** @param {import("./loader.js").Progress} progress */
   async #compile(progress) {
     const d = this.d;
+    /** @param {number} K @param {number} N @param {{accumulate?: boolean}} [extra] */
     const lin = (K, N, extra = {}) => matmul({ K, N, TM, TN: N % 4 === 0 ? 4 : 1, q4: false, bias: true, ...extra });
     await this.compile(
       {
@@ -152,11 +172,16 @@ export class BertModel extends Program {
     );
   }
 
+  /**
+   * `output` (n rows of N) = `input` x W + B, or += for an `accumulate` pipeline.
+   * @param {import("./gpu.js").Recorder} rec @param {string} name @param {GPUBuffer} W @param {GPUBuffer} B
+   * @param {GPUBuffer} input @param {GPUBuffer} output @param {number} N @param {number} n
+   */
   #linear(rec, name, W, B, input, output, N, n) {
     this.run(rec, name, [this.fwd, input, W, output, B], Math.ceil(N / (N % 4 === 0 ? 4 : 1) / MATMUL_WG), Math.ceil(n / TM));
   }
 
-  /** Mean-pooled, L2-normalised vector of one id list. */
+  /** Mean-pooled, L2-normalised vector of one id list. @param {number[]} ids */
   async #embedOne(ids) {
     const d = this.d;
     const seq = Uint32Array.from(withSpecials(ids, this.d.cls, this.d.sep, this.d.maxLen));
@@ -187,7 +212,7 @@ export class BertModel extends Program {
     return v.map((x) => x / norm);
   }
 
-  /** The kernel ABI's embed: one vector per id list. */
+  /** The kernel ABI's embed: one vector per id list. @param {ArrayLike<number>[]} batch */
   async embed(batch) {
     if (!batch.length) throw namedError("EmbeddingInputEmptyError", "embed needs a non-empty batch");
     const t0 = performance.now();

@@ -12,7 +12,21 @@ import { fetchFile, openStore } from "./loader.js";
 import { tokenizerJsonFromGguf } from "./gguf_tokenizer.js";
 import { GGML_BLOCKS, ggmlBlock } from "./wgsl/ggml.js";
 
-/** Architectures the wgsl decoder runs, and how each one's rotary embedding pairs dimensions. */
+/**
+ * GGUF metadata, key -> value: whatever GGUF type the file gives each key (dynamic, as JSON is).
+ * @typedef {Record<string, any>} GgufMeta
+ */
+/**
+ * One tensor of a GGUF: its ggml type, shape outer first, and bytes (a view into the file), or
+ * null for a type the kernels do not read.
+ * @typedef {{type: number, shape: number[], bytes: Uint8Array | null}} GgufTensor
+ */
+/** @typedef {import("./loader.js").ModelRecord} ModelRecord */
+
+/**
+ * Architectures the wgsl decoder runs, and how each one's rotary embedding pairs dimensions.
+ * @type {Record<string, {ropeInterleaved: boolean}>}
+ */
 const ARCHITECTURES = {
   llama: { ropeInterleaved: true }, // llama.cpp's converter permuted q/k rows for ggml's adjacent-pair RoPE
   qwen2: { ropeInterleaved: false }, // NEOX RoPE (HF rotate_half), rows as in the HF checkpoint
@@ -20,6 +34,7 @@ const ARCHITECTURES = {
 
 /** Reads GGUF scalars and strings from a DataView, advancing `pos`. */
 class Reader {
+  /** @param {Uint8Array} bytes */
   constructor(bytes) {
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -44,10 +59,11 @@ class Reader {
     this.pos += n;
     return s;
   }
-  /** One metadata value of GGUF type `t` (arrays recursively). */
+  /** One metadata value of GGUF type `t` (arrays recursively). @param {number} t @returns {unknown} */
   value(t) {
     const v = this.view;
     const at = this.pos;
+    /** @param {number} n @param {number | boolean} x */
     const step = (n, x) => ((this.pos += n), x);
     switch (t) {
       case 0: return step(1, v.getUint8(at));
@@ -74,12 +90,14 @@ class Reader {
   }
 }
 
+/** @param {string} why */
 const malformed = (why) => namedError("ModelLoadError", `not a readable GGUF file: ${why}`, { format: "gguf" });
 
 /**
  * Parse a whole GGUF file. Returns {version, meta: {key: value}, tensors: Map(name ->
  * {type, shape: [rows, cols] outer first, bytes: a view into `bytes`, or null for a type
  * the kernels do not read})}.
+ * @param {Uint8Array} bytes
  */
 export function parseGguf(bytes) {
   const r = new Reader(bytes);
@@ -103,9 +121,10 @@ export function parseGguf(bytes) {
     }
     const align = Number(meta["general.alignment"] ?? 32);
     const dataStart = Math.ceil(r.pos / align) * align;
+    /** @type {Map<string, GgufTensor>} */
     const tensors = new Map();
     for (const t of infos) {
-      const known = GGML_BLOCKS[t.type];
+      const known = /** @type {Record<number, {inputs: number, bytes: number} | undefined>} */ (GGML_BLOCKS)[t.type];
       const elems = t.dims.reduce((a, b) => a * b, 1);
       const nbytes = known ? (elems / known.inputs) * known.bytes : 0;
       const start = dataStart + t.offset;
@@ -126,15 +145,17 @@ export function parseGguf(bytes) {
 /** Token-ids that end a turn: EOS/EOT/EOM, and control tokens llama.cpp also treats as end-of-generation. */
 const EOG_TEXTS = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "<|end_of_text|>"];
 
+/** @param {GgufMeta} meta */
 function stopTokenIds(meta) {
   const tokens = meta["tokenizer.ggml.tokens"] || [];
   const types = meta["tokenizer.ggml.token_type"] || [];
+  /** @type {Set<number>} */
   const ids = new Set();
   for (const k of ["eos", "eot", "eom"]) {
     const id = meta[`tokenizer.ggml.${k}_token_id`];
     if (id !== undefined) ids.add(Number(id));
   }
-  tokens.forEach((t, i) => {
+  tokens.forEach(/** @param {string} t @param {number} i */ (t, i) => {
     if (types[i] === 3 && EOG_TEXTS.includes(t)) ids.add(i);
   });
   return [...ids].sort((a, b) => a - b);
@@ -144,10 +165,12 @@ function stopTokenIds(meta) {
  * What any backend's config of a GGUF says, whatever its architecture: vocabulary size, context
  * length, the Jinja `chat_template`, BOS/EOS strings and ids, the end-of-turn token ids, and for
  * a WordPiece (BERT) vocabulary its [CLS]/[SEP] ids (llama.cpp's BOS is the [CLS]).
+ * @param {GgufMeta} meta
  */
 export function ggufBasics(meta) {
   const arch = meta["general.architecture"];
   const tokens = meta["tokenizer.ggml.tokens"] || [];
+  /** @param {string} k */
   const id = (k) => (meta[`tokenizer.ggml.${k}_token_id`] === undefined ? null : Number(meta[`tokenizer.ggml.${k}_token_id`]));
   const ctx = Number(meta[`${arch}.context_length`] ?? 2048);
   const [bos, eos] = [id("bos"), id("eos")];
@@ -173,6 +196,7 @@ export function ggufBasics(meta) {
  * The mlc-chat-config-shaped config of a GGUF decoder for our kernels: ggufBasics plus the
  * model_config the wgsl decoder reads. Throws a named error for an architecture or a tensor
  * type the wgsl kernels do not run.
+ * @param {{meta: GgufMeta, tensors: Map<string, GgufTensor>}} gguf
  */
 export function ggufConfig(gguf) {
   const { meta, tensors } = gguf;
@@ -186,6 +210,7 @@ export function ggufConfig(gguf) {
   }
   for (const [name, t] of tensors) ggmlBlock(t.type, name);
   const basics = ggufBasics(meta);
+  /** @param {string} k @param {number} [d] */
   const m = (k, d) => meta[`${arch}.${k}`] ?? d;
   const hidden = Number(m("embedding_length"));
   const heads = Number(m("attention.head_count"));
@@ -209,13 +234,15 @@ export function ggufConfig(gguf) {
 
 const MB = 1024 * 1024;
 
-/** A record whose `model` names a .gguf file (rather than an MLC model directory). */
+/** A record whose `model` names a .gguf file (rather than an MLC model directory). @param {{model: unknown}} record */
 export const isGgufRecord = (record) => /\.gguf([?#].*)?$/i.test(String(record.model));
 
 /**
  * Fetch a record whose `model` is a .gguf URL: one file, with progress, cached and
  * sha256-checked like a shard (pin: `sha256[<file name>]`), and parsed. Returns
  * {bytes, meta, tensors: Map(GGUF name -> {type, shape, bytes})}.
+ * @param {ModelRecord} record @param {import("./loader.js").Progress} progress
+ * @param {import("./loader.js").LoadOptions} [options]
  */
 export async function fetchGguf(record, progress, options = {}) {
   const url = new URL(String(record.model), options.baseURL || (globalThis.location ? location.href : undefined));
@@ -226,6 +253,7 @@ export async function fetchGguf(record, progress, options = {}) {
     store: openStore(record.cache || options.cache || "cache"),
   };
   const t0 = performance.now();
+  /** @param {boolean} fromCache @param {number} got @param {number} total */
   const report = (fromCache, got, total) => {
     const secs = Math.round((performance.now() - t0) / 1000);
     const of = total ? ` ${Math.floor((got / total) * 100)}% completed,` : "";
@@ -242,12 +270,17 @@ export async function fetchGguf(record, progress, options = {}) {
   return { bytes, ...parseGguf(bytes) };
 }
 
-/** A GGUF's tokenizer.json, built from its `tokenizer.ggml.*` metadata: {name, bytes}. */
+/**
+ * A GGUF's tokenizer.json, built from its `tokenizer.ggml.*` metadata: {name, bytes}.
+ * @param {GgufMeta} meta @returns {import("./loader.js").TokenizerFile}
+ */
 export const ggufTokenizerFile = (meta) => ({ name: "tokenizer.json", bytes: new TextEncoder().encode(tokenizerJsonFromGguf(meta)) });
 
 /**
  * A GGUF record for our kernels: fetchGguf, then the wgsl config (refusing what they do not
  * run) and the tokenizer. Returns what loadArtifacts returns: {config, tensors, tokenizer}.
+ * @param {ModelRecord} record @param {import("./loader.js").Progress} progress
+ * @param {import("./loader.js").LoadOptions} [options]
  */
 export async function loadGguf(record, progress, options = {}) {
   const gguf = await fetchGguf(record, progress, options);

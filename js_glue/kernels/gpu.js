@@ -10,6 +10,7 @@ const MAP_READ = 0x1 | 0x8; // MAP_READ | COPY_DST
 
 /** One device shared by every model a shim loads. */
 export class Gpu {
+  /** @param {GPUAdapter} adapter @param {GPUDevice} device @param {string} info its name, for progress texts */
   constructor(adapter, device, info) {
     this.adapter = adapter;
     this.device = device;
@@ -19,8 +20,11 @@ export class Gpu {
     /** @type {Partial<GPUAdapterInfo>} */
     const ai = adapter.info || {};
     this.isCpu = !!ai.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(info);
+    /** @type {Map<string, Promise<GPUComputePipeline>>} */
     this.pipelines = new Map();
+    /** @type {GPUDeviceLostInfo | null} */
     this.lost = null;
+    /** @type {GPUError | null} */
     this.error = null;
     // Settles with the loss: calls in flight race it, so a lost device fails them instead of
     // leaving them waiting on work that will never finish.
@@ -36,7 +40,10 @@ export class Gpu {
     });
   }
 
-  /** Ask for an adapter and a device with the adapter's largest buffer limits. */
+  /**
+   * Ask for an adapter and a device with the adapter's largest buffer limits.
+   * @param {{powerPreference?: GPUPowerPreference, f16?: boolean}} [options] f16: false leaves shader-f16 off
+   */
   static async create(options = {}) {
     const gpu = globalThis.navigator && navigator.gpu;
     if (!gpu) throw namedError("WebGPUNotAvailableError", "navigator.gpu is missing in this context");
@@ -75,15 +82,20 @@ export class Gpu {
     if (this.error) throw namedError("DeviceError", `WebGPU error: ${this.error.message}`);
   }
 
-  /** A storage buffer (size rounded up to 4 bytes), optionally filled from a typed array. */
+  /**
+   * A storage buffer (size rounded up to 4 bytes), optionally filled from a typed array.
+   * @param {number | ArrayBufferView} sizeOrData @param {string} [label]
+   */
   storage(sizeOrData, label = "") {
     return this.#make(sizeOrData, STORAGE, label);
   }
 
+  /** @param {number | ArrayBufferView} sizeOrData @param {string} [label] */
   uniform(sizeOrData, label = "") {
     return this.#make(sizeOrData, UNIFORM, label);
   }
 
+  /** @param {number | ArrayBufferView} sizeOrData @param {GPUBufferUsageFlags} usage @param {string} label */
   #make(sizeOrData, usage, label) {
     const isData = typeof sizeOrData !== "number";
     const bytes = isData ? sizeOrData.byteLength : sizeOrData;
@@ -97,11 +109,12 @@ export class Gpu {
     return buf;
   }
 
+  /** @param {GPUBuffer} buffer @param {ArrayBufferView} data @param {number} [offset] */
   write(buffer, data, offset = 0) {
     this.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
   }
 
-  /** Compile (or reuse) a compute pipeline for a WGSL source; the source text is the key. */
+  /** Compile (or reuse) a compute pipeline for a WGSL source; the source text is the key. @param {string} code */
   pipeline(code) {
     let p = this.pipelines.get(code);
     if (!p) {
@@ -118,7 +131,7 @@ export class Gpu {
     return p;
   }
 
-  /** A bind group whose binding i is buffers[i] (whole buffer). */
+  /** A bind group whose binding i is buffers[i] (whole buffer). @param {GPUComputePipeline} pipeline @param {GPUBuffer[]} buffers */
   bind(pipeline, buffers) {
     return this.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
@@ -130,7 +143,10 @@ export class Gpu {
     return new Recorder(this.device);
   }
 
-  /** Submit a recorder and read `bytes` of `src` back in one map. */
+  /**
+   * Submit a recorder and read `bytes` of `src` back in one map.
+   * @param {Recorder} rec @param {GPUBuffer} src @param {number} bytes @param {number} [srcOffset]
+   */
   async readback(rec, src, bytes, srcOffset = 0) {
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({ size, usage: MAP_READ });
@@ -153,13 +169,17 @@ export class Gpu {
 
 /** Records dispatches into one command encoder, keeping one compute pass open between copies. */
 export class Recorder {
+  /** @param {GPUDevice} device */
   constructor(device) {
     this.device = device;
+    /** @type {GPUCommandEncoder} null once submitted: a recorder records nothing after that */
     this.encoder = device.createCommandEncoder();
+    /** @type {GPUComputePassEncoder | null} */
     this.pass = null;
     this.dispatches = 0;
   }
 
+  /** @param {GPUComputePipeline} pipeline @param {GPUBindGroup} bindGroup @param {number} x @param {number} [y] @param {number} [z] */
   dispatch(pipeline, bindGroup, x, y = 1, z = 1) {
     if (!this.pass) this.pass = this.encoder.beginComputePass();
     this.pass.setPipeline(pipeline);
@@ -179,6 +199,7 @@ export class Recorder {
     this.encoder = this.device.createCommandEncoder();
   }
 
+  /** @param {GPUBuffer} src @param {number} srcOffset @param {GPUBuffer} dst @param {number} dstOffset @param {number} size */
   copy(src, srcOffset, dst, dstOffset, size) {
     this.#endPass();
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
@@ -194,6 +215,6 @@ export class Recorder {
   submit() {
     this.#endPass();
     this.device.queue.submit([this.encoder.finish()]);
-    this.encoder = null;
+    this.encoder = /** @type {GPUCommandEncoder} */ (/** @type {unknown} */ (null));
   }
 }

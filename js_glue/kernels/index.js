@@ -11,19 +11,38 @@ import { loadTokenizer, DEFAULT_TOKENIZERS_URL } from "./tokenizer.js";
 import { Grammars, DEFAULT_XGRAMMAR_URL, grammarCalls } from "./grammar.js";
 import { namedError } from "./errors.js";
 
+/** @typedef {import("./loader.js").ModelRecord} ModelRecord */
+/** @typedef {import("./loader.js").Progress} Progress */
+/** @typedef {import("./sampling.js").SampleParams} SampleParams */
+/**
+ * The wgsl backend's options (see createKernels).
+ * @typedef {import("./loader.js").LoadOptions & {
+ *   tokenizersURL?: string, xgrammarURL?: string, powerPreference?: GPUPowerPreference, f16?: boolean,
+ *   kernels?: "cpu" | "gpu", maxBindingBytes?: number,
+ * }} WgslOptions
+ */
+
 const DECODERS = new Set(DECODER_TYPES); // llama, mistral, qwen2, qwen3, phi3, gemma2 (llama.js: MLC_NAMES)
 const ENCODERS = new Set(["bert"]);
 
 // Artifacts fetched ahead of `load` (js_glue/worker.js starts this while Pyodide boots), by
 // model URL and pins; a load with the same URL takes the download over instead of starting one.
+/** @type {Map<string, ReturnType<typeof fetchArtifacts>>} */
 const prefetched = new Map();
+/** @param {ModelRecord} record @param {WgslOptions} options */
 const prefetchKey = (record, options) => `${modelBase(record, options)} ${JSON.stringify(record.sha256 || {})}`;
 
-/** An MLC model directory or a GGUF file, by what `record.model` names. */
+/**
+ * An MLC model directory or a GGUF file, by what `record.model` names.
+ * @param {ModelRecord} record @param {Progress} progress @param {WgslOptions} options
+ */
 const fetchArtifacts = (record, progress, options) =>
   isGgufRecord(record) ? loadGguf(record, progress, options) : loadArtifacts(record, progress, options);
 
-/** Start fetching (and caching, and checking) a record's artifacts before the engine asks. */
+/**
+ * Start fetching (and caching, and checking) a record's artifacts before the engine asks.
+ * @param {ModelRecord} record @param {WgslOptions} [options]
+ */
 export function prefetchModel(record, options = {}) {
   const key = prefetchKey(record, options);
   if (!prefetched.has(key)) {
@@ -31,10 +50,13 @@ export function prefetchModel(record, options = {}) {
     pending.catch(() => prefetched.delete(key));
     prefetched.set(key, pending);
   }
-  return prefetched.get(key).then(() => undefined);
+  return /** @type {ReturnType<typeof fetchArtifacts>} */ (prefetched.get(key)).then(() => undefined);
 }
 
-/** A prefetched download of this record if one succeeded or is under way, else a fresh one. */
+/**
+ * A prefetched download of this record if one succeeded or is under way, else a fresh one.
+ * @param {ModelRecord} record @param {Progress} progress @param {WgslOptions} options
+ */
 async function artifacts(record, progress, options) {
   const key = prefetchKey(record, options);
   const pending = prefetched.get(key);
@@ -58,9 +80,15 @@ async function artifacts(record, progress, options) {
  * kernels ("cpu": register tiles everywhere | "gpu": split-K decode GEMVs; default by adapter),
  * maxBindingBytes (split weights at this many bytes per buffer even below the adapter's
  * maxStorageBufferBindingSize: tests of the splitting)}.
+ * @param {WgslOptions} [options]
  */
 export async function createKernels(options = {}) {
+  /** @type {Promise<Gpu> | null} */
   let gpuPromise = null;
+  /**
+   * @type {Map<number, {model: LlamaModel | BertModel, tokenizer: Awaited<ReturnType<typeof loadTokenizer>>,
+   *   type: string, grammars: Grammars | null}>}
+   */
   const models = new Map();
   let nextHandle = 1;
 
@@ -75,12 +103,14 @@ export async function createKernels(options = {}) {
     });
     return gpuPromise;
   };
+  /** @param {number} handle */
   const get = (handle) => {
     const m = models.get(handle);
     if (!m) throw namedError("ModelNotLoadedError", `no model is loaded under handle ${handle}`, { handle });
     m.model.gpu.check();
     return m;
   };
+  /** @param {number} handle */
   const decoder = (handle) => {
     const m = get(handle);
     if (!(m.model instanceof LlamaModel)) {
@@ -89,7 +119,7 @@ export async function createKernels(options = {}) {
     return m.model;
   };
 
-  const { constraint, openGrammar, closeGrammar } = grammarCalls((handle) => {
+  const { constraint, openGrammar, closeGrammar } = grammarCalls(/** @param {number} handle */ (handle) => {
     decoder(handle);
     return get(handle).grammars;
   });
@@ -97,7 +127,7 @@ export async function createKernels(options = {}) {
   return {
     backend: "wgsl",
 
-    /** @param {(fraction: number, text: string) => void} [progress] */
+    /** @param {ModelRecord} record @param {Progress} [progress] */
     async load(record, progress = () => {}) {
       const t0 = performance.now();
       const art = await artifacts(record, (f, text) => progress(0.9 * f, text), options);
@@ -114,10 +144,12 @@ export async function createKernels(options = {}) {
       }
       const g = await gpu();
       const kernels = options.kernels || (g.isCpu ? "cpu" : "gpu");
+      /** @type {Progress} */
       const shaderProgress = (f, text) => progress(0.9 + 0.09 * f, text);
       const overrides = record.overrides || {};
+      // An encoder's tensors are an MLC directory's: ggufConfig refuses a GGUF's BERT architecture.
       const model = ENCODERS.has(type)
-        ? await BertModel.create(g, art.config, art.tensors, overrides, shaderProgress)
+        ? await BertModel.create(g, art.config, /** @type {Map<string, import("./loader.js").Tensor>} */ (art.tensors), overrides, shaderProgress)
         : await LlamaModel.create(g, art.config, art.tensors, overrides, shaderProgress, kernels, options.maxBindingBytes);
       const tokenizer = await loadTokenizer(art.tokenizer, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
       const handle = nextHandle++;
@@ -132,6 +164,7 @@ export async function createKernels(options = {}) {
       return { handle, config };
     },
 
+    /** @param {number} handle */
     async unload(handle) {
       const m = models.get(handle);
       if (!m) return;
@@ -141,26 +174,32 @@ export async function createKernels(options = {}) {
       m.tokenizer.dispose();
     },
 
+    /** @param {number} handle @param {string} text */
     async tokenize(handle, text) {
       return Array.from(get(handle).tokenizer.encode(text));
     },
 
+    /** @param {number} handle @param {ArrayLike<number>} ids */
     async detokenize(handle, ids) {
       return get(handle).tokenizer.decode(Int32Array.from(ids));
     },
 
+    /** @param {number} handle @param {number[]} ids */
     async prefill(handle, ids) {
       await decoder(handle).prefill(ids);
     },
 
+    /** @param {number} handle @param {number} token */
     async decode(handle, token) {
       await decoder(handle).decode(token);
     },
 
+    /** @param {number} handle @param {SampleParams} params */
     async sample(handle, params) {
       return decoder(handle).sample(params, constraint(handle, params));
     },
 
+    /** @param {number} handle @param {number} n @param {SampleParams} params */
     async decodeSteps(handle, n, params) {
       return decoder(handle).decodeSteps(n, params, constraint(handle, params));
     },
@@ -169,14 +208,17 @@ export async function createKernels(options = {}) {
     openGrammar,
     closeGrammar,
 
+    /** @param {number} handle @param {number} length */
     async rewind(handle, length) {
       decoder(handle).rewind(length);
     },
 
+    /** @param {number} handle */
     async reset(handle) {
       decoder(handle).reset();
     },
 
+    /** @param {number} handle @param {ArrayLike<number>[]} batch */
     async embed(handle, batch) {
       const m = get(handle);
       if (!(m.model instanceof BertModel)) {
@@ -187,13 +229,14 @@ export async function createKernels(options = {}) {
       return m.model.embed(batch);
     },
 
+    /** @param {number} handle */
     async stats(handle) {
       const m = get(handle).model;
       if (m instanceof BertModel) return { ...m.stats, context_window_size: m.d.maxLen };
       return { ...m.stats, kv_length: m.len, context_window_size: m.d.ctx, f16_scales: m.f16Scales ? 1 : 0, f16_weights: m.f16Weights ? 1 : 0 };
     },
 
-    /** Test hook (mirrors ReferenceKernels.logits): the current logits as a Float32Array. */
+    /** Test hook (mirrors ReferenceKernels.logits): the current logits as a Float32Array. @param {number} handle */
     async logits(handle) {
       return decoder(handle).logits();
     },
@@ -201,6 +244,7 @@ export async function createKernels(options = {}) {
     /** {vendor, architecture, description, maxStorageBufferBindingSize, features} of the device. */
     async deviceInfo() {
       const g = await gpu();
+      /** @type {Partial<GPUAdapterInfo>} */
       const ai = g.adapter.info || {};
       return {
         vendor: ai.vendor || "",

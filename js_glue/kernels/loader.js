@@ -9,6 +9,54 @@ import { namedError } from "./errors.js";
 
 const CACHE_NAME = "py_worker-wgsl";
 
+/** @typedef {import("../proxy.d.ts").ModelRecord} ModelRecord */
+/**
+ * A load's progress: `fraction` from 0 to 1, and web-llm's text for it.
+ * @typedef {(fraction: number, text: string) => void} Progress
+ */
+/** @typedef {"cache" | "indexeddb" | "none"} CacheKind */
+/**
+ * Downloaded bytes: over an ArrayBuffer (never a SharedArrayBuffer), as Response and crypto.subtle take them.
+ * @typedef {Uint8Array<ArrayBuffer>} Bytes
+ */
+/**
+ * The fetch a load uses (the global one, or a host's own).
+ * @typedef {(url: string, init?: RequestInit) => Promise<Response>} Fetch
+ */
+/**
+ * What every backend's loader reads of createKernels's options.
+ * @typedef {{baseURL?: string, fetch?: Fetch, cache?: CacheKind}} LoadOptions
+ */
+/**
+ * One browser store of downloaded bytes, keyed by URL.
+ * @typedef {{
+ *   label: string,
+ *   get(url: string): Promise<Bytes | null>,
+ *   put(url: string, bytes: Bytes): Promise<unknown>,
+ *   delete(url: string): Promise<unknown>,
+ * }} Store
+ */
+/**
+ * fetchFile's context: `name`s resolve against `base`; bytes come from `store` or `fetch`.
+ * @typedef {{base: string, fetch: Fetch, store: FallbackStore}} FetchContext
+ */
+/** @typedef {{dtype: string, shape: number[], bytes: Bytes}} Tensor */
+/** @typedef {{name: string, bytes: Bytes}} TokenizerFile */
+/**
+ * tensor-cache.json (docs/CONTRACTS.md): its shards, each with the tensors it holds.
+ * @typedef {{name: string, shape: number[], dtype: string, format: string, byteOffset: number, nbytes: number}} TensorRecord
+ * @typedef {{dataPath: string, nbytes: number, records: TensorRecord[]}} ShardRecord
+ * @typedef {{metadata?: {sha256?: Record<string, string>}, records: ShardRecord[]}} TensorCache
+ */
+/**
+ * A model's mlc-chat-config.json (or a GGUF's config in its shape): JSON whose fields vary by model.
+ * @typedef {Record<string, any>} ChatConfig
+ */
+/**
+ * What a wgsl load needs: the config, the tensors by name and the tokenizer file.
+ * @typedef {{config: ChatConfig, tensors: Map<string, Tensor>, tokenizer: TokenizerFile}} Artifacts
+ */
+
 /** Cache API store (`caches`): keyed by URL. */
 class CacheApiStore {
   label = "Cache API";
@@ -18,13 +66,16 @@ class CacheApiStore {
     this.c ??= await caches.open(CACHE_NAME);
     return this.c;
   }
+  /** @param {string} url */
   async get(url) {
     const r = await (await this.#cache()).match(url);
     return r ? new Uint8Array(await r.arrayBuffer()) : null;
   }
+  /** @param {string} url @param {Bytes} bytes */
   async put(url, bytes) {
     await (await this.#cache()).put(url, new Response(bytes));
   }
+  /** @param {string} url */
   async delete(url) {
     await (await this.#cache()).delete(url);
   }
@@ -44,6 +95,10 @@ class IndexedDbStore {
     });
     return this.db;
   }
+  /**
+   * One request in its own transaction; resolves to its result once the transaction commits.
+   * @param {IDBTransactionMode} mode @param {(store: IDBObjectStore) => IDBRequest} fn
+   */
   async #tx(mode, fn) {
     const db = await this.#db();
     return new Promise((resolve, reject) => {
@@ -56,14 +111,17 @@ class IndexedDbStore {
       tx.onabort = failed;
     });
   }
+  /** @param {string} url */
   async get(url) {
     const v = await this.#tx("readonly", (s) => s.get(url));
     return v ? new Uint8Array(v) : null;
   }
+  /** @param {string} url @param {Bytes} bytes */
   put(url, bytes) {
     const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
     return this.#tx("readwrite", (s) => s.put(whole ? bytes.buffer : bytes.slice().buffer, url));
   }
+  /** @param {string} url */
   delete(url) {
     return this.#tx("readwrite", (s) => s.delete(url));
   }
@@ -76,12 +134,16 @@ class IndexedDbStore {
  * goes on uncached. A refused write deletes its key, so no half-written entry is left behind.
  */
 class FallbackStore {
+  /** @param {Store[]} stores */
   constructor(stores) {
     this.stores = stores;
     this.writer = 0;
+    /** @type {string[]} */
     this.refusals = [];
+    /** @type {string | null} */
     this.off = null;
   }
+  /** @param {string} url */
   async get(url) {
     for (const store of this.stores) {
       try {
@@ -93,6 +155,7 @@ class FallbackStore {
     }
     return null;
   }
+  /** @param {string} url @param {Bytes} bytes */
   async put(url, bytes) {
     while (this.writer < this.stores.length) {
       const store = this.stores[this.writer];
@@ -109,6 +172,7 @@ class FallbackStore {
     }
     if (this.stores.length) this.off = this.refusals.join("; ");
   }
+  /** @param {string} url */
   async delete(url) {
     await Promise.all(this.stores.map((store) => store.delete(url).catch(() => {})));
   }
@@ -117,14 +181,17 @@ class FallbackStore {
 /**
  * The store a record asks for ("cache" | "indexeddb" | "none"): "cache" falls back to IndexedDB
  * when the Cache API refuses a write; APIs missing in this context are skipped.
+ * @param {string} kind any other value stores nothing, as "none"
  */
 export function openStore(kind) {
+  /** @type {Store[]} */
   const stores = [];
   if (kind === "cache" && globalThis.caches) stores.push(new CacheApiStore());
   if ((kind === "cache" || kind === "indexeddb") && globalThis.indexedDB) stores.push(new IndexedDbStore());
   return new FallbackStore(stores);
 }
 
+/** @param {Bytes} bytes */
 export async function sha256Hex(bytes) {
   const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -135,6 +202,8 @@ export async function sha256Hex(bytes) {
  * onBytes(received, total) while the body streams in. With a
  * Content-Length the body is written straight into one buffer of that size, so a large file
  * (a GGUF) is never held twice in memory.
+ * @param {Fetch} fetchFn @param {string} url
+ * @param {(received: number, total: number) => void} onBytes @param {AbortSignal} [signal]
  */
 async function download(fetchFn, url, onBytes, signal) {
   let resp;
@@ -180,10 +249,15 @@ async function download(fetchFn, url, onBytes, signal) {
  * copy that fails the check is replaced only by a download that passes it: a wrong pin is
  * refused without evicting the good copy another record (or the right pin) still uses.
  * Both backends fetch every artifact through here (the mlc backend through mlc/artifacts.js).
+ * @param {FetchContext} ctx @param {string} name @param {(string | undefined)[]} expected
+ * @param {(received: number, total: number) => void} onBytes @param {number | null} [size]
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<{bytes: Bytes, fromCache: boolean}>}
  */
 export async function fetchFile(ctx, name, expected, onBytes, size = null, signal = undefined) {
   const url = new URL(name, ctx.base).href;
-  const want = expected.filter((h) => h).map((h) => h.toLowerCase());
+  const want = /** @type {string[]} */ (expected.filter((h) => h)).map((h) => h.toLowerCase());
+  /** @param {Bytes} bytes */
   const ok = async (bytes) => {
     if (size !== null && bytes.byteLength !== size) return false;
     if (!want.length) return true;
@@ -212,6 +286,7 @@ export async function fetchFile(ctx, name, expected, onBytes, size = null, signa
   return { bytes, fromCache: false };
 }
 
+/** @param {Bytes} bytes */
 function bf16ToF32(bytes) {
   const src = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
   const out = new Uint32Array(src.length);
@@ -219,7 +294,10 @@ function bf16ToF32(bytes) {
   return new Uint8Array(out.buffer);
 }
 
-/** Tensors of one shard by name: {dtype, shape, bytes}. */
+/**
+ * Tensors of one shard by name: {dtype, shape, bytes}.
+ * @param {Bytes} bytes @param {TensorRecord[]} records @param {Map<string, Tensor>} into
+ */
 function splitShard(bytes, records, into) {
   for (const r of records) {
     const raw = bytes.subarray(r.byteOffset, r.byteOffset + r.nbytes);
@@ -243,7 +321,10 @@ export function modelDirURL(model, baseHref) {
   return repo ? new URL("resolve/main/", url).href : url.href;
 }
 
-/** The absolute URL (with a trailing slash) of a record's model directory. */
+/**
+ * The absolute URL (with a trailing slash) of a record's model directory.
+ * @param {{model: unknown}} record @param {LoadOptions} [options]
+ */
 export function modelBase(record, options = {}) {
   return modelDirURL(record.model, options.baseURL || (globalThis.location ? location.href : undefined));
 }
@@ -251,6 +332,8 @@ export function modelBase(record, options = {}) {
 /**
  * Fetch an MLC model dir named by `record.model`. Returns {config, tensors: Map, tokenizer:
  * {name, bytes}}. progress(fraction, text) goes from 0 to 1 over the shard bytes.
+ * @param {ModelRecord} record @param {Progress} progress @param {LoadOptions} [options]
+ * @returns {Promise<Artifacts>}
  */
 export async function loadArtifacts(record, progress, options = {}) {
   const ctx = {
@@ -259,6 +342,7 @@ export async function loadArtifacts(record, progress, options = {}) {
     store: openStore(record.cache || options.cache || "cache"),
   };
   const pins = record.sha256 || {};
+  /** @param {string} name */
   const json = async (name) => {
     const { bytes } = await fetchFile(ctx, name, [pins[name]], () => {});
     return JSON.parse(new TextDecoder().decode(bytes));
@@ -266,6 +350,7 @@ export async function loadArtifacts(record, progress, options = {}) {
   const t0 = performance.now();
   progress(0, "Start to fetch params");
   const config = await json("mlc-chat-config.json");
+  /** @type {TensorCache} */
   let cacheIndex;
   try {
     cacheIndex = await json("tensor-cache.json");
@@ -276,10 +361,12 @@ export async function loadArtifacts(record, progress, options = {}) {
   const shardHashes = (cacheIndex.metadata && cacheIndex.metadata.sha256) || {};
   const shards = cacheIndex.records;
   const total = shards.reduce((a, s) => a + s.nbytes, 0) || 1;
+  /** @type {Map<string, Tensor>} */
   const tensors = new Map();
   let done = 0;
   for (let i = 0; i < shards.length; i++) {
     const s = shards[i];
+    /** @param {boolean} fromCache @param {number} bytes */
     const report = (fromCache, bytes) => {
       const secs = Math.round((performance.now() - t0) / 1000);
       const pct = Math.floor(((done + bytes) / total) * 100);
@@ -300,6 +387,7 @@ export async function loadArtifacts(record, progress, options = {}) {
     report(fromCache, s.nbytes);
     done += s.nbytes;
   }
+  /** @type {string[]} */
   const files = config.tokenizer_files || ["tokenizer.json"];
   const name = files.find((f) => f === "tokenizer.json") || files.find((f) => f.endsWith(".model"));
   if (!name) throw namedError("UnsupportedTokenizerFilesError", `no usable tokenizer in ${files.join(", ")}`, { files });
@@ -371,12 +459,12 @@ export async function cachedEntries(wanted = () => true) {
   return out;
 }
 
-/** Bytes of a cached file from either store, or null. */
+/** Bytes of a cached file from either store, or null. @param {string} url */
 export async function cachedBytes(url) {
   return openStore("cache").get(url);
 }
 
-/** Delete `urls` from both stores. */
+/** Delete `urls` from both stores. @param {string[]} urls */
 export async function deleteCachedFiles(urls) {
   if (!urls.length) return;
   if (globalThis.caches && (await caches.has(CACHE_NAME))) {
@@ -399,8 +487,9 @@ export async function deleteCachedFiles(urls) {
   }
 }
 
-/** Which of `urls` are cached in either store (no file's bytes are read). */
+/** Which of `urls` are cached in either store (no file's bytes are read). @param {string[]} urls */
 export async function cachedUrls(urls) {
+  /** @type {Set<string>} */
   const found = new Set();
   if (globalThis.caches && (await caches.has(CACHE_NAME))) {
     const cache = await caches.open(CACHE_NAME);

@@ -6,8 +6,25 @@
 // `sample_with_top_p` walk the nucleus in probability order, which is a different rule, and its
 // softmax is f32.
 
-/** Counts of each id in `history`, ascending id order. */
+/**
+ * One sampling step's parameters as py_worker/kernels.py SamplingParams.to_wire sends them (a
+ * missing field takes its neutral value); `grammar` names a matcher (grammar.js), `uniforms` the
+ * draws in [0, 1), one per step.
+ * @typedef {{
+ *   temperature?: number, top_p?: number, frequency_penalty?: number, presence_penalty?: number,
+ *   repetition_penalty?: number, logit_bias?: [number, number][], history?: number[],
+ *   uniforms?: number[], logprobs?: boolean, top_logprobs?: number, grammar?: number | null,
+ * }} SampleParams
+ */
+/**
+ * One sampled id, with its log-probability and the most likely ids' when params.logprobs is set;
+ * `ended` is a grammar's end, set by the mlc backend's sampler before its ABI call drops it.
+ * @typedef {{token: number, logprob?: number, top_logprobs?: [number, number][], ended?: boolean}} Sampled
+ */
+
+/** Counts of each id in `history`, ascending id order. @param {number[] | undefined} history */
 function counts(history) {
+  /** @type {Map<number, number>} */
   const c = new Map();
   for (const t of history || []) c.set(t, (c.get(t) || 0) + 1);
   return [...c.entries()].sort((a, b) => a[0] - b[0]);
@@ -19,6 +36,7 @@ function counts(history) {
  * with penalties (0, 0, repetition) only, and frequency/presence go in as a second logit bias of
  * -(frequency * count + presence), which is the rule's subtraction exactly in f32.
  * Returns {bias: {ids, values} | null, repetition: {ids, counts, penalty} | null, penalty: {ids, values} | null}.
+ * @param {SampleParams} params
  */
 export function penaltyPlan(params) {
   const bias = (params.logit_bias || []).filter(([, v]) => Number(v) !== 0);
@@ -46,7 +64,7 @@ export function penaltyPlan(params) {
  * repetition penalty (divide a positive logit, multiply a negative one) and the subtraction of
  * frequency * c + presence. Returns a new Float32Array.
  * @param {Float32Array} logits
- * @param {any} params
+ * @param {SampleParams} params
  */
 export function processLogits(logits, params) {
   const out = Float32Array.from(logits);
@@ -63,7 +81,7 @@ export function processLogits(logits, params) {
   return out;
 }
 
-/** log-softmax of `x` in f64. */
+/** log-softmax of `x` in f64. @param {Float32Array} x */
 function logSoftmax(x) {
   let max = -Infinity;
   for (let i = 0; i < x.length; i++) if (x[i] > max) max = x[i];
@@ -75,18 +93,23 @@ function logSoftmax(x) {
   return out;
 }
 
-/** Descending probability, ties by ascending id: the reference's stable argsort of -probs. */
+/**
+ * Descending probability, ties by ascending id: the reference's stable argsort of -probs.
+ * @param {Float64Array} probs @returns {(a: number, b: number) => number}
+ */
 const byProb = (probs) => (a, b) => probs[b] - probs[a] || a - b;
 
 /**
  * Step 4's nucleus as a mask: every id with probability >= the cut-off. top_p >= 1 keeps all.
  * Only ids above a threshold whose mass already reaches top_p are sorted: the descending walk
  * crosses top_p among them, in the same order and with the same sums as a full sort.
+ * @param {Float64Array} probs @param {number} topP
  */
 function nucleus(probs, topP) {
   const mask = new Uint8Array(probs.length).fill(1);
   if (!(topP < 1)) return mask;
   let thr = probs.reduce((a, b) => (b > a ? b : a), 0);
+  /** @type {number[]} */
   let ids = [];
   for (;;) {
     thr /= 2;
@@ -115,7 +138,10 @@ function nucleus(probs, topP) {
   return mask;
 }
 
-/** Step 5: the first nucleus id (ascending) whose running sum exceeds u * mass. */
+/**
+ * Step 5: the first nucleus id (ascending) whose running sum exceeds u * mass.
+ * @param {Float64Array} probs @param {Uint8Array} mask @param {number} u
+ */
 function walk(probs, mask, u) {
   let mass = 0;
   let last = -1;
@@ -134,8 +160,12 @@ function walk(probs, mask, u) {
   return last;
 }
 
-/** The k most likely ids (ties: lower id first) with their log-probabilities, in one pass. */
+/**
+ * The k most likely ids (ties: lower id first) with their log-probabilities, in one pass.
+ * @param {Float64Array} lps @param {number} k @returns {[number, number][]}
+ */
 function topLogprobs(lps, k) {
+  /** @type {number[]} */
   const top = [];
   for (let i = 0; i < lps.length && k > 0; i++) {
     if (top.length === k && !(lps[i] > lps[top[k - 1]])) continue;
@@ -152,10 +182,10 @@ function topLogprobs(lps, k) {
  * `allowed` (a grammar's bitmask, grammar.js) step 0 first: a masked id's logit is -Infinity.
  * Returns {token} plus {logprob, top_logprobs} when params.logprobs is set.
  * @param {Float32Array} logits
- * @param {any} params
+ * @param {SampleParams} params
  * @param {number} uniform
  * @param {Uint32Array | null} [allowed]
- * @returns {any}
+ * @returns {Sampled}
  */
 export function sampleProcessed(logits, params, uniform, allowed = null) {
   if (allowed) logits = logits.map((l, i) => ((allowed[i >>> 5] >>> (i & 31)) & 1 ? l : -Infinity));

@@ -8,6 +8,7 @@
  * @param {string | URL} base
  */
 export function siteOptions(base) {
+  /** @param {string} path */
   const at = (path) => new URL(path, base).href;
   return {
     baseURL: at("./"),

@@ -23,8 +23,30 @@ export const DEFAULT_WLLAMA_URL = new URL("../wllama/index.js", import.meta.url)
 const DEFAULT_CONTEXT = 2048; // py_worker/kernels.py DEFAULT_CONTEXT_WINDOW
 const DEFAULT_BATCH = 128; // py_worker/kernels.py DEFAULT_PREFILL_CHUNK
 
+/** @typedef {import("./loader.js").ModelRecord} ModelRecord */
+/** @typedef {import("./sampling.js").SampleParams} SampleParams */
+/** @typedef {import("./sampling.js").Sampled} Sampled */
+/** @typedef {import("./grammar.js").Constraint} Constraint */
+/**
+ * The wasm backend's options (see createWasmKernels).
+ * @typedef {import("./loader.js").LoadOptions & {wllamaURL?: string, xgrammarURL?: string, threads?: number}} WasmOptions
+ */
+/**
+ * One loaded model: its wllama instance (`w`: untyped, as the module is), what the ABI calls keep
+ * of it, and its counters.
+ * `pending` is the sampled id not yet fed to llama.cpp; `greedy`, llama.cpp's greedy sampler once set up.
+ * @typedef {{
+ *   w: any, vocab: number, embedding: boolean, cls: number | null, sep: number | null, ctx: number,
+ *   makeGrammars: () => Grammars, grammars: Grammars | null, len: number, pending: number | null,
+ *   greedy: Promise<unknown> | null, threads: number,
+ *   stats: {prefill_tokens: number, prefill_seconds: number, decode_tokens: number, decode_seconds: number},
+ * }} WasmModel
+ */
+
+/** @type {Promise<any> | null} the wllama module: imported by URL from the site, it has no types here */
 let libPromise = null;
 
+/** @param {string} url */
 function library(url) {
   libPromise ??= import(url).catch((e) => {
     libPromise = null;
@@ -33,6 +55,7 @@ function library(url) {
   return libPromise;
 }
 
+/** @type {Promise<string | null> | null} */
 let blobWorkers = null;
 
 /**
@@ -65,6 +88,7 @@ function blobWorkerRefusal() {
       resolve(`a blob: worker cannot start here (${e.message})`);
       return;
     }
+    /** @param {string | null} why */
     const done = (why) => {
       clearTimeout(guard);
       worker.terminate();
@@ -80,13 +104,17 @@ function blobWorkerRefusal() {
   return blobWorkers;
 }
 
-/** A vocabulary view of a tokenizer.json ({name, bytes}) for grammar.js: getVocabSize, idToToken. */
+/**
+ * A vocabulary view of a tokenizer.json ({name, bytes}) for grammar.js: getVocabSize, idToToken.
+ * @param {import("./loader.js").TokenizerFile} file
+ */
 function vocabOf(file) {
   const json = JSON.parse(new TextDecoder().decode(file.bytes));
+  /** @type {string[]} */
   const tokens = [];
   for (const [token, id] of Object.entries(json.model?.vocab || {})) tokens[Number(id)] = token;
   for (const added of json.added_tokens || []) tokens[added.id] = added.content;
-  return { getVocabSize: () => tokens.length, idToToken: (i) => tokens[i] ?? "" };
+  return { getVocabSize: () => tokens.length, idToToken: (/** @type {number} */ i) => tokens[i] ?? "" };
 }
 
 /**
@@ -94,7 +122,9 @@ function vocabOf(file) {
  * load can say why (wllama itself then reports only that its reply could not be read).
  */
 function nativeLog() {
+  /** @type {string[]} */
   const lines = [];
+  /** @param {unknown[]} args */
   const keep = (...args) => {
     lines.push(args.map(String).join(" ").trim());
     if (lines.length > 20) lines.shift();
@@ -102,7 +132,11 @@ function nativeLog() {
   return { logger: { debug: () => {}, log: () => {}, info: () => {}, warn: keep, error: keep }, lines };
 }
 
-/** A wllama error as a py_worker one: a full KV cache is the context window's. */
+/**
+ * A wllama error as a py_worker one: a full KV cache is the context window's.
+ * @param {{name?: string, fields?: unknown, type?: string, message?: string} | null | undefined} e what was thrown
+ * @param {string} what @param {string[]} [log] llama.cpp's last lines (nativeLog)
+ */
 function named(e, what, log = []) {
   if (e?.name && e.fields) return e;
   if (e?.type === "kv_cache_full") {
@@ -118,6 +152,8 @@ function named(e, what, log = []) {
  * How many threads llama.cpp runs on: `asked` (a record's `threads`, or createKernels's), else half
  * the cores where the page is cross-origin isolated (threads share memory only there: the page
  * and its workers need COOP/COEP), else 1. More than one where that cannot be is refused by name.
+ * @param {any} asked a record's field as it came (JSON): checked here
+ * @returns {number}
  */
 function threadCount(asked) {
   const isolated = globalThis.crossOriginIsolated === true;
@@ -138,29 +174,36 @@ function threadCount(asked) {
 /**
  * options: {wllamaURL, xgrammarURL, threads (see threadCount; a record's `threads` wins),
  * baseURL, fetch, cache} (the last three as for the wgsl backend).
+ * @param {WasmOptions} [options]
  */
 export async function createWasmKernels(options = {}) {
   const url = options.wllamaURL || DEFAULT_WLLAMA_URL;
+  /** @type {Map<number, WasmModel>} */
   const models = new Map();
   let nextHandle = 1;
 
+  /** @param {number} handle */
   const get = (handle) => {
     const m = models.get(handle);
     if (!m) throw namedError("ModelNotLoadedError", `no model is loaded under handle ${handle}`, { handle });
     return m;
   };
+  /** @param {number} handle */
   const decoder = (handle) => {
     const m = get(handle);
     if (m.embedding) throw namedError("IncorrectPipelineLoadedError", "this model is loaded for embeddings only", { backend: "wasm" });
     return m;
   };
-  const { constraint, openGrammar, closeGrammar } = grammarCalls((handle) => {
+  const { constraint, openGrammar, closeGrammar } = grammarCalls(/** @param {number} handle */ (handle) => {
     const m = decoder(handle);
     m.grammars ??= m.makeGrammars();
     return m.grammars;
   });
 
-  /** Append `ids` to llama.cpp's KV cache; its logits are the last id's. */
+  /**
+   * Append `ids` to llama.cpp's KV cache; its logits are the last id's. Resolves to the seconds it took.
+   * @param {WasmModel} m @param {number[]} ids @param {string} what
+   */
   async function feed(m, ids, what) {
     const t0 = performance.now();
     try {
@@ -177,6 +220,7 @@ export async function createWasmKernels(options = {}) {
    * The current logits as log-probabilities (llama.cpp's softmax of them, every id), read as the
    * two arrays of wllama's `get_logits` action: its public getLogits() would first build one
    * object per id (49,152 for SmolLM2: ~12 ms a token on top of the action's ~8).
+   * @param {WasmModel} m
    */
   async function logProbs(m) {
     const out = new Float32Array(m.vocab).fill(-Infinity);
@@ -190,6 +234,8 @@ export async function createWasmKernels(options = {}) {
    * or reports the logits (no logit bias, penalties at their neutral values, no grammar, no
    * logprobs) the rule is the argmax, and llama.cpp's own greedy sampler takes it without
    * reading the vocabulary back. Null where the distribution is needed.
+   * @param {WasmModel} m @param {SampleParams} params @param {Constraint | null} grammar
+   * @returns {Promise<number | null>}
    */
   async function argmax(m, params, grammar) {
     const neutral =
@@ -206,6 +252,11 @@ export async function createWasmKernels(options = {}) {
     return (await m.w.samplingSample()).token;
   }
 
+  /**
+   * One step of the rule; `ended` once the grammar has ended.
+   * @param {WasmModel} m @param {SampleParams} params @param {number} uniform @param {Constraint | null} grammar
+   * @returns {Promise<{out: Sampled, ended: boolean}>}
+   */
   async function sampleOne(m, params, uniform, grammar) {
     const greedy = await argmax(m, params, grammar);
     if (greedy !== null) {
@@ -222,7 +273,7 @@ export async function createWasmKernels(options = {}) {
   return {
     backend: "wasm",
 
-    /** @param {(fraction: number, text: string) => void} [progress] */
+    /** @param {ModelRecord} record @param {import("./loader.js").Progress} [progress] */
     async load(record, progress = () => {}) {
       const t0 = performance.now();
       if (!isGgufRecord(record)) {
@@ -281,6 +332,7 @@ export async function createWasmKernels(options = {}) {
       return { handle, config };
     },
 
+    /** @param {number} handle */
     async unload(handle) {
       const m = models.get(handle);
       if (!m) return;
@@ -289,41 +341,48 @@ export async function createWasmKernels(options = {}) {
       await m.w.exit();
     },
 
+    /** @param {number} handle @param {string} text */
     async tokenize(handle, text) {
       return Array.from(await get(handle).w.tokenize(text, true));
     },
 
+    /** @param {number} handle @param {ArrayLike<number>} ids */
     async detokenize(handle, ids) {
       return get(handle).w.detokenize(Array.from(ids), true);
     },
 
+    /** @param {number} handle @param {ArrayLike<number>} ids */
     async prefill(handle, ids) {
       const m = decoder(handle);
       m.stats.prefill_seconds += await feed(m, Array.from(ids), "prefill");
       m.stats.prefill_tokens += ids.length;
     },
 
+    /** @param {number} handle @param {number} token */
     async decode(handle, token) {
       const m = decoder(handle);
       m.stats.decode_seconds += await feed(m, [Number(token)], "decode");
       m.stats.decode_tokens += 1;
     },
 
+    /** @param {number} handle @param {SampleParams} params */
     async sample(handle, params) {
       const m = decoder(handle);
       return (await sampleOne(m, params, (params.uniforms || [0])[0] ?? 0, constraint(handle, params))).out;
     },
 
+    /** @param {number} handle @param {number} n @param {SampleParams} params */
     async decodeSteps(handle, n, params) {
       const m = decoder(handle);
       const uniforms = params.uniforms || [];
       if (n > 0 && m.pending === null) throw namedError("InvalidRequestFieldError", "decodeSteps needs a sample() first");
       if (uniforms.length < n) throw namedError("InvalidRequestFieldError", `decodeSteps(${n}) needs ${n} uniforms, got ${uniforms.length}`);
       const grammar = constraint(handle, params);
+      /** @type {Sampled[]} */
       const out = [];
       const t0 = performance.now();
       for (let i = 0; i < n; i++) {
-        await feed(m, [m.pending], "decode");
+        await feed(m, [/** @type {number} */ (m.pending)], "decode"); // every step's sample set it
         const step = { ...params, history: [...(params.history || []), ...out.map((s) => s.token)] };
         const { out: s, ended } = await sampleOne(m, step, uniforms[i], grammar);
         out.push(s);
@@ -337,6 +396,7 @@ export async function createWasmKernels(options = {}) {
     openGrammar,
     closeGrammar,
 
+    /** @param {number} handle @param {number} length */
     async rewind(handle, length) {
       const m = decoder(handle);
       if (!(length >= 0 && length <= m.len)) {
@@ -347,6 +407,7 @@ export async function createWasmKernels(options = {}) {
       m.pending = null;
     },
 
+    /** @param {number} handle */
     async reset(handle) {
       const m = decoder(handle);
       await m.w.kvClear();
@@ -354,11 +415,13 @@ export async function createWasmKernels(options = {}) {
       m.pending = null;
     },
 
+    /** @param {number} handle @param {ArrayLike<number>[]} batch */
     async embed(handle, batch) {
       const m = get(handle);
       if (!m.embedding) {
         throw namedError("EmbeddingUnsupportedModelError", "this model was not loaded as an embedding model (model_type \"embedding\")", { backend: "wasm" });
       }
+      /** @type {number[][]} */
       const out = [];
       for (const row of batch) {
         await m.w.kvClear(); // each input alone: llama.cpp would otherwise attend to the last one too
@@ -367,6 +430,7 @@ export async function createWasmKernels(options = {}) {
       return out;
     },
 
+    /** @param {number} handle */
     async stats(handle) {
       const m = get(handle);
       return { ...m.stats, kv_length: m.len, threads: m.threads };
