@@ -1,5 +1,5 @@
 // The site's default app config and web-llm's config constants. Every entry point (proxy.js,
-// py-worker.js, worker-handler.js, host.js) finds `app-config.json` next to its own file
+// py-worker.js, host.js for every worker kind) finds `app-config.json` next to its own file
 // (import.meta.url, or the script's src), so a page that passes no appConfig gets the models of
 // the site the engine was served from. No side effects; works in pages and in every worker kind.
 
@@ -10,14 +10,17 @@ export const modelVersion = "v0_2_84/base";
 /** Where MLC's prebuilt model libraries are published (web-llm's constant of the same name). */
 export const modelLibURLPrefix = "https://raw.githubusercontent.com/mlc-ai/binary-mlc-llm-libs/main/web-llm-models/";
 
-/** web-llm's list of models with function calling: py_worker marks none. */
+/** web-llm's list of models with function calling: py_worker marks none. @type {string[]} */
 export const functionCallingModelIds = [];
 
 /** web-llm's ModelType names. Here the values are the names themselves, as a record's
  * `model_type` is written in app-config.json ("LLM", "embedding"); web-llm's enum has numbers. */
 export const ModelType = Object.freeze({ LLM: "LLM", embedding: "embedding", VLM: "VLM" });
 
-/** A copy of `config` with every record's model and model_lib URL absolute against `base`. */
+/**
+ * A copy of `config` with every record's model and model_lib URL absolute against `base`.
+ * @param {any} config @param {string | URL} base
+ */
 export function resolveAppConfig(config, base) {
   const out = structuredClone(config && typeof config === "object" ? config : {});
   if (!Array.isArray(out.model_list)) out.model_list = [];
@@ -32,6 +35,8 @@ export function resolveAppConfig(config, base) {
 /**
  * `app-config.json` of the site whose root is `base` (a URL), with absolute URLs; a site without
  * one (or a failed fetch) gives `{model_list: []}` unless `strict`, which throws instead.
+ * @param {string | URL} base
+ * @param {{strict?: boolean, fetchFn?: typeof fetch}} [options]
  */
 export async function loadAppConfig(base, { strict = false, fetchFn = globalThis.fetch } = {}) {
   try {

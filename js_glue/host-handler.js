@@ -10,8 +10,8 @@
 //   import { SharedWorkerMLCEngineHandler } from "./host-handler.js";
 //   const handler = new SharedWorkerMLCEngineHandler();
 //   self.onconnect = (event) => handler.onconnect(event);
-// (service-worker.js and shared-worker.js, this site's own hosts, are exactly these.) Both share
-// one Python handler through host.js and sessions.js.
+// (service-worker.js and shared-worker.js, this site's own hosts, are exactly these.) Both run
+// host.js's one host (the dedicated worker's too) with many clients over it through sessions.js.
 //
 // The service worker host is installed while this module is first evaluated, whether or not a
 // handler is constructed then: the browser stops a service worker at any time and, when a
@@ -28,9 +28,16 @@
 //   the model ids the client expects) reloads those models once, through the handler's
 //   reload-if-unmatched.
 // Query parameters of the worker script's URL: pingMs, deadMs (defaults: shared 2000 / 10000,
-// service 5000 / 20000). Imports are static: a service worker may not use import().
+// service 5000 / 20000). Imports are static: a service worker may not use import(), so Pyodide
+// (its emscripten module included) and the kernels are imported here and handed to host.js.
+// A refused handler option is checked here, per client message, before sessions.js, which
+// answers some requests itself (a reload of what is loaded, an unknown stream).
 
+import { loadPyodide } from "./pyodide/pyodide.mjs";
+import createPyodideModule from "./pyodide/pyodide.asm.mjs";
 import { createHost } from "./host.js";
+import { createKernels } from "./kernels/backends.js";
+import { errorContent } from "./pyodide-host.js";
 import { createSessions } from "./sessions.js";
 import { unsupportedHandlerOption } from "./worker-handler.js";
 import "./web-tokenizers/index.js";
@@ -39,18 +46,25 @@ import "./web-xgrammar/index.js"; // sets globalThis.xgrammar: kernels/grammar.j
 const params = new URL(self.location.href).searchParams;
 const isServiceWorker = typeof ServiceWorkerGlobalScope !== "undefined" && self instanceof ServiceWorkerGlobalScope;
 
-/** A web-llm logitProcessorRegistry that is not empty (model ids), else null. */
+/** What host.js boots from: this module's static imports. */
+const staticParts = {
+  importPyodide: async () => ({ loadPyodide, createPyodideModule }),
+  importKernels: async () => ({ createKernels }),
+};
+
+/**
+ * A web-llm logitProcessorRegistry that is not empty (model ids), else null.
+ * @param {Map<string, unknown> | Record<string, unknown> | undefined} registry
+ */
 function registryModels(registry) {
   if (registry === undefined || registry === null) return null;
   const models = registry instanceof Map ? [...registry.keys()].map(String) : Object.keys(registry);
   return models.length ? models : null;
 }
 
-/** {name, message, fields} of an error, for a `throw` reply. */
-const content = (error) => ({ name: error.name, message: error.message, fields: error.fields || {} });
-
 // ---- the service worker host ------------------------------------------------------------------
 
+/** @type {{host: ReturnType<typeof createHost>, refuse: (error: Error) => void} | null} */
 let serviceHost = null; // {refuse(error)} once installed
 
 function installServiceHost() {
@@ -60,8 +74,9 @@ function installServiceHost() {
   const sw = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
   const APP_CONFIG_KEY = new URL("./__py_worker_host/app-config.json", sw.registration.scope).href;
 
-  const host = createHost();
+  const host = createHost(staticParts);
   const sessions = createSessions(host);
+  /** @type {object | null} */
   let refused = null;
 
   async function restoreAppConfig() {
@@ -73,6 +88,7 @@ function installServiceHost() {
     }
   }
 
+  /** @param {unknown} appConfig */
   async function keepAppConfig(appConfig) {
     const body = JSON.stringify(appConfig);
     await (await caches.open(STATE_CACHE)).put(APP_CONFIG_KEY, new Response(body, { headers: { "Content-Type": "application/json" } }));
@@ -81,12 +97,14 @@ function installServiceHost() {
   // Requests wait for this, so the restored app config reaches Python before any of them.
   const restored = restoreAppConfig();
 
+  /** @param {Client} source */
   function clientOf(source) {
     const known = sessions.clients.get(source.id);
     if (known) return known;
-    return sessions.join(source.id, (message) => source.postMessage(message));
+    return sessions.join(source.id, (/** @type {unknown} */ message) => source.postMessage(message));
   }
 
+  /** @param {Client} source @param {any} msg */
   async function handle(source, msg) {
     await restored;
     if (refused !== null && msg && typeof msg === "object" && msg.uuid && msg.kind !== "heartbeat") {
@@ -127,8 +145,9 @@ function installServiceHost() {
 
   return {
     host,
+    /** @param {Error & {fields?: Record<string, unknown>}} error */
     refuse(error) {
-      refused = content(error);
+      refused = errorContent(error);
     },
   };
 }
@@ -142,12 +161,14 @@ if (isServiceWorker) serviceHost = installServiceHost();
  * every request fail with LogitProcessorNotSupportedError.
  */
 export class ServiceWorkerMLCEngineHandler {
+  /** @param {unknown} [engine] */
   constructor(engine) {
     if (serviceHost === null) {
       const error = unsupportedHandlerOption("context");
       error.message = "ServiceWorkerMLCEngineHandler runs only in a module service worker; use WebWorkerMLCEngineHandler (worker-handler.js) in a dedicated worker.";
       throw error;
     }
+    /** @type {object | null} */
     this.engine = null;
     this.host = serviceHost;
     if (engine !== undefined) serviceHost.refuse(unsupportedHandlerOption("engine"));
@@ -156,6 +177,7 @@ export class ServiceWorkerMLCEngineHandler {
   /** Messages reach the host through its own listener; this exists for web-llm's surface. */
   onmessage() {}
 
+  /** @param {Map<string, unknown> | Record<string, unknown>} [registry] */
   setLogitProcessorRegistry(registry) {
     const models = registryModels(registry);
     if (models === null) return;
@@ -175,18 +197,20 @@ export class ServiceWorkerMLCEngineHandler {
  * freed. Use: `self.onconnect = (event) => handler.onconnect(event)`.
  */
 export class SharedWorkerMLCEngineHandler {
+  /** @param {unknown} [engine] */
   constructor(engine) {
     this.pingMs = Number(params.get("pingMs")) || 2000;
     this.deadMs = Number(params.get("deadMs")) || 10000;
+    /** @type {object | null} */
     this.engine = null;
-    this.host = createHost();
+    this.host = createHost(staticParts);
     this.sessions = createSessions(this.host);
     this.nextClient = 0;
     this.booted = null; // the boot timeline once Python is ready
     this.refused = null;
-    if (engine !== undefined) this.refused = content(unsupportedHandlerOption("engine"));
+    if (engine !== undefined) this.refused = errorContent(unsupportedHandlerOption("engine"));
     this.host.ready.then(
-      (timeline) => {
+      (/** @type {Record<string, unknown>} */ timeline) => {
         this.booted = timeline;
         for (const client of this.sessions.clients.values()) client.send({ kind: "workerReady", uuid: null, content: timeline });
       },
@@ -195,10 +219,11 @@ export class SharedWorkerMLCEngineHandler {
     setInterval(() => this.sessions.sweep(this.deadMs), this.pingMs);
   }
 
+  /** @param {MessageEvent} event */
   onconnect(event) {
     const port = event.ports[0];
     const id = `c${++this.nextClient}`;
-    const client = this.sessions.join(id, (message) => port.postMessage(message), (why) => {
+    const client = this.sessions.join(id, (/** @type {unknown} */ message) => port.postMessage(message), (/** @type {string} */ why) => {
       port.close();
       console.info(`py_worker shared host: client ${id} left (${why})`);
     });
@@ -216,11 +241,12 @@ export class SharedWorkerMLCEngineHandler {
     if (this.booted !== null) client.send({ kind: "workerReady", uuid: null, content: this.booted });
   }
 
+  /** @param {Map<string, unknown> | Record<string, unknown>} [registry] */
   setLogitProcessorRegistry(registry) {
     const models = registryModels(registry);
     if (models === null) return;
     const error = unsupportedHandlerOption("logitProcessorRegistry", models);
     console.error(`py_worker: ${error.message}`);
-    this.refused = content(error);
+    this.refused = errorContent(error);
   }
 }

@@ -5,7 +5,7 @@
 // (reason "depth"; the structured clone itself gives up somewhere past a thousand levels, so
 // the proxy must refuse before posting). Both by the proxy before posting, and again by every
 // host for raw messages.
-// Imported by proxy.js, worker.js and host.js; no side effects.
+// Imported by proxy.js and host.js (every worker kind's host); no side effects.
 
 /** The largest message accepted: about 1 MiB of JSON (strings counted in UTF-8 bytes). */
 export const MAX_MESSAGE_BYTES = 1 << 20;
@@ -13,7 +13,10 @@ export const MAX_MESSAGE_BYTES = 1 << 20;
 /** The deepest container level accepted, the envelope being level 0 (Python's MAX_DEPTH). */
 export const MAX_MESSAGE_DEPTH = 64;
 
-/** UTF-8 length of `s`, counting at most until `budget` is passed (then any larger number). */
+/**
+ * UTF-8 length of `s`, counting at most until `budget` is passed (then any larger number).
+ * @param {string} s @param {number} budget
+ */
 function utf8Length(s, budget) {
   if (s.length > budget) return s.length; // at least one byte per UTF-16 unit
   let n = 0;
@@ -25,6 +28,7 @@ function utf8Length(s, budget) {
 }
 
 class Exit {
+  /** @param {object} node */
   constructor(node) {
     this.node = node;
   }
@@ -35,6 +39,7 @@ class Exit {
  * as soon as it passes `limit`. A value reached twice is counted twice (Python converts it
  * twice); a reference back to an enclosing object (a cycle) is not followed: whether a cyclic
  * message is acceptable is the handler's decision, not a size question.
+ * @param {any} value @param {number} [limit]
  */
 export function messageSize(value, limit = MAX_MESSAGE_BYTES) {
   let size = 0;
@@ -76,6 +81,7 @@ export function messageSize(value, limit = MAX_MESSAGE_BYTES) {
 /**
  * How deep `value` nests (a scalar 0, `[]` 1), walked without recursion and stopped once past
  * `limit`; a reference back to an enclosing object is not followed (a cycle is Python's "cycle").
+ * @param {unknown} value @param {number} [limit]
  */
 export function nestingDepth(value, limit = MAX_MESSAGE_DEPTH) {
   let deepest = 0;
@@ -102,6 +108,7 @@ export function nestingDepth(value, limit = MAX_MESSAGE_DEPTH) {
  * limit (MessageTooLargeError; fields.size: the bytes counted when the walk stopped, just past
  * the limit), or nested deeper than MAX_MESSAGE_DEPTH counting the envelope (MalformedMessageError,
  * reason "depth", as Python would answer).
+ * @param {unknown} kind @param {unknown} content @param {number} [limit]
  */
 export function refusal(kind, content, limit = MAX_MESSAGE_BYTES) {
   const depth = nestingDepth(content, MAX_MESSAGE_DEPTH - 1);

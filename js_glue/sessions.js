@@ -10,7 +10,7 @@
 // can tell a request this instance has from one an earlier instance lost. A message whose
 // handling throws is answered with that error: one reply per request, whatever happens here.
 
-import { errorContent } from "./pyodide-host.js";
+import { TERMINAL, duplicateContent, errorContent } from "./pyodide-host.js";
 
 const STREAM_INIT = new Set(["chatCompletionStreamInit", "completionStreamInit"]);
 const STREAM_OPS = new Set(["completionStreamNextChunk", "completionStreamReturn"]);
@@ -18,27 +18,33 @@ const INFERENCE = new Set([
   "chatCompletionNonStreaming", "chatCompletionStreamInit", "completionNonStreaming",
   "completionStreamInit", "embedding",
 ]);
-const TERMINAL = new Set(["return", "throw"]);
 const noop = () => {};
 // A client leaves for silence only when it is past the deadline AND has left this many pings
 // unanswered: a host that was itself busy (Python's synchronous stretches, a loaded machine)
 // sent no pings meanwhile and so drops nobody for its own stall.
 const MIN_UNANSWERED = 3;
-const reloadKey = (content) => JSON.stringify([content.modelId, content.chatOpts ?? null]);
+const reloadKey = (/** @type {{modelId: unknown, chatOpts?: unknown}} */ content) => JSON.stringify([content.modelId, content.chatOpts ?? null]);
 
 /**
  * createSessions(host) → {join(id, send, onLeave?), receive(client, msg), clients, sweep(deadMs)}.
  * `send(message)` posts to that client; `receive` returns a Promise that settles when every
  * reply to `msg` has been sent (the service worker keeps itself alive on it).
+ * @param {{deliver: (msg: any, reply: (reply: any) => void) => void}} host host.js's host
  */
 export function createSessions(host) {
   const clients = new Map(); // client id -> Client
+  /** @type {string | null} */
   let loadedKey = null; // the reload key of what the engine holds; null: unknown or nothing
+  /** @type {{key: string, done: Promise<unknown>} | null} */
   let loading = null; // {key, done} while a reload is in flight
 
-  const returnStream = (streamId) => host.deliver({ kind: "completionStreamReturn", uuid: null, content: { streamId } }, noop);
+  const returnStream = (/** @type {string} */ streamId) => host.deliver({ kind: "completionStreamReturn", uuid: null, content: { streamId } }, noop);
 
   class Client {
+    /**
+     * @param {string} id @param {(message: any) => void} send
+     * @param {((why: string) => void) | undefined} onLeave
+     */
     constructor(id, send, onLeave) {
       this.id = id;
       this.sendRaw = send;
@@ -52,21 +58,25 @@ export function createSessions(host) {
       this.held = new Map(); // uuid -> count: requests received and not yet answered
     }
 
+    /** @param {unknown} uuid */
     hold(uuid) {
       if (typeof uuid === "string") this.held.set(uuid, (this.held.get(uuid) || 0) + 1);
     }
 
-    /** True when `uuid` still waits for its terminal reply. */
+    /** True when `uuid` still waits for its terminal reply. @param {unknown} uuid */
     holds(uuid) {
       return this.held.has(uuid);
     }
 
-    /** A reply that answers a refused duplicate: the request in flight keeps its hold. */
+    /**
+     * A reply that answers a refused duplicate: the request in flight keeps its hold.
+     * @param {unknown} uuid @param {object} content
+     */
     refuse(uuid, content) {
       if (this.alive) this.sendRaw({ kind: "throw", uuid, content });
     }
 
-    /** Silent past `deadMs` and through MIN_UNANSWERED pings (see above). */
+    /** Silent past `deadMs` and through MIN_UNANSWERED pings (see above). @param {number} now @param {number} deadMs */
     silent(now, deadMs) {
       return now - this.lastHeard > deadMs && this.unanswered >= MIN_UNANSWERED;
     }
@@ -76,6 +86,7 @@ export function createSessions(host) {
       this.send({ kind: "hostPing", uuid: null, content: null });
     }
 
+    /** @param {any} message */
     send(message) {
       if (message && TERMINAL.has(message.kind) && this.held.has(message.uuid)) {
         const n = this.held.get(message.uuid) - 1;
@@ -85,7 +96,7 @@ export function createSessions(host) {
       if (this.alive) this.sendRaw(message);
     }
 
-    /** A stream the engine opened for this client; one for a client already gone is closed. */
+    /** A stream the engine opened for this client; one for a client already gone is closed. @param {string} engineStreamId */
     adopt(engineStreamId) {
       if (!this.alive) {
         returnStream(engineStreamId);
@@ -96,6 +107,7 @@ export function createSessions(host) {
       return local;
     }
 
+    /** @param {string} why */
     leave(why) {
       if (!this.alive) return;
       this.alive = false;
@@ -106,17 +118,23 @@ export function createSessions(host) {
     }
   }
 
-  /** An inference request reloads when the engine holds other models (reload-if-unmatched). */
+  /**
+   * An inference request reloads when the engine holds other models (reload-if-unmatched).
+   * @param {{modelId: unknown, chatOpts?: unknown}} content
+   */
   function noteRecovered(content) {
     const ids = JSON.stringify(content.modelId);
     if (loadedKey === null || JSON.stringify(JSON.parse(loadedKey)[0]) !== ids) loadedKey = reloadKey(content);
   }
 
-  /** Forward one request to Python; replies go to this client only, stream ids translated. */
-  /** @param {(reply: object | null) => void} [onTerminal] */
+  /**
+   * Forward one request to Python; replies go to this client only, stream ids translated.
+   * @param {Client} client @param {any} msg @param {any} content
+   * @param {(reply: {kind: string} | null) => void} [onTerminal]
+   */
   function forward(client, msg, content, onTerminal = noop) {
     return new Promise((resolve) => {
-      host.deliver({ ...msg, content }, (reply) => {
+      host.deliver({ ...msg, content }, (/** @type {any} */ reply) => {
         if (reply.kind === "return") {
           if (STREAM_INIT.has(msg.kind) && reply.content && reply.content.streamId) {
             const local = client.adopt(reply.content.streamId);
@@ -139,6 +157,7 @@ export function createSessions(host) {
     });
   }
 
+  /** @param {Client} client @param {any} msg */
   function streamOp(client, msg) {
     const local = msg.content && msg.content.streamId;
     const engineId = client.streams.get(local);
@@ -152,6 +171,7 @@ export function createSessions(host) {
     return Promise.resolve();
   }
 
+  /** @param {Client} client @param {any} msg */
   async function reload(client, msg) {
     const key = reloadKey(msg.content);
     if (loading !== null && loading.key === key) await loading.done;
@@ -174,13 +194,14 @@ export function createSessions(host) {
     });
   }
 
+  /** @param {Client} client @param {any} msg */
   function dispatch(client, msg) {
     if (msg.kind === "bye") {
       client.leave("bye");
       return Promise.resolve();
     }
     if (msg.kind === "heartbeat") {
-      host.deliver(msg, (reply) => {
+      host.deliver(msg, (/** @type {any} */ reply) => {
         const content = reply.kind === "return" ? { ...reply.content, held: [...client.held.keys()] } : reply.content;
         client.send({ ...reply, content });
       });
@@ -195,12 +216,13 @@ export function createSessions(host) {
 
   return {
     clients,
+    /** @param {string} id @param {(message: any) => void} send @param {(why: string) => void} [onLeave] */
     join(id, send, onLeave) {
       const client = new Client(id, send, onLeave);
       clients.set(id, client);
       return client;
     },
-    /** Handle one message of `client`; settles once its last reply has been sent. */
+    /** Handle one message of `client`; settles once its last reply has been sent. @param {Client} client @param {any} msg */
     receive(client, msg) {
       client.lastHeard = performance.now();
       client.unanswered = 0;
@@ -208,8 +230,7 @@ export function createSessions(host) {
       if (msg.kind !== "heartbeat" && msg.kind !== "bye" && client.holds(msg.uuid)) {
         // As the handler does for one caller (host.js gives Python uuids of its own, so it
         // cannot see a client's duplicates): refused, and the request in flight runs on.
-        const message = `A request with uuid ${JSON.stringify(msg.uuid)} is still in flight; this one is refused.`;
-        client.refuse(msg.uuid, { name: "DuplicateUuidError", message, fields: { uuid: msg.uuid } });
+        client.refuse(msg.uuid, duplicateContent(msg.uuid));
         return Promise.resolve();
       }
       if (msg.kind !== "heartbeat" && msg.kind !== "bye") client.hold(msg.uuid);
@@ -229,7 +250,7 @@ export function createSessions(host) {
           client.pending -= 1;
         });
     },
-    /** Ping every client; one silent for longer than `deadMs` (and several pings) leaves. */
+    /** Ping every client; one silent for longer than `deadMs` (and several pings) leaves. @param {number} deadMs */
     sweep(deadMs) {
       const now = performance.now();
       for (const client of [...clients.values()]) {

@@ -15,17 +15,19 @@ export declare class WebWorkerMLCEngineHandler {
   setLogitProcessorRegistry(registry?: Map<string, LogitProcessor>): void;
 }
 
-/** What an extra kind of createWorkerHost gets besides its content. */
+/** What an extra kind of createWorkerHost gets besides its content (host.js's HostContext). */
 export interface WorkerContext {
-  /** A protocol request to the Python handler from inside the worker: its `return` content (a `throw` rejects). */
-  request(kind: string, content: unknown): Promise<unknown>;
+  /** A protocol request to the Python handler from inside the host: its `return` content (a `throw` rejects). */
+  // deno-lint-ignore no-explicit-any
+  request(kind: string, content: unknown): Promise<any>;
   /** The kernel shim (kernels/backends.js). */
-  shim: unknown;
+  // deno-lint-ignore no-explicit-any
+  shim: any;
 }
 
-/** `kinds`: more kinds answered by the worker once Python is ready (bench-worker.js's); none in production. */
+/** host.js's host as the dedicated worker speaks it. `kinds`: more kinds answered once Python is ready (bench-worker.js's); none in production. */
 export declare function createWorkerHost(send: (message: unknown) => void, options?: {
-  kinds?: Map<string, (content: unknown, worker: WorkerContext) => Promise<object>>;
+  kinds?: Map<string, (content: unknown, worker: WorkerContext) => Promise<unknown>>;
 }): {
   receive(message: unknown): void;
   refuse(error: { name: string; message: string; fields?: Record<string, unknown> }): void;

@@ -1,5 +1,5 @@
 // This site's module worker, written exactly as a web-llm worker script is (worker-handler.js
-// holds the whole worker: Pyodide boot, kernel shim, protocol, heartbeats, prefetch).
+// runs host.js's one host in it: Pyodide boot, kernel shim, protocol, heartbeats, prefetch).
 import { WebWorkerMLCEngineHandler } from "./worker-handler.js";
 
 const handler = new WebWorkerMLCEngineHandler();

@@ -1,3 +1,3 @@
-// Types for `deno check` only (see pyodide.d.ts): the emscripten module factory host.js hands to loadPyodide.
+// Types for `deno check` only (see pyodide.d.ts): the emscripten module factory host-handler.js hands to loadPyodide (through host.js).
 declare const createPyodideModule: (settings: Record<string, unknown>) => Promise<unknown>;
 export default createPyodideModule;
