@@ -23,14 +23,25 @@ export const QWEN2_REGEX =
   String.raw`(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}` +
   String.raw`| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
 
-// tokenizer.ggml.pre -> [pre-tokenizer family, ignore_merges, llama.cpp's default add_bos].
+/**
+ * tokenizer.ggml.pre -> [pre-tokenizer family, ignore_merges, llama.cpp's default add_bos].
+ * @typedef {[family: "digits" | "gpt2" | "llama3" | "qwen2", ignoreMerges: boolean, addBos: boolean]} PreTokenizer
+ */
+/** @type {PreTokenizer} */
 const DIGITS = ["digits", false, false];
+/** @type {PreTokenizer} */
 const GPT2 = ["gpt2", false, false];
+/** @type {PreTokenizer} */
 const LLAMA3 = ["llama3", true, true];
+/** @type {PreTokenizer} */
 const LLAMA3_MERGES = ["llama3", false, false];
+/** @type {PreTokenizer} */
 const QWEN2 = ["qwen2", false, false];
 
-/** Every tokenizer.ggml.pre of a "gpt2" model this builder reproduces exactly. */
+/**
+ * Every tokenizer.ggml.pre of a "gpt2" model this builder reproduces exactly.
+ * @type {Readonly<Record<string, PreTokenizer>>}
+ */
 export const BPE_PRE = Object.freeze({
   // LLAMA_VOCAB_PRE_TYPE_{STARCODER,REFACT,COMMAND_R,SMOLLM,CODESHELL,EXAONE,MINERVA,MELLUM2}
   smollm: DIGITS, starcoder: DIGITS, refact: DIGITS, "command-r": DIGITS, codeshell: DIGITS,
@@ -57,7 +68,10 @@ const EOG_TEXTS = [
   "<｜end▁of▁sentence｜>", "[e~[",
 ];
 
-/** Per FIM kind: its metadata keys and the texts llama.cpp makes CONTROL when none gives a valid id. */
+/**
+ * Per FIM kind: its metadata keys and the texts llama.cpp makes CONTROL when none gives a valid id.
+ * @type {[keys: string[], texts: string[]][]}
+ */
 const FIM_TEXTS = [
   [["fim_pre_token_id", "prefix_token_id"],
     ["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>", "<|prefix|>"]],
@@ -78,8 +92,10 @@ const STRIP_MODEL_NAMES = ["phi-3", "phi3", "modern-bert"];
 
 const SPACE = "▁";
 
-const show = (v) => (v === undefined || v === null ? "None" : JSON.stringify(typeof v === "bigint" ? String(v) : v));
+/** A metadata value as Python's repr-like JSON would show it in a message. */
+const show = (/** @type {unknown} */ v) => (v === undefined || v === null ? "None" : JSON.stringify(typeof v === "bigint" ? String(v) : v));
 
+/** @param {string} model @param {string} pre @param {string} why */
 function unsupported(model, pre, why) {
   return namedError("UnsupportedTokenizerError", `GGUF tokenizer model=${show(model)} pre=${show(pre)} is not supported: ${why}`, {
     model: model ?? null,
@@ -87,54 +103,85 @@ function unsupported(model, pre, why) {
   });
 }
 
-/** An integer metadata value (number or BigInt) as a number; anything else null. */
+/**
+ * An integer metadata value (number or BigInt) as a number; anything else null.
+ * @param {unknown} v
+ * @returns {number | null}
+ */
 function toInt(v) {
   if (typeof v === "bigint") return Number(v);
   return typeof v === "number" && Number.isInteger(v) ? v : null;
 }
 
+/**
+ * The id under tokenizer.ggml.<key> when it is one of the `n` tokens, else null.
+ * @param {Record<string, unknown>} meta @param {string} key @param {number} n
+ * @returns {number | null}
+ */
 function tokenId(meta, key, n) {
   const v = toInt(meta[`tokenizer.ggml.${key}`]);
   return v !== null && v >= 0 && v < n ? v : null;
 }
 
-/** A special token id as llama.cpp resolves it: the key's id when valid, else the model's default. */
+/**
+ * A special token id as llama.cpp resolves it: the key's id when valid, else the model's default.
+ * @param {Record<string, unknown>} meta @param {string} key @param {number} n @param {number | null} fallback
+ * @returns {number | null}
+ */
 function specialId(meta, key, n, fallback) {
   const found = tokenId(meta, key, n);
   if (found !== null) return found;
   return fallback !== null && fallback < n ? fallback : null;
 }
 
+/**
+ * The boolean tokenizer.ggml.<key>, or `fallback` when it is absent.
+ * @param {Record<string, unknown>} meta @param {string} key @param {boolean} fallback
+ * @returns {boolean}
+ */
 function flag(meta, key, fallback) {
   const v = meta[`tokenizer.ggml.${key}`];
   return v === undefined || v === null ? fallback : Boolean(v);
 }
 
-const codePoints = (s) => Array.from(s);
+const codePoints = (/** @type {string} */ s) => Array.from(s);
 
+/** @param {string} s @returns {number} */
 function utf8Length(s) {
   let n = 0;
   for (const c of s) {
-    const cp = c.codePointAt(0);
+    const cp = /** @type {number} */ (c.codePointAt(0));
     n += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
   }
   return n;
 }
 
+/**
+ * The token strings (an empty one named by its id) and their llama.cpp token types.
+ * @param {Record<string, unknown>} meta @param {string} model @param {string} pre
+ * @returns {{tokens: string[], kinds: number[]}}
+ */
 function vocabulary(meta, model, pre) {
   const raw = meta["tokenizer.ggml.tokens"];
   if (!Array.isArray(raw) || raw.length === 0) throw unsupported(model, pre, "tokenizer.ggml.tokens is missing");
   const tokens = raw.map((t, i) => (t === "" ? `[EMPTY_${i}]` : String(t)));
   if (new Set(tokens).size !== tokens.length) throw unsupported(model, pre, "the vocabulary has duplicate token strings");
   const types = meta["tokenizer.ggml.token_type"];
-  const kinds = types === undefined || types === null ? tokens.map(() => NORMAL) : Array.from(types, Number).slice(0, tokens.length);
+  const kinds = types === undefined || types === null ? tokens.map(() => NORMAL) : Array.from(/** @type {ArrayLike<unknown>} */ (types), Number).slice(0, tokens.length);
   if (kinds.length < tokens.length) throw unsupported(model, pre, "tokenizer.ggml.token_type is shorter than the vocabulary");
   return { tokens, kinds };
 }
 
-/** id -> HF `special` flag of every token llama.cpp cuts out before tokenizing (sorted by id). */
+/**
+ * id -> HF `special` flag of every token llama.cpp cuts out before tokenizing (sorted by id).
+ * @param {Record<string, unknown>} meta @param {string[]} tokens @param {number[]} kinds @param {string} model @param {string} pre
+ * @returns {Map<number, boolean>}
+ */
 function specialAttrs(meta, tokens, kinds, model, pre) {
   const ids = new Map(tokens.map((t, i) => [t, i]));
+  /** @type {(t: string) => number} the id of a token `ids` has */
+  const idOf = (t) => /** @type {number} */ (ids.get(t));
+  /** @type {Map<number, "control" | "user">} */
   const attrs = new Map();
   kinds.forEach((kind, i) => {
     if (kind === CONTROL || kind === UNKNOWN) attrs.set(i, "control");
@@ -142,24 +189,28 @@ function specialAttrs(meta, tokens, kinds, model, pre) {
   });
   for (const [keys, texts] of FIM_TEXTS) {
     if (keys.some((k) => tokenId(meta, k, tokens.length) !== null)) continue;
-    const present = texts.filter((t) => ids.has(t)).map((t) => ids.get(t));
+    const present = texts.filter((t) => ids.has(t)).map(idOf);
     if (present.length > 1 && present.some((i) => attrs.get(i) !== "control")) {
       throw unsupported(model, pre, `several FIM tokens of one kind and no id for it: ${texts.join(" ")}`);
     }
     for (const i of present) attrs.set(i, "control");
   }
-  for (const t of EOG_TEXTS) if (ids.has(t)) attrs.set(ids.get(t), "control");
-  for (const t of USER_DEFINED_TEXTS) if (ids.has(t)) attrs.set(ids.get(t), "user");
+  for (const t of EOG_TEXTS) if (ids.has(t)) attrs.set(idOf(t), "control");
+  for (const t of USER_DEFINED_TEXTS) if (ids.has(t)) attrs.set(idOf(t), "user");
   if (ids.has("<|end|>") && ((ids.has("<|return|>") && ids.has("<|call|>")) || (ids.has("<|calls|>") && ids.has("<|flush|>")))) {
-    attrs.set(ids.get("<|end|>"), "user");
+    attrs.set(idOf("<|end|>"), "user");
   }
-  if (ids.has("<|tool_response>") && ids.has("</s>")) attrs.delete(ids.get("</s>"));
+  if (ids.has("<|tool_response>") && ids.has("</s>")) attrs.delete(idOf("</s>"));
   return new Map([...attrs.keys()].sort((a, b) => a - b).map((i) => [i, attrs.get(i) === "control"]));
 }
 
-/** Refuse special tokens whose proper suffix is a proper prefix of a special token at least as long. */
+/**
+ * Refuse special tokens whose proper suffix is a proper prefix of a special token at least as long.
+ * @param {string[]} specials @param {string} model @param {string} pre
+ */
 function checkSpecialOverlaps(specials, model, pre) {
-  const longest = new Map(); // proper prefix -> two longest [bytes, index]
+  /** @type {Map<string, [bytes: number, index: number][]>} proper prefix -> two longest [bytes, index] */
+  const longest = new Map();
   const lengths = specials.map(utf8Length);
   specials.forEach((s, j) => {
     const cps = codePoints(s);
@@ -185,6 +236,10 @@ function checkSpecialOverlaps(specials, model, pre) {
   });
 }
 
+/**
+ * HF's added_tokens: each special of `specials` (id -> special flag).
+ * @param {string[]} tokens @param {Map<number, boolean>} specials
+ */
 function addedTokens(tokens, specials) {
   return [...specials].map(([i, special]) => ({
     id: i,
@@ -197,18 +252,24 @@ function addedTokens(tokens, specials) {
   }));
 }
 
-/** BOS/EOS added when the caller asks for special tokens (llama.cpp's add_special). */
+/**
+ * BOS/EOS added when the caller asks for special tokens (llama.cpp's add_special).
+ * @param {string[]} tokens @param {boolean} addBos @param {boolean} addEos
+ * @param {number | null} bos @param {number | null} eos @param {string} model @param {string} pre
+ */
 function postProcessor(tokens, addBos, addEos, bos, eos, model, pre) {
   if (addBos && bos === null) throw unsupported(model, pre, "add_bos_token is true but there is no BOS token");
   if (addEos && eos === null) throw unsupported(model, pre, "add_eos_token is true but there is no EOS token");
   if (!addBos && !addEos) return null;
-  const before = addBos ? [bos] : [];
-  const after = addEos ? [eos] : [];
-  const template = (typeId, seq) => [
+  // Not null where asked for: checked above.
+  const before = /** @type {number[]} */ (addBos ? [bos] : []);
+  const after = /** @type {number[]} */ (addEos ? [eos] : []);
+  const template = (/** @type {number} */ typeId, /** @type {string} */ seq) => [
     ...before.map((i) => ({ SpecialToken: { id: tokens[i], type_id: typeId } })),
     { Sequence: { id: seq, type_id: typeId } },
     ...after.map((i) => ({ SpecialToken: { id: tokens[i], type_id: typeId } })),
   ];
+  /** @type {Map<string, {id: string, ids: number[], tokens: string[]}>} */
   const specialTokens = new Map();
   for (const i of [...new Set([...before, ...after])].sort((a, b) => a - b)) {
     specialTokens.set(tokens[i], { id: tokens[i], ids: [i], tokens: [tokens[i]] });
@@ -216,6 +277,11 @@ function postProcessor(tokens, addBos, addEos, bos, eos, model, pre) {
   return { type: "TemplateProcessing", single: template(0, "A"), pair: [...template(0, "A"), ...template(1, "B")], special_tokens: specialTokens };
 }
 
+/**
+ * HF's BPE model of the vocabulary and its merges.
+ * @param {string[]} tokens @param {[string, string][]} merges
+ * @param {{unk: string | null, byteFallback: boolean, ignoreMerges: boolean}} options
+ */
 function bpeModel(tokens, merges, { unk, byteFallback, ignoreMerges }) {
   return {
     type: "BPE",
@@ -231,11 +297,16 @@ function bpeModel(tokens, merges, { unk, byteFallback, ignoreMerges }) {
   };
 }
 
-/** The GGUF's merges as pairs, split as llama.cpp splits them; a repeated pair keeps its first rank. */
+/**
+ * The GGUF's merges as pairs, split as llama.cpp splits them; a repeated pair keeps its first rank.
+ * @param {Record<string, unknown>} meta @param {Map<string, number>} ids token -> id @param {string} model @param {string} pre
+ * @returns {[string, string][]}
+ */
 function gpt2Merges(meta, ids, model, pre) {
   const raw = meta["tokenizer.ggml.merges"];
   if (!Array.isArray(raw)) throw unsupported(model, pre, "tokenizer.ggml.merges is missing");
   const seen = new Set();
+  /** @type {[string, string][]} */
   const out = [];
   for (const merge of raw) {
     const text = String(merge);
@@ -253,9 +324,13 @@ function gpt2Merges(meta, ids, model, pre) {
   return out;
 }
 
-const byteLevel = (useRegex) => ({ type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: useRegex });
-const split = (regex) => ({ type: "Split", pattern: { Regex: regex }, behavior: "Isolated", invert: false });
+const byteLevel = (/** @type {boolean} */ useRegex) => ({ type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: useRegex });
+const split = (/** @type {string} */ regex) => ({ type: "Split", pattern: { Regex: regex }, behavior: "Isolated", invert: false });
 
+/**
+ * HF's pipeline for a "gpt2" (BPE) vocabulary.
+ * @param {Record<string, unknown>} meta @param {string[]} tokens @param {string} model @param {string} pre
+ */
 function gpt2(meta, tokens, model, pre) {
   const [family, ignoreMerges, addBosDefault] = BPE_PRE[pre];
   let preTokenizer;
@@ -280,16 +355,32 @@ function gpt2(meta, tokens, model, pre) {
   };
 }
 
-/** The character a token repeats ("▁▁▁" -> "▁"), if it is such a run. */
+/**
+ * The character a token repeats ("▁▁▁" -> "▁"), if it is such a run.
+ * @param {string} tok
+ * @returns {string | null}
+ */
 function runChar(tok) {
   const cps = codePoints(tok);
   return cps.length > 1 && cps.every((c) => c === cps[0]) ? cps[0] : null;
 }
 
-/** Every (left, right) pair of tokens whose concatenation is a token, best result first (see the Python twin). */
+/**
+ * A merge candidate: [-score of the result, result id, left id, right id].
+ * @typedef {[negScore: number, result: number, left: number, right: number]} Ranked
+ */
+
+/**
+ * Every (left, right) pair of tokens whose concatenation is a token, best result first (see the Python twin).
+ * @param {string[]} tokens @param {number[]} kinds @param {number[]} scores
+ * @param {Map<number, boolean>} specials @param {string} model @param {string} pre
+ * @returns {[string, string][]}
+ */
 function spmMerges(tokens, kinds, scores, specials, model, pre) {
   const ids = new Map(tokens.map((t, i) => [t, i]));
+  /** @type {Ranked[]} */
   const ranked = [];
+  /** @type {Set<number>} */
   const formable = new Set();
   tokens.forEach((tok, i) => {
     if (!specials.has(i) || tok.includes(SPACE)) formable.add(i);
@@ -315,19 +406,24 @@ function spmMerges(tokens, kinds, scores, specials, model, pre) {
   return ranked.map(([, , left, right]) => [tokens[left], tokens[right]]);
 }
 
-/** Refuse distinct tokens of one score, except runs of one character (checked by checkRun). */
+/**
+ * Refuse distinct tokens of one score, except runs of one character (checked by checkRun).
+ * @param {Ranked[]} ranked @param {Set<number>} formable @param {string[]} tokens @param {string} model @param {string} pre
+ */
 function checkTies(ranked, formable, tokens, model, pre) {
+  /** @type {Map<number, Set<number>>} -score -> the formable results of that score */
   const groups = new Map();
   for (const [neg, result] of ranked) {
     if (!formable.has(result)) continue;
     if (!groups.has(neg)) groups.set(neg, new Set());
-    groups.get(neg).add(result);
+    /** @type {Set<number>} */ (groups.get(neg)).add(result);
   }
+  /** @type {Set<string>} */
   const runs = new Set();
   for (const results of groups.values()) {
     if (results.size < 2) continue;
     const chars = new Set([...results].map((i) => runChar(tokens[i])));
-    const char = chars.values().next().value;
+    const char = /** @type {string | null} */ (chars.values().next().value); // results is not empty
     if (chars.size > 1 || char === null) {
       const [a, b] = [...results].sort((x, y) => x - y);
       throw unsupported(model, pre, `tokens ${show(tokens[a])} and ${show(tokens[b])} score the same (HF breaks the tie otherwise)`);
@@ -337,8 +433,13 @@ function checkTies(ranked, formable, tokens, model, pre) {
   for (const char of [...runs].sort()) checkRun(char, ranked, formable, tokens, model, pre);
 }
 
-/** Runs of `char` merge alike in llama.cpp (leftmost first) and HF (lowest rank first). */
+/**
+ * Runs of `char` merge alike in llama.cpp (leftmost first) and HF (lowest rank first).
+ * @param {string} char @param {Ranked[]} ranked @param {Set<number>} formable @param {string[]} tokens
+ * @param {string} model @param {string} pre
+ */
 function checkRun(char, ranked, formable, tokens, model, pre) {
+  /** @type {Map<number, number>} run length -> its token id */
   const lengths = new Map();
   tokens.forEach((t, i) => {
     if (runChar(t) === char) lengths.set(codePoints(t).length, i);
@@ -348,6 +449,7 @@ function checkRun(char, ranked, formable, tokens, model, pre) {
   if ([...runIds].some((i) => !formable.has(i))) why = "a special token is one";
   else if (new Set(ranked.filter(([, result]) => runIds.has(result)).map(([neg]) => neg)).size > 1) why = "they do not all score the same";
   else if (tokens.some((t, i) => formable.has(i) && t.includes(char + char) && runChar(t) !== char)) why = "another token holds two in a row";
+  /** @type {Map<string, number>} "left length,right length" -> rank */
   const rank = new Map();
   ranked.forEach(([, result, left, right], n) => {
     if (runIds.has(result)) rank.set(`${codePoints(tokens[left]).length},${codePoints(tokens[right]).length}`, n);
@@ -364,6 +466,7 @@ function checkRun(char, ranked, formable, tokens, model, pre) {
       leftmost.splice(at, 2, leftmost[at] + leftmost[at + 1]);
     }
     for (;;) {
+      /** @type {[rank: number, at: number] | null} */
       let best = null;
       for (let i = 0; i + 1 < lowest.length; i++) {
         const r = rank.get(`${lowest[i]},${lowest[i + 1]}`);
@@ -378,6 +481,11 @@ function checkRun(char, ranked, formable, tokens, model, pre) {
   if (why) throw unsupported(model, pre, `runs of ${show(char)} may tokenize differently: ${why}`);
 }
 
+/**
+ * HF's pipeline for a "llama" (SentencePiece) vocabulary.
+ * @param {Record<string, unknown>} meta @param {string[]} tokens @param {number[]} kinds
+ * @param {Map<number, boolean>} specials @param {string} model @param {string} pre
+ */
 function spm(meta, tokens, kinds, specials, model, pre) {
   const name = String(meta["general.name"] || "").toLowerCase();
   if (STRIP_MODEL_NAMES.some((s) => name.includes(s))) {
@@ -388,7 +496,7 @@ function spm(meta, tokens, kinds, specials, model, pre) {
   for (let b = 0; b < 256; b++) if (!ids.has(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`)) missing++;
   if (missing) throw unsupported(model, pre, `${missing} byte tokens <0xXX> are missing`);
   const rawScores = meta["tokenizer.ggml.scores"];
-  const scores = rawScores === undefined || rawScores === null ? tokens.map(() => 0) : Array.from(rawScores, Number).slice(0, tokens.length);
+  const scores = rawScores === undefined || rawScores === null ? tokens.map(() => 0) : Array.from(/** @type {ArrayLike<unknown>} */ (rawScores), Number).slice(0, tokens.length);
   if (scores.length < tokens.length) throw unsupported(model, pre, "tokenizer.ggml.scores is shorter than the vocabulary");
   if (scores.some(Number.isNaN)) throw unsupported(model, pre, "tokenizer.ggml.scores holds NaN");
   const merges = spmMerges(tokens, kinds, scores, specials, model, pre);
@@ -432,7 +540,7 @@ export function tokenizerJsonObject(meta) {
   return { version: "1.0", truncation: null, padding: null, added_tokens: addedTokens(tokens, specials), ...body };
 }
 
-const quote = (s) => JSON.stringify(s).replace(/[\u007f-\uffff]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+const quote = (/** @type {string} */ s) => JSON.stringify(s).replace(/[\u007f-\uffff]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 
 /**
  * JSON text as Python's `json.dumps(obj, ensure_ascii=True)` writes it (", " and ": " separators,

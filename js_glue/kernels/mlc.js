@@ -11,33 +11,97 @@ import { modelBase } from "./loader.js";
 import { MlcModel } from "./mlc/model.js";
 import { RUNTIMES, fetchWeights, pickRuntime, runtimeURL } from "./mlc/runtimes.js";
 
+/** @typedef {import("../proxy.d.ts").ModelRecord} ModelRecord */
+/** @typedef {import("./mlc/model.js").Instance} Instance */
+/** @typedef {import("./mlc/model.js").ChatConfig} ChatConfig */
+/** @typedef {(fraction: number, text: string) => void} Progress */
+
+/**
+ * What the mlc backend calls of one tvmjs bundle's namespace.
+ * @typedef {{adapter: GPUAdapter, adapterInfo?: GPUAdapterInfo, device: GPUDevice}} DetectedGPU
+ * @typedef {{
+ *   instantiate(bufferSource: ArrayBuffer, importObject: unknown, logger: (msg: string) => void): Promise<Instance>,
+ *   detectGPUDevice(powerPreference?: GPUPowerPreference): Promise<DetectedGPU | undefined>,
+ *   createPolyfillWASI(): unknown,
+ * }} Tvmjs
+ */
+
+/**
+ * createMlcKernels's options (described there).
+ * @typedef {import("./mlc/artifacts.js").FetchOptions & {
+ *   tvmjs?: Tvmjs,
+ *   tvmjsURL?: string,
+ *   tvmjsURLs?: Record<string, string>,
+ *   tvmjsBaseURL?: string,
+ *   runtimes?: import("./mlc/runtimes.js").Runtime[],
+ *   tokenizersURL?: string,
+ *   xgrammarURL?: string,
+ *   powerPreference?: GPUPowerPreference,
+ *   logger?: (msg: string) => void,
+ * }} MlcOptions
+ */
+
+/**
+ * A loaded model: its tokenizer, its MlcModel, its grammars (none for an encoder); `lost` once
+ * its device is lost, `pending` the sampled id the next decodeSteps feeds.
+ * @typedef {{
+ *   lost: GPUDeviceLostInfo | null,
+ *   tokenizer: import("./tokenizer.js").Tokenizer,
+ *   tokenizerFile: import("./tokenizer.js").TokenizerFile,
+ *   model: MlcModel,
+ *   grammars: Grammars | null,
+ *   pending?: number | null,
+ * }} LoadedModel
+ */
+
+/**
+ * The sampling params this file reads (the rest go to MlcModel.sample as they are).
+ * @typedef {{uniforms?: number[], history?: number[], grammar?: number | null}} StepParams
+ */
+
+/** What the bundles set or read on globalThis: tvmjs's UMD global, Deno's `process` check. */
+const globals = /** @type {typeof globalThis & {tvmjs?: Tvmjs, process?: unknown, Deno?: unknown}} */ (globalThis);
+
 /** tvmjs's UMD bundle, copied next to this file by the site build (like web-tokenizers). */
 export const DEFAULT_TVMJS_URL = new URL("./vendor/tvmjs.js", import.meta.url).href;
 
 /** The site's tvmjs/ folder: one tvmjs/<version>/index.js per shipped runtime (tools/site.py). */
 export const DEFAULT_TVMJS_BASE = new URL("../tvmjs/", import.meta.url).href;
 
-/** The tvmjs namespace from its bundle: CommonJS default export, or the `tvmjs` global (UMD). */
+/**
+ * The tvmjs namespace from its bundle: CommonJS default export, or the `tvmjs` global (UMD).
+ * @param {string} url
+ * @returns {Promise<Tvmjs>}
+ */
 async function importTvmjs(url) {
   const mod = await import(url);
-  const ns = [mod, mod && mod.default, globalThis.tvmjs].find((m) => m && typeof m.instantiate === "function");
+  const ns = [mod, mod && mod.default, globals.tvmjs].find((m) => m && typeof m.instantiate === "function");
   if (!ns) throw namedError("ModelLoadError", `no tvmjs runtime found at ${url}`, { url });
   return ns;
 }
 
-/** Under Deno tvmjs's emscripten WASI takes its Node path when it sees `process`: hide it. */
+/**
+ * Under Deno tvmjs's emscripten WASI takes its Node path when it sees `process`: hide it.
+ * @template T
+ * @param {() => T} fn
+ * @returns {T}
+ */
 function withoutProcess(fn) {
-  const hide = globalThis.Deno && "process" in globalThis;
-  const saved = globalThis.process;
-  if (hide) delete globalThis.process;
+  const hide = globals.Deno && "process" in globalThis;
+  const saved = globals.process;
+  if (hide) delete globals.process;
   try {
     return fn();
   } finally {
-    if (hide) globalThis.process = saved;
+    if (hide) globals.process = saved;
   }
 }
 
-/** Progress of tvmjs's reports mapped onto one 0..1 load: fetch, upload, then shaders. */
+/**
+ * Progress of tvmjs's reports mapped onto one 0..1 load: fetch, upload, then shaders.
+ * @param {Progress} progress
+ * @returns {(report: {progress: number, text: string}) => void}
+ */
 function progressMapper(progress) {
   return (r) => {
     const p = Math.min(1, Math.max(0, Number(r.progress) || 0));
@@ -48,6 +112,7 @@ function progressMapper(progress) {
   };
 }
 
+/** @param {ModelRecord} record @param {GPUDevice} device */
 function checkFeatures(record, device) {
   for (const feature of record.required_features || []) {
     if (device.features.has(feature)) continue;
@@ -68,11 +133,15 @@ function checkFeatures(record, device) {
  * tvmjsURLs[version] or tvmjsBaseURL (default DEFAULT_TVMJS_BASE) + `<version>/index.js`;
  * runtimes (default RUNTIMES), tokenizersURL, baseURL (to resolve relative model / model_lib
  * URLs), fetch, cache, powerPreference, logger}.
+ * @param {MlcOptions} [options]
  */
 export function createMlcKernels(options = {}) {
-  const runtimes = new Map(); // version → Promise<tvmjs namespace>
+  /** @type {Map<string, Promise<Tvmjs>>} version → its namespace */
+  const runtimes = new Map();
+  /** @type {Promise<unknown>} */
   let importing = Promise.resolve();
   // Each UMD bundle sets globalThis.tvmjs as it runs: import one at a time, keep each namespace.
+  /** @type {(key: string, url: string) => Promise<Tvmjs>} */
   const importOnce = (key, url) => {
     if (!runtimes.has(key)) {
       const p = importing.then(() => importTvmjs(url));
@@ -80,8 +149,9 @@ export function createMlcKernels(options = {}) {
       runtimes.set(key, p);
       p.catch(() => runtimes.delete(key));
     }
-    return runtimes.get(key);
+    return /** @type {Promise<Tvmjs>} */ (runtimes.get(key));
   };
+  /** @type {(record: ModelRecord, wasm: Uint8Array) => Promise<{lib: Tvmjs, version: string | null}>} */
   const tvmjs = async (record, wasm) => {
     if (options.tvmjs) return { lib: options.tvmjs, version: null };
     if (options.tvmjsURL) return { lib: await importOnce("", options.tvmjsURL), version: null };
@@ -89,11 +159,13 @@ export function createMlcKernels(options = {}) {
     const url = (options.tvmjsURLs || {})[rt.version] || runtimeURL(options.tvmjsBaseURL || DEFAULT_TVMJS_BASE, rt.version);
     return { lib: await importOnce(rt.version, url), version: rt.version };
   };
+  /** @type {Map<number, LoadedModel>} */
   const models = new Map();
   let nextHandle = 1;
-  let lastGpu = null; // {device, adapterInfo} of the last load
+  /** @type {DetectedGPU | null} the last load's */
+  let lastGpu = null;
 
-  const get = (handle) => {
+  const get = (/** @type {number} */ handle) => {
     const m = models.get(handle);
     if (!m) throw namedError("ModelNotLoadedError", `no model is loaded under handle ${handle}`, { handle });
     if (m.lost) {
@@ -109,18 +181,23 @@ export function createMlcKernels(options = {}) {
     return m.grammars;
   });
 
+  /** @param {ModelRecord} record */
   async function open(record) {
     const modelURL = modelBase(record, options);
     const libURL = resolveURL(record.model_lib, options);
     const files = new ArtifactStore(record, modelURL, options);
-    files.pin(libURL, (record.sha256 || {})[record.model_lib]);
+    files.pin(libURL, (record.sha256 || {})[/** @type {string} */ (record.model_lib)]); // load() checked it is set
+    /** @type {ChatConfig} */
     const config = { ...(await files.json(new URL("mlc-chat-config.json", modelURL).href)), ...(record.overrides || {}) };
     const wasm = await files.bytes(libURL);
     const { lib, version } = await tvmjs(record, wasm);
     const wasi = withoutProcess(() => lib.createPolyfillWASI());
+    /** @type {Instance} */
     let tvm;
     try {
-      tvm = await lib.instantiate(wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength), wasi, options.logger || console.log);
+      // A fetched file's bytes: never on a SharedArrayBuffer.
+      const buffer = /** @type {ArrayBuffer} */ (wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength));
+      tvm = await lib.instantiate(buffer, wasi, options.logger || console.log);
     } catch (e) {
       throw namedError(
         "ModelLoadError",
@@ -134,7 +211,7 @@ export function createMlcKernels(options = {}) {
   return {
     backend: "mlc",
 
-    /** @param {(fraction: number, text: string) => void} [progress] */
+    /** @param {ModelRecord} record @param {Progress} [progress] */
     async load(record, progress = () => {}) {
       const t0 = performance.now();
       if (!record.model_lib) {
@@ -143,9 +220,11 @@ export function createMlcKernels(options = {}) {
         });
       }
       const { lib, tvm, config, files, modelURL } = await open(record);
-      /** @type {{lost: Error | null, tokenizer: any, tokenizerFile: any, model: MlcModel | null, grammars: Grammars | null}} */
+      /** @type {{[K in keyof LoadedModel]: LoadedModel[K] | null}} what is loaded so far */
       const entry = { lost: null, tokenizer: null, tokenizerFile: null, model: null, grammars: null };
+      /** @type {DetectedGPU | undefined | null} */
       let gpu = null;
+      /** @type {GPUDevice | null} */
       let device = null;
       let bound = false;
       try {
@@ -159,7 +238,7 @@ export function createMlcKernels(options = {}) {
         });
         tvm.initWebGPU(device);
         bound = true;
-        const tokName = (config.tokenizer_files || ["tokenizer.json"]).find((f) => f === "tokenizer.json" || f.endsWith(".model"));
+        const tokName = (config.tokenizer_files || ["tokenizer.json"]).find((/** @type {string} */ f) => f === "tokenizer.json" || f.endsWith(".model"));
         if (!tokName) throw namedError("UnsupportedTokenizerFilesError", `no usable tokenizer in ${config.tokenizer_files}`, {
             files: config.tokenizer_files,
           });
@@ -181,9 +260,9 @@ export function createMlcKernels(options = {}) {
         entry.grammars = new Grammars(entry.tokenizer, entry.tokenizerFile, Number(config.vocab_size), options.xgrammarURL || DEFAULT_XGRAMMAR_URL);
       }
       const handle = nextHandle++;
-      models.set(handle, entry);
+      models.set(handle, /** @type {LoadedModel} */ (entry));
       lastGpu = gpu;
-      const info = gpu.adapterInfo || {};
+      const info = /** @type {Partial<GPUAdapterInfo>} */ (gpu.adapterInfo || {});
       const label = info.description || info.vendor || "WebGPU";
       const m = /** @type {MlcModel} */ (entry.model);
       const out = { ...config, prefill_chunk_size: m.chunk, context_window_size: m.ctx };
@@ -191,7 +270,10 @@ export function createMlcKernels(options = {}) {
       return { handle, config: out };
     },
 
-    /** Resolves to what tvmjs still held just before the instance went (MlcModel.dispose). */
+    /**
+     * Resolves to what tvmjs still held just before the instance went (MlcModel.dispose).
+     * @param {number} handle
+     */
     async unload(handle) {
       const m = models.get(handle);
       if (!m) return null;
@@ -201,26 +283,31 @@ export function createMlcKernels(options = {}) {
       return m.model.dispose(m.lost !== null);
     },
 
+    /** @param {number} handle @param {string} text */
     async tokenize(handle, text) {
       return Array.from(get(handle).tokenizer.encode(text));
     },
 
+    /** @param {number} handle @param {number[]} ids */
     async detokenize(handle, ids) {
       return get(handle).tokenizer.decode(Int32Array.from(ids));
     },
 
+    /** @param {number} handle @param {number[]} ids */
     async prefill(handle, ids) {
       const m = get(handle);
       m.pending = null;
       m.model.prefill(Array.from(ids));
     },
 
+    /** @param {number} handle @param {number} token */
     async decode(handle, token) {
       const m = get(handle);
       m.pending = null;
       m.model.decode(Number(token));
     },
 
+    /** @param {number} handle @param {StepParams} params */
     async sample(handle, params) {
       const m = get(handle);
       const out = await m.model.sample(params, (params.uniforms || [0])[0] ?? 0, constraint(handle, params));
@@ -229,15 +316,17 @@ export function createMlcKernels(options = {}) {
       return out;
     },
 
+    /** @param {number} handle @param {number} n @param {StepParams} params */
     async decodeSteps(handle, n, params) {
       const m = get(handle);
       const uniforms = params.uniforms || [];
       if (n > 0 && m.pending == null) throw namedError("InvalidRequestFieldError", "decodeSteps needs a sample() first");
       if (uniforms.length < n) throw namedError("InvalidRequestFieldError", `decodeSteps(${n}) needs ${n} uniforms, got ${uniforms.length}`);
       const grammar = constraint(handle, params);
+      /** @type {Awaited<ReturnType<MlcModel["sample"]>>[]} */
       const out = [];
       for (let i = 0; i < n; i++) {
-        m.model.decode(m.pending);
+        m.model.decode(/** @type {number} */ (m.pending)); // set: checked above, then by each step
         const step = { ...params, history: [...(params.history || []), ...out.map((s) => s.token)] };
         const s = await m.model.sample(step, uniforms[i], grammar);
         const ended = s.ended;
@@ -252,27 +341,34 @@ export function createMlcKernels(options = {}) {
     openGrammar,
     closeGrammar,
 
-    /** Test hook (mirrors the wgsl shim's and ReferenceKernels.logits): the current logits. */
+    /**
+     * Test hook (mirrors the wgsl shim's and ReferenceKernels.logits): the current logits.
+     * @param {number} handle
+     */
     async logits(handle) {
       return get(handle).model.readLogits();
     },
 
+    /** @param {number} handle @param {number} length */
     async rewind(handle, length) {
       const m = get(handle);
       m.pending = null;
       m.model.rewind(Number(length));
     },
 
+    /** @param {number} handle */
     async reset(handle) {
       const m = get(handle);
       m.pending = null;
       m.model.reset();
     },
 
+    /** @param {number} handle @param {number[][]} batch */
     async embed(handle, batch) {
       return get(handle).model.embed(batch.map((row) => Array.from(row)));
     },
 
+    /** @param {number} handle */
     async stats(handle) {
       const m = get(handle).model;
       return { ...m.stats, kv_length: m.length, context_window_size: m.ctx };
@@ -281,7 +377,7 @@ export function createMlcKernels(options = {}) {
     /** The device of the last loaded model (tvmjs opens one device per model). */
     async deviceInfo() {
       if (!lastGpu) throw namedError("ModelNotLoadedError", "the mlc backend opens its device when a model loads");
-      const { device, adapterInfo: info = {} } = lastGpu;
+      const { device, adapterInfo: info = /** @type {Partial<GPUAdapterInfo>} */ ({}) } = lastGpu;
       return {
         vendor: info.vendor || "",
         architecture: info.architecture || "",

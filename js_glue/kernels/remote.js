@@ -15,7 +15,36 @@
 
 import { namedError } from "./errors.js";
 
-/** Every header value of `record` replaced in `text` (a server may echo an API key). */
+/**
+ * What py_worker/remote.py tells JS of a remote record (its `wire`).
+ * @typedef {{model_id: string, base_url: string, model: string, headers: Record<string, string>, timeout_ms: number}} RemoteRecord
+ */
+
+/**
+ * One open request. `started` is the fetch, set as it opens; `response` its checked reply;
+ * `reader`/`decoder` read a streamed body, whose complete events wait in `events`.
+ * @typedef {{
+ *   record: RemoteRecord,
+ *   controller: AbortController,
+ *   aborted: boolean,
+ *   buffer: string,
+ *   events: string[],
+ *   done: boolean,
+ *   started: Promise<Response>,
+ *   response?: Promise<Response>,
+ *   reader?: ReadableStreamDefaultReader<Uint8Array>,
+ *   decoder?: TextDecoder,
+ * }} RemoteRequest
+ */
+
+/** @typedef {"RemoteServerError" | "RemoteConnectionError" | "RemoteTimeoutError" | "RemoteProtocolError"} RemoteErrorName */
+
+/**
+ * Every header value of `record` replaced in `text` (a server may echo an API key).
+ * @param {unknown} text
+ * @param {RemoteRecord} record
+ * @returns {string}
+ */
 function redact(text, record) {
   let out = String(text);
   for (const value of Object.values(record.headers || {})) {
@@ -24,9 +53,13 @@ function redact(text, record) {
   return out;
 }
 
-const originOf = (record) => new URL(record.base_url).origin;
+const originOf = (/** @type {RemoteRecord} */ record) => new URL(record.base_url).origin;
 
-/** The server's own words in an error body: OpenAI's {error: {message}}, FastAPI's {detail}, or the text. */
+/**
+ * The server's own words in an error body: OpenAI's {error: {message}}, FastAPI's {detail}, or the text.
+ * @param {string} text
+ * @returns {string}
+ */
 function serverMessage(text) {
   try {
     const body = JSON.parse(text);
@@ -38,11 +71,16 @@ function serverMessage(text) {
   return text;
 }
 
-/** The parsed SSE events of `buffer`'s complete events, and the unfinished rest. */
+/**
+ * The parsed SSE events of `buffer`'s complete events, and the unfinished rest.
+ * @param {string} buffer
+ * @returns {{events: string[], rest: string}}
+ */
 function parseEvents(buffer) {
+  /** @type {string[]} */
   const events = [];
   const blocks = buffer.replace(/\r\n?/g, "\n").split("\n\n");
-  const rest = blocks.pop();
+  const rest = /** @type {string} */ (blocks.pop()); // split gives at least one block
   for (const block of blocks) {
     const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, ""));
     if (data.length) events.push(data.join("\n"));
@@ -56,17 +94,27 @@ function parseEvents(buffer) {
  */
 export function createRemote(options = {}) {
   const doFetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
-  /** @type {Map<number, any>} */
+  /** @type {Map<number, RemoteRequest>} */
   const open = new Map();
   let nextId = 1;
 
+  /** @type {(r: RemoteRequest, extra?: Record<string, unknown>) => {model_id: string, origin: string}} */
   const fields = (r, extra = {}) => ({ model_id: r.record.model_id, origin: originOf(r.record), ...extra });
+  /** @type {(r: RemoteRequest, name: RemoteErrorName, message: string, extra?: Record<string, unknown>) => Error} */
   const fail = (r, name, message, extra) =>
     namedError(name, `Remote model ${r.record.model_id} at ${originOf(r.record)}: ${redact(message, r.record)}`, fields(r, extra));
 
-  /** `promise`, or RemoteTimeoutError (and the fetch aborted) after the record's timeout_ms of silence. */
+  /**
+   * `promise`, or RemoteTimeoutError (and the fetch aborted) after the record's timeout_ms of silence.
+   * @template T
+   * @param {RemoteRequest} r
+   * @param {Promise<T>} promise
+   * @returns {Promise<T>}
+   */
   async function within(r, promise) {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
     let timer;
+    /** @type {Promise<never>} */
     const expired = new Promise((_, reject) => {
       timer = setTimeout(() => {
         r.controller.abort();
@@ -80,14 +128,23 @@ export function createRemote(options = {}) {
     }
   }
 
-  /** The error a failed read or fetch of `r` stands for, or null when `r` was aborted. */
+  /**
+   * The error a failed read or fetch of `r` stands for, or null when `r` was aborted.
+   * @param {RemoteRequest} r
+   * @param {any} err what the read or fetch threw: any value may be thrown
+   * @returns {Error | null}
+   */
   function failure(r, err) {
     if (r.aborted) return null;
     if (err && err.name && String(err.name).startsWith("Remote")) return err;
     return fail(r, "RemoteConnectionError", `the server could not be reached or the connection was lost (${err && err.message})`);
   }
 
-  /** The response of `r` once its status is known; an HTTP error becomes RemoteServerError. */
+  /**
+   * The response of `r` once its status is known; an HTTP error becomes RemoteServerError.
+   * @param {RemoteRequest} r
+   * @returns {Promise<Response>}
+   */
   async function response(r) {
     if (!r.response) {
       r.response = (async () => {
@@ -103,26 +160,35 @@ export function createRemote(options = {}) {
     return await within(r, r.response);
   }
 
-  const entry = (id) => open.get(id);
+  const entry = (/** @type {number} */ id) => open.get(id);
 
   return {
+    /**
+     * @param {RemoteRecord} record
+     * @param {string} path the endpoint under base_url ("/chat/completions", ...)
+     * @param {{stream?: boolean | null, [key: string]: unknown}} body the request's JSON body
+     * @returns {number}
+     */
     remoteOpen(record, path, body) {
       const id = nextId++;
       const controller = new AbortController();
       const headers = { "content-type": "application/json", accept: body.stream ? "text/event-stream" : "application/json", ...(record.headers || {}) };
-      const r = { record, controller, aborted: false, buffer: "", events: [], done: false };
-      r.started = doFetch(`${record.base_url}${path}`, { method: "POST", headers, body: JSON.stringify(body), signal: controller.signal });
+      const started = doFetch(`${record.base_url}${path}`, { method: "POST", headers, body: JSON.stringify(body), signal: controller.signal });
+      /** @type {RemoteRequest} */
+      const r = { record, controller, aborted: false, buffer: "", events: [], done: false, started };
       r.started.catch(() => {}); // read (and named) by the first remoteNext / remoteResult
       open.set(id, r);
       return id;
     },
 
+    /** @param {number} id @returns {Promise<string | null>} */
     async remoteNext(id) {
       const r = entry(id);
       if (!r || r.aborted) return null;
       try {
         while (!r.events.length && !r.done) {
-          r.reader ??= (await response(r)).body.getReader();
+          // A reply with no body throws here, as a lost connection.
+          r.reader ??= /** @type {ReadableStream<Uint8Array>} */ ((await response(r)).body).getReader();
           r.decoder ??= new TextDecoder();
           const { value, done } = await within(r, r.reader.read());
           r.buffer += r.decoder.decode(value ?? new Uint8Array(), { stream: !done });
@@ -136,6 +202,7 @@ export function createRemote(options = {}) {
           open.delete(id);
           return null;
         }
+        /** @type {any} JSON from the server */
         let event;
         try {
           event = JSON.parse(data);
@@ -156,6 +223,7 @@ export function createRemote(options = {}) {
       }
     },
 
+    /** @param {number} id @returns {Promise<string | null>} */
     async remoteResult(id) {
       const r = entry(id);
       if (!r || r.aborted) return null;
@@ -176,6 +244,7 @@ export function createRemote(options = {}) {
       }
     },
 
+    /** @param {number} id */
     remoteAbort(id) {
       const r = entry(id);
       if (!r) return;

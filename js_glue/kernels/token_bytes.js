@@ -10,6 +10,7 @@
 
 // GPT-2's byte-level alphabet: the printable bytes stand for themselves, the others for 256 + n.
 const BYTE_OF_CHAR = (() => {
+  /** @type {Map<number, number>} */
   const map = new Map();
   let n = 0;
   for (let b = 0; b < 256; b++) {
@@ -21,16 +22,22 @@ const BYTE_OF_CHAR = (() => {
 
 const utf8 = new TextEncoder();
 
-/** The bytes of one token as the vocabulary type spells it ("byte_level" | "byte_fallback" | "raw"). */
+/**
+ * The bytes of one token as the vocabulary type spells it ("byte_level" | "byte_fallback" | "raw").
+ * @param {string} token
+ * @param {string} type
+ * @returns {Uint8Array}
+ */
 export function tokenBytes(token, type) {
   if (type === "byte_fallback") {
     const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(token);
     return m ? Uint8Array.of(parseInt(m[1], 16)) : utf8.encode(token.replaceAll("▁", " "));
   }
   if (type === "byte_level") {
+    /** @type {number[]} */
     const out = [];
     for (const ch of token) {
-      const b = BYTE_OF_CHAR.get(ch.codePointAt(0));
+      const b = BYTE_OF_CHAR.get(/** @type {number} */ (ch.codePointAt(0)));
       if (b === undefined) out.push(...utf8.encode(ch)); // an added token's own text
       else out.push(b);
     }
@@ -42,6 +49,8 @@ export function tokenBytes(token, type) {
 // Decoder states: [continuation bytes still needed, allowed range of the next byte]. 0 = between
 // characters. RFC 3629's table of well-formed sequences.
 const START = "0";
+
+/** @param {string} state @param {number} b @returns {string | null} */
 function next(state, b) {
   if (state === START) {
     if (b < 0x80) return START;
@@ -59,8 +68,14 @@ function next(state, b) {
   return n === 1 ? START : `${n - 1},80,bf`;
 }
 
-/** The decoder state after `bytes` from `state`, or null where they are not valid UTF-8. */
+/**
+ * The decoder state after `bytes` from `state`, or null where they are not valid UTF-8.
+ * @param {string} state
+ * @param {Iterable<number>} bytes
+ * @returns {string | null}
+ */
 export function advance(state, bytes) {
+  /** @type {string | null} */
   let s = state;
   for (const b of bytes) {
     s = next(s, b);
@@ -70,10 +85,15 @@ export function advance(state, bytes) {
 }
 
 export class Utf8Masks {
-  /** bytes: each id's Uint8Array; vocabSize: the logits' length (ids past `bytes` stay allowed). */
+  /**
+   * bytes: each id's Uint8Array; vocabSize: the logits' length (ids past `bytes` stay allowed).
+   * @param {Uint8Array[]} bytes
+   * @param {number} vocabSize
+   */
   constructor(bytes, vocabSize) {
     this.bytes = bytes;
     this.vocabSize = vocabSize;
+    /** @type {Map<string, Uint32Array>} decoder state -> its mask */
     this.masks = new Map();
     this.control = new Uint32Array(Math.ceil(vocabSize / 32)).fill(0xffffffff);
     bytes.forEach((bs, id) => {
@@ -81,15 +101,20 @@ export class Utf8Masks {
     });
   }
 
-  /** Bitmask of the ids whose bytes are valid UTF-8 from `state`. */
+  /**
+   * Bitmask of the ids whose bytes are valid UTF-8 from `state`.
+   * @param {string} state
+   * @returns {Uint32Array}
+   */
   mask(state) {
     let m = this.masks.get(state);
     if (!m) {
-      m = new Uint32Array(Math.ceil(this.vocabSize / 32)).fill(0xffffffff);
+      const made = new Uint32Array(Math.ceil(this.vocabSize / 32)).fill(0xffffffff);
       this.bytes.forEach((bs, id) => {
-        if (advance(state, bs) === null) m[id >>> 5] &= ~(1 << (id & 31));
+        if (advance(state, bs) === null) made[id >>> 5] &= ~(1 << (id & 31));
       });
-      this.masks.set(state, m);
+      this.masks.set(state, made);
+      m = made;
     }
     return m;
   }

@@ -6,6 +6,55 @@
 import { namedError } from "../errors.js";
 import { penaltyPlan, sampleProcessed } from "../sampling.js";
 
+/**
+ * The part of tvmjs (npm @mlc-ai/web-runtime, its lib/runtime.d.ts) this backend calls, as every
+ * shipped runtime (0.18, 0.24, 0.27) has it; a member only some runtimes have is optional. A
+ * PackedFunc's arguments and result depend on the function (tvmjs types them `any` too).
+ * @typedef {((...args: any[]) => any) & {dispose(): void}} PackedFunc
+ * @typedef {{dispose(): void}} TvmObject
+ * @typedef {{sync(): Promise<void>}} Device a DLDevice
+ * @typedef {Float32Array | Float64Array | Int32Array | Int8Array | Uint8Array} HostArray
+ * @typedef {{
+ *   shape: number[],
+ *   dtype: string,
+ *   view(shape: number[]): Tensor,
+ *   copyFrom(data: Tensor | HostArray): Tensor,
+ *   toArray(): HostArray,
+ *   dispose(): void,
+ * }} Tensor
+ * @typedef {{getFunction(name: string): PackedFunc, getInternalModule(): TvmObject, dispose(): void}} VirtualMachine
+ * @typedef {(modelURL: string, records: unknown, device: Device, cache: import("./artifacts.js").ArtifactStore) => Promise<void>} CacheLoader
+ * @typedef {{
+ *   webgpu(): Device,
+ *   cpu(): Device,
+ *   beginScope(): void,
+ *   endScope(): void,
+ *   detachFromCurrentScope<T extends TvmObject>(obj: T): T,
+ *   createVirtualMachine(dev: Device): VirtualMachine,
+ *   getParamsFromCacheByName(names: string[]): TvmObject,
+ *   getGlobalFunc(name: string): PackedFunc,
+ *   makeShapeTuple(shape: number[]): TvmObject,
+ *   empty(shape: number[], dtype: string, dev: Device): Tensor,
+ *   scalar(value: number, dtype: string): unknown,
+ *   asyncLoadWebGPUPipelines(mod: TvmObject): Promise<void>,
+ *   initWebGPU(device: GPUDevice): void,
+ *   registerInitProgressCallback(cb: (report: {progress: number, text: string}) => void): void,
+ *   dispose(): void,
+ *   tensorCacheClear?: () => void,
+ *   ndarrayCacheClear?: () => void,
+ *   fetchTensorCacheInternal?: CacheLoader,
+ *   fetchNDArrayCacheInternal?: CacheLoader,
+ *   fetchTensorCache?: (url: string, device: Device, options: {artifactCache: import("./artifacts.js").ArtifactStore}) => Promise<unknown>,
+ *   cacheMetadata?: Record<string, unknown>,
+ *   lib?: {webGPUContext?: {bufferTable?: unknown}},
+ * }} Instance
+ */
+
+/**
+ * mlc-chat-config.json with the record's overrides: JSON whose fields vary by model.
+ * @typedef {Record<string, any>} ChatConfig
+ */
+
 const SEQ = 0; // the one sequence this backend keeps in the KV cache
 const PAGE_SIZE = 16;
 const KV_BUILTINS = {
@@ -26,18 +75,39 @@ export class MlcModel {
   chunk;
   /** @type {number} */
   maxBatch;
+  // Bound by the constructor (#bind) and loadPipelines:
+  /** @type {VirtualMachine} */
+  vm;
+  /** @type {{prefill_chunk_size: unknown, max_batch_size?: unknown, kv_state_kind?: string, params: {name: string}[]}} the library's _metadata */
+  meta;
+  /** @type {TvmObject} the weights */
+  params;
+  /** @type {boolean} the library has batch_prefill/batch_decode, not prefill/decode */
+  batch;
+  /** @type {TvmObject} the paged KV cache */
+  kv;
+  /** @type {Tensor} batch_prefill's logit position */
+  logitPos;
+  /** @type {boolean} see #probePenalty */
+  penaltyInverted;
 
   /**
    * Build the VM and bind what the model needs. `tvm` has WebGPU initialised and the weights in
    * its tensor cache. `config` is mlc-chat-config.json with the record's overrides applied.
+   * @param {Instance} tvm
+   * @param {ChatConfig} config
+   * @param {boolean} embedding an encoder (it only embeds)
    */
   constructor(tvm, config, embedding) {
     this.tvm = tvm;
     this.config = config;
     this.embedding = embedding;
     this.dev = tvm.webgpu();
+    /** @type {TvmObject[]} what dispose() frees */
     this.owned = [];
+    /** @type {Record<string, PackedFunc>} the VM's and the runtime's functions by role */
     this.f = {};
+    /** @type {Tensor | null} the last forward's logits */
     this.logits = null;
     this.length = 0;
     this.stats = { prefill_tokens: 0, prefill_seconds: 0, decode_tokens: 0, decode_seconds: 0 };
@@ -49,11 +119,21 @@ export class MlcModel {
     }
   }
 
+  /**
+   * @template {TvmObject} T
+   * @param {T} obj
+   * @returns {T}
+   */
   #own(obj) {
     this.owned.push(this.tvm.detachFromCurrentScope(obj));
     return obj;
   }
 
+  /**
+   * @template T
+   * @param {() => T} fn
+   * @returns {T}
+   */
   #scoped(fn) {
     this.tvm.beginScope();
     try {
@@ -63,8 +143,25 @@ export class MlcModel {
     }
   }
 
-  /** A VM function, or null when the library does not export it. */
+  /**
+   * A VM function, or null when the library does not export it.
+   * @overload
+   * @param {string} name
+   * @returns {PackedFunc}
+   */
+  /**
+   * @overload
+   * @param {string} name
+   * @param {boolean} required
+   * @returns {PackedFunc | null}
+   */
+  /**
+   * @param {string} name
+   * @param {boolean} [required]
+   * @returns {PackedFunc | null}
+   */
   #vmFunc(name, required = true) {
+    /** @type {PackedFunc | null} */
     let fn = null;
     try {
       fn = this.vm.getFunction(name);
@@ -106,7 +203,7 @@ export class MlcModel {
     if (this.sliding > 0) {
       this.f.slidingWindow = this.#own(tvm.getGlobalFunc("vm.builtin.attention_kv_cache_enable_sliding_window_for_seq"));
     }
-    const shape = (v) => tvm.makeShapeTuple([v]);
+    const shape = (/** @type {number} */ v) => tvm.makeShapeTuple([v]);
     const maxTotal = this.sliding > 0 ? this.sliding : this.ctx;
     this.kv = this.#own(createKV(shape(1), shape(maxTotal), shape(this.chunk), shape(PAGE_SIZE), shape(this.sliding > 0 ? 1 : 0)));
     if (this.batch) this.logitPos = this.#own(tvm.empty([1], "int32", this.dev));
@@ -147,7 +244,7 @@ export class MlcModel {
       init[0] = 1;
       init[1] = -1;
       const logits = tvm.empty([1, vocab], "float32", this.dev).copyFrom(init);
-      const up = (arr, dtype) => tvm.empty([arr.length], dtype, this.dev).copyFrom(arr);
+      const up = (/** @type {Int32Array} */ arr, /** @type {string} */ dtype) => tvm.empty([arr.length], dtype, this.dev).copyFrom(arr);
       const penalties = tvm.empty([1, 3], "float32", this.dev).copyFrom(Float32Array.of(0, 0, 2));
       this.f.applyPenalty(logits, up(Int32Array.of(SEQ), "int32"), up(new Int32Array(2), "int32"), up(Int32Array.of(0, 1), "int32"), up(Int32Array.of(1, 1), "int32"), penalties);
       return tvm.detachFromCurrentScope(tvm.empty([1, vocab], "float32", tvm.cpu()).copyFrom(logits));
@@ -181,7 +278,10 @@ export class MlcModel {
     this.length = 0;
   }
 
-  /** embed → begin_forward → prefill/decode → end_forward for one chunk; keeps its logits. */
+  /**
+   * embed → begin_forward → prefill/decode → end_forward for one chunk; keeps its logits.
+   * @param {number[]} ids
+   */
   #forward(ids) {
     const tvm = this.tvm;
     const n = ids.length;
@@ -206,6 +306,7 @@ export class MlcModel {
     });
   }
 
+  /** @param {number} n tokens about to be added */
   #checkRoom(n) {
     if (this.sliding > 0 || this.length + n <= this.ctx) return;
     throw namedError("ContextWindowSizeExceededError", `${this.length} + ${n} tokens exceed the context window of ${this.ctx}`, {
@@ -219,6 +320,7 @@ export class MlcModel {
     if (this.embedding) throw namedError("IncorrectPipelineLoadedError", "this model is an encoder: it only embeds");
   }
 
+  /** @param {number[]} ids */
   prefill(ids) {
     this.#decoderOnly();
     if (!ids.length) return;
@@ -229,6 +331,7 @@ export class MlcModel {
     this.stats.prefill_seconds += (performance.now() - t0) / 1000;
   }
 
+  /** @param {number} token */
   decode(token) {
     this.#decoderOnly();
     this.#checkRoom(1);
@@ -251,12 +354,12 @@ export class MlcModel {
     const plan = penaltyPlan(params);
     const vocab = this.logits.shape[this.logits.shape.length - 1];
     const host = this.#scoped(() => {
-      let logits = this.logits.view([1, vocab]);
+      let logits = /** @type {Tensor} */ (this.logits).view([1, vocab]);
       if (plan.bias || plan.repetition || plan.penalty) {
         // A copy, so sampling the same logits twice never applies a penalty twice.
         logits = tvm.empty([1, vocab], "float32", this.dev).copyFrom(logits);
-        const up = (arr, dtype) => tvm.empty([arr.length], dtype, this.dev).copyFrom(arr);
-        const rows = (k) => up(new Int32Array(k), "int32");
+        const up = (/** @type {Int32Array | Float32Array} */ arr, /** @type {string} */ dtype) => tvm.empty([arr.length], dtype, this.dev).copyFrom(arr);
+        const rows = (/** @type {number} */ k) => up(new Int32Array(k), "int32");
         if (plan.bias) this.f.applyBias(logits, rows(plan.bias.ids.length), up(plan.bias.ids, "int32"), up(plan.bias.values, "float32"));
         if (plan.repetition) {
           const r = plan.repetition;
@@ -270,7 +373,8 @@ export class MlcModel {
     });
     try {
       await this.dev.sync();
-      const out = sampleProcessed(host.toArray(), params, uniform, grammar ? await grammar.mask() : null);
+      const logits = /** @type {Float32Array} */ (host.toArray()); // a float32 tensor
+      const out = sampleProcessed(logits, params, uniform, grammar ? await grammar.mask() : null);
       out.ended = grammar ? grammar.accept(out.token) : false;
       return out;
     } finally {
@@ -284,7 +388,7 @@ export class MlcModel {
     if (!this.logits) throw namedError("PyWorkerError", "no logits: prefill or decode first");
     const tvm = this.tvm;
     const vocab = this.logits.shape[this.logits.shape.length - 1];
-    const host = this.#scoped(() => tvm.detachFromCurrentScope(tvm.empty([1, vocab], "float32", tvm.cpu()).copyFrom(this.logits.view([1, vocab]))));
+    const host = this.#scoped(() => tvm.detachFromCurrentScope(tvm.empty([1, vocab], "float32", tvm.cpu()).copyFrom(/** @type {Tensor} */ (this.logits).view([1, vocab]))));
     try {
       await this.dev.sync();
       return host.toArray();
@@ -293,7 +397,10 @@ export class MlcModel {
     }
   }
 
-  /** Drop the last `length - keep` tokens from the KV cache (kv_state_popn). */
+  /**
+   * Drop the last `length - keep` tokens from the KV cache (kv_state_popn).
+   * @param {number} keep
+   */
   rewind(keep) {
     this.#decoderOnly();
     if (keep < 0 || keep > this.length) {
@@ -316,6 +423,8 @@ export class MlcModel {
    * `[CLS] ids [SEP]` when the config names both ids, as the wgsl BERT path and the reference
    * encoder do (tokenizers here encode without special tokens); ids that already start with
    * [CLS] and end with [SEP] are kept as they are. Without those ids, the ids unchanged.
+   * @param {number[]} ids
+   * @returns {number[]}
    */
   #withSpecials(ids) {
     const cls = this.config.cls_token_id;
@@ -325,12 +434,17 @@ export class MlcModel {
     return [Number(cls), ...body, Number(sep)];
   }
 
-  /** Encoder models: `prefill(ids, mask, params)` per batch, then pooling + L2 norm in JS. */
+  /**
+   * Encoder models: `prefill(ids, mask, params)` per batch, then pooling + L2 norm in JS.
+   * @param {number[][]} batch
+   * @returns {Promise<number[][]>}
+   */
   async embed(batch) {
     if (!this.embedding) {
       throw namedError("EmbeddingUnsupportedModelError", "this model is a decoder; embeddings need an encoder model");
     }
     const tvm = this.tvm;
+    /** @type {number[][]} */
     const out = [];
     for (let b = 0; b < batch.length; b += this.maxBatch) {
       const rows = batch.slice(b, b + this.maxBatch).map((r) => this.#withSpecials(r));
@@ -348,7 +462,7 @@ export class MlcModel {
         mask.fill(1, i * len, i * len + r.length);
       });
       const host = this.#scoped(() => {
-        const on = (arr) => tvm.empty([arr.length], "int32", this.dev).copyFrom(arr).view([rows.length, len]);
+        const on = (/** @type {Int32Array} */ arr) => tvm.empty([arr.length], "int32", this.dev).copyFrom(arr).view([rows.length, len]);
         const hidden = this.f.prefill(on(ids), on(mask), this.params);
         return tvm.detachFromCurrentScope(tvm.empty(hidden.shape, hidden.dtype, tvm.cpu()).copyFrom(hidden));
       });
@@ -383,7 +497,7 @@ export class MlcModel {
       const tvm = this.tvm;
       try {
         this.#release();
-        (tvm.tensorCacheClear || tvm.ndarrayCacheClear).call(tvm); // 0.24 renamed ndarray → tensor
+        /** @type {() => void} */ (tvm.tensorCacheClear || tvm.ndarrayCacheClear).call(tvm); // 0.24 renamed ndarray → tensor
         this.#scoped(() => tvm.getGlobalFunc("vm.builtin.memory_manager.clear")());
         left = liveAllocations(tvm);
       } finally {
@@ -399,6 +513,8 @@ export class MlcModel {
 /**
  * The GPU buffers tvmjs's WebGPU context holds (its buffer table: one entry per live device
  * allocation) and their bytes; null where this tvmjs keeps no such table.
+ * @param {Instance} tvm
+ * @returns {{buffers: number, bytes: number} | null}
  */
 function liveAllocations(tvm) {
   const ctx = tvm.lib && tvm.lib.webGPUContext;
@@ -407,7 +523,15 @@ function liveAllocations(tvm) {
   return { buffers: live.length, bytes: live.reduce((n, b) => n + b.size, 0) };
 }
 
-/** Mean over the `n` real rows (or the first row when pooling is "cls"), L2-normalised. */
+/**
+ * Mean over the `n` real rows (or the first row when pooling is "cls"), L2-normalised.
+ * @param {HostArray} data
+ * @param {number} offset
+ * @param {number} n
+ * @param {number} width
+ * @param {unknown} pooling the config's pooling ("cls", else mean)
+ * @returns {number[]}
+ */
 function pool(data, offset, n, width, pooling) {
   const v = new Float64Array(width);
   const rows = pooling === "cls" ? 1 : n;

@@ -17,6 +17,17 @@ const FFI_ABI = ["TVMFFIWasmFunctionDeleter", "TVMFFIWasmSafeCall"];
 const PACKED_ABI = ["TVMWasmPackedCFunc", "TVMWasmPackedCFuncFinalizer"];
 const ENV_OWN = ["__cxa_thread_atexit", "emscripten_notify_memory_growth", "__console_log"];
 
+/**
+ * A shipped runtime: its version and, per import module, the names it provides.
+ * @typedef {{version: string, provides: Record<string, Set<string> | undefined>}} Runtime
+ */
+
+/**
+ * One import of a wasm binary.
+ * @typedef {{module: string, name: string, kind: string}} WasmImport
+ */
+
+/** @param {string} version @param {string[]} glue @returns {Runtime} */
 function runtime(version, glue) {
   const all = [...glue, ...WASI, "emscripten_notify_memory_growth"];
   return {
@@ -39,10 +50,14 @@ const HINTS = [
   ["_ZN3tvm7runtime9threading15ResetThreadPoolEv", "a tvmjs that still exports the threading stubs (0.24.0-dev1 or older)"],
 ];
 
-/** The import section of a wasm binary: [{module, name, kind}], without compiling it. */
+/**
+ * The import section of a wasm binary: [{module, name, kind}], without compiling it.
+ * @param {Uint8Array | ArrayBuffer} bytes
+ * @returns {WasmImport[]}
+ */
 export function wasmImports(bytes) {
   const b = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-  const bad = (why) => namedError("ModelLoadError", `the model library is not a WebAssembly module: ${why}`);
+  const bad = (/** @type {string} */ why) => namedError("ModelLoadError", `the model library is not a WebAssembly module: ${why}`);
   if (b.length < 8 || b[0] !== 0 || b[1] !== 0x61 || b[2] !== 0x73 || b[3] !== 0x6d) throw bad("no \\0asm magic");
   let p = 8;
   const u32 = () => {
@@ -77,6 +92,7 @@ export function wasmImports(bytes) {
       p = end;
       continue;
     }
+    /** @type {WasmImport[]} */
     const out = [];
     for (let i = u32(); i > 0; i--) {
       const module = name();
@@ -104,11 +120,20 @@ export function wasmImports(bytes) {
   return [];
 }
 
-/** Imports of `imports` the runtime does not provide, as "module.name". */
+/**
+ * Imports of `imports` the runtime does not provide, as "module.name".
+ * @param {Runtime} rt
+ * @param {WasmImport[]} imports
+ * @returns {string[]}
+ */
 export function missingImports(rt, imports) {
   return imports.filter((i) => !rt.provides[i.module]?.has(i.name)).map((i) => `${i.module}.${i.name}`);
 }
 
+/**
+ * @param {string} modelLib @param {string} message @param {string} needs what the library needs
+ * @param {string[]} missing @param {Runtime[]} runtimes
+ */
 function runtimeError(modelLib, message, needs, missing, runtimes) {
   return namedError("ModelLibRuntimeError", message, {
     model_lib: modelLib,
@@ -121,6 +146,10 @@ function runtimeError(modelLib, message, needs, missing, runtimes) {
 /**
  * The runtime for a library: the record's `tvmjs_version` when set (it must be shipped and
  * satisfy the imports), else the newest shipped one that satisfies them.
+ * @param {{model_lib?: string, tvmjs_version?: string}} record
+ * @param {Uint8Array | ArrayBuffer} libBytes
+ * @param {Runtime[]} [runtimes]
+ * @returns {Runtime}
  */
 export function pickRuntime(record, libBytes, runtimes = RUNTIMES) {
   const lib = String(record.model_lib);
@@ -135,6 +164,7 @@ export function pickRuntime(record, libBytes, runtimes = RUNTIMES) {
     if (!missing.length) return rt;
     throw runtimeError(lib, `${lib} does not link with tvmjs ${wanted} (its record's tvmjs_version): it imports ${missing.join(", ")}`, `a tvmjs providing ${missing.join(", ")}`, missing, runtimes);
   }
+  /** @type {string[] | null} the fewest imports a runtime lacks */
   let best = null;
   for (const rt of runtimes) {
     const missing = missingImports(rt, imports);
@@ -160,6 +190,10 @@ export function pickRuntime(record, libBytes, runtimes = RUNTIMES) {
  * `fetchTensorCache(url, device, cacheScope)` which builds its own unchecked cache, 0.27
  * `fetchTensorCache(url, device, {artifactCache})`); their internal loader is the same on all
  * three and takes the cache as an argument, so that one is called.
+ * @param {import("./model.js").Instance} tvm
+ * @param {string} modelURL
+ * @param {import("./model.js").Device} device
+ * @param {import("./artifacts.js").ArtifactStore} store
  */
 export async function fetchWeights(tvm, modelURL, device, store) {
   const internal = tvm.fetchTensorCacheInternal || tvm.fetchNDArrayCacheInternal;
@@ -176,7 +210,11 @@ export async function fetchWeights(tvm, modelURL, device, store) {
   await tvm.fetchTensorCache(modelURL, device, { artifactCache: store });
 }
 
-/** The URL of a shipped runtime's bundle under `base` (the site's tvmjs/ folder). */
+/**
+ * The URL of a shipped runtime's bundle under `base` (the site's tvmjs/ folder).
+ * @param {string} base
+ * @param {string} version
+ */
 export function runtimeURL(base, version) {
   return new URL(`${version}/index.js`, base).href;
 }
