@@ -30,6 +30,37 @@ import { sampleBlocks, SAMPLE_BLOCK } from "./wgsl/sample_blocks.js";
 import { WG } from "./wgsl/common.js";
 import { GGML } from "./wgsl/ggml.js";
 
+/** @typedef {import("./gpu.js").Gpu} Gpu */
+/** @typedef {import("./gpu.js").Recorder} Recorder */
+/** @typedef {import("./wgsl/gemv.js").GemvInput} GemvInput */
+/** @typedef {import("./wgsl/gemv.js").GemvOutput} GemvOutput */
+/** @typedef {import("./grammar.js").Constraint} Constraint */
+/** @typedef {import("../proxy.d.ts").ChatOptions} ChatOptions */
+/**
+ * A model's mlc-chat-config.json (or a GGUF's config in its shape: gguf.js ggufConfig), JSON
+ * whose fields vary by model.
+ * @typedef {Record<string, any>} ChatConfig
+ */
+/**
+ * A tensor as the loaders give it: an MLC one with its dtype (loader.js), a GGUF one with its ggml
+ * type id (gguf.js); `shape` outermost first, `bytes` as stored.
+ * @typedef {{dtype: string, shape: number[], bytes: Uint8Array}} MlcTensor
+ * @typedef {{type: number, shape: number[], bytes: Uint8Array}} GgufTensor
+ */
+/**
+ * One sampling step's parameters as py_worker/kernels.py SamplingParams.to_wire sends them (a
+ * missing field takes its neutral value); `uniforms`: the draws in [0, 1), one per step.
+ * @typedef {{
+ *   temperature?: number, top_p?: number, frequency_penalty?: number, presence_penalty?: number,
+ *   repetition_penalty?: number, logit_bias?: [number, number][], history?: number[],
+ *   uniforms?: number[], logprobs?: boolean, top_logprobs?: number,
+ * }} SampleParams
+ */
+/**
+ * One sampled id, with its log-probability and the most likely ids' ([id, logprob]) when params.logprobs is set.
+ * @typedef {{token: number, logprob?: number, top_logprobs?: [number, number][]}} Sampled
+ */
+
 const FWD_BYTES = 16;
 const PREFILL_TM = 4;
 /** decodeSteps submits every this many steps: the GPU starts on them while the CPU records more. */
@@ -42,6 +73,8 @@ const FLUSH_STEPS = 4;
  * (tests/kernels/test_mlc_zoo.py checks they agree). roles: role -> stem inside a layer, in MLC's
  * parameter order; biases: roles whose linear always has a bias; optionalBiases: roles with one
  * when model_config.attention_bias; alwaysTied: no lm_head whatever tie_word_embeddings says.
+ * @typedef {{embed: string, layer: string, final_norm: string, lm_head: string, roles: Record<string, string>,
+ *   biases?: string[], optionalBiases?: string[], alwaysTied?: boolean}} MlcNaming
  */
 const LLAMA_ROLES = {
   qkv: "self_attn.qkv_proj", // q, k, v rows fused in that order
@@ -75,6 +108,7 @@ const GEMMA3_NAMES = {
   },
   alwaysTied: true,
 };
+/** @type {Record<string, MlcNaming>} */
 export const MLC_NAMES = {
   llama: { ...LLAMA_LAYOUT, roles: LLAMA_ROLES },
   mistral: { ...LLAMA_LAYOUT, roles: LLAMA_ROLES },
@@ -128,7 +162,11 @@ export const MLC_NAMES = {
 /** Every model_type this decoder runs. */
 export const DECODER_TYPES = Object.keys(MLC_NAMES);
 
-/** The named refusal of a model_type we do not run (UnsupportedArchitectureError, as for GGUF). */
+/**
+ * The named refusal of a model_type we do not run (UnsupportedArchitectureError, as for GGUF).
+ * @param {string} type
+ * @param {string[]} [supported]
+ */
 export function unsupportedArchitecture(type, supported = DECODER_TYPES) {
   return namedError("UnsupportedArchitectureError", `model_type ${type} is not an architecture we run (supported: ${supported.join(", ")})`, {
     architecture: type,
@@ -143,6 +181,8 @@ export function unsupportedArchitecture(type, supported = DECODER_TYPES) {
  * model_config keeps vocab_size, the context window and the prefill chunk. The text config's
  * own numbers win over its kwargs, the outer ones fill the rest. Twin of model_config in
  * py_worker/reference/architectures.py.
+ * @param {ChatConfig} config
+ * @returns {Record<string, any>}
  */
 export function flatModelConfig(config) {
   const { text_config: text, ...mc } = config.model_config || {};
@@ -152,6 +192,18 @@ export function flatModelConfig(config) {
   if ("vocab_size" in mc) flat.vocab_size = mc.vocab_size;
   return flat;
 }
+
+/**
+ * A decoder's dimensions and quirks (llamaDims): what the WGSL generators read. ropeScaling is the
+ * config's rope_scaling JSON (its keys depend on its kind: ropeFrequencies); act "gelu_tanh" or "silu".
+ * @typedef {{
+ *   type: string, hidden: number, inter: number, heads: number, kvHeads: number, headDim: number,
+ *   rotaryDim: number, layers: number, eps: number, theta: number, ropeScaling: Record<string, any> | null,
+ *   vocab: number, ctx: number, chunk: number, tied: boolean, ropeInterleaved: boolean, act: string,
+ *   embedScale: number, attnScale: number | undefined, attnSoftcap: number, finalSoftcap: number,
+ *   window: number, slidingLayers: boolean[], localTheta: number,
+ * }} LlamaDims
+ */
 
 /** Gemma 3: every 6th layer attends to every key, the others within the window (a config's pattern wins). */
 const SLIDING_PATTERN = 6;
@@ -164,10 +216,15 @@ const SLIDING_PATTERN = 6;
  * cache at the window, as MLC does for Gemma 2: inside it, windowed and full attention agree.
  * Gemma 3 is not capped: layer i with (i + 1) % pattern != 0 attends within its window (keys
  * p - window < j <= p) with RoPE base rope_local_base_freq, the others to the whole cache.
+ * @param {ChatConfig} config
+ * @param {ChatOptions} [overrides]
+ * @returns {LlamaDims}
  */
 export function llamaDims(config, overrides = {}) {
   const mc = flatModelConfig(config);
+  /** @param {string} k @param {unknown} [d] */
   const pick = (k, d) => overrides[k] ?? mc[k] ?? config[k] ?? d;
+  /** @param {string} k @param {number} d */
   const top = (k, d) => overrides[k] ?? (config[k] > 0 ? config[k] : null) ?? (mc[k] > 0 ? mc[k] : null) ?? d;
   const type = config.model_type || "llama";
   const gemma = type.startsWith("gemma");
@@ -216,6 +273,7 @@ export function llamaDims(config, overrides = {}) {
  * divides pair i by short_factor[i] while the context stays within
  * original_max_position_embeddings (else long_factor) and scales cos/sin by
  * sqrt(1 + ln(s) / ln(original)), s = max_position_embeddings / original.
+ * @param {Pick<LlamaDims, "rotaryDim" | "theta" | "ropeScaling" | "ctx">} d
  */
 function ropeFrequencies({ rotaryDim, theta, ropeScaling, ctx }) {
   const inv = Array.from({ length: rotaryDim / 2 }, (_, i) => 1 / Math.pow(theta, (2 * i) / rotaryDim));
@@ -243,7 +301,10 @@ function ropeFrequencies({ rotaryDim, theta, ropeScaling, ctx }) {
   return { freqs: inv, gain: 1 };
 }
 
-/** gain * cos/sin of position * freq, computed in float64, stored f32 as [ctx, rotaryDim/2, 2]. */
+/**
+ * gain * cos/sin of position * freq, computed in float64, stored f32 as [ctx, rotaryDim/2, 2].
+ * @param {Pick<LlamaDims, "rotaryDim" | "theta" | "ropeScaling" | "ctx">} d
+ */
 function ropeTable(d) {
   const { freqs, gain } = ropeFrequencies(d);
   const half = freqs.length;
@@ -257,7 +318,7 @@ function ropeTable(d) {
   return tab;
 }
 
-/** IEEE half -> float (for f16 norms and scales, widened once at load). */
+/** IEEE half -> float (for f16 norms and scales, widened once at load). @param {number} h */
 function halfToFloat(h) {
   const s = h & 0x8000 ? -1 : 1;
   const e = (h >> 10) & 0x1f;
@@ -267,7 +328,11 @@ function halfToFloat(h) {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
-/** A tensor's bytes as a typed array ready for upload (f16 widened to f32 unless kept). */
+/**
+ * A tensor's bytes as a typed array ready for upload (f16 widened to f32 unless kept).
+ * @param {Pick<MlcTensor, "dtype" | "bytes">} t
+ * @param {boolean} [keepF16]
+ */
 function tensorData(t, keepF16 = false) {
   if (t.dtype === "float16" && keepF16) return t.bytes;
   if (t.dtype === "float16") {
@@ -278,7 +343,11 @@ function tensorData(t, keepF16 = false) {
   throw namedError("ModelLoadError", `unsupported tensor dtype ${t.dtype}`);
 }
 
-/** An F32 or F16 GGUF vector (a norm or a bias) as f32 data; other types are refused by name. */
+/**
+ * An F32 or F16 GGUF vector (a norm or a bias) as f32 data; other types are refused by name.
+ * @param {GgufTensor} t
+ * @param {string} name
+ */
 function ggufFloats(t, name) {
   if (t.type !== GGML.F32 && t.type !== GGML.F16) {
     throw namedError("ModelLoadError", `${name} is ggml type ${t.type}; norms and biases must be F32 or F16`, {
@@ -291,10 +360,21 @@ function ggufFloats(t, name) {
 }
 
 /**
- * One row range of a linear's weights on the GPU; `embedPipe` is set by #compile for embedding parts.
- * @typedef {{kind: string, type?: number, bufs: GPUBuffer[], N: number, yoff: number, bias: GPUBuffer | null,
- *   embedPipe?: string}} LinearPart
+ * One row range of a linear's weights on the GPU. #compile sets the rest before any forward pass:
+ * `embedPipe` (embedding parts: their lookup's pipeline), `pipes` (pipeline name by row tile TM) and,
+ * on the GPU set, `rows` (output rows per GEMV workgroup).
+ * @typedef {{kind: "f32" | "f16" | "q4" | "ggml", type?: number, bufs: GPUBuffer[], N: number, yoff: number, bias: GPUBuffer | null,
+ *   embedPipe: string, pipes: Record<number, string>, rows: number}} LinearPart
  */
+/**
+ * One decoder layer on the GPU: its norms' weights and its linears, by #upload's field names.
+ * Qwen3 and Gemma 3 norm each q and k head (qNorm and kNorm, or neither); Gemma 2 and 3 norm the
+ * attention and MLP outputs too (attnOutNorm, mlpOutNorm).
+ * @typedef {{inNorm: GPUBuffer, qkv: LinearPart[], o: LinearPart[], postNorm: GPUBuffer, gateUp: LinearPart[],
+ *   down: LinearPart[], attnOutNorm?: GPUBuffer, mlpOutNorm?: GPUBuffer}
+ *   & ({qNorm: GPUBuffer, kNorm: GPUBuffer} | {qNorm?: undefined, kNorm?: undefined})} Layer
+ */
+/** A layer's linears by field name. @typedef {"qkv" | "o" | "gateUp" | "down"} LayerLinear */
 
 export class LlamaModel extends Program {
   /** @type {string} "gpu" (split-K GEMVs, split attention) or "cpu" (register tiles); set by create. */
@@ -304,7 +384,7 @@ export class LlamaModel extends Program {
   embedParts;
   /** @type {LinearPart[]} */
   lmHead;
-  /** @type {any[]} per layer, its norms (GPUBuffer) and linears (LinearPart[]) by role */
+  /** @type {Layer[]} */
   layers;
   /** @type {GPUBuffer[]} */
   kc;
@@ -312,13 +392,57 @@ export class LlamaModel extends Program {
   vc;
   /** @type {number} */
   maxSteps;
+  /** @type {boolean} q4 scales stay f16 (the adapter has shader-f16) */
+  f16Scales;
+  /** @type {boolean} f16 matrices (q0f16) stay f16 */
+  f16Weights;
+  /** @type {GPUBuffer} */
+  finalNorm;
+  /** @type {boolean} Gemma 2's norms on the attention and MLP outputs */
+  sandwich;
+  /** @type {GPUBuffer} where a sandwich's block output lands before its norm (made only then, else null) */
+  blockOut;
+  // The activations, tables and sampling buffers (#allocate, #ensureSteps say what each holds).
+  /** @type {GPUBuffer} */ fwd;
+  /** @type {GPUBuffer} */ fwd1;
+  /** @type {GPUBuffer} */ ids;
+  /** @type {GPUBuffer} */ x;
+  /** @type {GPUBuffer} */ xn;
+  /** @type {GPUBuffer} */ qkv;
+  /** @type {GPUBuffer} */ att;
+  /** @type {GPUBuffer} */ gu;
+  /** @type {GPUBuffer} */ act;
+  /** @type {GPUBuffer} */ xlast;
+  /** @type {GPUBuffer} */ xlastn;
+  /** @type {GPUBuffer} */ logitsBuf;
+  /** @type {GPUBuffer} */ ropeTab;
+  /** @type {GPUBuffer} */ ropeLocal;
+  /** @type {GPUBuffer} */ sp;
+  /** @type {GPUBuffer} */ bias;
+  /** @type {GPUBuffer} */ counts;
+  /** @type {GPUBuffer} */ mask;
+  /** @type {GPUBuffer} */ work;
+  /** @type {GPUBuffer} */ sampleBlocks;
+  /** @type {GPUBuffer} */ attnPart;
+  /** @type {GPUBuffer} */ draws;
+  /** @type {GPUBuffer} */ fwdTable;
+  /** @type {GPUBuffer} */ out;
   // Set by #compile: which element-wise kernels ride in the GPU set's decode GEMVs.
   /** @type {boolean} RoPE and the KV append in the qkv GEMV (gemv_rope_kv.js) */
   ropeInGemv;
   /** @type {boolean} the split attention's merge in the o_proj GEMV (gemv_merge.js) */
   mergeInGemv;
 
-  /** Upload weights, allocate caches and compile every pipeline (progress per shader). */
+  /**
+   * Upload weights, allocate caches and compile every pipeline (progress per shader).
+   * @param {Gpu} gpu
+   * @param {ChatConfig} config
+   * @param {Map<string, MlcTensor> | Map<string, GgufTensor>} tensors GGUF ones where config.source is "gguf"
+   * @param {ChatOptions} overrides
+   * @param {(fraction: number, text: string) => void} progress
+   * @param {string} [kernels] "gpu" or "cpu" (the field)
+   * @param {number} [maxBinding] most bytes one weight buffer may hold (tests of the splitting)
+   */
   static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity) {
     const m = new LlamaModel(gpu, config, llamaDims(config, overrides), tensors, config.source === "gguf", maxBinding);
     m.kernels = kernels;
@@ -326,6 +450,14 @@ export class LlamaModel extends Program {
     return m;
   }
 
+  /**
+   * @param {Gpu} gpu
+   * @param {ChatConfig} config
+   * @param {LlamaDims} dims
+   * @param {Map<string, MlcTensor> | Map<string, GgufTensor>} tensors GGUF ones where `gguf`
+   * @param {boolean} [gguf]
+   * @param {number} [maxBinding]
+   */
   constructor(gpu, config, dims, tensors, gguf = false, maxBinding = Infinity) {
     super(gpu);
     this.config = config;
@@ -350,6 +482,8 @@ export class LlamaModel extends Program {
    * A missing tensor is a ModelLoadError naming it. Where the adapter has shader-f16, q4f16_1
    * scales and q0f16 matrices stay f16 (the kernels read them as f16); otherwise they, like f16
    * norms and biases, are widened.
+   * @param {Map<string, any>} tensors MlcTensor values, or GgufTensor ones where `gguf` (the flag says which)
+   * @param {boolean} gguf
    */
   #upload(tensors, gguf) {
     if (gguf) return this.#uploadGguf(tensors);
@@ -361,19 +495,26 @@ export class LlamaModel extends Program {
     const matrix = [...tensors.values()].find((t) => t.shape.length === 2);
     this.f16Weights = !scale && !!matrix && matrix.dtype === "float16" && this.gpu.hasF16;
     const quantised = !!scale;
+    /** @param {string} name */
     const missing = (name) =>
       namedError("ModelLoadError", `the model directory has no tensor ${name} (model_type ${d.type})`, {
         tensor: name,
         model_type: d.type,
       });
+    /** @param {string} name @returns {MlcTensor} */
     const need = (name) => {
       const t = tensors.get(name);
       if (!t) throw missing(name);
       return t;
     };
+    /** @param {string} label @param {MlcTensor} t @param {boolean} [keep] */
     const upload = (label, t, keep = false) => this.own("storage", tensorData(t, keep), label);
+    /** @param {string} name */
     const get = (name) => upload(name, need(name));
-    // Rows [r0, r1) of a row-major tensor, as a view (no copy).
+    /**
+     * Rows [r0, r1) of a row-major tensor, as a view (no copy).
+     * @param {MlcTensor} t @param {number} r0 @param {number} r1 @returns {MlcTensor}
+     */
     const rows = (t, r0, r1) => {
       const per = t.bytes.byteLength / t.shape[0];
       return { ...t, shape: [r1 - r0, ...t.shape.slice(1)], bytes: t.bytes.subarray(r0 * per, r1 * per) };
@@ -384,16 +525,18 @@ export class LlamaModel extends Program {
       const ts = quantised ? [need(`${stem}.q_weight`), need(`${stem}.q_scale`)] : [need(`${stem}.weight`)];
       const keep = quantised ? [false, this.f16Scales] : [this.f16Weights];
       const bias = biasName ? need(biasName) : null;
+      /** @param {MlcTensor} t @param {number} j */
       const widened = (t, j) => (t.dtype === "float16" && !keep[j] ? 2 : 1);
       const rowBytes = Math.max(...ts.map((t, j) => (t.bytes.byteLength / t.shape[0]) * widened(t, j)));
       const step = N * rowBytes <= this.maxBinding ? N : Math.max(8, Math.floor(this.maxBinding / rowBytes / 8) * 8);
       const parts = [];
       for (let r0 = 0; r0 < N; r0 += step) {
         const r1 = Math.min(N, r0 + step);
+        /** @param {MlcTensor} t */
         const part = (t) => (step === N ? t : rows(t, r0, r1));
         const label = step === N ? stem : `${stem}[${r0}:${r1}]`;
         const bufs = ts.map((t, j) => upload(label, part(t), keep[j]));
-        parts.push({ kind, bufs, N: r1 - r0, yoff: yoff0 + r0, bias: bias && upload(`${biasName}`, part(bias)) });
+        parts.push(/** @type {LinearPart} */ ({ kind, bufs, N: r1 - r0, yoff: yoff0 + r0, bias: bias && upload(`${biasName}`, part(bias)) }));
       }
       return parts;
     };
@@ -404,14 +547,18 @@ export class LlamaModel extends Program {
     this.finalNorm = get(`${names.final_norm}.weight`);
     const qRows = d.heads * d.headDim;
     const kvRows = d.kvHeads * d.headDim;
+    /** @type {Record<string, number>} */
     const outRows = { qkv: this.qkvLen, q: qRows, k: kvRows, v: kvRows, o: d.hidden, gate_up: 2 * d.inter, down: d.hidden };
     // Gemma 3's separate q, k, v: parts of the one qkv linear, writing their rows of each qkv row.
+    /** @type {Record<string, number>} */
     const qkvOffset = { q: 0, k: qRows, v: qRows + kvRows };
+    /** @type {Record<string, string>} */
     const field = { qkv: "qkv", o: "o", gate_up: "gateUp", down: "down", attn_norm: "inNorm", mlp_norm: "postNorm",
       q_norm: "qNorm", k_norm: "kNorm", attn_out_norm: "attnOutNorm", mlp_out_norm: "mlpOutNorm" }; // prettier-ignore
     this.layers = [];
     for (let i = 0; i < d.layers; i++) {
       const p = names.layer.replace("{i}", String(i));
+      /** @type {any} filled role by role: a Layer once every role of names.roles is in */
       const L = {};
       for (const [role, stem] of Object.entries(names.roles)) {
         const bias = biases.has(role) ? `${p}${stem}.bias` : null;
@@ -427,18 +574,24 @@ export class LlamaModel extends Program {
    * GGUF tensors (llama.cpp names: blk.N.attn_q, ...). Parts of a fused linear that share a ggml
    * type are joined row after row into one buffer (rows are independent blocks, so this is
    * lossless); parts of different types (q4_K_M files mix Q4_K and Q6_K) stay separate dispatches.
+   * @param {Map<string, GgufTensor>} tensors
    */
   #uploadGguf(tensors) {
     this.f16Scales = false;
     this.f16Weights = false;
     const d = this.d;
+    /** @param {string} name */
     const need = (name) => {
       const t = tensors.get(name);
       if (!t) throw namedError("ModelLoadError", `the GGUF has no tensor ${name}`, { tensor: name });
       return t;
     };
+    /** @param {string} name */
     const floats = (name) => this.own("storage", ggufFloats(need(name), name), name);
-    // gpu.storage pads to 16 bytes, so a tensor's view is uploaded as it is (no copy).
+    /**
+     * gpu.storage pads to 16 bytes, so a tensor's view is uploaded as it is (no copy).
+     * @param {string} name @param {GgufTensor[]} parts
+     */
     const raw = (name, parts) => {
       if (parts.length === 1) return this.own("storage", parts[0].bytes, name);
       const out = new Uint8Array(parts.reduce((a, t) => a + t.bytes.byteLength, 0));
@@ -449,9 +602,11 @@ export class LlamaModel extends Program {
       }
       return this.own("storage", out, name);
     };
+    /** @param {string[]} names @param {string[]} [biasNames] */
     const linear = (names, biasNames = []) => {
       const ts = names.map(need);
       const K = ts[0].shape[1];
+      /** @type {{type: number, members: number[], yoff: number}[]} */
       const parts = [];
       let yoff = 0;
       ts.forEach((t, j) => {
@@ -466,7 +621,7 @@ export class LlamaModel extends Program {
         const N = members.reduce((a, t) => a + t.shape[0], 0);
         const biasParts = biasNames.length ? p.members.map((j) => need(biasNames[j])) : [];
         const bias = biasParts.length ? this.#joinedFloats(biasParts, `${names[p.members[0]]}.bias`) : null;
-        return { kind: "ggml", type: p.type, bufs: [raw(names[p.members[0]], members)], N, yoff: p.yoff, bias };
+        return /** @type {LinearPart} */ ({ kind: "ggml", type: p.type, bufs: [raw(names[p.members[0]], members)], N, yoff: p.yoff, bias });
       });
     };
     this.embedParts = linear(["token_embd.weight"]);
@@ -488,7 +643,11 @@ export class LlamaModel extends Program {
     }
   }
 
-  /** F32/F16 GGUF vectors joined into one f32 buffer (the q|k|v biases). */
+  /**
+   * F32/F16 GGUF vectors joined into one f32 buffer (the q|k|v biases).
+   * @param {GgufTensor[]} ts
+   * @param {string} label
+   */
   #joinedFloats(ts, label) {
     const parts = ts.map((t) => ggufFloats(t, label));
     const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
@@ -502,6 +661,7 @@ export class LlamaModel extends Program {
 
   #allocate() {
     const { hidden, inter, heads, kvHeads, headDim, ctx, chunk, vocab } = this.d;
+    /** @type {Record<"storage" | "uniform", (x: number | ArrayBufferView, label: string) => GPUBuffer>} */
     const g = { storage: (x, l) => this.own("storage", x, l), uniform: (x, l) => this.own("uniform", x, l) };
     const f = 4;
     this.fwd = g.uniform(FWD_BYTES, "fwd");
@@ -514,7 +674,7 @@ export class LlamaModel extends Program {
     this.gu = g.storage(chunk * 2 * inter * f, "gu");
     // Gemma 2 norms the attention and MLP outputs before the residual add: they land here first.
     this.sandwich = !!this.layers[0]?.attnOutNorm;
-    this.blockOut = this.sandwich ? g.storage(chunk * hidden * f, "block-out") : null;
+    this.blockOut = /** @type {GPUBuffer} */ (this.sandwich ? g.storage(chunk * hidden * f, "block-out") : null); // read only where sandwich
     this.act = g.storage(chunk * inter * f, "act");
     this.xlast = g.storage(hidden * f, "xlast");
     this.xlastn = g.storage(hidden * f, "xlastn"); // the CPU set's; the GPU set's lm_head norms in its GEMV
@@ -539,7 +699,7 @@ export class LlamaModel extends Program {
     this.#ensureSteps(1);
   }
 
-  /** Per-step buffers (draws, fwd table, sample output) sized for n steps of one call. */
+  /** Per-step buffers (draws, fwd table, sample output) sized for n steps of one call. @param {number} n */
   #ensureSteps(n) {
     if (this.maxSteps >= n) return;
     this.release([this.draws, this.fwdTable, this.out]);
@@ -555,18 +715,20 @@ export class LlamaModel extends Program {
    * Decode attention on a GPU is split over 64-key chunks (attention_split.js), and the GPU
    * set's GEMVs fold in the kernels around them (the hooks below). A linear part's
    * pipeline is named by everything its WGSL depends on, so layers of the same formats share one.
+   * @param {(fraction: number, text: string) => void} progress
    */
   async #compile(progress) {
     const d = this.d;
     const splitK = this.kernels === "gpu";
     const norm = splitK ? rmsnormWg : rmsnorm;
+    /** @type {Record<string, string>} */
     const src = {};
     for (const part of this.embedParts) {
       // A split table: each range looks up only the ids in [yoff, yoff + N).
       const range = this.embedParts.length > 1 ? { rowStart: part.yoff, rows: part.N } : {};
       part.embedPipe = `embed:${part.yoff}`;
       src[part.embedPipe] = {
-        ggml: () => embedGgml(d, part.type),
+        ggml: () => embedGgml(d, /** @type {number} */ (part.type)), // a ggml part has its type
         q4: () => embedQ4(d, this.f16Scales, range),
         f16: () => embedF32(d, true, range),
         f32: () => embedF32(d, false, range),
@@ -577,6 +739,7 @@ export class LlamaModel extends Program {
     // down, the attention merge before o where it fits in workgroup memory, and RoPE + the KV
     // append after qkv where heads turn whole with no q/k norm and every binding fits.
     const maxStorage = this.gpu.device.limits.maxStorageBuffersPerShaderStage;
+    /** @param {LinearPart} part */
     const ropeBindings = (part) => 2 + part.bufs.length + (part.bias ? 1 : 0) + 4; // x, w.., y, bias, norm, table, kc, vc
     this.ropeInGemv =
       splitK && !this.layers[0]?.qNorm && this.layers.every((L) => ropeKvFits(d, L.qkv) && L.qkv.every((p) => ropeBindings(p) <= maxStorage));
@@ -599,12 +762,14 @@ export class LlamaModel extends Program {
     });
     // [role, K, ldy, accumulate]: o and down add into the residual stream unless their output is
     // normed first (Gemma 2), when they write block-out and rmsnormAdd adds it.
+    /** @type {[LayerLinear, number, number, boolean][]} */
     const roles = [
       ["qkv", d.hidden, this.qkvLen, false],
       ["o", d.heads * d.headDim, d.hidden, !this.sandwich],
       ["gateUp", d.hidden, 2 * d.inter, false],
       ["down", d.inter, d.hidden, !this.sandwich],
     ];
+    /** @type {Record<LayerLinear | "lmHead", (part: LinearPart) => {input: GemvInput, output?: GemvOutput | null}>} */
     const hooks = {
       qkv: (part) => ({ input: normInput(d), output: this.ropeInGemv ? ropeKvOutput(d, part.yoff, part.N) : null }),
       o: () => ({ input: this.mergeInGemv ? mergeInput(d) : PLAIN_INPUT }),
@@ -612,6 +777,10 @@ export class LlamaModel extends Program {
       down: () => ({ input: gluInput(d) }),
       lmHead: () => ({ input: normInput(d) }),
     };
+    /**
+     * @param {LayerLinear | "lmHead"} role @param {LinearPart} part @param {number} K
+     * @param {number} ldy @param {boolean} accumulate @param {number} TM
+     */
     const add = (role, part, K, ldy, accumulate, TM) => {
       part.pipes ??= {};
       const key = `lin:${role}:${K}x${part.N}:${part.kind}${part.type ?? ""}:${ldy}+${part.yoff}:${!!part.bias}:${accumulate}:${TM}`;
@@ -640,6 +809,14 @@ export class LlamaModel extends Program {
   /**
    * Dispatch every part of a linear layer over n rows of `input` (row tiles of tm); `extra`:
    * the GEMV hooks' buffers, bound after the bias.
+   * @param {Recorder} rec
+   * @param {LinearPart[]} parts
+   * @param {GPUBuffer} input
+   * @param {GPUBuffer} output
+   * @param {number} n
+   * @param {number} tm
+   * @param {GPUBuffer[]} [extra]
+   * @param {GPUBuffer} [fwd]
    */
   #linear(rec, parts, input, output, n, tm, extra = [], fwd = this.fwd) {
     for (const part of parts) {
@@ -657,6 +834,9 @@ export class LlamaModel extends Program {
    * last. kvEnd = KV length after it (sizes the split attention grid). One token on the GPU
    * set takes the fused GEMVs (#compile): norm+qkv(+RoPE+KV append), attention partials,
    * merge+o_proj, norm+gate_up, act+down a layer, the other kernels only where those cannot.
+   * @param {Recorder} rec
+   * @param {number} n
+   * @param {number} kvEnd
    */
   #forward(rec, n, kvEnd) {
     const d = this.d;
@@ -719,18 +899,27 @@ export class LlamaModel extends Program {
     if (d.finalSoftcap) this.run(rec, "softcap", [this.logitsBuf], Math.ceil(d.vocab / WG));
   }
 
-  /** x += linear(input), or (Gemma 2) x += rmsnorm(linear(input)) * outNorm through block-out. */
+  /**
+   * x += linear(input), or (Gemma 2) x += rmsnorm(linear(input)) * outNorm through block-out.
+   * @param {Recorder} rec
+   * @param {LinearPart[]} parts
+   * @param {GPUBuffer} input
+   * @param {GPUBuffer | undefined} outNorm
+   * @param {number} n
+   * @param {number} tm
+   */
   #residual(rec, parts, input, outNorm, n, tm) {
     if (!outNorm) return this.#linear(rec, parts, input, this.x, n, tm);
     this.#linear(rec, parts, input, this.blockOut, n, tm);
     this.run(rec, "rmsnormAdd", [this.fwd, this.blockOut, outNorm, this.x], this.#normGroups(n));
   }
 
-  /** Workgroups of the RMSNorm dispatch: one per row on a GPU, 8 rows each on the CPU backends. */
+  /** Workgroups of the RMSNorm dispatch: one per row on a GPU, 8 rows each on the CPU backends. @param {number} n */
   #normGroups(n) {
     return this.kernels === "gpu" ? n : Math.ceil(n / 8);
   }
 
+  /** @param {number} n */
   #checkRoom(n) {
     if (this.len + n > this.d.ctx) {
       throw namedError("ContextWindowSizeExceededError", `KV cache holds ${this.d.ctx} tokens; ${this.len} + ${n} do not fit`, {
@@ -739,7 +928,7 @@ export class LlamaModel extends Program {
     }
   }
 
-  /** Append ids to the KV cache (in prefill_chunk_size pieces); leaves the last token's logits. */
+  /** Append ids to the KV cache (in prefill_chunk_size pieces); leaves the last token's logits. @param {Iterable<number>} ids */
   async prefill(ids) {
     const t0 = performance.now();
     const all = Uint32Array.from(ids);
@@ -761,6 +950,7 @@ export class LlamaModel extends Program {
     this.stats.prefill_seconds += (performance.now() - t0) / 1000;
   }
 
+  /** @param {number} token */
   async decode(token) {
     const t0 = performance.now();
     this.#checkRoom(1);
@@ -777,7 +967,12 @@ export class LlamaModel extends Program {
     this.stats.decode_seconds += (performance.now() - t0) / 1000;
   }
 
-  /** Upload what sampling needs: params uniform, draws, counts of history, dense logit bias. */
+  /**
+   * Upload what sampling needs: params uniform, draws, counts of history, dense logit bias.
+   * @param {SampleParams} params
+   * @param {number} steps
+   * @param {boolean} [masked]
+   */
   #prepareSampling(params, steps, masked = false) {
     const vocab = this.d.vocab;
     const draws = Float32Array.from(params.uniforms || [], Number);
@@ -806,14 +1001,21 @@ export class LlamaModel extends Program {
     this.gpu.write(this.draws, draws.subarray(0, Math.max(steps, 1)));
   }
 
-  /** The two sampling stages: every block of ids in parallel (sample_blocks.js), then one workgroup. */
+  /** The two sampling stages: every block of ids in parallel (sample_blocks.js), then one workgroup. @param {Recorder} rec */
   #recordSample(rec) {
     const blocks = this.sampleBlocks;
     this.run(rec, "sampleBlocks", [this.sp, this.logitsBuf, this.bias, this.counts, this.mask, this.work, blocks], Math.ceil(this.d.vocab / SAMPLE_BLOCK));
     this.run(rec, "sample", [this.fwd, this.sp, this.draws, this.counts, this.work, this.ids, this.out, blocks], 1);
   }
 
-  /** Samples [first, first + steps) of the output buffer. */
+  /**
+   * Samples [first, first + steps) of the output buffer.
+   * @param {Recorder} rec
+   * @param {number} steps
+   * @param {SampleParams} params
+   * @param {number} [first]
+   * @returns {Promise<Sampled[]>}
+   */
   async #readSamples(rec, steps, params, first = 0) {
     const raw = await this.gpu.readback(rec, this.out, steps * OUT_STRIDE * 4, first * OUT_STRIDE * 4);
     const u = new Uint32Array(raw);
@@ -821,6 +1023,7 @@ export class LlamaModel extends Program {
     const res = [];
     for (let s = 0; s < steps; s++) {
       const o = s * OUT_STRIDE;
+      /** @type {Sampled} */
       const r = { token: u[o] };
       if (params.logprobs) {
         r.logprob = f[o + 1];
@@ -835,8 +1038,9 @@ export class LlamaModel extends Program {
   /**
    * Sample from the current logits (rule in py_worker/kernels.py); the id stays on the device
    * too. `grammar` (one matcher's Constraint, grammar.js) masks the step and is advanced.
-   * @param {any} params
-   * @param {import("./grammar.js").Constraint | null} [grammar]
+   * @param {SampleParams} params
+   * @param {Constraint | null} [grammar]
+   * @returns {Promise<Sampled>}
    */
   async sample(params, grammar = null) {
     this.#prepareSampling(params, 1, !!grammar);
@@ -854,8 +1058,9 @@ export class LlamaModel extends Program {
    * n x (append the last sampled id, sample the next), submitted every FLUSH_STEPS steps so the
    * GPU runs while the rest is recorded; one readback of n samples.
    * @param {number} n
-   * @param {any} params
-   * @param {import("./grammar.js").Constraint | null} [grammar]
+   * @param {SampleParams} params
+   * @param {Constraint | null} [grammar]
+   * @returns {Promise<Sampled[]>}
    */
   async decodeSteps(n, params, grammar = null) {
     if (n <= 0) return [];
@@ -884,6 +1089,9 @@ export class LlamaModel extends Program {
   /**
    * decodeSteps under a grammar: a step's mask depends on the id the step before it picked, so
    * each step is one submit and one readback. Stops after the step whose id ends the grammar.
+   * @param {number} n
+   * @param {SampleParams} params
+   * @param {Constraint} grammar
    */
   async #constrainedSteps(n, params, grammar) {
     const t0 = performance.now();
@@ -906,6 +1114,7 @@ export class LlamaModel extends Program {
     return res;
   }
 
+  /** @param {number} length */
   rewind(length) {
     if (!(length >= 0 && length <= this.len)) {
       throw namedError("InvalidRequestFieldError", `cannot rewind a KV cache of ${this.len} tokens to ${length}`);

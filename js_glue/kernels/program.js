@@ -2,31 +2,51 @@
 // pipelines (by name, compiled with web-llm's progress texts) and a bind-group cache, so a
 // forward pass can say `run(rec, "rmsnorm", [buffers], workgroups)` and nothing more.
 
+/** @typedef {import("./gpu.js").Gpu} Gpu */
+/** @typedef {import("./gpu.js").Recorder} Recorder */
+
 export class Program {
+  /** @param {Gpu} gpu */
   constructor(gpu) {
     this.gpu = gpu;
+    /** @type {GPUBuffer[]} */
     this.owned = [];
+    /** @type {Record<string, GPUComputePipeline>} */
     this.pipes = {};
+    /** @type {Map<string, GPUBindGroup>} */
     this.binds = new Map();
+    /** @type {WeakMap<GPUBuffer, number>} */
     this.bufIds = new WeakMap();
     this.nextBufId = 0;
   }
 
-  /** A storage ("storage") or uniform ("uniform") buffer owned by this model. */
+  /**
+   * A storage ("storage") or uniform ("uniform") buffer owned by this model.
+   * @param {"storage" | "uniform"} kind
+   * @param {number | ArrayBufferView} sizeOrData bytes, or the data to fill it with
+   * @param {string} label
+   */
   own(kind, sizeOrData, label) {
     const b = this.gpu[kind](sizeOrData, label);
     this.owned.push(b);
     return b;
   }
 
-  /** Destroy owned buffers (and forget bind groups that may reference them). */
+  /**
+   * Destroy owned buffers (and forget bind groups that may reference them).
+   * @param {(GPUBuffer | undefined)[]} buffers undefined: one not made yet
+   */
   release(buffers) {
     this.owned = this.owned.filter((b) => !buffers.includes(b));
     for (const b of buffers) if (b) b.destroy();
     this.binds.clear();
   }
 
-  /** Compile every WGSL source of `src` ({name: code}) concurrently, reporting each one. */
+  /**
+   * Compile every WGSL source of `src` ({name: code}) concurrently, reporting each one.
+   * @param {Record<string, string>} src
+   * @param {(fraction: number, text: string) => void} progress
+   */
   async compile(src, progress) {
     const names = Object.keys(src);
     let done = 0;
@@ -41,13 +61,21 @@ export class Program {
     );
   }
 
+  /** @param {GPUBuffer} buf */
   #id(buf) {
     let id = this.bufIds.get(buf);
     if (id === undefined) this.bufIds.set(buf, (id = ++this.nextBufId));
     return id;
   }
 
-  /** Record one dispatch of pipeline `name`; binding i is buffers[i]; bind groups are cached. */
+  /**
+   * Record one dispatch of pipeline `name`; binding i is buffers[i]; bind groups are cached.
+   * @param {Recorder} rec
+   * @param {string} name
+   * @param {GPUBuffer[]} buffers
+   * @param {number} x workgroups along x
+   * @param {number} [y] workgroups along y
+   */
   run(rec, name, buffers, x, y = 1) {
     const pipe = this.pipes[name];
     const key = name + buffers.map((b) => this.#id(b)).join(",");

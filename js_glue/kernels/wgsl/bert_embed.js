@@ -1,6 +1,7 @@
 // BERT input embedding: x[t] = word[ids[t]] + position[pos + t] + token_type[0] (LayerNorm follows).
 import { FWD, WG } from "./common.js";
 
+/** @param {{hidden: number}} d */
 export function bertEmbed({ hidden }) {
   const H4 = hidden / 4;
   return `${FWD}

@@ -15,5 +15,5 @@ export const WG = 64;
 export const TANH = `fn tanh_safe(x: f32) -> f32 { let e = exp(-2.0 * abs(x)); return sign(x) * (1.0 - e) / (1.0 + e); }
 fn tanh4(x: vec4<f32>) -> vec4<f32> { let e = exp(-2.0 * abs(x)); return sign(x) * (1.0 - e) / (1.0 + e); }`;
 
-/** A JS number as a WGSL f32 literal that parses back to the same f32. */
+/** A JS number as a WGSL f32 literal that parses back to the same f32. @param {number} x */
 export const f32Literal = (x) => Math.fround(x).toExponential(9);

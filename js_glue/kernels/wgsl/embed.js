@@ -5,11 +5,18 @@
 import { FWD, WG, f32Literal } from "./common.js";
 import { ggmlWeights } from "./ggml.js";
 
+/** @typedef {{rowStart?: number, rows?: number | null}} RowRange */
+
+/**
+ * @param {string} v
+ * @param {number} embedScale
+ */
 const scaled = (v, embedScale) => (embedScale && embedScale !== 1 ? `${v} * ${f32Literal(embedScale)}` : v);
 
 /**
  * The table row of token t. A table split by rows (larger than one storage binding: llama.js)
  * has one lookup per range {rowStart, rows}: it skips ids outside its range.
+ * @param {RowRange} [range]
  */
 function row({ rowStart = 0, rows = null } = {}) {
   if (rows === null) return "let id = ids[t];";
@@ -17,7 +24,12 @@ function row({ rowStart = 0, rows = null } = {}) {
   let id = ids[t] - ${rowStart}u;`;
 }
 
-/** f32 (or, with `f16w`, f16) table [vocab, hidden]; one thread per (token, 4 inputs). */
+/**
+ * f32 (or, with `f16w`, f16) table [vocab, hidden]; one thread per (token, 4 inputs).
+ * @param {{hidden: number, embedScale: number}} d
+ * @param {boolean} [f16w]
+ * @param {RowRange} [range]
+ */
 export function embedF32({ hidden, embedScale }, f16w = false, range = {}) {
   const H4 = hidden / 4;
   return `${f16w ? "enable f16;\n" : ""}${FWD}
@@ -34,6 +46,12 @@ export function embedF32({ hidden, embedScale }, f16w = false, range = {}) {
 }`;
 }
 
+/**
+ * MLC q4 table [vocab, hidden]; one thread per (token, 32-input group).
+ * @param {{hidden: number, embedScale: number}} d
+ * @param {boolean} [f16] scales are f16
+ * @param {RowRange} [range]
+ */
 export function embedQ4({ hidden, embedScale }, f16 = false, range = {}) {
   const G = hidden / 32;
   return `${f16 ? "enable f16;\n" : ""}${FWD}
@@ -63,6 +81,8 @@ export function embedQ4({ hidden, embedScale }, f16 = false, range = {}) {
 /**
  * ggml table [vocab, hidden] of ggml type `type`. Bindings [fwd, ids [fwd.n] u32, wq, x [fwd.n,
  * hidden] f32]; one thread per (token, 32-input group): dispatch ceil(n * hidden / 32 / WG).
+ * @param {{hidden: number, embedScale: number}} d
+ * @param {number} type ggml type id
  */
 export function embedGgml({ hidden, embedScale }, type) {
   const G = hidden / 32;

@@ -3,6 +3,7 @@
 // and HF's gelu_pytorch_tanh compute it. NumPy twin: gelu_tanh in py_worker/reference/llama.py.
 import { FWD, WG, TANH } from "./common.js";
 
+/** @param {{inter: number}} d */
 export function geglu({ inter }) {
   const I4 = inter / 4;
   return `${FWD}

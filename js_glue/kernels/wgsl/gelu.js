@@ -2,6 +2,7 @@
 // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the same formula as the NumPy reference.
 import { FWD, WG } from "./common.js";
 
+/** @param {{inter: number}} d */
 export function gelu({ inter }) {
   const I4 = inter / 4;
   return `${FWD}

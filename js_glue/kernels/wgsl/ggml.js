@@ -28,7 +28,12 @@ import { namedError } from "../errors.js";
 
 export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14 };
 
-/** Per supported ggml type id: its name, inputs per block and bytes per block. */
+/** @typedef {{name: string, inputs: number, bytes: number}} GgmlBlock */
+
+/**
+ * Per supported ggml type id: its name, inputs per block and bytes per block.
+ * @type {Record<number, GgmlBlock>}
+ */
 export const GGML_BLOCKS = {
   0: { name: "F32", inputs: 1, bytes: 4 },
   1: { name: "F16", inputs: 1, bytes: 2 },
@@ -41,13 +46,19 @@ export const GGML_BLOCKS = {
 };
 
 // ggml's names of the types it has and we do not read, so the error says what the file holds.
+/** @type {Record<number, string>} */
 const OTHER_NAMES = {
   6: "Q5_0", 7: "Q5_1", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS",
   18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16",
   26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
 };
 
-/** The block of a supported type, else UnsupportedWeightFormatError (as py_worker/reference/ggml.py). */
+/**
+ * The block of a supported type, else UnsupportedWeightFormatError (as py_worker/reference/ggml.py).
+ * @param {number} type ggml type id
+ * @param {string} [tensor] the tensor's name, for the error
+ * @returns {GgmlBlock}
+ */
 export function ggmlBlock(type, tensor = "") {
   const blk = GGML_BLOCKS[type];
   if (!blk) {
@@ -63,13 +74,19 @@ export function ggmlBlock(type, tensor = "") {
   return blk;
 }
 
-/** Bytes of one row of K inputs. */
+/**
+ * Bytes of one row of K inputs.
+ * @param {number} type ggml type id
+ * @param {number} K
+ */
 export function ggmlRowBytes(type, K) {
   const { inputs, bytes } = ggmlBlock(type);
   return (K / inputs) * bytes;
 }
 
+/** @param {number} n */
 const range = (n) => Array.from({ length: n }, (_, i) => i);
+/** @param {(c: number) => string} f */
 const array8 = (f) => `return array<vec4<f32>, 8>(\n    ${range(8).map(f).join(",\n    ")});`;
 
 // Byte helpers. `at` is a byte offset into wq; ggHalf and ggWord need it even.
@@ -97,6 +114,7 @@ fn ggScaleMinK4(s: u32, j: u32) -> vec2<f32> {
 }`;
 
 // One body of dq32(row, g) per type; RB = bytes per row.
+/** @type {Record<number, (K: number, RB: number) => string>} */
 const DECODERS = {
   0: (K) => `let o = row * ${K}u + g * 32u;
   ${array8((c) => `bitcast<vec4<f32>>(vec4<u32>(wq[o + ${4 * c}u], wq[o + ${4 * c + 1}u], wq[o + ${4 * c + 2}u], wq[o + ${4 * c + 3}u]))`)}`,
@@ -146,6 +164,9 @@ const DECODERS = {
 /**
  * WGSL declaring `wq` (the tensor's bytes as array<u32>) at `binding` of group 0, the byte
  * helpers and `dq32(row, g)` for rows of K inputs (K a multiple of 32 and of the block).
+ * @param {number} type ggml type id
+ * @param {number} K
+ * @param {number} [binding]
  */
 export function ggmlWeights(type, K, binding = 2) {
   const { inputs } = ggmlBlock(type);

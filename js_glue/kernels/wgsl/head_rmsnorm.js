@@ -5,6 +5,7 @@
 // py_worker/reference/llama.py.
 import { FWD, WG } from "./common.js";
 
+/** @param {{heads: number, kvHeads: number, headDim: number, eps: number}} d */
 export function headRmsnorm({ heads, kvHeads, headDim, eps }) {
   const D4 = headDim / 4;
   const rowLen4 = ((heads + 2 * kvHeads) * headDim) / 4;

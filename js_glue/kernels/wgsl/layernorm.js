@@ -1,6 +1,7 @@
 // LayerNorm in place, one thread per row: x = (x - mean) / sqrt(var + eps) * w + b (BERT).
 import { FWD } from "./common.js";
 
+/** @param {{hidden: number, eps: number}} d */
 export function layernorm({ hidden, eps }) {
   const H4 = hidden / 4;
   return `${FWD}

@@ -18,8 +18,14 @@ import { ggmlWeights } from "./ggml.js";
 
 export const MATMUL_WG = 64;
 
+/** @param {number} n */
 const range = (n) => Array.from({ length: n }, (_, i) => i);
 
+/**
+ * @param {number} TM
+ * @param {number} TN
+ * @param {number} G 32-input groups per row
+ */
 function q4Inner(TM, TN, G) {
   const rows = range(TM);
   const cols = range(TN);
@@ -42,6 +48,11 @@ function q4Inner(TM, TN, G) {
   }`;
 }
 
+/**
+ * @param {number} TM
+ * @param {number} TN
+ * @param {number} K4 vec4s per row
+ */
 function f32Inner(TM, TN, K4) {
   const rows = range(TM);
   const cols = range(TN);
@@ -51,9 +62,15 @@ function f32Inner(TM, TN, K4) {
   }`;
 }
 
-// ggml: per 32-input group, one weight row's 32 values at a time (dq32), dotted with TM tokens.
+/**
+ * ggml: per 32-input group, one weight row's 32 values at a time (dq32), dotted with TM tokens.
+ * @param {number} TM
+ * @param {number} TN
+ * @param {number} G 32-input groups per row
+ */
 function ggmlInner(TM, TN, G) {
   const rows = range(TM);
+  /** @param {number} i */
   const dots = (i) => range(8).map((c) => `dot(x[xr${i} + g * 8u + ${c}u], w[${c}])`).join(" + ");
   return `for (var g = 0u; g < ${G}u; g++) {
     ${range(TN)

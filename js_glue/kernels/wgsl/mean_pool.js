@@ -2,6 +2,7 @@
 // the short pooled vector happens on the CPU, in float64).
 import { FWD, WG } from "./common.js";
 
+/** @param {{hidden: number}} d */
 export function meanPool({ hidden }) {
   return `${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;

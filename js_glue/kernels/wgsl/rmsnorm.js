@@ -4,8 +4,13 @@
 // residual add: x += norm(o)). Bindings [fwd, x [n, hidden], w [hidden], y [n, hidden]].
 import { FWD } from "./common.js";
 
+/** @param {boolean} accumulate */
 const store = (accumulate) => (accumulate ? "y[r * H4 + k] = y[r * H4 + k] + " : "y[r * H4 + k] = ");
 
+/**
+ * @param {{hidden: number, eps: number}} d
+ * @param {boolean} [accumulate]
+ */
 export function rmsnorm({ hidden, eps }, accumulate = false) {
   const H4 = hidden / 4;
   return `${FWD}
@@ -24,7 +29,11 @@ const H4 = ${H4}u;
 }`;
 }
 
-/** The GPU variant: one 64-thread workgroup per row, the sum of squares reduced in workgroup memory. */
+/**
+ * The GPU variant: one 64-thread workgroup per row, the sum of squares reduced in workgroup memory.
+ * @param {{hidden: number, eps: number}} d
+ * @param {boolean} [accumulate]
+ */
 export function rmsnormWg({ hidden, eps }, accumulate = false) {
   const H4 = hidden / 4;
   return `${FWD}

@@ -8,6 +8,7 @@
 // accuracy. NumPy twin: rope_cos_sin / apply_rope in py_worker/reference/llama.py.
 import { FWD, WG } from "./common.js";
 
+/** @param {{heads: number, kvHeads: number, headDim: number, rotaryDim?: number, ropeInterleaved?: boolean}} d */
 export function rope({ heads, kvHeads, headDim, rotaryDim = headDim, ropeInterleaved = false }) {
   const half = rotaryDim / 2;
   const rowLen = (heads + 2 * kvHeads) * headDim;

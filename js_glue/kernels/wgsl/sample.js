@@ -15,6 +15,7 @@ export const SAMPLE_WG = 256;
 export const OUT_STRIDE = 16; // u32 words per step: token, logprob, k, pad, then k (id, logprob)
 export const MAX_TOP_LOGPROBS = 5;
 
+/** @param {{vocab: number}} d */
 export function sample({ vocab }) {
   const WGS = SAMPLE_WG;
   const CH = Math.ceil(vocab / WGS);

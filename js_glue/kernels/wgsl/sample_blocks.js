@@ -55,6 +55,7 @@ export const SAMPLE_PER_THREAD = 4;
 /** Ids per block (one workgroup's): stage 2 reduces ceil(vocab / BLOCK) of them. */
 export const SAMPLE_BLOCK = SAMPLE_BLOCK_WG * SAMPLE_PER_THREAD;
 
+/** @param {{vocab: number}} d */
 export function sampleBlocks({ vocab }) {
   const WGS = SAMPLE_BLOCK_WG;
   return `${SP}

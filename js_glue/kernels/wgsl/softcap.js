@@ -3,6 +3,10 @@
 // inside attention.js / attention_split.js. NumPy twin: softcap in py_worker/reference/llama.py.
 import { WG, TANH, f32Literal } from "./common.js";
 
+/**
+ * @param {{vocab: number}} d
+ * @param {number} cap
+ */
 export function softcap({ vocab }, cap) {
   return `@group(0) @binding(0) var<storage, read_write> y: array<f32>;
 ${TANH}

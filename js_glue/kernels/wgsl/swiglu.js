@@ -1,6 +1,7 @@
 // SwiGLU on the fused gate_up output: act[t, i] = silu(gate[t, i]) * up[t, i].
 import { FWD, WG } from "./common.js";
 
+/** @param {{inter: number}} d */
 export function swiglu({ inter }) {
   const I4 = inter / 4;
   return `${FWD}
