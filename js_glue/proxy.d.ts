@@ -1,5 +1,5 @@
 // Types of proxy.js: web-llm's main-thread API over py_worker (docs/CONTRACTS.md; README
-// "Coming from web-llm"). The error classes come from errors.js (generated from py_worker/errors.py).
+// "Coming from web-llm"). The error classes come from errors.js (generated from py_worker/errors/).
 
 export * from "./errors.js";
 

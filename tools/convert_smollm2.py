@@ -7,7 +7,7 @@ Steps: read the GGUF with the ``gguf`` package; dequantise its Q4_1 / Q8_0 block
 NumPy decoders, checked against ``gguf.quants`` in the tests); undo llama.cpp's row permutation of
 the q/k projections (the GGUF stores them for its interleaved RoPE, MLC and HF use ``rotate_half``);
 fuse q,k,v and gate,up the MLC way; quantise and write with ``tools/mlc_format.py``; build
-``tokenizer.json`` with ``py_worker/reference/gguf_tokenizer.py``. Output dirs are named
+``tokenizer.json`` with ``py_worker/reference/gguf_tokenizer/``. Output dirs are named
 ``SmolLM2-135M-Instruct-<quantization>``. A dir is rebuilt only when its stamp (hashes of the GGUF,
 the options and the converter sources) differs or a shard fails its sha256: same inputs, same bytes.
 """
@@ -35,7 +35,10 @@ SYSTEM_MESSAGE = "You are a helpful AI assistant named SmolLM, trained by Huggin
 STAMP = "convert-stamp.json"
 SOURCES = (
     "convert_smollm2.py",
-    "../py_worker/reference/gguf_tokenizer.py",
+    "../py_worker/reference/gguf_tokenizer/__init__.py",
+    "../py_worker/reference/gguf_tokenizer/vocab.py",
+    "../py_worker/reference/gguf_tokenizer/bpe.py",
+    "../py_worker/reference/gguf_tokenizer/spm.py",
     "mlc_format.py",
     "make_tiny_model.py",
 )

@@ -1,4 +1,4 @@
-"""The GGUF -> ``tokenizer.json`` builder now lives in ``py_worker/reference/gguf_tokenizer.py`` (host
+"""The GGUF -> ``tokenizer.json`` builder now lives in ``py_worker/reference/gguf_tokenizer/`` (host
 only, next to its JS twin's tests); this re-export keeps ``tools.gguf_tokenizer`` importable."""
 
 from py_worker.reference.gguf_tokenizer import (

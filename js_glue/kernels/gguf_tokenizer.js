@@ -1,6 +1,6 @@
 // The HF tokenizer.json of a GGUF's tokenizer metadata, tokenizing as llama.cpp does: the twin of
-// py_worker/reference/gguf_tokenizer.py (same tables, same checks, the same JSON text to the
-// byte). Its docstring explains how each llama.cpp tokenizer is written in HF's terms; the tests
+// py_worker/reference/gguf_tokenizer/ (same tables, same checks, the same JSON text to the
+// byte). Its docstrings explain how each llama.cpp tokenizer is written in HF's terms; the tests
 // (tests/host/test_gguf_tokenizer.py) hold the two builders to one output.
 //
 // Input: GGUF metadata as a plain object, key -> value (gguf.js's parser): strings, numbers

@@ -1,4 +1,4 @@
-"""js_glue/errors.js holds the same error classes, with the same parents, as py_worker/errors.py."""
+"""js_glue/errors.js holds the same error classes, with the same parents, as py_worker/errors/."""
 
 from __future__ import annotations
 

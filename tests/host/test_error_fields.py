@@ -1,4 +1,4 @@
-"""Every raise site passes the fields its error class declares (py_worker/errors.py).
+"""Every raise site passes the fields its error class declares (py_worker/errors/).
 
 The runtime check (``check_fields`` in Python, ``checkFields`` in the generated JS) catches a
 wrong key when that raise runs; these scans read every literal raise site in js_glue/ and

@@ -1,4 +1,4 @@
-"""The GGUF -> tokenizer.json builders (py_worker/reference/gguf_tokenizer.py and its JS twin
+"""The GGUF -> tokenizer.json builders (py_worker/reference/gguf_tokenizer/ and its JS twin
 js_glue/kernels/gguf_tokenizer.js) tokenize as llama.cpp does.
 
 Oracles: llama.cpp's algorithms as src/llama-vocab.cpp writes them, re-implemented below
