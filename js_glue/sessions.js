@@ -12,6 +12,12 @@
 
 import { errorContent } from "./pyodide-host.js";
 
+/** @typedef {import("./limits.js").Message} Message */
+/**
+ * What sessions need of host.js's createHost: `reply` gets every reply to `msg`, its terminal one last.
+ * @typedef {{deliver(msg: Message, reply: (reply: Message) => void): void}} Host
+ */
+
 const STREAM_INIT = new Set(["chatCompletionStreamInit", "completionStreamInit"]);
 const STREAM_OPS = new Set(["completionStreamNextChunk", "completionStreamReturn"]);
 const INFERENCE = new Set([
@@ -24,21 +30,30 @@ const noop = () => {};
 // unanswered: a host that was itself busy (Python's synchronous stretches, a loaded machine)
 // sent no pings meanwhile and so drops nobody for its own stall.
 const MIN_UNANSWERED = 3;
-const reloadKey = (content) => JSON.stringify([content.modelId, content.chatOpts ?? null]);
+const reloadKey = (/** @type {{modelId: unknown, chatOpts?: unknown}} */ content) => JSON.stringify([content.modelId, content.chatOpts ?? null]);
 
 /**
  * createSessions(host) → {join(id, send, onLeave?), receive(client, msg), clients, sweep(deadMs)}.
  * `send(message)` posts to that client; `receive` returns a Promise that settles when every
  * reply to `msg` has been sent (the service worker keeps itself alive on it).
+ * @param {Host} host
  */
 export function createSessions(host) {
-  const clients = new Map(); // client id -> Client
-  let loadedKey = null; // the reload key of what the engine holds; null: unknown or nothing
-  let loading = null; // {key, done} while a reload is in flight
+  /** @type {Map<string, Client>} client id -> Client */
+  const clients = new Map();
+  /** @type {string | null} the reload key of what the engine holds; null: unknown or nothing */
+  let loadedKey = null;
+  /** @type {{key: string, done: Promise<unknown>} | null} while a reload is in flight */
+  let loading = null;
 
-  const returnStream = (streamId) => host.deliver({ kind: "completionStreamReturn", uuid: null, content: { streamId } }, noop);
+  const returnStream = (/** @type {unknown} */ streamId) => host.deliver({ kind: "completionStreamReturn", uuid: null, content: { streamId } }, noop);
 
   class Client {
+    /**
+     * @param {string} id
+     * @param {(message: Message) => void} send posts to the client
+     * @param {(why: string) => void} [onLeave]
+     */
     constructor(id, send, onLeave) {
       this.id = id;
       this.sendRaw = send;
@@ -46,27 +61,33 @@ export function createSessions(host) {
       this.alive = true;
       this.lastHeard = performance.now();
       this.unanswered = 0; // pings sent since this client was last heard
-      this.streams = new Map(); // client stream id -> engine stream id
+      /** @type {Map<string, unknown>} client stream id -> engine stream id */
+      this.streams = new Map();
       this.nextStream = 0;
       this.pending = 0;
-      this.held = new Map(); // uuid -> count: requests received and not yet answered
+      /** @type {Map<string | null, number>} uuid -> count: requests received and not yet answered */
+      this.held = new Map();
     }
 
+    /** @param {string | null} uuid */
     hold(uuid) {
       if (typeof uuid === "string") this.held.set(uuid, (this.held.get(uuid) || 0) + 1);
     }
 
-    /** True when `uuid` still waits for its terminal reply. */
+    /** True when `uuid` still waits for its terminal reply. @param {string | null} uuid */
     holds(uuid) {
       return this.held.has(uuid);
     }
 
-    /** A reply that answers a refused duplicate: the request in flight keeps its hold. */
+    /**
+     * A reply that answers a refused duplicate: the request in flight keeps its hold.
+     * @param {string | null} uuid @param {import("./limits.js").ErrorContent} content
+     */
     refuse(uuid, content) {
       if (this.alive) this.sendRaw({ kind: "throw", uuid, content });
     }
 
-    /** Silent past `deadMs` and through MIN_UNANSWERED pings (see above). */
+    /** Silent past `deadMs` and through MIN_UNANSWERED pings (see above). @param {number} now @param {number} deadMs */
     silent(now, deadMs) {
       return now - this.lastHeard > deadMs && this.unanswered >= MIN_UNANSWERED;
     }
@@ -76,16 +97,21 @@ export function createSessions(host) {
       this.send({ kind: "hostPing", uuid: null, content: null });
     }
 
+    /** @param {Message} message */
     send(message) {
       if (message && TERMINAL.has(message.kind) && this.held.has(message.uuid)) {
-        const n = this.held.get(message.uuid) - 1;
+        const n = /** @type {number} held, just checked */ (this.held.get(message.uuid)) - 1;
         if (n > 0) this.held.set(message.uuid, n);
         else this.held.delete(message.uuid);
       }
       if (this.alive) this.sendRaw(message);
     }
 
-    /** A stream the engine opened for this client; one for a client already gone is closed. */
+    /**
+     * A stream the engine opened for this client; one for a client already gone is closed.
+     * @param {unknown} engineStreamId
+     * @returns {string | null} the client's id for it
+     */
     adopt(engineStreamId) {
       if (!this.alive) {
         returnStream(engineStreamId);
@@ -96,6 +122,7 @@ export function createSessions(host) {
       return local;
     }
 
+    /** @param {string} why */
     leave(why) {
       if (!this.alive) return;
       this.alive = false;
@@ -106,17 +133,28 @@ export function createSessions(host) {
     }
   }
 
-  /** An inference request reloads when the engine holds other models (reload-if-unmatched). */
+  /**
+   * An inference request reloads when the engine holds other models (reload-if-unmatched).
+   * @param {{modelId: unknown, chatOpts?: unknown}} content
+   */
   function noteRecovered(content) {
     const ids = JSON.stringify(content.modelId);
     if (loadedKey === null || JSON.stringify(JSON.parse(loadedKey)[0]) !== ids) loadedKey = reloadKey(content);
   }
 
-  /** Forward one request to Python; replies go to this client only, stream ids translated. */
-  /** @param {(reply: object | null) => void} [onTerminal] */
+  /**
+   * Forward one request to Python; replies go to this client only, stream ids translated.
+   * @param {Client} client
+   * @param {Message} msg
+   * @param {any} content what Python gets as the content (msg's, or with the stream id translated)
+   * @param {(reply: Message | null) => void} [onTerminal] null: a stream the client left before it opened
+   * @returns {Promise<unknown>}
+   */
   function forward(client, msg, content, onTerminal = noop) {
     return new Promise((resolve) => {
-      host.deliver({ ...msg, content }, (reply) => {
+      host.deliver({ ...msg, content }, (answer) => {
+        /** @type {Message | null} null once it is dropped (a stream opened for a client that left) */
+        let reply = answer;
         if (reply.kind === "return") {
           if (STREAM_INIT.has(msg.kind) && reply.content && reply.content.streamId) {
             const local = client.adopt(reply.content.streamId);
@@ -139,6 +177,7 @@ export function createSessions(host) {
     });
   }
 
+  /** @param {Client} client @param {Message} msg */
   function streamOp(client, msg) {
     const local = msg.content && msg.content.streamId;
     const engineId = client.streams.get(local);
@@ -152,6 +191,7 @@ export function createSessions(host) {
     return Promise.resolve();
   }
 
+  /** @param {Client} client @param {Message} msg */
   async function reload(client, msg) {
     const key = reloadKey(msg.content);
     if (loading !== null && loading.key === key) await loading.done;
@@ -174,6 +214,7 @@ export function createSessions(host) {
     });
   }
 
+  /** @param {Client} client @param {Message} msg @returns {Promise<unknown>} */
   function dispatch(client, msg) {
     if (msg.kind === "bye") {
       client.leave("bye");
@@ -195,12 +236,17 @@ export function createSessions(host) {
 
   return {
     clients,
+    /** @param {string} id @param {(message: Message) => void} send @param {(why: string) => void} [onLeave] */
     join(id, send, onLeave) {
       const client = new Client(id, send, onLeave);
       clients.set(id, client);
       return client;
     },
-    /** Handle one message of `client`; settles once its last reply has been sent. */
+    /**
+     * Handle one message of `client`; settles once its last reply has been sent.
+     * @param {Client} client
+     * @param {any} msg as the client posted it (checked here: any value)
+     */
     receive(client, msg) {
       client.lastHeard = performance.now();
       client.unanswered = 0;
@@ -229,7 +275,7 @@ export function createSessions(host) {
           client.pending -= 1;
         });
     },
-    /** Ping every client; one silent for longer than `deadMs` (and several pings) leaves. */
+    /** Ping every client; one silent for longer than `deadMs` (and several pings) leaves. @param {number} deadMs */
     sweep(deadMs) {
       const now = performance.now();
       for (const client of [...clients.values()]) {
