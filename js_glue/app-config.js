@@ -1,7 +1,9 @@
 // The site's default app config and web-llm's config constants. Every entry point (proxy.js,
-// py-worker.js, host.js for every worker kind) finds `app-config.json` next to its own file
+// py-worker.js, worker-handler.js, host.js) finds `app-config.json` next to its own file
 // (import.meta.url, or the script's src), so a page that passes no appConfig gets the models of
 // the site the engine was served from. No side effects; works in pages and in every worker kind.
+
+/** @typedef {import("./proxy.d.ts").AppConfig} AppConfig */
 
 /** Folder of MLC's prebuilt model libraries that web-llm 0.2.85 reports as its own, the newest
  * of the releases py_worker lists (py_worker/prebuilt.py MODEL_LIB_VERSION). */
@@ -10,7 +12,7 @@ export const modelVersion = "v0_2_84/base";
 /** Where MLC's prebuilt model libraries are published (web-llm's constant of the same name). */
 export const modelLibURLPrefix = "https://raw.githubusercontent.com/mlc-ai/binary-mlc-llm-libs/main/web-llm-models/";
 
-/** web-llm's list of models with function calling: py_worker marks none. @type {string[]} */
+/** @type {string[]} web-llm's list of models with function calling: py_worker marks none. */
 export const functionCallingModelIds = [];
 
 /** web-llm's ModelType names. Here the values are the names themselves, as a record's
@@ -19,7 +21,9 @@ export const ModelType = Object.freeze({ LLM: "LLM", embedding: "embedding", VLM
 
 /**
  * A copy of `config` with every record's model and model_lib URL absolute against `base`.
- * @param {any} config @param {string | URL} base
+ * @param {any} config parsed app-config.json (JSON from the network: any shape)
+ * @param {string | URL} base
+ * @returns {AppConfig}
  */
 export function resolveAppConfig(config, base) {
   const out = structuredClone(config && typeof config === "object" ? config : {});
@@ -37,6 +41,7 @@ export function resolveAppConfig(config, base) {
  * one (or a failed fetch) gives `{model_list: []}` unless `strict`, which throws instead.
  * @param {string | URL} base
  * @param {{strict?: boolean, fetchFn?: typeof fetch}} [options]
+ * @returns {Promise<AppConfig>}
  */
 export async function loadAppConfig(base, { strict = false, fetchFn = globalThis.fetch } = {}) {
   try {

@@ -15,11 +15,18 @@ import { CACHE_STORE_NAME, cachedBytes, cachedEntries, cachedUrls, deleteCachedF
 
 export { CACHE_STORE_NAME };
 
+/** @typedef {import("./proxy.d.ts").AppConfig} AppConfig */
+/** @typedef {import("./proxy.d.ts").ModelRecord} ModelRecord */
+/** @typedef {import("./proxy.d.ts").CachedFile} CachedFile */
+/** @typedef {CachedFile["part"]} Part */
+/** @typedef {{gguf?: string, base?: string, lib?: string}} Places */
+
 const BASE = new URL("./", import.meta.url);
 const CHAT_CONFIG = "mlc-chat-config.json";
 const TENSOR_INDEX = new Set(["tensor-cache.json", "ndarray-cache.json"]);
-const isGguf = (model) => /\.gguf([?#].*)?$/i.test(model);
+const isGguf = (/** @type {string} */ model) => /\.gguf([?#].*)?$/i.test(model);
 
+/** @type {Promise<AppConfig> | null} */
 let defaultConfig = null;
 /** This site's app config (fetched once), for helpers called without one. */
 function siteAppConfig() {
@@ -27,6 +34,11 @@ function siteAppConfig() {
   return defaultConfig;
 }
 
+/**
+ * The record of `modelId` in `appConfig` (this site's when none), else ModelNotFoundError.
+ * @param {string} modelId @param {AppConfig} [appConfig]
+ * @returns {Promise<ModelRecord>}
+ */
 async function recordOf(modelId, appConfig) {
   const config = appConfig ?? (await siteAppConfig());
   const list = (config && Array.isArray(config.model_list) && config.model_list) || [];
@@ -40,9 +52,14 @@ async function recordOf(modelId, appConfig) {
   return record;
 }
 
-/** Where a record's files live: {gguf?: url, base?: url with a trailing slash, lib?: url}. */
+/**
+ * Where a record's files live: {gguf?: url, base?: url with a trailing slash, lib?: url}.
+ * @param {ModelRecord} record
+ * @returns {Places}
+ */
 function placesOf(record) {
   const model = String(record.model);
+  /** @type {Places} */
   const out = {};
   if (isGguf(model)) out.gguf = new URL(model, BASE).href;
   else out.base = modelDirURL(model, BASE);
@@ -50,7 +67,11 @@ function placesOf(record) {
   return out;
 }
 
-/** What one cached URL is to `places`: "weights" | "tensorIndex" | "chatConfig" | "tokenizer" | "wasm" | null. */
+/**
+ * What one cached URL is to `places`: "weights" | "tensorIndex" | "chatConfig" | "tokenizer" | "wasm" | null.
+ * @param {string} url @param {Places} places
+ * @returns {Part | null}
+ */
 function partOf(url, places) {
   if (places.gguf !== undefined && url === places.gguf) return "weights";
   if (places.lib !== undefined && url === places.lib) return "wasm";
@@ -62,13 +83,19 @@ function partOf(url, places) {
   return "weights";
 }
 
-/** The cached files of `record`, each with its part. */
+/**
+ * The cached files of `record`, each with its part.
+ * @param {ModelRecord} record
+ * @returns {Promise<CachedFile[]>}
+ */
 async function filesOf(record) {
   const places = placesOf(record);
   const entries = await cachedEntries((url) => partOf(url, places) !== null);
-  return entries.map((e) => ({ ...e, part: partOf(e.url, places) }));
+  // Each kept entry has a part (the filter above), and a store of loader.js's two.
+  return entries.map((e) => /** @type {CachedFile} */ ({ ...e, part: partOf(e.url, places) }));
 }
 
+/** @param {string} modelId @param {AppConfig | undefined} appConfig @param {Part[]} parts */
 async function deleteParts(modelId, appConfig, parts) {
   const record = await recordOf(modelId, appConfig);
   const files = await filesOf(record);
@@ -78,6 +105,8 @@ async function deleteParts(modelId, appConfig, parts) {
 /**
  * True when every weight file of the model is cached: a GGUF's one file, or a directory's tensor
  * index and every shard it lists (web-llm's hasModelInCache checks the same: the tensor cache).
+ * @param {string} modelId @param {AppConfig} [appConfig]
+ * @returns {Promise<boolean>}
  */
 export async function hasModelInCache(modelId, appConfig) {
   const record = await recordOf(modelId, appConfig);
@@ -87,33 +116,33 @@ export async function hasModelInCache(modelId, appConfig) {
     const bytes = await cachedBytes(new URL(name, places.base).href);
     if (bytes === null) continue;
     const index = JSON.parse(new TextDecoder().decode(bytes));
-    const shards = (index.records || []).map((r) => new URL(r.dataPath, places.base).href);
+    const shards = (index.records || []).map((/** @type {{dataPath: string}} */ r) => new URL(r.dataPath, places.base).href);
     return (await cachedUrls(shards)).size === new Set(shards).size;
   }
   return false;
 }
 
-/** Deletes the weights only: a directory's shards, or a GGUF file. */
+/** Deletes the weights only: a directory's shards, or a GGUF file. @param {string} modelId @param {AppConfig} [appConfig] */
 export async function deleteModelWeightsInCache(modelId, appConfig) {
   await deleteParts(modelId, appConfig, ["weights"]);
 }
 
-/** web-llm's deleteModelInCache: the weights, the tensor index and the tokenizer files. */
+/** web-llm's deleteModelInCache: the weights, the tensor index and the tokenizer files. @param {string} modelId @param {AppConfig} [appConfig] */
 export async function deleteModelInCache(modelId, appConfig) {
   await deleteParts(modelId, appConfig, ["weights", "tensorIndex", "tokenizer"]);
 }
 
-/** Deletes the model's mlc-chat-config.json. */
+/** Deletes the model's mlc-chat-config.json. @param {string} modelId @param {AppConfig} [appConfig] */
 export async function deleteChatConfigInCache(modelId, appConfig) {
   await deleteParts(modelId, appConfig, ["chatConfig"]);
 }
 
-/** Deletes the model library (.wasm) of a record with `model_lib`. */
+/** Deletes the model library (.wasm) of a record with `model_lib`. @param {string} modelId @param {AppConfig} [appConfig] */
 export async function deleteModelWasmInCache(modelId, appConfig) {
   await deleteParts(modelId, appConfig, ["wasm"]);
 }
 
-/** Deletes every cached file of the model. */
+/** Deletes every cached file of the model. @param {string} modelId @param {AppConfig} [appConfig] */
 export async function deleteModelAllInfoInCache(modelId, appConfig) {
   await deleteParts(modelId, appConfig, ["weights", "tensorIndex", "tokenizer", "chatConfig", "wasm"]);
 }
@@ -122,9 +151,12 @@ export async function deleteModelAllInfoInCache(modelId, appConfig) {
  * The models of `appConfig` that have anything cached: [{model_id, bytes, complete, files:
  * [{url, bytes, store, part}]}], `bytes` the sum over its files (a file kept in both stores
  * counts twice: it takes that space twice), `complete` as hasModelInCache.
+ * @param {AppConfig} [appConfig]
+ * @returns {Promise<import("./proxy.d.ts").CachedModel[]>}
  */
 export async function listCachedModels(appConfig) {
   const config = appConfig ?? (await siteAppConfig());
+  /** @type {import("./proxy.d.ts").CachedModel[]} */
   const out = [];
   for (const record of (config && config.model_list) || []) {
     if (!record || typeof record.model_id !== "string" || record.model === undefined) continue;

@@ -32,8 +32,8 @@ export class PyWorkerError extends Error {
 
 /** An error from the other side whose class is not known here (its name is in fields). */
 export class RemoteError extends PyWorkerError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["remote_name"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["remote_name"];
   /** @param {string} [message] @param {{remote_name?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -45,8 +45,8 @@ export class ModelSelectionError extends PyWorkerError {}
 export class RequestValidationError extends PyWorkerError {}
 /** A model's artifacts could not be fetched, checked or loaded. */
 export class ModelLoadError extends PyWorkerError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["backend", "url", "tvmjs_version", "rope_type", "tensor", "ggml_type", "model_type", "format", "tried", "function", "kv_state_kind"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["backend", "url", "tvmjs_version", "rope_type", "tensor", "ggml_type", "model_type", "format", "tried", "function", "kv_state_kind"];
   /** @param {string} [message] @param {{backend?: unknown, url?: unknown, tvmjs_version?: unknown, rope_type?: unknown, tensor?: unknown, ggml_type?: unknown, model_type?: unknown, format?: unknown, tried?: unknown, function?: unknown, kv_state_kind?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -62,8 +62,8 @@ export class EngineNotLoadedError extends PyWorkerError {}
 export class WorkerEngineModelNotLoadedError extends PyWorkerError {}
 /** The worker got a message kind it does not know (it still replies, unlike web-llm). */
 export class UnknownMessageKindError extends PyWorkerError {
-  /** @override */ static fields = ["kind"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["kind"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{kind: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -71,8 +71,8 @@ export class UnknownMessageKindError extends PyWorkerError {
 }
 /** A worker message cannot be served as it is. */
 export class MalformedMessageError extends PyWorkerError {
-  /** @override */ static fields = ["reason"];
-  /** @override */ static optional = ["limit", "depth", "error", "kind", "cause"];
+  /** @override @type {string[]} */ static fields = ["reason"];
+  /** @override @type {string[]} */ static optional = ["limit", "depth", "error", "kind", "cause"];
   /** @param {string} [message] @param {{reason: unknown, limit?: unknown, depth?: unknown, error?: unknown, kind?: unknown, cause?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -80,8 +80,8 @@ export class MalformedMessageError extends PyWorkerError {
 }
 /** A stream id is unknown, already finished or already closed. */
 export class StreamNotFoundError extends PyWorkerError {
-  /** @override */ static fields = ["stream_id"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["stream_id"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{stream_id: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -91,8 +91,8 @@ export class StreamNotFoundError extends PyWorkerError {
 export class WorkerBootError extends PyWorkerError {}
 /** The worker stopped answering heartbeats; the proxy replaces it and resends what was pending. */
 export class WorkerUnresponsiveError extends PyWorkerError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["filename", "kind", "in_flight", "restarts"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["filename", "kind", "in_flight", "restarts"];
   /** @param {string} [message] @param {{filename?: unknown, kind?: unknown, in_flight?: unknown, restarts?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -100,8 +100,8 @@ export class WorkerUnresponsiveError extends PyWorkerError {
 }
 /** A message is larger than the worker accepts; refused in JS (fields: kind, size, limit). */
 export class MessageTooLargeError extends PyWorkerError {
-  /** @override */ static fields = ["kind", "size", "limit"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["kind", "size", "limit"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{kind: unknown, size: unknown, limit: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -109,8 +109,8 @@ export class MessageTooLargeError extends PyWorkerError {
 }
 /** An option of web-llm's engine or handler API that py_worker does not support (fields: option). */
 export class UnsupportedEngineOptionError extends PyWorkerError {
-  /** @override */ static fields = ["option"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["option"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{option: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -118,8 +118,8 @@ export class UnsupportedEngineOptionError extends PyWorkerError {
 }
 /** A remote model's server did not serve a request (family of the errors below; every one */
 export class RemoteModelError extends PyWorkerError {
-  /** @override */ static fields = ["model_id", "origin"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model_id", "origin"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model_id: unknown, origin: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -129,8 +129,8 @@ export class RemoteModelError extends PyWorkerError {
 export class GenerationConfigError extends RequestValidationError {}
 /** A request arrived while no model is loaded. */
 export class ModelNotLoadedError extends ModelSelectionError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["request_name", "handle"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["request_name", "handle"];
   /** @param {string} [message] @param {{request_name?: unknown, handle?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -138,8 +138,8 @@ export class ModelNotLoadedError extends ModelSelectionError {
 }
 /** The request names a model that is not among the loaded ones. */
 export class SpecifiedModelNotFoundError extends ModelSelectionError {
-  /** @override */ static fields = ["requested", "loaded", "request_name"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["requested", "loaded", "request_name"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{requested: unknown, loaded: unknown, request_name: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -147,8 +147,8 @@ export class SpecifiedModelNotFoundError extends ModelSelectionError {
 }
 /** Several models are loaded and the request names none of them. */
 export class UnclearModelToUseError extends ModelSelectionError {
-  /** @override */ static fields = ["loaded", "request_name"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["loaded", "request_name"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{loaded: unknown, request_name: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -156,8 +156,8 @@ export class UnclearModelToUseError extends ModelSelectionError {
 }
 /** The model id has no record in the app config's model_list. */
 export class ModelNotFoundError extends ModelSelectionError {
-  /** @override */ static fields = ["model_id", "known"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model_id", "known"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model_id: unknown, known: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -165,8 +165,8 @@ export class ModelNotFoundError extends ModelSelectionError {
 }
 /** A reload lists the same model id more than once. */
 export class ReloadModelIdNotUniqueError extends ModelSelectionError {
-  /** @override */ static fields = ["model_ids", "duplicates"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model_ids", "duplicates"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model_ids: unknown, duplicates: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -174,8 +174,8 @@ export class ReloadModelIdNotUniqueError extends ModelSelectionError {
 }
 /** A reload passes chatOpts whose count differs from the count of model ids. */
 export class ReloadArgumentSizeUnmatchedError extends ModelSelectionError {
-  /** @override */ static fields = ["num_model_ids", "num_chat_opts"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["num_model_ids", "num_chat_opts"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{num_model_ids: unknown, num_chat_opts: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -183,8 +183,8 @@ export class ReloadArgumentSizeUnmatchedError extends ModelSelectionError {
 }
 /** A chat or completion request went to an embedding model. */
 export class IncorrectPipelineLoadedError extends ModelSelectionError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["model_id", "request_name", "model_type", "backend"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["model_id", "request_name", "model_type", "backend"];
   /** @param {string} [message] @param {{model_id?: unknown, request_name?: unknown, model_type?: unknown, backend?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -192,8 +192,8 @@ export class IncorrectPipelineLoadedError extends ModelSelectionError {
 }
 /** An embedding request went to a model that is not an embedding model. */
 export class EmbeddingUnsupportedModelError extends ModelSelectionError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["model_id", "request_name", "model_type", "backend"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["model_id", "request_name", "model_type", "backend"];
   /** @param {string} [message] @param {{model_id?: unknown, request_name?: unknown, model_type?: unknown, backend?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -201,8 +201,8 @@ export class EmbeddingUnsupportedModelError extends ModelSelectionError {
 }
 /** The selected model cannot serve a feature of the request (e.g. tools). */
 export class UnsupportedModelIdError extends ModelSelectionError {
-  /** @override */ static fields = ["model_id", "request_name"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model_id", "request_name"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model_id: unknown, request_name: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -210,8 +210,8 @@ export class UnsupportedModelIdError extends ModelSelectionError {
 }
 /** The request sets a field web-llm declares but does not support. */
 export class UnsupportedFieldsError extends RequestValidationError {
-  /** @override */ static fields = ["fields_found", "target"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["fields_found", "target"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{fields_found: unknown, target: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -219,8 +219,8 @@ export class UnsupportedFieldsError extends RequestValidationError {
 }
 /** A field has the wrong type, a non-finite number, or a required one is missing. */
 export class InvalidRequestFieldError extends RequestValidationError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["field", "expected"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["field", "expected"];
   /** @param {string} [message] @param {{field?: unknown, expected?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -228,8 +228,8 @@ export class InvalidRequestFieldError extends RequestValidationError {
 }
 /** A streaming request asks for n > 1 choices. */
 export class StreamingCountError extends RequestValidationError {
-  /** @override */ static fields = ["n"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["n"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{n: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -237,8 +237,8 @@ export class StreamingCountError extends RequestValidationError {
 }
 /** ``seed`` is not an integer. */
 export class SeedTypeError extends RequestValidationError {
-  /** @override */ static fields = ["value"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["value"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{value: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -248,8 +248,8 @@ export class SeedTypeError extends RequestValidationError {
 export class InvalidStreamOptionsError extends RequestValidationError {}
 /** The messages are in an order the engine cannot serve (e.g. the last is not user/tool). */
 export class MessageOrderError extends RequestValidationError {
-  /** @override */ static fields = ["role"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["role"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{role: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -257,8 +257,8 @@ export class MessageOrderError extends RequestValidationError {
 }
 /** A system message appears anywhere but first. */
 export class SystemMessageOrderError extends RequestValidationError {
-  /** @override */ static fields = ["index"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["index"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{index: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -266,8 +266,8 @@ export class SystemMessageOrderError extends RequestValidationError {
 }
 /** A system, assistant or tool message has content that is not a string. */
 export class ContentTypeError extends RequestValidationError {
-  /** @override */ static fields = ["role", "index"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["role", "index"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{role: unknown, index: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -275,8 +275,8 @@ export class ContentTypeError extends RequestValidationError {
 }
 /** A message has a role other than system, user, assistant or tool. */
 export class UnsupportedRoleError extends RequestValidationError {
-  /** @override */ static fields = ["role", "index"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["role", "index"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{role: unknown, index: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -284,8 +284,8 @@ export class UnsupportedRoleError extends RequestValidationError {
 }
 /** A user message's content is neither a string nor a list of text parts. */
 export class UserMessageContentError extends RequestValidationError {
-  /** @override */ static fields = ["index"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["index"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{index: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -293,8 +293,8 @@ export class UserMessageContentError extends RequestValidationError {
 }
 /** The model's Jinja chat template cannot render these messages. */
 export class ChatTemplateError extends RequestValidationError {
-  /** @override */ static fields = ["kind", "error", "line"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["kind", "error", "line"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{kind: unknown, error: unknown, line: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -306,8 +306,8 @@ export class EmbeddingInputEmptyError extends RequestValidationError {}
 export class EmbeddingUnsupportedEncodingFormatError extends RequestValidationError {}
 /** ``response_format.type`` is not text, json_object, grammar or structural_tag. */
 export class UnsupportedResponseFormatError extends RequestValidationError {
-  /** @override */ static fields = ["type"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["type"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{type: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -315,8 +315,8 @@ export class UnsupportedResponseFormatError extends RequestValidationError {
 }
 /** A JSON schema is given with a response_format type other than json_object. */
 export class InvalidResponseFormatError extends RequestValidationError {
-  /** @override */ static fields = ["type"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["type"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{type: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -324,8 +324,8 @@ export class InvalidResponseFormatError extends RequestValidationError {
 }
 /** A grammar is given without type grammar, or type grammar without a grammar. */
 export class InvalidResponseFormatGrammarError extends RequestValidationError {
-  /** @override */ static fields = ["type"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["type"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{type: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -333,8 +333,8 @@ export class InvalidResponseFormatGrammarError extends RequestValidationError {
 }
 /** A response_format's schema, grammar or structural tag does not compile (``kind``, */
 export class GrammarError extends RequestValidationError {
-  /** @override */ static fields = ["kind", "reason"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["kind", "reason"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{kind: unknown, reason: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -342,8 +342,8 @@ export class GrammarError extends RequestValidationError {
 }
 /** A tool is not of type "function", the only type supported. */
 export class UnsupportedToolTypeError extends RequestValidationError {
-  /** @override */ static fields = ["index"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["index"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{index: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -353,8 +353,8 @@ export class UnsupportedToolTypeError extends RequestValidationError {
 export class UnsupportedToolChoiceError extends RequestValidationError {}
 /** The prompt has more tokens than the model's context window. */
 export class ContextWindowSizeExceededError extends RequestValidationError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["context_window_size", "prompt_tokens", "length", "added", "backend"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["context_window_size", "prompt_tokens", "length", "added", "backend"];
   /** @param {string} [message] @param {{context_window_size?: unknown, prompt_tokens?: unknown, length?: unknown, added?: unknown, backend?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -362,8 +362,8 @@ export class ContextWindowSizeExceededError extends RequestValidationError {
 }
 /** An embedding input has more tokens than the embedding model's context window. */
 export class EmbeddingExceedContextWindowSizeError extends RequestValidationError {
-  /** @override */ static fields = ["input_tokens", "context_window_size"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["input_tokens", "context_window_size"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{input_tokens: unknown, context_window_size: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -371,8 +371,8 @@ export class EmbeddingExceedContextWindowSizeError extends RequestValidationErro
 }
 /** A message reuses the uuid of a request still in flight: it is refused (its reply carries */
 export class DuplicateUuidError extends MalformedMessageError {
-  /** @override */ static fields = ["uuid"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["uuid"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{uuid: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -380,8 +380,8 @@ export class DuplicateUuidError extends MalformedMessageError {
 }
 /** A model file could not be fetched (network, HTTP status or cache failure). */
 export class ArtifactFetchError extends ModelLoadError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["url", "status", "path"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["url", "status", "path"];
   /** @param {string} [message] @param {{url?: unknown, status?: unknown, path?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -389,8 +389,8 @@ export class ArtifactFetchError extends ModelLoadError {
 }
 /** An artifact's sha256 differs from the pinned one. */
 export class IntegrityError extends ModelLoadError {
-  /** @override */ static fields = ["file"];
-  /** @override */ static optional = ["url", "expected", "actual"];
+  /** @override @type {string[]} */ static fields = ["file"];
+  /** @override @type {string[]} */ static optional = ["url", "expected", "actual"];
   /** @param {string} [message] @param {{file: unknown, url?: unknown, expected?: unknown, actual?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -398,8 +398,8 @@ export class IntegrityError extends ModelLoadError {
 }
 /** The mlc backend was chosen but the model record has no model_lib. */
 export class ModelLibraryMissingError extends ModelLoadError {
-  /** @override */ static fields = ["model_id"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model_id"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model_id: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -407,8 +407,8 @@ export class ModelLibraryMissingError extends ModelLoadError {
 }
 /** A model library links with none of the shipped tvmjs runtimes (model_lib, needs, missing, shipped). */
 export class ModelLibRuntimeError extends ModelLoadError {
-  /** @override */ static fields = ["model_lib", "needs", "missing", "shipped"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model_lib", "needs", "missing", "shipped"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model_lib: unknown, needs: unknown, missing: unknown, shipped: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -416,8 +416,8 @@ export class ModelLibRuntimeError extends ModelLoadError {
 }
 /** The model directory has no tokenizer file the engine can read. */
 export class UnsupportedTokenizerFilesError extends ModelLoadError {
-  /** @override */ static fields = ["files"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["files"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{files: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -425,8 +425,8 @@ export class UnsupportedTokenizerFilesError extends ModelLoadError {
 }
 /** A GGUF's tokenizer cannot be rebuilt to tokenize exactly as llama.cpp (fields: model, pre). */
 export class UnsupportedTokenizerError extends ModelLoadError {
-  /** @override */ static fields = ["model", "pre"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model", "pre"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model: unknown, pre: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -434,8 +434,8 @@ export class UnsupportedTokenizerError extends ModelLoadError {
 }
 /** A GGUF tensor uses a ggml type the kernels cannot read (fields: tensor, ggml_type, type_name). */
 export class UnsupportedWeightFormatError extends ModelLoadError {
-  /** @override */ static fields = ["tensor", "ggml_type", "type_name"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["tensor", "ggml_type", "type_name"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{tensor: unknown, ggml_type: unknown, type_name: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -443,8 +443,8 @@ export class UnsupportedWeightFormatError extends ModelLoadError {
 }
 /** Both context_window_size and sliding_window_size are positive. */
 export class WindowSizeConfigurationError extends ModelLoadError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {Record<string, never>} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -452,8 +452,8 @@ export class WindowSizeConfigurationError extends ModelLoadError {
 }
 /** Neither context_window_size nor sliding_window_size is positive. */
 export class WindowSizeSpecificationError extends ModelLoadError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {Record<string, never>} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -461,8 +461,8 @@ export class WindowSizeSpecificationError extends ModelLoadError {
 }
 /** A sliding window is used without a non-negative attention_sink_size. */
 export class AttentionSinkSizeError extends ModelLoadError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {Record<string, never>} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -470,8 +470,8 @@ export class AttentionSinkSizeError extends ModelLoadError {
 }
 /** An embedding model is configured with a sliding window. */
 export class EmbeddingSlidingWindowError extends ModelLoadError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {Record<string, never>} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -479,8 +479,8 @@ export class EmbeddingSlidingWindowError extends ModelLoadError {
 }
 /** A GGUF's ``general.architecture`` is not one the backend's decoder implements. */
 export class UnsupportedArchitectureError extends ModelLoadError {
-  /** @override */ static fields = ["architecture", "supported"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["architecture", "supported"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{architecture: unknown, supported: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -492,8 +492,8 @@ export class WebGPUNotAvailableError extends DeviceError {}
 export class WebGPUNotFoundError extends DeviceError {}
 /** The model needs a WebGPU feature the adapter lacks. */
 export class FeatureSupportError extends DeviceError {
-  /** @override */ static fields = ["feature"];
-  /** @override */ static optional = ["model_id"];
+  /** @override @type {string[]} */ static fields = ["feature"];
+  /** @override @type {string[]} */ static optional = ["model_id"];
   /** @param {string} [message] @param {{feature: unknown, model_id?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -501,8 +501,8 @@ export class FeatureSupportError extends DeviceError {
 }
 /** The WebGPU device was lost (often out of memory). */
 export class DeviceLostError extends DeviceError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["reason"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["reason"];
   /** @param {string} [message] @param {{reason?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -510,8 +510,8 @@ export class DeviceLostError extends DeviceError {
 }
 /** Custom logit processors (web-llm's logitProcessorRegistry) are refused (fields: option, models). */
 export class LogitProcessorNotSupportedError extends UnsupportedEngineOptionError {
-  /** @override */ static fields = ["option", "models"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["option", "models"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{option: unknown, models: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -519,8 +519,8 @@ export class LogitProcessorNotSupportedError extends UnsupportedEngineOptionErro
 }
 /** A record (or the engine) asks llama.cpp for a thread count it cannot have: not a whole */
 export class WasmThreadsError extends ModelLoadError {
-  /** @override */ static fields = ["threads", "isolated"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["threads", "isolated"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{threads: unknown, isolated: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -528,8 +528,8 @@ export class WasmThreadsError extends ModelLoadError {
 }
 /** A remote model record is unusable (``fields.model_id``, ``fields.field``: which key; a */
 export class RemoteConfigError extends ModelLoadError {
-  /** @override */ static fields = ["model_id", "field"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model_id", "field"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model_id: unknown, field: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -537,8 +537,8 @@ export class RemoteConfigError extends ModelLoadError {
 }
 /** The server answered with an HTTP error, or an error inside its stream (``fields.status``, */
 export class RemoteServerError extends RemoteModelError {
-  /** @override */ static fields = ["model_id", "origin", "status", "server_message"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model_id", "origin", "status", "server_message"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model_id: unknown, origin: unknown, status: unknown, server_message: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -548,8 +548,8 @@ export class RemoteServerError extends RemoteModelError {
 export class RemoteConnectionError extends RemoteModelError {}
 /** The server sent nothing for ``fields.timeout_ms`` (before its reply began, or between two */
 export class RemoteTimeoutError extends RemoteModelError {
-  /** @override */ static fields = ["model_id", "origin", "timeout_ms"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model_id", "origin", "timeout_ms"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model_id: unknown, origin: unknown, timeout_ms: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -557,8 +557,8 @@ export class RemoteTimeoutError extends RemoteModelError {
 }
 /** The server's reply is not an OpenAI response (``fields.reason``). */
 export class RemoteProtocolError extends RemoteModelError {
-  /** @override */ static fields = ["model_id", "origin", "reason"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["model_id", "origin", "reason"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{model_id: unknown, origin: unknown, reason: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -566,8 +566,8 @@ export class RemoteProtocolError extends RemoteModelError {
 }
 /** ``tool_choice`` is a string other than "none" or "auto". */
 export class InvalidToolChoiceError extends UnsupportedToolChoiceError {
-  /** @override */ static fields = ["value"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["value"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{value: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -577,8 +577,8 @@ export class InvalidToolChoiceError extends UnsupportedToolChoiceError {
 export class UnsupportedToolChoiceTypeError extends UnsupportedToolChoiceError {}
 /** A named ``tool_choice`` names a function that is not in ``tools``. */
 export class FunctionNotFoundError extends UnsupportedToolChoiceError {
-  /** @override */ static fields = ["name", "tools"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["name", "tools"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{name: unknown, tools: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -586,8 +586,8 @@ export class FunctionNotFoundError extends UnsupportedToolChoiceError {
 }
 /** frequency_penalty or presence_penalty lies outside [-2, 2]. */
 export class PenaltyRangeError extends GenerationConfigError {
-  /** @override */ static fields = ["field", "value"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["field", "value"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{field: unknown, value: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -595,8 +595,8 @@ export class PenaltyRangeError extends GenerationConfigError {
 }
 /** repetition_penalty is not greater than 0. */
 export class RepetitionPenaltyError extends GenerationConfigError {
-  /** @override */ static fields = ["value"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["value"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{value: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -604,8 +604,8 @@ export class RepetitionPenaltyError extends GenerationConfigError {
 }
 /** max_tokens is not greater than 0. */
 export class MaxTokensError extends GenerationConfigError {
-  /** @override */ static fields = ["value"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["value"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{value: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -613,8 +613,8 @@ export class MaxTokensError extends GenerationConfigError {
 }
 /** top_p lies outside (0, 1]. */
 export class TopPError extends GenerationConfigError {
-  /** @override */ static fields = ["value"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["value"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{value: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -622,8 +622,8 @@ export class TopPError extends GenerationConfigError {
 }
 /** temperature is negative. */
 export class TemperatureError extends GenerationConfigError {
-  /** @override */ static fields = ["value"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["value"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{value: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -631,8 +631,8 @@ export class TemperatureError extends GenerationConfigError {
 }
 /** A logit_bias key is not a token id, or its value lies outside [-100, 100]. */
 export class LogitBiasError extends GenerationConfigError {
-  /** @override */ static fields = [];
-  /** @override */ static optional = ["key", "token", "value"];
+  /** @override @type {string[]} */ static fields = [];
+  /** @override @type {string[]} */ static optional = ["key", "token", "value"];
   /** @param {string} [message] @param {{key?: unknown, token?: unknown, value?: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -640,8 +640,8 @@ export class LogitBiasError extends GenerationConfigError {
 }
 /** top_logprobs lies outside [0, 5]. */
 export class TopLogprobsError extends GenerationConfigError {
-  /** @override */ static fields = ["value"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["value"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{value: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -649,8 +649,8 @@ export class TopLogprobsError extends GenerationConfigError {
 }
 /** top_logprobs is set while logprobs is not true. */
 export class LogprobsNotEnabledError extends GenerationConfigError {
-  /** @override */ static fields = ["top_logprobs"];
-  /** @override */ static optional = [];
+  /** @override @type {string[]} */ static fields = ["top_logprobs"];
+  /** @override @type {string[]} */ static optional = [];
   /** @param {string} [message] @param {{top_logprobs: unknown}} [fields] */
   constructor(message, fields) {
     super(message, /** @type {any} */ (fields)); // the parent types its own
@@ -747,12 +747,18 @@ export const ERROR_CLASSES = {
   ShaderF16SupportError,
 };
 
-/** Rebuild the class named in a worker reply; unknown names become RemoteError. */
+/**
+ * Rebuild the class named in a worker reply; unknown names become RemoteError.
+ * @param {{name?: unknown, message?: unknown, fields?: unknown} | null | undefined} data
+ * @returns {PyWorkerError}
+ */
 export function errorFromDict(data) {
   const name = String((data && data.name) || "Error");
   const message = String((data && data.message) || "");
   const fields = data && data.fields && typeof data.fields === "object" ? data.fields : {};
-  const cls = Object.hasOwn(ERROR_CLASSES, name) ? ERROR_CLASSES[name] : undefined;
+  const cls = Object.hasOwn(ERROR_CLASSES, name)
+    ? ERROR_CLASSES[/** @type {keyof typeof ERROR_CLASSES} */ (name)]
+    : undefined;
   rebuilding = true;
   try {
     if (cls === undefined) return new RemoteError(message, { ...fields, remote_name: name });

@@ -5,7 +5,16 @@
 // (reason "depth"; the structured clone itself gives up somewhere past a thousand levels, so
 // the proxy must refuse before posting). Both by the proxy before posting, and again by every
 // host for raw messages.
-// Imported by proxy.js and host.js (every worker kind's host); no side effects.
+// Imported by proxy.js, worker.js and host.js; no side effects.
+
+/**
+ * One protocol message. `content` is a page's request or Python's reply: posted data of any shape.
+ * @typedef {{kind: string, uuid: string | null, content?: any}} Message
+ */
+/**
+ * A `throw` reply's content, re-thrown by the proxy as the class `name` (errors.js).
+ * @typedef {{name: string, message: string, fields: Record<string, unknown>}} ErrorContent
+ */
 
 /** The largest message accepted: about 1 MiB of JSON (strings counted in UTF-8 bytes). */
 export const MAX_MESSAGE_BYTES = 1 << 20;
@@ -15,7 +24,9 @@ export const MAX_MESSAGE_DEPTH = 64;
 
 /**
  * UTF-8 length of `s`, counting at most until `budget` is passed (then any larger number).
- * @param {string} s @param {number} budget
+ * @param {string} s
+ * @param {number} budget
+ * @returns {number}
  */
 function utf8Length(s, budget) {
   if (s.length > budget) return s.length; // at least one byte per UTF-16 unit
@@ -27,6 +38,7 @@ function utf8Length(s, budget) {
   return n;
 }
 
+/** A walk's marker: the container `node` is left (it no longer encloses what is walked next). */
 class Exit {
   /** @param {object} node */
   constructor(node) {
@@ -39,12 +51,16 @@ class Exit {
  * as soon as it passes `limit`. A value reached twice is counted twice (Python converts it
  * twice); a reference back to an enclosing object (a cycle) is not followed: whether a cyclic
  * message is acceptable is the handler's decision, not a size question.
- * @param {any} value @param {number} [limit]
+ * @param {unknown} value
+ * @param {number} [limit]
+ * @returns {number}
  */
 export function messageSize(value, limit = MAX_MESSAGE_BYTES) {
   let size = 0;
+  /** @type {unknown[]} */
   const stack = [value];
-  const open = new Set(); // the objects enclosing the one being walked
+  /** @type {Set<object>} the objects enclosing the one being walked */
+  const open = new Set();
   while (stack.length > 0 && size <= limit) {
     const v = stack.pop();
     if (v instanceof Exit) {
@@ -60,7 +76,7 @@ export function messageSize(value, limit = MAX_MESSAGE_BYTES) {
       stack.push(new Exit(v));
       const entries = v instanceof Map ? [...v.entries()].flat() : v instanceof Set ? [...v] : null;
       const keys = entries === null && !Array.isArray(v) ? Object.keys(v) : null;
-      const children = entries ?? (keys === null ? v : null);
+      const children = entries ?? (keys === null ? /** @type {unknown[]} an array: no keys taken */ (v) : null);
       const count = children !== null ? children.length : /** @type {string[]} */ (keys).length;
       size += 2 + count; // brackets and separators
       if (size > limit) break;
@@ -70,7 +86,7 @@ export function messageSize(value, limit = MAX_MESSAGE_BYTES) {
         for (const key of /** @type {string[]} */ (keys)) {
           size += utf8Length(key, limit - size) + 3;
           if (size > limit) break;
-          stack.push(v[key]);
+          stack.push(/** @type {Record<string, unknown>} */ (v)[key]);
         }
       }
     }
@@ -81,11 +97,15 @@ export function messageSize(value, limit = MAX_MESSAGE_BYTES) {
 /**
  * How deep `value` nests (a scalar 0, `[]` 1), walked without recursion and stopped once past
  * `limit`; a reference back to an enclosing object is not followed (a cycle is Python's "cycle").
- * @param {unknown} value @param {number} [limit]
+ * @param {unknown} value
+ * @param {number} [limit]
+ * @returns {number}
  */
 export function nestingDepth(value, limit = MAX_MESSAGE_DEPTH) {
   let deepest = 0;
+  /** @type {[unknown, number][]} */
   const stack = [[value, 1]];
+  /** @type {Set<object>} */
   const open = new Set();
   while (stack.length > 0 && deepest <= limit) {
     const [v, depth] = /** @type {[unknown, number]} */ (stack.pop());
@@ -108,7 +128,10 @@ export function nestingDepth(value, limit = MAX_MESSAGE_DEPTH) {
  * limit (MessageTooLargeError; fields.size: the bytes counted when the walk stopped, just past
  * the limit), or nested deeper than MAX_MESSAGE_DEPTH counting the envelope (MalformedMessageError,
  * reason "depth", as Python would answer).
- * @param {unknown} kind @param {unknown} content @param {number} [limit]
+ * @param {unknown} kind
+ * @param {unknown} content
+ * @param {number} [limit]
+ * @returns {ErrorContent | null}
  */
 export function refusal(kind, content, limit = MAX_MESSAGE_BYTES) {
   const depth = nestingDepth(content, MAX_MESSAGE_DEPTH - 1);

@@ -44,6 +44,19 @@ export {
 } from "./cache.js";
 export { connect, transportFactory } from "./transport.js";
 
+/** @typedef {import("./proxy.d.ts").AppConfig} AppConfig */
+/** @typedef {import("./proxy.d.ts").ModelRecord} ModelRecord */
+/** @typedef {import("./proxy.d.ts").ChatOptions} ChatOptions */
+/** @typedef {import("./proxy.d.ts").ChatWorker} ChatWorker */
+/** @typedef {import("./proxy.d.ts").MLCEngineConfig} MLCEngineConfig */
+/** @typedef {import("./proxy.d.ts").ChatCompletionRequest} ChatCompletionRequest */
+/** @typedef {import("./proxy.d.ts").CompletionCreateParams} CompletionCreateParams */
+/** @typedef {import("./proxy.d.ts").EmbeddingCreateParams} EmbeddingCreateParams */
+/**
+ * A request posted and not yet answered (`content`: the snapshot it was posted with).
+ * @typedef {{kind: string, content: unknown, resolve: (value: unknown) => void, reject: (reason: unknown) => void, seq: number, resent: boolean}} PendingRequest
+ */
+
 /**
  * web-llm's prebuiltAppConfig: here, this site's own app-config.json (next to this file), with
  * absolute URLs. A page that passes no appConfig gets these models: the worker reads the same file.
@@ -56,7 +69,11 @@ const DEFAULT_DEAD_AFTER_MS = 10000;
 // answer; until the worker says it is ready, only a much longer silence counts as dead.
 const DEFAULT_BOOT_TIMEOUT_MS = 120000;
 
-/** The model ids of a non-empty web-llm logitProcessorRegistry (a Map), else null. */
+/**
+ * The model ids of a non-empty web-llm logitProcessorRegistry (a Map), else null.
+ * @param {Map<string, unknown> | Record<string, unknown> | null | undefined} registry
+ * @returns {string[] | null}
+ */
 function registryModels(registry) {
   if (registry === undefined || registry === null) return null;
   const models = registry instanceof Map ? [...registry.keys()].map(String) : Object.keys(registry);
@@ -67,26 +84,40 @@ function registryModels(registry) {
  * web-llm's app-config-wide cache choice (`cacheBackend: "cache" | "indexeddb"`, or the older
  * `useIndexedDBCache: true`) as py_worker's per-record `cache`; a record's own `cache` wins.
  * Anything else is passed on unchanged (and an unpostable value is refused later, as before).
+ * @param {AppConfig | undefined} appConfig
+ * @returns {AppConfig | undefined}
  */
 function withCacheBackend(appConfig) {
   if (!appConfig || typeof appConfig !== "object" || !Array.isArray(appConfig.model_list)) return appConfig;
   const backend = appConfig.cacheBackend ?? (appConfig.useIndexedDBCache === true ? "indexeddb" : undefined);
   if (backend !== "cache" && backend !== "indexeddb") return appConfig;
-  const model_list = appConfig.model_list.map((r) => (r && typeof r === "object" && r.cache === undefined ? { ...r, cache: backend } : r));
+  const model_list = appConfig.model_list.map((/** @type {ModelRecord} */ r) => (r && typeof r === "object" && r.cache === undefined ? { ...r, cache: backend } : r));
   return { ...appConfig, model_list };
 }
 
+/**
+ * `x` as a fresh list: itself copied when a list, [] when absent.
+ * @template T
+ * @param {T | T[] | null | undefined} x
+ * @returns {T[]}
+ */
 const asList = (x) => (x === undefined || x === null ? [] : Array.isArray(x) ? [...x] : [x]);
 const noop = () => {};
 const MAX_PROBES = 8; // heartbeats awaiting an answer that are remembered
 
-/** A worker's `throw` content as an error; only a class of errors.js's own table is used. */
+/**
+ * A worker's `throw` content as an error; only a class of errors.js's own table is used.
+ * @param {Record<string, unknown> | null | undefined} content as the worker posted it
+ */
 function toError(content) {
   const name = content && typeof content.name === "string" ? content.name : "Error";
   return errorFromDict({ ...content, name });
 }
 
-/** The error for a message that could not be posted (DataCloneError, RangeError, ...). */
+/**
+ * The error for a message that could not be posted (DataCloneError, RangeError, ...).
+ * @param {string} kind @param {Error} cause what postMessage or structuredClone threw
+ */
 function unpostable(kind, cause) {
   const why = `${(cause && cause.name) || "Error"}: ${(cause && cause.message) || cause}`;
   const error = new MalformedMessageError(`A ${JSON.stringify(String(kind))} message could not be posted to the worker (${why}); nothing was sent.`,
@@ -95,7 +126,10 @@ function unpostable(kind, cause) {
   return error;
 }
 
-/** An OpenAI request must be a plain object (create(null) is refused with a named error). */
+/**
+ * An OpenAI request must be a plain object (create(null) is refused with a named error).
+ * @param {unknown} request
+ */
 function requestObject(request) {
   if (request === null || typeof request !== "object" || Array.isArray(request)) {
     const got = request === null ? "null" : Array.isArray(request) ? "an array" : typeof request;
@@ -110,10 +144,12 @@ function requestObject(request) {
  * postMessage round trip is hidden instead of added to every chunk.
  */
 class ChunkStream {
+  /** @param {WebWorkerMLCEngine} engine @param {string | number} streamId the worker's */
   constructor(engine, streamId) {
     this.engine = engine;
     this.streamId = streamId;
     this.finished = false;
+    /** @type {Promise<any> | null} the pull made ahead, not yet consumed */
     this.ahead = null;
   }
 
@@ -146,7 +182,7 @@ class ChunkStream {
     return { done: false, value: reply.chunk };
   }
 
-  /** Called by `for await` on break/return/throw: stops the generation and frees the model. */
+  /** Called by `for await` on break/return/throw: stops the generation and frees the model. @param {unknown} [value] */
   async return(value) {
     if (!this.finished) {
       this.finished = true;
@@ -162,16 +198,18 @@ export class WebWorkerMLCEngine {
   probes;
   /** @type {number} when the watchdog last ran (set by _startWatchdog) */
   lastCheck;
+  /** @type {ChatWorker} (set by _attach) */
+  worker;
 
   /**
-   * @param worker a Worker, or a function returning a new one (lets the proxy replace a dead worker)
-   * @param engineConfig options, each optional: appConfig, initProgressCallback, logLevel, heartbeatTimeoutMs, bootTimeoutMs
+   * @param {import("./proxy.d.ts").WorkerSource} worker a Worker, or a function returning a new one (lets the proxy replace a dead worker)
+   * @param {MLCEngineConfig} [engineConfig] options, each optional: appConfig, initProgressCallback, logLevel, heartbeatTimeoutMs, bootTimeoutMs
    */
   constructor(worker, engineConfig = {}) {
     // `{host: "worker" | "shared" | "service", url?, ...}` picks a host: one engine per tab, per
     // origin (SharedWorker) or in the service worker; the API is the same for all three.
-    if (worker && typeof worker !== "function" && typeof worker.postMessage !== "function") {
-      const { host = "worker", ...options } = worker;
+    if (worker && typeof worker !== "function" && typeof /** @type {ChatWorker} */ (worker).postMessage !== "function") {
+      const { host = "worker", ...options } = /** @type {{host?: import("./transport.js").HostKind} & import("./transport.js").ConnectOptions} */ (worker);
       worker = () => connect(host, options);
     }
     this.workerFactory = typeof worker === "function" ? worker : null;
@@ -185,28 +223,35 @@ export class WebWorkerMLCEngine {
     this.initProgressCallback = engineConfig.initProgressCallback;
     this.deadAfterMs = engineConfig.heartbeatTimeoutMs ?? DEFAULT_DEAD_AFTER_MS;
     this.bootTimeoutMs = engineConfig.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
+    /** @type {string[]} */
     this.modelId = [];
+    /** @type {ChatOptions[] | undefined} */
     this.chatOpts = undefined;
-    this.modelChange = null; // settles when the reload or unload in flight has (see _inference)
-    this.pending = new Map(); // uuid -> {kind, content, resolve, reject, seq, resent}
+    /** @type {Promise<void> | null} settles when the reload or unload in flight has (see _inference) */
+    this.modelChange = null;
+    /** @type {Map<string, PendingRequest>} uuid -> request */
+    this.pending = new Map();
     this.seq = 0; // counts posted messages: tells which requests a heartbeat reply covers
     this.workerRestarts = 0;
     this.hostRestarts = 0; // a host instance that changed under the same transport
-    this.chat = { completions: { create: (request) => this.chatCompletion(request) } };
-    this.completions = { create: (request) => this.completion(request) };
-    this.embeddings = { create: (request) => this.embedding(request) };
-    this._attach(this.workerFactory ? this.workerFactory() : worker);
+    this.chat = { completions: { create: (/** @type {ChatCompletionRequest} */ request) => this.chatCompletion(request) } };
+    this.completions = { create: (/** @type {CompletionCreateParams} */ request) => this.completion(request) };
+    this.embeddings = { create: (/** @type {EmbeddingCreateParams} */ request) => this.embedding(request) };
+    this._attach(this.workerFactory ? this.workerFactory() : /** @type {ChatWorker} not a factory, nor a host choice */ (worker));
   }
 
+  /** @param {ChatWorker} worker */
   _attach(worker) {
     this.worker = worker;
     this.workerReady = false;
     this.lastHeard = performance.now();
+    /** @type {string | null} uuid of the heartbeat awaiting its answer */
     this.heartbeatSent = null;
     this.probes = new Map(); // heartbeat uuid -> seq of that heartbeat
+    /** @type {string | null} the host instance its heartbeats name */
     this.hostInstance = null;
-    worker.onmessage = (event) => this._onMessage(worker, event.data);
-    worker.onerror = (event) => this._onWorkerError(worker, event);
+    worker.onmessage = (/** @type {MessageEvent} */ event) => this._onMessage(worker, event.data);
+    worker.onerror = (/** @type {ErrorEvent} */ event) => this._onWorkerError(worker, event);
     // Replays: each was refused to its caller already if it could not be posted.
     try {
       if (this.appConfig !== undefined) this._post("setAppConfig", { appConfig: this.appConfig });
@@ -229,12 +274,13 @@ export class WebWorkerMLCEngine {
     return uuid;
   }
 
+  /** @param {ChatWorker} worker @param {any} msg whatever the worker posted (checked here) */
   _onMessage(worker, msg) {
     if (worker !== this.worker || !msg) return;
     this.lastHeard = performance.now();
     this.heartbeatSent = null;
     if (msg.kind === "return" && this.probes.has(msg.uuid)) {
-      const seq = this.probes.get(msg.uuid);
+      const seq = /** @type {number} */ (this.probes.get(msg.uuid));
       this.probes.delete(msg.uuid);
       this._onHeartbeat(msg.content, seq);
       return;
@@ -265,6 +311,8 @@ export class WebWorkerMLCEngine {
    * `held` lists the uuids of this page's requests that host has and has not answered yet.
    * Messages arrive in order, so a request posted before the heartbeat, still pending here and
    * not held there, was lost with the instance that had it: it is sent once more (or refused).
+   * @param {{instance?: unknown, held?: unknown} | null | undefined} content as the host posted it
+   * @param {number} seq the heartbeat's
    */
   _onHeartbeat(content, seq) {
     if (!content || typeof content !== "object") return;
@@ -284,6 +332,7 @@ export class WebWorkerMLCEngine {
    * An error event before the worker said it was ready means it cannot start: fail what waits.
    * Later, an error event (an uncaught error inside the worker) does not mean the worker is gone:
    * its heartbeats decide that, and no other request is failed for it.
+   * @param {ChatWorker} worker @param {ErrorEvent} event
    */
   _onWorkerError(worker, event) {
     if (worker !== this.worker) return;
@@ -296,6 +345,7 @@ export class WebWorkerMLCEngine {
     this._rejectAll(new WorkerUnresponsiveError(message, { filename: event.filename || "" }));
   }
 
+  /** @param {Error} error */
   _rejectAll(error) {
     const waiters = [...this.pending.values()];
     this.pending.clear();
@@ -303,7 +353,11 @@ export class WebWorkerMLCEngine {
     this._stopWatchdog();
   }
 
-  /** Post one message; returns its sequence number. Throws what postMessage throws. */
+  /**
+   * Post one message; returns its sequence number. Throws what postMessage throws.
+   * @param {string} kind @param {unknown} content @param {string} [uuid]
+   * @returns {number}
+   */
   _post(kind, content, uuid = crypto.randomUUID()) {
     this.worker.postMessage({ kind, uuid, content });
     this.seq += 1;
@@ -317,6 +371,8 @@ export class WebWorkerMLCEngine {
    * reason "depth") or one postMessage cannot clone (MalformedMessageError, the DataCloneError or
    * RangeError as `cause`). The content is kept as a snapshot taken now, so a
    * request sent again after a worker replacement is the one that was asked for.
+   * @param {string} kind @param {unknown} content
+   * @returns {Promise<any>} the `return` content, as the worker posted it
    */
   _send(kind, content) {
     let snapshot;
@@ -328,7 +384,7 @@ export class WebWorkerMLCEngine {
       return Promise.reject(unpostable(kind, err));
     }
     const uuid = crypto.randomUUID();
-    /** @type {{kind: string, content: unknown, resolve: (value: unknown) => void, reject: (reason: unknown) => void, seq: number, resent: boolean}} */
+    /** @type {PendingRequest} */
     let entry = /** @type {any} */ (undefined); // set by the Promise executor, which runs at once
     const promise = new Promise((resolve, reject) => {
       entry = { kind, content: snapshot, resolve, reject, seq: 0, resent: false };
@@ -348,6 +404,7 @@ export class WebWorkerMLCEngine {
    * more; the second time it is refused with WorkerUnresponsiveError ({in_flight: true}), so a
    * request that itself blocks every worker it reaches cannot make the proxy replace workers
    * for ever. Each request is sent on its own: one that fails to post fails alone.
+   * @param {string} uuid @param {PendingRequest} entry @param {string} why
    */
   _resend(uuid, entry, why) {
     if (this.pending.get(uuid) !== entry) return;
@@ -453,6 +510,8 @@ export class WebWorkerMLCEngine {
    * The content of an inference request. While a reload or unload is in flight the request
    * waits for it, then carries the model ids it left loaded: sent at once it would carry the
    * old ids, and the worker's reload-if-unmatched would load those again and interrupt the reload.
+   * @template {ChatCompletionRequest | CompletionCreateParams | EmbeddingCreateParams} R
+   * @param {R} request @param {string} requestName
    */
   async _inference(request, requestName) {
     requestObject(request);
@@ -462,7 +521,10 @@ export class WebWorkerMLCEngine {
     return { request, modelId: [...this.modelId], chatOpts };
   }
 
-  /** Runs `op` (a reload or unload) as the model change inference requests wait for. */
+  /**
+   * Runs `op` (a reload or unload) as the model change inference requests wait for.
+   * @param {Promise<void>} op
+   */
   _changeModels(op) {
     const settled = op.then(noop, noop);
     this.modelChange = settled;
@@ -472,6 +534,7 @@ export class WebWorkerMLCEngine {
     return op;
   }
 
+  /** @param {string | string[]} modelId @param {ChatOptions | ChatOptions[] | null} [chatOpts] */
   reload(modelId, chatOpts) {
     const ids = asList(modelId);
     const opts = chatOpts === undefined || chatOpts === null ? undefined : asList(chatOpts);
@@ -488,6 +551,7 @@ export class WebWorkerMLCEngine {
     }));
   }
 
+  /** @param {ChatCompletionRequest} request */
   async chatCompletion(request) {
     const content = await this._inference(request, "ChatCompletionRequest");
     if (!request.stream) return this._send("chatCompletionNonStreaming", content);
@@ -495,6 +559,7 @@ export class WebWorkerMLCEngine {
     return new ChunkStream(this, streamId);
   }
 
+  /** @param {CompletionCreateParams} request */
   async completion(request) {
     const content = await this._inference(request, "CompletionCreateParams");
     if (!request.stream) return this._send("completionNonStreaming", content);
@@ -502,6 +567,7 @@ export class WebWorkerMLCEngine {
     return new ChunkStream(this, streamId);
   }
 
+  /** @param {EmbeddingCreateParams} request */
   async embedding(request) {
     return this._send("embedding", await this._inference(request, "EmbeddingCreateParams"));
   }
@@ -510,18 +576,22 @@ export class WebWorkerMLCEngine {
     return this._send("interruptGenerate", {});
   }
 
+  /** @param {boolean} [keepStats] @param {string} [modelId] */
   resetChat(keepStats = false, modelId) {
     return this._send("resetChat", { keepStats, modelId });
   }
 
+  /** @param {string} [modelId] */
   getMessage(modelId) {
     return this._send("getMessage", { modelId });
   }
 
+  /** @param {string} [modelId] */
   runtimeStatsText(modelId) {
     return this._send("runtimeStatsText", { modelId });
   }
 
+  /** @param {number[]} inputIds @param {boolean} isPrefill @param {string} [modelId] */
   forwardTokensAndSample(inputIds, isPrefill, modelId) {
     return this._send("forwardTokensAndSample", { inputIds, isPrefill, modelId });
   }
@@ -534,12 +604,13 @@ export class WebWorkerMLCEngine {
     return this._send("getGPUVendor", {});
   }
 
+  /** @param {import("./proxy.d.ts").LogLevel} logLevel */
   setLogLevel(logLevel) {
     this.logLevel = logLevel;
     return this._send("setLogLevel", { level: logLevel });
   }
 
-  /** Kept here too, so a replacement worker gets it again before any other request. */
+  /** Kept here too, so a replacement worker gets it again before any other request. @param {AppConfig} appConfig */
   setAppConfig(appConfig) {
     let snapshot;
     try {
@@ -551,6 +622,7 @@ export class WebWorkerMLCEngine {
     return this._send("setAppConfig", { appConfig: snapshot });
   }
 
+  /** @param {import("./proxy.d.ts").InitProgressCallback} [callback] */
   setInitProgressCallback(callback) {
     this.initProgressCallback = callback;
   }
@@ -559,13 +631,17 @@ export class WebWorkerMLCEngine {
     return this.initProgressCallback;
   }
 
-  /** A raw request of any kind (diagnostics, and kinds this proxy has no method for). */
+  /** A raw request of any kind (diagnostics, and kinds this proxy has no method for). @param {string} kind @param {unknown} [content] */
   sendRequest(kind, content = {}) {
     return this._send(kind, content);
   }
 }
 
-/** web-llm's CreateWebWorkerMLCEngine: a proxy with `modelId` (one id or several) loaded. */
+/**
+ * web-llm's CreateWebWorkerMLCEngine: a proxy with `modelId` (one id or several) loaded.
+ * @param {import("./proxy.d.ts").WorkerSource} worker @param {string | string[]} modelId
+ * @param {MLCEngineConfig} [engineConfig] @param {ChatOptions | ChatOptions[]} [chatOpts]
+ */
 export async function CreateWebWorkerMLCEngine(worker, modelId, engineConfig = {}, chatOpts) {
   const engine = new WebWorkerMLCEngine(worker, engineConfig);
   await engine.reload(modelId, chatOpts);
@@ -579,6 +655,7 @@ export async function CreateWebWorkerMLCEngine(worker, modelId, engineConfig = {
  * LogitProcessorNotSupportedError (py_worker samples in its own GPU decode loop).
  */
 export class MLCEngine extends WebWorkerMLCEngine {
+  /** @param {MLCEngineConfig} [engineConfig] */
   constructor(engineConfig = {}) {
     const models = registryModels(engineConfig.logitProcessorRegistry);
     if (models !== null) {
@@ -591,7 +668,10 @@ export class MLCEngine extends WebWorkerMLCEngine {
     super(() => connect("worker"), engineConfig);
   }
 
-  /** web-llm's setter for custom logit processors: an empty registry is accepted, any other refused. */
+  /**
+   * web-llm's setter for custom logit processors: an empty registry is accepted, any other refused.
+   * @param {Map<string, import("./proxy.d.ts").LogitProcessor>} [registry]
+   */
   setLogitProcessorRegistry(registry) {
     const models = registryModels(registry);
     if (models === null) return;
@@ -602,7 +682,10 @@ export class MLCEngine extends WebWorkerMLCEngine {
   }
 }
 
-/** web-llm's CreateMLCEngine: an MLCEngine (in its own worker, see above) with `modelId` loaded. */
+/**
+ * web-llm's CreateMLCEngine: an MLCEngine (in its own worker, see above) with `modelId` loaded.
+ * @param {string | string[]} modelId @param {MLCEngineConfig} [engineConfig] @param {ChatOptions | ChatOptions[]} [chatOpts]
+ */
 export async function CreateMLCEngine(modelId, engineConfig = {}, chatOpts) {
   const engine = new MLCEngine(engineConfig);
   await engine.reload(modelId, chatOpts);
@@ -616,13 +699,18 @@ export async function CreateMLCEngine(modelId, engineConfig = {}, chatOpts) {
  * for web-llm's signature; the host pings its clients itself while they have work in flight.
  */
 export class ServiceWorkerMLCEngine extends WebWorkerMLCEngine {
+  /** @param {MLCEngineConfig} [engineConfig] @param {number} [keepAliveMs] */
   constructor(engineConfig = {}, keepAliveMs = 10000) {
     super(() => connect("service", { registered: true }), engineConfig);
     this.keepAliveMs = keepAliveMs;
   }
 }
 
-/** web-llm's CreateServiceWorkerMLCEngine(modelId, engineConfig?, chatOpts?, keepAliveMs?). */
+/**
+ * web-llm's CreateServiceWorkerMLCEngine(modelId, engineConfig?, chatOpts?, keepAliveMs?).
+ * @param {string | string[]} modelId @param {MLCEngineConfig} [engineConfig]
+ * @param {ChatOptions | ChatOptions[]} [chatOpts] @param {number} [keepAliveMs]
+ */
 export async function CreateServiceWorkerMLCEngine(modelId, engineConfig = {}, chatOpts, keepAliveMs = 10000) {
   const engine = new ServiceWorkerMLCEngine(engineConfig, keepAliveMs);
   await engine.reload(modelId, chatOpts);

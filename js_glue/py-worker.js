@@ -6,6 +6,22 @@
 // worker is used, restartable) and so may appConfig (this site's app-config.json). Every export of proxy.js
 // (the error classes included) is copied onto `PyWorker` once loaded (`await PyWorker.ready`,
 // which CreateWebWorkerMLCEngine awaits for you).
+
+/** @typedef {import("./proxy.d.ts").WebWorkerMLCEngine} WebWorkerMLCEngine */
+/**
+ * `PyWorker`: this file's entries, then every export of proxy.js, copied on at run time (so
+ * looked up by name: any).
+ * @typedef {{
+ *   baseURL: string,
+ *   defaultAppConfig: () => Promise<import("./proxy.d.ts").AppConfig>,
+ *   newWorker: () => Worker,
+ *   ready: Promise<Required<PyWorkerGlobal>>,
+ *   CreateWebWorkerMLCEngine?: (...args: any[]) => Promise<WebWorkerMLCEngine>,
+ *   createEngine?: (engineConfig?: import("./proxy.d.ts").MLCEngineConfig) => Promise<WebWorkerMLCEngine>,
+ *   [name: string]: any,
+ * }} PyWorkerGlobal
+ */
+
 (function () {
   "use strict";
   const script = /** @type {HTMLScriptElement | null} */ (document.currentScript);
@@ -25,14 +41,15 @@
     return config;
   }
 
+  /** @type {PyWorkerGlobal} */
   const api = {
     baseURL: base.href,
     defaultAppConfig,
     newWorker,
     ready: import(new URL("proxy.js", base).href).then((mod) => {
       Object.assign(api, mod, {
-        /** CreateWebWorkerMLCEngine([worker,] modelId, engineConfig?, chatOpts?). */
-        CreateWebWorkerMLCEngine: async (...args) => {
+        /** CreateWebWorkerMLCEngine([worker,] modelId, engineConfig?, chatOpts?): proxy.js's arguments. */
+        CreateWebWorkerMLCEngine: async (/** @type {any[]} */ ...args) => {
           const first = args[0];
           const hasWorker =
             first instanceof Worker || typeof first === "function" || (typeof first === "object" && first && "host" in first);
@@ -41,19 +58,19 @@
           return mod.CreateWebWorkerMLCEngine(worker, modelId, { ...engineConfig, appConfig }, chatOpts);
         },
         /** new WebWorkerMLCEngine(engineConfig?) over this site's worker (load with reload()). */
-        createEngine: async (engineConfig = {}) => {
+        createEngine: async (/** @type {import("./proxy.d.ts").MLCEngineConfig} */ engineConfig = {}) => {
           const appConfig = engineConfig.appConfig || (await defaultAppConfig());
           return new mod.WebWorkerMLCEngine(newWorker, { ...engineConfig, appConfig });
         },
       });
-      return api;
+      return /** @type {Required<PyWorkerGlobal>} both engine entries were set just above */ (api);
     }),
   };
   api.CreateWebWorkerMLCEngine = async (...args) => (await api.ready).CreateWebWorkerMLCEngine(...args);
   api.createEngine = async (...args) => (await api.ready).createEngine(...args);
   // web-llm's other entry points, usable before `ready` too (the rest of proxy.js's exports appear once loaded).
   for (const name of ["CreateMLCEngine", "CreateServiceWorkerMLCEngine"]) {
-    api[name] = async (...args) => (await api.ready)[name](...args);
+    api[name] = async (/** @type {any[]} */ ...args) => (await api.ready)[name](...args);
   }
-  globalThis.PyWorker = api;
+  /** @type {typeof globalThis & {PyWorker: PyWorkerGlobal}} */ (globalThis).PyWorker = api;
 })();

@@ -12,6 +12,12 @@
 
 import { TERMINAL, duplicateContent, errorContent } from "./pyodide-host.js";
 
+/** @typedef {import("./limits.js").Message} Message */
+/**
+ * What sessions need of host.js's createHost: `reply` gets every reply to `msg`, its terminal one last.
+ * @typedef {{deliver(msg: Message, reply: (reply: Message) => void): void}} Host
+ */
+
 const STREAM_INIT = new Set(["chatCompletionStreamInit", "completionStreamInit"]);
 const STREAM_OPS = new Set(["completionStreamNextChunk", "completionStreamReturn"]);
 const INFERENCE = new Set([
@@ -29,21 +35,23 @@ const reloadKey = (/** @type {{modelId: unknown, chatOpts?: unknown}} */ content
  * createSessions(host) → {join(id, send, onLeave?), receive(client, msg), clients, sweep(deadMs)}.
  * `send(message)` posts to that client; `receive` returns a Promise that settles when every
  * reply to `msg` has been sent (the service worker keeps itself alive on it).
- * @param {{deliver: (msg: any, reply: (reply: any) => void) => void}} host host.js's host
+ * @param {Host} host
  */
 export function createSessions(host) {
-  const clients = new Map(); // client id -> Client
-  /** @type {string | null} */
-  let loadedKey = null; // the reload key of what the engine holds; null: unknown or nothing
-  /** @type {{key: string, done: Promise<unknown>} | null} */
-  let loading = null; // {key, done} while a reload is in flight
+  /** @type {Map<string, Client>} client id -> Client */
+  const clients = new Map();
+  /** @type {string | null} the reload key of what the engine holds; null: unknown or nothing */
+  let loadedKey = null;
+  /** @type {{key: string, done: Promise<unknown>} | null} while a reload is in flight */
+  let loading = null;
 
-  const returnStream = (/** @type {string} */ streamId) => host.deliver({ kind: "completionStreamReturn", uuid: null, content: { streamId } }, noop);
+  const returnStream = (/** @type {unknown} */ streamId) => host.deliver({ kind: "completionStreamReturn", uuid: null, content: { streamId } }, noop);
 
   class Client {
     /**
-     * @param {string} id @param {(message: any) => void} send
-     * @param {((why: string) => void) | undefined} onLeave
+     * @param {string} id
+     * @param {(message: Message) => void} send posts to the client
+     * @param {(why: string) => void} [onLeave]
      */
     constructor(id, send, onLeave) {
       this.id = id;
@@ -52,25 +60,27 @@ export function createSessions(host) {
       this.alive = true;
       this.lastHeard = performance.now();
       this.unanswered = 0; // pings sent since this client was last heard
-      this.streams = new Map(); // client stream id -> engine stream id
+      /** @type {Map<string, unknown>} client stream id -> engine stream id */
+      this.streams = new Map();
       this.nextStream = 0;
       this.pending = 0;
-      this.held = new Map(); // uuid -> count: requests received and not yet answered
+      /** @type {Map<string | null, number>} uuid -> count: requests received and not yet answered */
+      this.held = new Map();
     }
 
-    /** @param {unknown} uuid */
+    /** @param {string | null} uuid */
     hold(uuid) {
       if (typeof uuid === "string") this.held.set(uuid, (this.held.get(uuid) || 0) + 1);
     }
 
-    /** True when `uuid` still waits for its terminal reply. @param {unknown} uuid */
+    /** True when `uuid` still waits for its terminal reply. @param {string | null} uuid */
     holds(uuid) {
       return this.held.has(uuid);
     }
 
     /**
      * A reply that answers a refused duplicate: the request in flight keeps its hold.
-     * @param {unknown} uuid @param {object} content
+     * @param {string | null} uuid @param {import("./limits.js").ErrorContent} content
      */
     refuse(uuid, content) {
       if (this.alive) this.sendRaw({ kind: "throw", uuid, content });
@@ -86,17 +96,21 @@ export function createSessions(host) {
       this.send({ kind: "hostPing", uuid: null, content: null });
     }
 
-    /** @param {any} message */
+    /** @param {Message} message */
     send(message) {
       if (message && TERMINAL.has(message.kind) && this.held.has(message.uuid)) {
-        const n = this.held.get(message.uuid) - 1;
+        const n = /** @type {number} held, just checked */ (this.held.get(message.uuid)) - 1;
         if (n > 0) this.held.set(message.uuid, n);
         else this.held.delete(message.uuid);
       }
       if (this.alive) this.sendRaw(message);
     }
 
-    /** A stream the engine opened for this client; one for a client already gone is closed. @param {string} engineStreamId */
+    /**
+     * A stream the engine opened for this client; one for a client already gone is closed.
+     * @param {unknown} engineStreamId
+     * @returns {string | null} the client's id for it
+     */
     adopt(engineStreamId) {
       if (!this.alive) {
         returnStream(engineStreamId);
@@ -129,12 +143,17 @@ export function createSessions(host) {
 
   /**
    * Forward one request to Python; replies go to this client only, stream ids translated.
-   * @param {Client} client @param {any} msg @param {any} content
-   * @param {(reply: {kind: string} | null) => void} [onTerminal]
+   * @param {Client} client
+   * @param {Message} msg
+   * @param {any} content what Python gets as the content (msg's, or with the stream id translated)
+   * @param {(reply: Message | null) => void} [onTerminal] null: a stream the client left before it opened
+   * @returns {Promise<unknown>}
    */
   function forward(client, msg, content, onTerminal = noop) {
     return new Promise((resolve) => {
-      host.deliver({ ...msg, content }, (/** @type {any} */ reply) => {
+      host.deliver({ ...msg, content }, (answer) => {
+        /** @type {Message | null} null once it is dropped (a stream opened for a client that left) */
+        let reply = answer;
         if (reply.kind === "return") {
           if (STREAM_INIT.has(msg.kind) && reply.content && reply.content.streamId) {
             const local = client.adopt(reply.content.streamId);
@@ -157,7 +176,7 @@ export function createSessions(host) {
     });
   }
 
-  /** @param {Client} client @param {any} msg */
+  /** @param {Client} client @param {Message} msg */
   function streamOp(client, msg) {
     const local = msg.content && msg.content.streamId;
     const engineId = client.streams.get(local);
@@ -171,7 +190,7 @@ export function createSessions(host) {
     return Promise.resolve();
   }
 
-  /** @param {Client} client @param {any} msg */
+  /** @param {Client} client @param {Message} msg */
   async function reload(client, msg) {
     const key = reloadKey(msg.content);
     if (loading !== null && loading.key === key) await loading.done;
@@ -194,14 +213,14 @@ export function createSessions(host) {
     });
   }
 
-  /** @param {Client} client @param {any} msg */
+  /** @param {Client} client @param {Message} msg @returns {Promise<unknown>} */
   function dispatch(client, msg) {
     if (msg.kind === "bye") {
       client.leave("bye");
       return Promise.resolve();
     }
     if (msg.kind === "heartbeat") {
-      host.deliver(msg, (/** @type {any} */ reply) => {
+      host.deliver(msg, (reply) => {
         const content = reply.kind === "return" ? { ...reply.content, held: [...client.held.keys()] } : reply.content;
         client.send({ ...reply, content });
       });
@@ -216,13 +235,17 @@ export function createSessions(host) {
 
   return {
     clients,
-    /** @param {string} id @param {(message: any) => void} send @param {(why: string) => void} [onLeave] */
+    /** @param {string} id @param {(message: Message) => void} send @param {(why: string) => void} [onLeave] */
     join(id, send, onLeave) {
       const client = new Client(id, send, onLeave);
       clients.set(id, client);
       return client;
     },
-    /** Handle one message of `client`; settles once its last reply has been sent. @param {Client} client @param {any} msg */
+    /**
+     * Handle one message of `client`; settles once its last reply has been sent.
+     * @param {Client} client
+     * @param {any} msg as the client posted it (checked here: any value)
+     */
     receive(client, msg) {
       client.lastHeard = performance.now();
       client.unanswered = 0;

@@ -13,22 +13,37 @@ const BASE = new URL("./", import.meta.url);
 const SCRIPTS = new Map([["worker", "worker.js"], ["shared", "shared-worker.js"], ["service", "service-worker.js"]]);
 const HOST_ONLY = new Set(["hostPing", "hostHello"]);
 
+/**
+ * What a transport's listeners get: a message, or an error (a SharedWorker's ErrorEvent, or
+ * {message, error} when a service worker failed to install).
+ * @typedef {MessageEvent | ErrorEvent | {message: string, error: unknown}} TransportEvent
+ */
+/** @typedef {(event: TransportEvent) => void} Listener */
+/** @typedef {"worker" | "shared" | "service"} HostKind */
+/** @typedef {{url?: string, name?: string, scope?: string, registered?: boolean}} ConnectOptions */
+
 /** The message/error plumbing every transport shares, shaped like a Worker's. */
 class Endpoint {
   constructor() {
+    /** @type {Map<string, Set<Listener>>} */
     this.listeners = new Map([["message", new Set()], ["error", new Set()]]);
+    /** @type {Listener | null} */
     this.onmessage = null;
+    /** @type {Listener | null} */
     this.onerror = null;
   }
 
+  /** @param {string} type "message" or "error" (others are ignored) @param {Listener} fn */
   addEventListener(type, fn) {
     this.listeners.get(type)?.add(fn);
   }
 
+  /** @param {string} type @param {Listener} fn */
   removeEventListener(type, fn) {
     this.listeners.get(type)?.delete(fn);
   }
 
+  /** @param {"message" | "error"} type @param {TransportEvent} event */
   _emit(type, event) {
     const own = type === "message" ? this.onmessage : this.onerror;
     if (own) own.call(this, event);
@@ -37,11 +52,13 @@ class Endpoint {
 }
 
 class SharedTransport extends Endpoint {
+  /** @param {URL} url @param {string} name */
   constructor(url, name) {
     super();
     this.kind = "shared";
     this.worker = new SharedWorker(url, { type: "module", name });
     this.port = this.worker.port;
+    /** @type {string | null} the id the host gave this page (hostHello) */
     this.clientId = null;
     this.port.onmessage = (event) => this._receive(event);
     this.worker.onerror = (event) => this._emit("error", event);
@@ -50,6 +67,7 @@ class SharedTransport extends Endpoint {
     this.port.start();
   }
 
+  /** @param {MessageEvent} event */
   _receive(event) {
     const msg = event.data;
     if (msg && msg.kind === "hostPing") this.port.postMessage({ kind: "hostPong" });
@@ -57,6 +75,7 @@ class SharedTransport extends Endpoint {
     if (!msg || !HOST_ONLY.has(msg.kind)) this._emit("message", event);
   }
 
+  /** @param {unknown} msg */
   postMessage(msg) {
     this.port.postMessage(msg);
   }
@@ -72,10 +91,14 @@ class SharedTransport extends Endpoint {
   }
 }
 
-/** The registration's worker once it is activated (a fresh install passes through states). */
+/**
+ * The registration's worker once it is activated (a fresh install passes through states).
+ * @param {ServiceWorkerRegistration} registration
+ * @returns {Promise<ServiceWorker>}
+ */
 function activated(registration) {
   if (registration.active) return Promise.resolve(registration.active);
-  const worker = registration.installing || registration.waiting;
+  const worker = /** @type {ServiceWorker} not active yet: installing or waiting */ (registration.installing || registration.waiting);
   return new Promise((resolve, reject) => {
     worker.addEventListener("statechange", () => {
       if (worker.state === "activated") resolve(worker);
@@ -85,14 +108,17 @@ function activated(registration) {
 }
 
 class ServiceTransport extends Endpoint {
+  /** @param {URL} url @param {string | undefined} scope @param {boolean} [registered] */
   constructor(url, scope, registered = false) {
     super();
     this.kind = "service";
+    /** @type {unknown[]} clones of what was posted before the worker was activated */
     this.outbox = [];
+    /** @type {ServiceWorker | null} */
     this.target = null;
     this.closed = false;
     this.container = navigator.serviceWorker;
-    this.onContainerMessage = (event) => this._receive(event);
+    this.onContainerMessage = (/** @type {MessageEvent} */ event) => this._receive(event);
     this.container.addEventListener("message", this.onContainerMessage);
     this.container.startMessages();
     this.onPageHide = () => this.postMessage({ kind: "bye" });
@@ -108,6 +134,7 @@ class ServiceTransport extends Endpoint {
     this.ready.catch((error) => this._emit("error", { message: String(error && error.message), error }));
   }
 
+  /** @param {MessageEvent} event */
   _receive(event) {
     if (this.closed || event.origin !== location.origin || event.source !== this.target) return;
     const msg = event.data;
@@ -116,7 +143,9 @@ class ServiceTransport extends Endpoint {
   }
 
   /** Throws at once what postMessage would throw (DataCloneError, ...), even before the
-   * worker is activated: the outbox keeps a clone taken now, as postMessage would. */
+   * worker is activated: the outbox keeps a clone taken now, as postMessage would.
+   * @param {unknown} msg
+   */
   postMessage(msg) {
     if (this.target) this.target.postMessage(msg);
     else this.outbox.push(structuredClone(msg));
@@ -135,7 +164,12 @@ class ServiceTransport extends Endpoint {
   }
 }
 
-/** A transport to the Python handler on the chosen host (see the top of this file). */
+/**
+ * A transport to the Python handler on the chosen host (see the top of this file).
+ * @param {HostKind} [kind] (checked: JS callers may pass anything)
+ * @param {ConnectOptions} [options]
+ * @returns {Worker | SharedTransport | ServiceTransport}
+ */
 export function connect(kind = "worker", options = {}) {
   const script = SCRIPTS.get(kind);
   if (script === undefined) throw new TypeError(`unknown host kind ${JSON.stringify(kind)}: expected worker, shared or service`);
@@ -145,7 +179,11 @@ export function connect(kind = "worker", options = {}) {
   return new ServiceTransport(url, options.scope, options.registered === true);
 }
 
-/** A factory for the proxy (it replaces an unresponsive host by calling it again). */
+/**
+ * A factory for the proxy (it replaces an unresponsive host by calling it again).
+ * @param {HostKind} [kind]
+ * @param {ConnectOptions} [options]
+ */
 export function transportFactory(kind = "worker", options = {}) {
   return () => connect(kind, options);
 }

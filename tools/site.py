@@ -36,7 +36,12 @@ KERNELS_HEADER = (
 # The one check of a raise site's fields (kernels/errors.js has it; errors.js imports it):
 # `declared` is [required, optional] field names of class `name`.
 CHECK_JS = """
-/** Throw a TypeError when `fields` has a key class `name` does not declare, or lacks a required one. */
+/**
+ * Throw a TypeError when `fields` has a key class `name` does not declare, or lacks a required one.
+ * @param {string} name
+ * @param {[string[], string[]]} declared
+ * @param {object} fields
+ */
 export function checkFields(name, declared, fields) {
   const [required, optional] = declared;
   for (const key of Object.keys(fields)) {
@@ -79,12 +84,18 @@ export class PyWorkerError extends Error {
 """
 
 TAIL_JS = """
-/** Rebuild the class named in a worker reply; unknown names become RemoteError. */
+/**
+ * Rebuild the class named in a worker reply; unknown names become RemoteError.
+ * @param {{name?: unknown, message?: unknown, fields?: unknown} | null | undefined} data
+ * @returns {PyWorkerError}
+ */
 export function errorFromDict(data) {
   const name = String((data && data.name) || "Error");
   const message = String((data && data.message) || "");
   const fields = data && data.fields && typeof data.fields === "object" ? data.fields : {};
-  const cls = Object.hasOwn(ERROR_CLASSES, name) ? ERROR_CLASSES[name] : undefined;
+  const cls = Object.hasOwn(ERROR_CLASSES, name)
+    ? ERROR_CLASSES[/** @type {keyof typeof ERROR_CLASSES} */ (name)]
+    : undefined;
   rebuilding = true;
   try {
     if (cls === undefined) return new RemoteError(message, { ...fields, remote_name: name });
@@ -139,8 +150,8 @@ def errors_js() -> str:
             lines.append(f"/** {doc} */")
         if "fields_" in cls.__dict__ or "optional_" in cls.__dict__:
             lines.append(f"export class {cls.__name__} extends {parent} {{")
-            lines.append(f"  /** @override */ static fields = {_js_list(cls.fields_)};")
-            lines.append(f"  /** @override */ static optional = {_js_list(cls.optional_)};")
+            for attr, declared in (("fields", cls.fields_), ("optional", cls.optional_)):
+                lines.append(f"  /** @override @type {{string[]}} */ static {attr} = {_js_list(declared)};")
             lines.append(f"  /** @param {{string}} [message] @param {{{_js_type(cls)}}} [fields] */")
             lines.append("  constructor(message, fields) {")
             lines.append("    super(message, /** @type {any} */ (fields)); // the parent types its own")
@@ -173,7 +184,9 @@ def kernel_errors_js() -> str:
     lines.append(" * @typedef {{")
     lines.extend(f" *   {cls.__name__}: {_js_type(cls)}," for cls in error_classes())
     lines.extend([" * }} ErrorFields", " */", ""])
-    lines.extend(["/** Each class's [required, optional] field names. */", "const FIELDS = {"])
+    lines.extend(["/**", " * Each class's [required, optional] field names."])
+    lines.extend([" * @type {Record<keyof ErrorFields, [string[], string[]]>}", " */"])
+    lines.append("const FIELDS = {")
     for cls in error_classes():
         lines.append(f"  {cls.__name__}: [{_js_list(cls.fields_)}, {_js_list(cls.optional_)}],")
     lines.append("};")

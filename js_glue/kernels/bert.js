@@ -47,6 +47,16 @@ export class BertModel extends Program {
   emb;
   /** @type {Record<string, GPUBuffer>[]} per encoder layer, its weights */
   layers;
+  // The activations and the cache, made by #allocate (sizes there).
+  /** @type {GPUBuffer} */ fwd;
+  /** @type {GPUBuffer} */ ids;
+  /** @type {GPUBuffer} */ x;
+  /** @type {GPUBuffer} */ qkv;
+  /** @type {GPUBuffer} */ kc;
+  /** @type {GPUBuffer} */ vc;
+  /** @type {GPUBuffer} */ att;
+  /** @type {GPUBuffer} */ up;
+  /** @type {GPUBuffer} */ pooled;
 
   /**
    * @param {import("./gpu.js").Gpu} gpu @param {ChatConfig} config @param {Map<string, Tensor>} tensors
@@ -95,7 +105,7 @@ export class BertModel extends Program {
       return f32(t);
     };
     /** @param {Float32Array} data @param {string} [label] */
-    const buf = (data, label) => this.own("storage", data, label);
+    const buf = (data, label = "") => this.own("storage", data, label);
     /** @param {Float32Array[]} parts */
     const cat = (parts) => {
       const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));

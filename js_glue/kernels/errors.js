@@ -92,7 +92,10 @@
  * }} ErrorFields
  */
 
-/** Each class's [required, optional] field names. */
+/**
+ * Each class's [required, optional] field names.
+ * @type {Record<keyof ErrorFields, [string[], string[]]>}
+ */
 const FIELDS = {
   PyWorkerError: [[], []],
   RemoteError: [[], ["remote_name"]],
@@ -180,7 +183,12 @@ const FIELDS = {
   ShaderF16SupportError: [["feature"], ["model_id"]],
 };
 
-/** Throw a TypeError when `fields` has a key class `name` does not declare, or lacks a required one. */
+/**
+ * Throw a TypeError when `fields` has a key class `name` does not declare, or lacks a required one.
+ * @param {string} name
+ * @param {[string[], string[]]} declared
+ * @param {object} fields
+ */
 export function checkFields(name, declared, fields) {
   const [required, optional] = declared;
   for (const key of Object.keys(fields)) {

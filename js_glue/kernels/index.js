@@ -119,9 +119,14 @@ export async function createKernels(options = {}) {
     return m.model;
   };
 
+  /**
+   * What LlamaModel.create takes. gguf.js leaves `bytes` null for a ggml type the kernels do
+   * not read; llama.js's typedef does not say so (its GEMVs take only the types they know).
+   * @typedef {Map<string, import("./llama.js").MlcTensor> | Map<string, import("./llama.js").GgufTensor>} LlamaTensors
+   */
   const { constraint, openGrammar, closeGrammar } = grammarCalls(/** @param {number} handle */ (handle) => {
     decoder(handle);
-    return get(handle).grammars;
+    return /** @type {Grammars} */ (get(handle).grammars); // a decoder's: only encoders have none
   });
 
   return {
@@ -150,7 +155,7 @@ export async function createKernels(options = {}) {
       // An encoder's tensors are an MLC directory's: ggufConfig refuses a GGUF's BERT architecture.
       const model = ENCODERS.has(type)
         ? await BertModel.create(g, art.config, /** @type {Map<string, import("./loader.js").Tensor>} */ (art.tensors), overrides, shaderProgress)
-        : await LlamaModel.create(g, art.config, art.tensors, overrides, shaderProgress, kernels, options.maxBindingBytes);
+        : await LlamaModel.create(g, art.config, /** @type {LlamaTensors} */ (art.tensors), overrides, shaderProgress, kernels, options.maxBindingBytes);
       const tokenizer = await loadTokenizer(art.tokenizer, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
       const handle = nextHandle++;
       const grammars = model instanceof LlamaModel ? new Grammars(tokenizer, art.tokenizer, model.d.vocab, options.xgrammarURL || DEFAULT_XGRAMMAR_URL) : null;
