@@ -57,7 +57,9 @@ async function artifacts(record, progress, options) {
  * ("cache"|"indexeddb"|"none", default for records without `cache`), powerPreference, f16,
  * kernels ("cpu": register tiles everywhere | "gpu": split-K decode GEMVs; default by adapter),
  * maxBindingBytes (split weights at this many bytes per buffer even below the adapter's
- * maxStorageBufferBindingSize: tests of the splitting)}.
+ * maxStorageBufferBindingSize: tests of the splitting), kvF16 (decoders' KV cache in f16, as
+ * web-llm's q4f16 models keep it: true or false; default f16 where the device has shader-f16 and is
+ * not a CPU backend, LlamaModel.create)}.
  */
 export async function createKernels(options = {}) {
   let gpuPromise = null;
@@ -118,7 +120,7 @@ export async function createKernels(options = {}) {
       const overrides = record.overrides || {};
       const model = ENCODERS.has(type)
         ? await BertModel.create(g, art.config, art.tensors, overrides, shaderProgress)
-        : await LlamaModel.create(g, art.config, art.tensors, overrides, shaderProgress, kernels, options.maxBindingBytes);
+        : await LlamaModel.create(g, art.config, art.tensors, overrides, shaderProgress, kernels, options.maxBindingBytes, options.kvF16);
       const tokenizer = await loadTokenizer(art.tokenizer, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
       const handle = nextHandle++;
       const grammars = model instanceof LlamaModel ? new Grammars(tokenizer, art.tokenizer, model.d.vocab, options.xgrammarURL || DEFAULT_XGRAMMAR_URL) : null;
@@ -190,7 +192,7 @@ export async function createKernels(options = {}) {
     async stats(handle) {
       const m = get(handle).model;
       if (m instanceof BertModel) return { ...m.stats, context_window_size: m.d.maxLen };
-      return { ...m.stats, kv_length: m.len, context_window_size: m.d.ctx, f16_scales: m.f16Scales ? 1 : 0, f16_weights: m.f16Weights ? 1 : 0 };
+      return { ...m.stats, kv_length: m.len, context_window_size: m.d.ctx, f16_scales: m.f16Scales ? 1 : 0, f16_weights: m.f16Weights ? 1 : 0, f16_kv: m.d.kvF16 ? 1 : 0 };
     },
 
     /** Test hook (mirrors ReferenceKernels.logits): the current logits as a Float32Array. */

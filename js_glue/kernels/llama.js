@@ -318,9 +318,21 @@ export class LlamaModel extends Program {
   /** @type {boolean} the split attention's merge in the o_proj GEMV (gemv_merge.js) */
   mergeInGemv;
 
-  /** Upload weights, allocate caches and compile every pipeline (progress per shader). */
-  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity) {
-    const m = new LlamaModel(gpu, config, llamaDims(config, overrides), tensors, config.source === "gguf", maxBinding);
+  /**
+   * Upload weights, allocate caches and compile every pipeline (progress per shader). kvF16: the
+   * KV cache holds f16 (halving its bytes and attention's reads of it); by default where the
+   * device has shader-f16 and is not a CPU backend (lavapipe converts f16 slowly: with an f16
+   * cache SmolLM2's prefill of 448 tokens took 2.5x as long, its decode 1.4x). True without
+   * shader-f16 is a ShaderF16SupportError.
+   */
+  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity, kvF16 = gpu.hasF16 && !gpu.isCpu) {
+    if (kvF16 && !gpu.hasF16) {
+      throw namedError("ShaderF16SupportError", "an f16 KV cache needs the WebGPU feature shader-f16, which this device lacks", {
+        feature: "shader-f16",
+      });
+    }
+    const dims = { ...llamaDims(config, overrides), kvF16 };
+    const m = new LlamaModel(gpu, config, dims, tensors, config.source === "gguf", maxBinding);
     m.kernels = kernels;
     await m.#compile(progress);
     return m;
@@ -523,11 +535,12 @@ export class LlamaModel extends Program {
     // Gemma 3's sliding layers turn q and k by their own base, with no frequency scaling.
     const local = { ...this.d, theta: this.d.localTheta, ropeScaling: null };
     this.ropeLocal = this.d.window ? g.storage(ropeTable(local), "rope-local") : this.ropeTab;
+    const kvBytes = ctx * kvHeads * headDim * (this.d.kvF16 ? 2 : f); // [ctx, kvHeads, headDim] of f16 or f32
     this.kc = [];
     this.vc = [];
     for (let i = 0; i < this.d.layers; i++) {
-      this.kc.push(g.storage(ctx * kvHeads * headDim * f, `k${i}`));
-      this.vc.push(g.storage(ctx * kvHeads * headDim * f, `v${i}`));
+      this.kc.push(g.storage(kvBytes, `k${i}`));
+      this.vc.push(g.storage(kvBytes, `v${i}`));
     }
     this.sp = g.uniform(32, "sample-params");
     this.bias = g.storage(vocab * f, "bias");

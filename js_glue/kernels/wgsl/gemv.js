@@ -45,10 +45,11 @@ export function gemvRows({ K, N = 0, output = null }) {
  * decl: WGSL declaring binding 1 and `bindings` more from `first` on; setup: statements at the
  * top of main, run by every thread in uniform control flow (barriers allowed); x(i): input
  * vec4 i (inputs 4i..4i+3) as a vec4<f32> expression.
- * @typedef {{decl: (first: number) => string, row: string, store: string}} GemvOutput
+ * @typedef {{decl: (first: number) => string, row: string, store: string, f16?: boolean}} GemvOutput
  * decl: WGSL from binding `first` on (and helpers); row: the local row (in [0, N)) of this
  * thread's slot, from `wid` and `lid`; store: statements run by each row's lane 0 once its sum is
- * reduced, given `row` and `fn rowValue(j, row) -> f32` (the sum of local row j, plus its bias).
+ * reduced, given `row` and `fn rowValue(j, row) -> f32` (the sum of local row j, plus its bias);
+ * f16: the hook's WGSL uses f16 (the shader then enables it).
  */
 
 /** The plain input: binding 1 is x [K] itself. */
@@ -104,7 +105,7 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
       acc += ${Array.from({ length: 8 }, (_, c) => `dot(${X(`g * 8u + ${c}u`)}, w[${c}])`).join(" + ")};
     }`
       : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc += dot(${X("k")}, vec4<f32>(w[row * ${K4}u + k])); }`;
-  return `${f16 || f16w ? "enable f16;\n" : ""}${FWD}
+  return `${f16 || f16w || out.f16 ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 ${input.decl(free)}
 ${weights}
