@@ -110,8 +110,8 @@ _BUILDERS: dict[str, Callable[[_Session, Mapping[str, Array]], None]] = {
 class ReferenceKernels:
     """The kernel ABI in NumPy; ``logits(handle)`` is an extra for tests.
 
-    ``kv_f16``: decoders keep an f16 KV cache, the twin of the WGSL backend's on adapters with
-    shader-f16 (its default there); else f32, as that backend elsewhere.
+    ``kv_f16``: decoders keep an f16 KV cache, the twin of the WGSL backend's (its default on
+    GPUs with shader-f16); else f32, as that backend keeps it elsewhere.
     """
 
     def __init__(self, kv_f16: bool = False) -> None:
