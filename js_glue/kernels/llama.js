@@ -201,8 +201,9 @@ export function flatModelConfig(config) {
  *   rotaryDim: number, layers: number, eps: number, theta: number, ropeScaling: Record<string, any> | null,
  *   vocab: number, ctx: number, chunk: number, tied: boolean, ropeInterleaved: boolean, act: string,
  *   embedScale: number, attnScale: number | undefined, attnSoftcap: number, finalSoftcap: number,
- *   window: number, slidingLayers: boolean[], localTheta: number,
+ *   window: number, slidingLayers: boolean[], localTheta: number, kvF16?: boolean,
  * }} LlamaDims
+ * kvF16: the KV cache holds f16 (LlamaModel.create sets it; llamaDims leaves it out).
  */
 
 /** Gemma 3: every 6th layer attends to every key, the others within the window (a config's pattern wins). */
@@ -434,7 +435,11 @@ export class LlamaModel extends Program {
   mergeInGemv;
 
   /**
-   * Upload weights, allocate caches and compile every pipeline (progress per shader).
+   * Upload weights, allocate caches and compile every pipeline (progress per shader). kvF16: the
+   * KV cache holds f16 (halving its bytes and attention's reads of it); by default where the
+   * device has shader-f16 and is not a CPU backend (lavapipe converts f16 slowly: with an f16
+   * cache SmolLM2's prefill of 448 tokens took 2.5x as long, its decode 1.4x). True without
+   * shader-f16 is a ShaderF16SupportError.
    * @param {Gpu} gpu
    * @param {ChatConfig} config
    * @param {Map<string, MlcTensor> | Map<string, GgufTensor>} tensors GGUF ones where config.source is "gguf"
@@ -442,9 +447,16 @@ export class LlamaModel extends Program {
    * @param {(fraction: number, text: string) => void} progress
    * @param {string} [kernels] "gpu" or "cpu" (the field)
    * @param {number} [maxBinding] most bytes one weight buffer may hold (tests of the splitting)
+   * @param {boolean} [kvF16]
    */
-  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity) {
-    const m = new LlamaModel(gpu, config, llamaDims(config, overrides), tensors, config.source === "gguf", maxBinding);
+  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity, kvF16 = gpu.hasF16 && !gpu.isCpu) {
+    if (kvF16 && !gpu.hasF16) {
+      throw namedError("ShaderF16SupportError", "an f16 KV cache needs the WebGPU feature shader-f16, which this device lacks", {
+        feature: "shader-f16",
+      });
+    }
+    const dims = { ...llamaDims(config, overrides), kvF16 };
+    const m = new LlamaModel(gpu, config, dims, tensors, config.source === "gguf", maxBinding);
     m.kernels = kernels;
     await m.#compile(progress);
     return m;
@@ -683,11 +695,12 @@ export class LlamaModel extends Program {
     // Gemma 3's sliding layers turn q and k by their own base, with no frequency scaling.
     const local = { ...this.d, theta: this.d.localTheta, ropeScaling: null };
     this.ropeLocal = this.d.window ? g.storage(ropeTable(local), "rope-local") : this.ropeTab;
+    const kvBytes = ctx * kvHeads * headDim * (this.d.kvF16 ? 2 : f); // [ctx, kvHeads, headDim] of f16 or f32
     this.kc = [];
     this.vc = [];
     for (let i = 0; i < this.d.layers; i++) {
-      this.kc.push(g.storage(ctx * kvHeads * headDim * f, `k${i}`));
-      this.vc.push(g.storage(ctx * kvHeads * headDim * f, `v${i}`));
+      this.kc.push(g.storage(kvBytes, `k${i}`));
+      this.vc.push(g.storage(kvBytes, `v${i}`));
     }
     this.sp = g.uniform(32, "sample-params");
     this.bias = g.storage(vocab * f, "bias");

@@ -58,6 +58,7 @@ class _Session:
     logits: Array | None = None
     pending: int | None = None  # the last sampled id, not yet in the KV cache
     grammars: Grammars | None = None
+    kv_f16: bool = False  # the KV cache rounds K and V to float16 (KVCache)
     counters: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(
             ("prefill_tokens", "prefill_seconds", "decode_tokens", "decode_seconds", "embed_tokens"), 0.0
@@ -87,7 +88,7 @@ def _build_decoder(session: _Session, weights: Mapping[str, Array]) -> None:
     """``weights`` under the reference's names (a GGUF's already are; an MLC dir's are renamed)."""
     cfg = LlamaConfig.from_chat_config(session.config)
     session.decoder = LlamaModel(weights, cfg)
-    session.cache = KVCache(cfg, cfg.context_window_size)
+    session.cache = KVCache(cfg, cfg.context_window_size, session.kv_f16)
     tok = session.tokenizer
     session.grammars = Grammars(tok.tokens(), tok.json, cfg.vocab_size)
 
@@ -107,9 +108,14 @@ _BUILDERS: dict[str, Callable[[_Session, Mapping[str, Array]], None]] = {
 
 
 class ReferenceKernels:
-    """The kernel ABI in NumPy; ``logits(handle)`` is an extra for tests."""
+    """The kernel ABI in NumPy; ``logits(handle)`` is an extra for tests.
 
-    def __init__(self) -> None:
+    ``kv_f16``: decoders keep an f16 KV cache, the twin of the WGSL backend's (its default on
+    GPUs with shader-f16); else f32, as that backend keeps it elsewhere.
+    """
+
+    def __init__(self, kv_f16: bool = False) -> None:
+        self._kv_f16 = kv_f16
         self._sessions: dict[int, _Session] = {}
         self._next_handle = 1
 
@@ -156,18 +162,18 @@ class ReferenceKernels:
                 i / len(shards),
                 f"Loading model from cache[{i}/{len(shards)}]: {loaded_bytes / 2**20:.0f}MB loaded.",
             )
-        session = _Session(config=config, tokenizer=ReferenceTokenizer(root / "tokenizer.json"))
+        tokenizer = ReferenceTokenizer(root / "tokenizer.json")
+        session = _Session(config=config, tokenizer=tokenizer, kv_f16=self._kv_f16)
         builder(session, dequantize_tensors(tensors))
         return self._register(session, progress)
 
-    @staticmethod
-    def _load_gguf(path: Path, record: dict[str, Any], pins: dict[str, str]) -> _Session:
+    def _load_gguf(self, path: Path, record: dict[str, Any], pins: dict[str, str]) -> _Session:
         """A GGUF file: pinned like a shard, every tensor dequantised exactly (gguf_model.py)."""
         _check_pin(path.name, _read(path), pins.get(path.name))
         config, weights, reader = load_gguf(path)
         config.update(record.get("overrides") or {})
         tokenizer = ReferenceTokenizer(json_text=tokenizer_json_from_gguf(metadata(reader)))
-        session = _Session(config=config, tokenizer=tokenizer)
+        session = _Session(config=config, tokenizer=tokenizer, kv_f16=self._kv_f16)
         _build_decoder(session, weights)
         return session
 

@@ -8,8 +8,8 @@ soft-capping), Gemma 3 (Gemma 2's block with q/k head norms, no soft-caps, slidi
 layers with their own RoPE base between full-attention layers). RMSNorm, RoPE in HF's
 ``rotate_half`` layout (Llama 3, linear and LongRoPE frequency scaling), grouped-query attention
 over a KV cache (causal, or within a sliding window), gated MLP, tied or untied lm_head. Everything
-is f32 and written top to bottom (llama2.c style) so a kernel author can read one step and
-compare buffers.
+is f32 (the KV cache may hold f16: ``KVCache``) and written top to bottom (llama2.c style) so a
+kernel author can read one step and compare buffers.
 """
 
 from __future__ import annotations
@@ -147,12 +147,17 @@ def context_window(config: Mapping[str, Any]) -> int:
 
 
 class KVCache:
-    """Keys and values of every layer for positions ``[0, length)``; rewind just moves ``length``."""
+    """Keys and values of every layer for positions ``[0, length)``; rewind just moves ``length``.
 
-    def __init__(self, cfg: LlamaConfig, capacity: int) -> None:
+    ``f16``: K and V are rounded to float16 as they are stored (the WGSL cache on an adapter with
+    shader-f16) and widened back to f32 where attention reads them; all arithmetic stays f32.
+    """
+
+    def __init__(self, cfg: LlamaConfig, capacity: int, f16: bool = False) -> None:
         shape = (cfg.num_hidden_layers, capacity, cfg.num_key_value_heads, cfg.head_dim)
-        self.k = np.zeros(shape, dtype=np.float32)
-        self.v = np.zeros(shape, dtype=np.float32)
+        dtype = np.float16 if f16 else np.float32
+        self.k = np.zeros(shape, dtype=dtype)
+        self.v = np.zeros(shape, dtype=dtype)
         self.capacity = capacity
         self.length = 0
 
@@ -299,8 +304,8 @@ class LlamaModel:
             k = apply_rope(k, c, s_, cfg.rope_interleaved)
             cache.k[layer, start : start + n] = k
             cache.v[layer, start : start + n] = v
-            keys = cache.k[layer, : start + n]  # [S, kv_heads, hd]
-            values = cache.v[layer, : start + n]
+            keys = np.asarray(cache.k[layer, : start + n], dtype=np.float32)  # [S, kv_heads, hd]
+            values = np.asarray(cache.v[layer, : start + n], dtype=np.float32)
             out = np.empty((n, n_heads, hd), dtype=np.float32)
             for h in range(n_heads):
                 kv_head = h // group  # GQA: `group` query heads share one K/V head

@@ -12,12 +12,14 @@
 //                                            [heads, S, 2 + headDim] or gate_up [2 * inter]
 //     norm, table,                           norm weights [K]; RoPE table [ctx, headDim / 2, 2]
 //     yLen, yInit, kvInit,                   y [yLen] and both caches [ctx, kvHeads * headDim] start from these
+//                                            (kvInit: f16 when d.kvF16, else f32)
 //     steps: [{w, yoff, bias, accumulate}]   the parts of one linear, side by side in y
 //     layout?                                gemv.js's GemvLayout instead of its default one
 //   }]
 // }
 // Each case is one submit of its steps, dispatched as llama.js does (ceil(N / gemvRows)
-// workgroups); returns {device, cases: [{y, kc, vc}]} (the caches for "ropeKv" only).
+// workgroups); returns {device, cases: [{y, kc, vc}]} (the caches for "ropeKv" only; f16 caches
+// as their raw uint16 words).
 import { Gpu } from "../../js_glue/kernels/gpu.js";
 import { gemv, gemvRows } from "../../js_glue/kernels/wgsl/gemv.js";
 import { normInput } from "../../js_glue/kernels/wgsl/gemv_norm.js";
@@ -73,12 +75,14 @@ export async function runFused(payload) {
       rec.dispatch(pipe, gpu.bind(pipe, [...bufs, ...extra]), Math.ceil(W.N / gemvRows(shape(c, s, W))));
     }
     const read = async (buf, n) => Array.from(new Float32Array(await gpu.readback(gpu.recorder(), buf, n * 4)));
+    const readHalves = async (buf, n) => Array.from(new Uint16Array(await gpu.readback(gpu.recorder(), buf, n * 2)));
     rec.submit();
     const res = { y: await read(y, c.yLen) };
     if (rope) {
-      const kvLen = bytes(c.kvInit).byteLength / 4;
-      res.kc = await read(extra[2], kvLen);
-      res.vc = await read(extra[3], kvLen);
+      const kvLen = bytes(c.kvInit).byteLength / (c.d.kvF16 ? 2 : 4);
+      const readKv = c.d.kvF16 ? readHalves : read;
+      res.kc = await readKv(extra[2], kvLen);
+      res.vc = await readKv(extra[3], kvLen);
     }
     out.push(res);
     for (const b of own) b.destroy();

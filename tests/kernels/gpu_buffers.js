@@ -3,17 +3,19 @@
 
 /**
  * Wrap buffer and device creation and destruction; returns a function reading the counts:
- * buffers and devices made, devices destroyed, and `live`, the buffers neither destroyed nor
- * on a destroyed device (a device's destroy frees every buffer on it).
+ * buffers made and their `bytes` (sizes summed), devices made, devices destroyed, and `live`,
+ * the buffers neither destroyed nor on a destroyed device (a device's destroy frees every buffer
+ * on it).
  */
 export function countGpuBuffers() {
   const live = new Map(); // buffer → its device
   const destroyed = new Set();
-  const counts = { buffers: 0, devices: 0, devicesDestroyed: 0 };
+  const counts = { buffers: 0, bytes: 0, devices: 0, devicesDestroyed: 0 };
   const createBuffer = GPUDevice.prototype.createBuffer;
   GPUDevice.prototype.createBuffer = function (...args) {
     const buffer = createBuffer.apply(this, args);
     counts.buffers++;
+    counts.bytes += args[0].size;
     live.set(buffer, this);
     return buffer;
   };

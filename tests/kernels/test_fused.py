@@ -7,7 +7,9 @@ outputs as the decoder has them; RoPE both rotate-half and interleaved, also wit
 parts of two ggml types (as GGUF q4_K_M files are); the merge with a chunk past the used ones
 holding garbage. The twins are py_worker/reference/fused.py. Relative error (max |diff| /
 max |want|) < 1e-5, as for the plain GEMV (test_ggml.py); the caches must change in row ``pos``
-only. One Deno process for all of it (the "gpu" kernel set is checked on lavapipe).
+only. RoPE also into f16 caches (``kvF16``): each stored k and v within one f16 step of the
+twin's (the rounding as it is stored), plus the same 1e-5 of max |want|. One Deno process for
+all of it (the "gpu" kernel set is checked on lavapipe).
 """
 
 from __future__ import annotations
@@ -86,7 +88,16 @@ class Case:
 
     def __post_init__(self) -> None:
         self.y_init = f32s(self.y_len)
-        self.kv_init = f32s(self.d["ctx"], KV_HEADS * HD)
+        self.kv_init = f32s(self.d["ctx"], KV_HEADS * HD).astype(np.float16 if self.kv_f16 else np.float32)
+
+    @property
+    def kv_f16(self) -> bool:
+        return bool(self.d.get("kvF16"))
+
+    def cache(self, got: list[Any]) -> np.ndarray:
+        """A cache the harness read back ([ctx, kvHeads * headDim]; f16 ones come as uint16 words)."""
+        raw = np.asarray(got, np.uint16).view(np.float16) if self.kv_f16 else np.asarray(got, np.float32)
+        return raw.reshape(self.d["ctx"], -1)
 
     @property
     def w(self) -> np.ndarray:
@@ -169,8 +180,11 @@ def merge_case(fmt: str) -> Case:
     return Case(f"merge-{fmt}", "merge", parts, partials.reshape(-1), 40, True, pos=150)
 
 
-def rope_case(name: str, fmts: list[str], splits: list[int], interleaved: bool = False) -> Case:
-    """q|k|v rows [0, QKV) in parts [splits[i], splits[i + 1]) of formats fmts[i], with biases."""
+def rope_case(
+    name: str, fmts: list[str], splits: list[int], interleaved: bool = False, kv_f16: bool = False
+) -> Case:
+    """q|k|v rows [0, QKV) in parts [splits[i], splits[i + 1]) of formats fmts[i], with biases;
+    ``kv_f16``: into f16 caches."""
     bounds = [*splits, QKV]
     parts = []
     for fmt, r0, r1 in zip(fmts, bounds, bounds[1:], strict=False):
@@ -178,7 +192,7 @@ def rope_case(name: str, fmts: list[str], splits: list[int], interleaved: bool =
     angles = RNG.uniform(0.0, 2 * math.pi, (D["ctx"], HD // 2))
     table = np.stack([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)
     g = (1.0 + 0.1 * f32s(D["hidden"])).astype(np.float32)
-    d = {**D, "ropeInterleaved": interleaved}
+    d = {**D, "ropeInterleaved": interleaved, "kvF16": kv_f16}
     return Case(f"ropeKv-{name}", "ropeKv", parts, f32s(D["hidden"]), QKV, d=d, pos=37, norm=g, table=table)
 
 
@@ -202,6 +216,8 @@ CASES += [rope_case(f, [f], [0]) for f in FORMATS]
 CASES += [rope_case(f"interleaved-{f}", [f], [0], True) for f in ("f32", "q4f32", "Q8_0")]
 CASES += [rope_case("parts-Q4_K-Q6_K", ["Q4_K", "Q6_K"], [0, (HEADS + KV_HEADS) * HD])]
 CASES += [rope_case("parts-q4f16-f16-f32", ["q4f16", "f16", "f32"], [0, 2 * HD, (HEADS + KV_HEADS) * HD])]
+CASES += [rope_case(f"f16-kv-{f}", [f], [0], kv_f16=True) for f in ("f32", "q4f16", "Q4_K")]
+CASES += [rope_case("f16-kv-interleaved-f32", ["f32"], [0], True, kv_f16=True)]
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +241,15 @@ def test_fused_gemv_equals_numpy_twin(gpu_out: dict[str, Any], index: int) -> No
     assert set(got) == set(want)
     for key, value in want.items():
         assert len(got[key]) == value.size, key
-        assert rel_err(got[key], value) < TOL, (key, rel_err(got[key], value))
+        if case.kv_f16 and key in ("kc", "vc"):
+            stored = case.cache(got[key]).reshape(-1).astype(np.float64)
+            step = np.spacing(np.abs(value).astype(np.float16)).astype(np.float64)
+            over = np.abs(stored - value) - step - TOL * np.max(np.abs(value))
+            assert np.max(over) <= 0, (key, np.max(over))
+        else:
+            assert rel_err(got[key], value) < TOL, (key, rel_err(got[key], value))
     if case.hook == "ropeKv":  # only row pos of the caches changed
         for key in ("kc", "vc"):
-            rows = np.asarray(got[key], np.float32).reshape(D["ctx"], -1)
+            rows = case.cache(got[key])
             others = np.delete(np.arange(D["ctx"]), case.pos)
             np.testing.assert_array_equal(rows[others], case.kv_init[others])

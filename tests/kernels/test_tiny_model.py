@@ -29,10 +29,11 @@ def rel_err(got: Any, want: Any) -> float:
 
 
 class Ref:
-    """ReferenceKernels with the same call shapes as the harness (handle implied)."""
+    """ReferenceKernels with the same call shapes as the harness (handle implied); ``kv_f16``:
+    its f16 KV cache mode."""
 
-    def __init__(self, model: str) -> None:
-        self.k = ReferenceKernels()
+    def __init__(self, model: str, kv_f16: bool = False) -> None:
+        self.k = ReferenceKernels(kv_f16)
         self.h = run_async(self.k.load({"model": str(ROOT / model)}, lambda f, t: None)).handle
 
     def __call__(self, method: str, *args: Any) -> Any:

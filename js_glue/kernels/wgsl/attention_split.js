@@ -5,24 +5,26 @@
 // fine on a CPU but leaves a GPU idle. Grouped-query heads as in attention.js; one query token.
 // Scale, soft-cap and sliding window as in attention.js: with a window, the keys before it
 // score nothing (a chunk wholly before it writes max -3e38 and sum 0, which the merge weighs 0).
+// f16 caches (d.kvF16) as in attention.js: widened to f32 as they are read.
 import { FWD, TANH } from "./common.js";
 import { cappedScore } from "./attention.js";
 
 export const SPLIT = 64;
 
-/** @param {{heads: number, kvHeads: number, headDim: number, ctx: number, attnScale?: number, attnSoftcap?: number}} d */
-export function attentionPartial({ heads, kvHeads, headDim, ctx, attnScale, attnSoftcap }, window = 0) {
+/** @param {{heads: number, kvHeads: number, headDim: number, ctx: number, attnScale?: number, attnSoftcap?: number, kvF16?: boolean}} d */
+export function attentionPartial({ heads, kvHeads, headDim, ctx, attnScale, attnSoftcap, kvF16 = false }, window = 0) {
   const D4 = headDim / 4;
   const scale = attnScale ?? 1 / Math.sqrt(headDim);
   const group = heads / kvHeads;
   const stride = headDim + 2;
   const S = Math.ceil(ctx / SPLIT);
   const R = Math.max(1, Math.floor(SPLIT / D4)); // key strides of the weighted V
-  return `${FWD}
+  const T = kvF16 ? "f16" : "f32";
+  return `${kvF16 ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> vc: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kc: array<vec4<${T}>>;
+@group(0) @binding(3) var<storage, read> vc: array<vec4<${T}>>;
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
 ${attnSoftcap ? TANH : ""}
 var<workgroup> red: array<f32, ${SPLIT}>;
@@ -41,7 +43,7 @@ var<workgroup> ov: array<vec4<f32>, ${SPLIT}>;
   var score = -3.0e38;
   if (j < len && j >= first) {
     var acc = 0.0;
-    for (var d = 0u; d < ${D4}u; d++) { acc += dot(qkv[h * ${D4}u + d], kc[(j * ${kvHeads}u + g) * ${D4}u + d]); }
+    for (var d = 0u; d < ${D4}u; d++) { acc += dot(qkv[h * ${D4}u + d], vec4<f32>(kc[(j * ${kvHeads}u + g) * ${D4}u + d])); }
     score = ${cappedScore(`acc * ${scale}`, attnSoftcap)};
   }
   red[t] = score;
@@ -70,7 +72,7 @@ var<workgroup> ov: array<vec4<f32>, ${SPLIT}>;
   var o = vec4<f32>(0.0);
   if (r < ${R}u) {
     let n = min(len - s * ${SPLIT}u, ${SPLIT}u);
-    for (var k = r; k < n; k += ${R}u) { o += p[k] * vc[((s * ${SPLIT}u + k) * ${kvHeads}u + g) * ${D4}u + c]; }
+    for (var k = r; k < n; k += ${R}u) { o += p[k] * vec4<f32>(vc[((s * ${SPLIT}u + k) * ${kvHeads}u + g) * ${D4}u + c]); }
   }
   ov[t] = o;
   workgroupBarrier();

@@ -72,10 +72,11 @@ export const gemvRows = (shape) => gemvLayout(shape).rows;
  * decl: WGSL declaring binding 1 and `bindings` more from `first` on; setup: statements at the
  * top of main, run by every thread in uniform control flow (barriers allowed); x(i): input
  * vec4 i (inputs 4i..4i+3) as a vec4<f32> expression.
- * @typedef {{decl: (first: number) => string, row: string, store: string}} GemvOutput
+ * @typedef {{decl: (first: number) => string, row: string, store: string, f16?: boolean}} GemvOutput
  * decl: WGSL from binding `first` on (and helpers); row: the local row (in [0, N)) of this
  * thread's slot, from `wid` and `lid`; store: statements run by each row's lane 0 once its sum is
- * reduced, given `row` and `fn rowValue(j, row) -> f32` (the sum of local row j, plus its bias).
+ * reduced, given `row` and `fn rowValue(j, row) -> f32` (the sum of local row j, plus its bias);
+ * f16: the hook's WGSL uses f16 (the shader then enables it).
  */
 
 /** The plain input: binding 1 is x [K] itself. */
@@ -156,7 +157,7 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
       if (row < ${N}u) { ${out.store} }
     }
   }`;
-  return `${f16 || f16w ? "enable f16;\n" : ""}${FWD}
+  return `${f16 || f16w || out.f16 ? "enable f16;\n" : ""}${FWD}
 @group(0) @binding(0) var<uniform> fwd: Fwd;
 ${input.decl(free)}
 ${weights}
