@@ -60,7 +60,13 @@ def weight_bytes(rel: str) -> int:
 
 
 def scenario(
-    rel: str, prompt: int, steps: int, one_steps: int, kernels: str | None, profile: bool = False
+    rel: str,
+    prompt: int,
+    steps: int,
+    one_steps: int,
+    kernels: str | None,
+    profile: bool = False,
+    kv_f16: bool | None = None,
 ) -> dict[str, Any]:
     greedy = {"temperature": 0.0, "top_p": 1.0, "uniforms": [0.0] * steps, "history": [], "logit_bias": []}
     ids = [(37 * i + 11) % 500 for i in range(prompt)]
@@ -77,7 +83,7 @@ def scenario(
         "record": {"model": rel, "overrides": {"context_window_size": ctx, "prefill_chunk_size": prompt}},
         "calls": calls,
         "bandwidthMiB": 256,
-        "options": {"kernels": kernels} if kernels else {},
+        "options": ({"kernels": kernels} if kernels else {}) | ({} if kv_f16 is None else {"kvF16": kv_f16}),
         "profileGpu": profile,
         "countGpuCalls": True,
     }
@@ -182,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--one-steps", type=int, default=2)
     ap.add_argument("--kernels", choices=["cpu", "gpu"], default=None, help="default: by adapter")
     ap.add_argument("--profile", action="store_true", help="GPU time per dispatch (Deno, timestamp-query)")
+    kv_help = "KV cache type (createKernels kvF16); default: the backend's, f16 where a GPU has shader-f16"
+    ap.add_argument("--kv-cache", choices=["default", "f16", "f32"], default="default", help=kv_help)
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     ap.add_argument("--tag", default="cpu", help="output name: <out>/kernels_<tag>.json and .png")
     ap.add_argument("--replot", type=Path, help="only redraw the PNG of an earlier kernels_<tag>.json")
@@ -194,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.model:
         for quant in args.quant:
             rel = model_dir(name, quant)
-            sc = scenario(rel, args.prompt, args.steps, args.one_steps, args.kernels, args.profile)
+            kv = {"f16": True, "f32": False}.get(args.kv_cache)
+            sc = scenario(rel, args.prompt, args.steps, args.one_steps, args.kernels, args.profile, kv)
             for runner in args.runner:
                 if runner == "deno":
                     out = deno_run(sc, timeout=3600)
