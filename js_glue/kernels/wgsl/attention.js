@@ -10,7 +10,10 @@
 // widened to f32 as it is read: the arithmetic is f32 either way).
 import { FWD, TANH, f32Literal } from "./common.js";
 
-/** The score expression after q.k (q already scaled): soft-capped when the model caps it. */
+/**
+ * The score expression after q.k (q already scaled): soft-capped when the model caps it.
+ * @param {string} s @param {number | undefined} cap
+ */
 export const cappedScore = (s, cap) => (cap ? `${f32Literal(cap)} * tanh_safe(${s} / ${f32Literal(cap)})` : s);
 
 /** @param {{heads: number, kvHeads: number, headDim: number, attnScale?: number, attnSoftcap?: number, kvF16?: boolean}} d */

@@ -86,6 +86,7 @@ var<workgroup> ov: array<vec4<f32>, ${SPLIT}>;
 }`;
 }
 
+/** @param {{heads: number, headDim: number, ctx: number}} d */
 export function attentionCombine({ heads, headDim, ctx }) {
   const stride = headDim + 2;
   const S = Math.ceil(ctx / SPLIT);

@@ -87,7 +87,10 @@ export const PLAIN_INPUT = /** @type {GemvInput} */ ({
   x: (i) => `x[${i}]`,
 });
 
-/** The plain output: slot s is row s; y[yoff + row] (+)= the row's value. */
+/**
+ * The plain output: slot s is row s; y[yoff + row] (+)= the row's value.
+ * @param {number} yoff @param {boolean} accumulate @param {number} rows
+ */
 function plainOutput(yoff, accumulate, rows) {
   const o = yoff ? `${yoff}u + row` : "row";
   return /** @type {GemvOutput} */ ({
@@ -120,7 +123,7 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
   const free = yBinding + (bias ? 2 : 1); // the hooks' bindings start here
   const biasDecl = bias ? `@group(0) @binding(${yBinding + 1}) var<storage, read> b: array<f32>;` : "";
   // One q4 group g of this thread's rows: its 8 input vec4s read once, then each row's 4 words.
-  const q4Group = (g) => `{
+  const q4Group = (/** @type {string} */ g) => `{
         let g = ${g};
         ${Array.from({ length: 8 }, (_, c) => `let x${c} = ${X(`g * 8u + ${c}u`)};`).join(" ")}
         ${rs.map((r) => `{

@@ -14,9 +14,10 @@ import { GEMV_ROWS } from "./gemv.js";
 /**
  * Whether RoPE + KV append can ride in the qkv GEMV of these parts ({yoff, N} row ranges): whole
  * heads rotated, each part whole heads, and a head whole workgroups (pairs never cross one).
+ * @param {{headDim: number, rotaryDim: number}} d @param {{yoff: number, N: number}[]} parts
  */
 export function ropeKvFits({ headDim, rotaryDim }, parts) {
-  const whole = (r) => r % headDim === 0;
+  const whole = (/** @type {number} */ r) => r % headDim === 0;
   return rotaryDim === headDim && headDim % GEMV_ROWS === 0 && parts.every((p) => whole(p.yoff) && whole(p.N));
 }
 
