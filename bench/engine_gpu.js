@@ -2,7 +2,7 @@
 // against a JS-only loop over the very same shim and model handle, so the difference is what the
 // Python layer costs, and against web-llm 0.2.79's own engine on MLC's library for the model
 // (bench/webllm_gpu.js), all in alternating rounds of the same token counts. Every round counts its
-// dispatchWorkgroups and queue submits (tests/kernels/gpu_calls.js): those of the prefill (up to
+// dispatchWorkgroups and queue submits (tools/gpu_calls.js): those of the prefill (up to
 // the first token) and those per decoded token. Driven by bench/engine_gpu.py, which passes a JSON
 // config path and reads the one JSON line printed last.
 //
@@ -13,7 +13,7 @@
 //          webllm: {modelDir, modelLib} (see bench/webllm_gpu.js)}
 
 import { createKernels } from "../js_glue/kernels/backends.js";
-import { callsSince, countGpuCalls } from "../tests/kernels/gpu_calls.js";
+import { callsSince, countGpuCalls } from "../tools/gpu_calls.js";
 import { loadWebLLM, webllmRound } from "./webllm_gpu.js";
 
 const root = new URL("../", import.meta.url);

@@ -1,6 +1,6 @@
 // Deno entry of bench/gemv.py: one decode GEMV (wgsl/gemv.js, q4 weights with f32 scales, random
 // values) timed in several workgroup layouts, as the slope between k and 5k dispatches in one
-// submit (tests/kernels/bandwidth.js `slope`: the submit and its sync wait cancel). Each layout's
+// submit (tools/bandwidth.js `slope`: the submit and its sync wait cancel). Each layout's
 // output is checked against the first layout's before it is timed. An empty one-workgroup
 // dispatch, timed the same way, is the floor a dispatch costs in a pass. Also the read meter.
 // The default layout is timed first and again last: a freshly written 100 MB buffer once timed
@@ -11,7 +11,7 @@ import { gemv, gemvLayout } from "../js_glue/kernels/wgsl/gemv.js";
 import { normInput } from "../js_glue/kernels/wgsl/gemv_norm.js";
 import { gluInput } from "../js_glue/kernels/wgsl/gemv_glu.js";
 import { PLAIN_INPUT } from "../js_glue/kernels/wgsl/gemv.js";
-import { memoryBandwidth, slope } from "../tests/kernels/bandwidth.js";
+import { memoryBandwidth, slope } from "../tools/bandwidth.js";
 
 const EMPTY = `@group(0) @binding(0) var<storage, read_write> y: array<f32>;
 @compute @workgroup_size(64) fn main(@builtin(local_invocation_id) lid: vec3<u32>) {

@@ -9,7 +9,7 @@ tools/make_random_model.py (``qwen2-0.5b``, ``llama-3.2-1b``, ...), each ``q4f32
 GPU-resident loop (``decodeSteps(steps)``, second call, greedy) and the one-step path
 (``decode`` + ``sample``, one sync per token). It also reports the weight bytes read per decoded
 token and the achieved weight bandwidth, against the device's copy and read bandwidth (measured
-as slopes, tests/kernels/bandwidth.js) and its published peak. ``--profile`` adds the GPU time
+as slopes, tools/bandwidth.js) and its published peak. ``--profile`` adds the GPU time
 of each dispatch of the timed decodeSteps call, per token (Deno, timestamp queries). Timings
 are data, never pass/fail thresholds.
 """

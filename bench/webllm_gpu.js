@@ -13,7 +13,7 @@
 // that reads the model dir's files; the library it fetches from its file URL itself.
 
 import * as webllm from "../node_modules/@mlc-ai/web-llm-0.2.79/lib/index.js";
-import { callsSince, countGpuCalls } from "../tests/kernels/gpu_calls.js";
+import { callsSince, countGpuCalls } from "../tools/gpu_calls.js";
 
 /** A model file web-llm asked for is not in the model dir. */
 export class ModelFileMissingError extends Error {

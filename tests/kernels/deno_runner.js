@@ -8,7 +8,7 @@
 // buffers and devices created and destroyed over the whole scenario (its final unload included).
 import { runScenario } from "./harness.js";
 import { profileGpu } from "./gpu_profile.js";
-import { countGpuCalls } from "./gpu_calls.js";
+import { countGpuCalls } from "../../tools/gpu_calls.js";
 import { countGpuBuffers } from "./gpu_buffers.js";
 
 const root = new URL("../../", import.meta.url);

@@ -10,10 +10,10 @@
 // unload resolved to (the mlc backend's: what tvmjs still held before its instance went).
 import { createKernels, prefetchModel } from "../../js_glue/kernels/index.js";
 import { createKernels as createAnyBackend } from "../../js_glue/kernels/backends.js";
-import { memoryBandwidth } from "./bandwidth.js";
+import { memoryBandwidth } from "../../tools/bandwidth.js";
 import { runGgml } from "./ggml_harness.js";
 import { runFused } from "./fused_harness.js";
-import { callsSince } from "./gpu_calls.js";
+import { callsSince } from "../../tools/gpu_calls.js";
 
 /**
  * A call's WebGPU calls, and `recordSeconds`: from its start to its last submit (the CPU time

@@ -5,7 +5,7 @@
 // `copyGBps`: bytes copied per second by copyBufferToBuffer (each byte read once, written once);
 // `readGBps`: bytes read per second by a compute kernel that sums a buffer (what a GEMV does).
 // `syncMs`: the time of k repetitions less k slopes: what one submit and its wait cost.
-import { Gpu } from "../../js_glue/kernels/gpu.js";
+import { Gpu } from "../js_glue/kernels/gpu.js";
 
 const READ = `@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
