@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", action="store_true", help="GPU time per dispatch (Deno, timestamp-query)")
     kv_help = "KV cache type (createKernels kvF16); default: the backend's, f16 where a GPU has shader-f16"
     ap.add_argument("--kv-cache", choices=["default", "f16", "f32"], default="default", help=kv_help)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/out")
     ap.add_argument("--tag", default="cpu", help="output name: <out>/kernels_<tag>.json and .png")
     ap.add_argument("--replot", type=Path, help="only redraw the PNG of an earlier kernels_<tag>.json")
     args = ap.parse_args(argv)
