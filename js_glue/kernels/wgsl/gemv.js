@@ -53,10 +53,10 @@ export const GEMV_PER_THREAD = 4;
  */
 export function gemvLayout({ K, N = 0, q4 = false, output = null, layout }) {
   const one = (/** @type {number} */ rows) => ({ rows, perThread: 1, unroll: 1 });
-  const shared = q4 && !output && N % GEMV_PER_THREAD === 0;
+  if (output) return one(GEMV_ROWS); // the hook's slot map, even under an override
+  const shared = q4 && N % GEMV_PER_THREAD === 0;
   if (layout) return shared ? layout : { ...layout, perThread: 1 };
   const G = K / 32;
-  if (output) return one(GEMV_ROWS);
   if (shared && G >= 128) return { rows: 8, perThread: GEMV_PER_THREAD, unroll: 1 };
   if (shared && N >= GEMV_WIDE_N) return { rows: 64, perThread: GEMV_PER_THREAD, unroll: 1 };
   if (shared && G >= 64) return { rows: 16, perThread: GEMV_PER_THREAD, unroll: 1 };
