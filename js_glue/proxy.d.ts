@@ -31,7 +31,8 @@ export interface ModelRecord {
   model_type?: ModelType;
   /** URL of an MLC model library .wasm: the record runs on the mlc backend. */
   model_lib?: string;
-  backend?: "wgsl" | "mlc";
+  /** Which kernels run the record (default: chosen from the record and the device; "wasm" is llama.cpp on the CPU). */
+  backend?: "wgsl" | "mlc" | "wasm";
   /** A shipped @mlc-ai/web-runtime version to run model_lib on (default: read from its imports). */
   tvmjs_version?: string;
   sha256?: Record<string, string>;

@@ -247,7 +247,12 @@ export async function createWasmKernels(options = {}) {
       !Number(params.frequency_penalty || 0) &&
       !Number(params.presence_penalty || 0);
     if (!neutral) return null;
-    m.greedy ??= m.w.samplingInit({ temp: 0, penalty_repeat: 1, penalty_freq: 0, penalty_present: 0 });
+    // One init per model, shared by concurrent callers; a failed one is forgotten, so the next
+    // call tries again instead of rethrowing the old failure forever.
+    m.greedy ??= m.w.samplingInit({ temp: 0, penalty_repeat: 1, penalty_freq: 0, penalty_present: 0 }).catch((/** @type {unknown} */ e) => {
+      m.greedy = null;
+      throw e;
+    });
     await m.greedy;
     return (await m.w.samplingSample()).token;
   }
