@@ -5,11 +5,15 @@
 // dispatch, timed the same way, is the floor a dispatch costs in a pass. Also the read meter.
 // The default layout is timed first and again last: a freshly written 100 MB buffer once timed
 // 12x faster on its first slope than later, so a default that disagrees with itself is suspect.
-// `deno run --allow-read bench/gemv.js spec.json`; spec = {shapes: [{name, K, N, hook, layouts}]}.
+// hook "rope": the RMSNorm input and the RoPE + KV-append output (wgsl/gemv_rope_kv.js, shape.d
+// {heads, kvHeads, headDim}: y gets q, the caches k and v at position 0, all three checked); a
+// layout that output hook refuses (gemvLayout falls back to its default) is skipped.
+// `deno run --allow-read bench/gemv.js spec.json`; spec = {shapes: [{name, K, N, hook, d?, layouts}]}.
 import { Gpu } from "../js_glue/kernels/gpu.js";
 import { gemv, gemvLayout } from "../js_glue/kernels/wgsl/gemv.js";
 import { normInput } from "../js_glue/kernels/wgsl/gemv_norm.js";
 import { gluInput } from "../js_glue/kernels/wgsl/gemv_glu.js";
+import { ropeKvOutput } from "../js_glue/kernels/wgsl/gemv_rope_kv.js";
 import { PLAIN_INPUT } from "../js_glue/kernels/wgsl/gemv.js";
 import { memoryBandwidth, slope } from "../tools/bandwidth.js";
 
@@ -34,6 +38,8 @@ async function read(gpu, buf, n) {
   return new Float32Array(await gpu.readback(gpu.recorder(), buf, n * 4));
 }
 
+const CTX = 4; // cache rows of the "rope" hook (position 0 is written)
+
 const spec = JSON.parse(await Deno.readTextFile(Deno.args[0]));
 const gpu = await Gpu.create({});
 const empty = await gpu.pipeline(EMPTY);
@@ -51,24 +57,37 @@ for (const shape of spec.shapes) {
   const x = gpu.storage(fill(inLen, 13, (r) => r - 0.5), "x");
   const W = [gpu.storage(qw, "qw"), gpu.storage(qs, "qs")];
   const y = gpu.storage(N * 4, "y");
-  const input = hook === "norm" ? normInput({ hidden: K, eps: 1e-5 }) : hook === "glu" ? gluInput({ inter: K, act: "silu" }) : PLAIN_INPUT;
-  const extra = hook === "norm" ? [gpu.storage(fill(K, 17, (r) => 0.5 + r), "nw")] : [];
+  const normed = hook === "norm" || hook === "rope";
+  const input = normed ? normInput({ hidden: K, eps: 1e-5 }) : hook === "glu" ? gluInput({ inter: K, act: "silu" }) : PLAIN_INPUT;
+  const extra = normed ? [gpu.storage(fill(K, 17, (r) => 0.5 + r), "nw")] : [];
+  const output = hook === "rope" ? ropeKvOutput(shape.d, 0, N) : null;
+  const KV = hook === "rope" ? shape.d.kvHeads * shape.d.headDim : 0;
+  if (output) {
+    const table = gpu.storage(fill(CTX * shape.d.headDim, 19, (r) => 2 * r - 1), "rope"); // (cos, sin) stand-ins
+    extra.push(table, gpu.storage(CTX * KV * 4, "kc"), gpu.storage(CTX * KV * 4, "vc"));
+  }
+  const readOut = async () => {
+    const got = await read(gpu, y, N);
+    if (!output) return got;
+    return Float32Array.from([...got, ...(await read(gpu, extra[2], KV)), ...(await read(gpu, extra[3], KV))]);
+  };
   const bytes = N * K / 2 + N * G * 4;
   const rows = [];
   let ref = null;
   const layouts = [null, ...shape.layouts, null]; // the default again at the end: drift shows
   for (const layout of layouts) {
-    const lay = gemvLayout({ K, N, q4: true, ...(layout ? { layout } : {}) });
-    const pipe = await gpu.pipeline(gemv({ K, N, q4: true, input, ...(layout ? { layout: lay } : {}) }));
+    const lay = gemvLayout({ K, N, q4: true, output, ...(layout ? { layout } : {}) });
+    if (layout && (lay.rows !== layout.rows || lay.perThread !== layout.perThread)) continue; // the output hook refused it
+    const pipe = await gpu.pipeline(gemv({ K, N, q4: true, input, output, ...(layout ? { layout: lay } : {}) }));
     const bind = gpu.bind(pipe, [fwd, x, ...W, y, ...extra]);
     const groups = Math.ceil(N / lay.rows);
     const once = gpu.recorder();
     once.dispatch(pipe, bind, groups);
     once.submit();
-    const got = await read(gpu, y, N);
+    const got = await readOut();
     let err = 0;
     if (ref === null) ref = got;
-    else for (let i = 0; i < N; i++) err = Math.max(err, Math.abs(got[i] - ref[i]) / (1e-3 + Math.abs(ref[i])));
+    else for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i] - ref[i]) / (1e-3 + Math.abs(ref[i])));
     const t = await slope(gpu, (rec) => rec.dispatch(pipe, bind, groups));
     rows.push({ layout: lay, default: layout === null ? (rows.length ? "again" : true) : false, workgroups: groups, us: t.per * 1e6, GBps: bytes / t.per / 1e9, maxRelErr: err });
   }

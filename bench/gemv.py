@@ -3,7 +3,8 @@
     .venv/bin/python bench/gemv.py [--models qwen2-0.5b llama-3.2-1b] [--out bench/out]
 
 For each decode GEMV of the models' shapes (q4 weights, f32 scales; the RMSNorm input hook where the
-model has it, SwiGLU's for down), bench/gemv.js times one dispatch in each layout of a grid (rows a
+model has it, SwiGLU's for down; qkv also with the RoPE + KV-append output hook, in the layouts that
+hook accepts), bench/gemv.js times one dispatch in each layout of a grid (rows a
 workgroup, rows a thread sharing one input read, groups a lane reads ahead) as the slope between k
 and 5k dispatches in one submit, after checking the layout's output against the default layout's.
 It reports µs a dispatch, the weights' GB/s, the empty dispatch's floor and the read meter.
@@ -23,19 +24,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DENO = ROOT / "node_modules/@deno/linux-x64-glibc/deno"
 
-# (hidden, intermediate, vocabulary, q rows + k rows + v rows) of each model's decoder.
+# (hidden, intermediate, vocabulary, (heads, kv heads, head dim)) of each model's decoder.
 MODELS = {
-    "qwen2-0.5b": (896, 4864, 151936, 1152),
-    "llama-3.2-1b": (2048, 8192, 128256, 3072),
-    "check": (1024, 1024, 2048, 1536),  # small enough for a CPU adapter, K wide enough for every layout
+    "qwen2-0.5b": (896, 4864, 151936, (14, 2, 64)),
+    "llama-3.2-1b": (2048, 8192, 128256, (32, 8, 64)),
+    "check": (1024, 1024, 2048, (16, 4, 64)),  # small enough for a CPU adapter, K wide enough for all layouts
 }
 
 
 def shapes(model: str) -> list[dict[str, Any]]:
-    """The model's decode GEMVs: qkv and o as plain GEMVs (their hooks fix the layout), the rest hooked."""
-    h, inter, vocab, qkv = MODELS[model]
+    """The model's decode GEMVs with their hooks; qkv also with a plain output, o with a plain input."""
+    h, inter, vocab, (heads, kv_heads, head_dim) = MODELS[model]
+    qkv = (heads + 2 * kv_heads) * head_dim
+    rope = {"heads": heads, "kvHeads": kv_heads, "headDim": head_dim}
     return [
         {"name": f"{model} qkv", "K": h, "N": qkv, "hook": "norm"},
+        {"name": f"{model} qkv rope", "K": h, "N": qkv, "hook": "rope", "d": rope},
         {"name": f"{model} o", "K": h, "N": h, "hook": "plain"},
         {"name": f"{model} gate_up", "K": h, "N": 2 * inter, "hook": "norm"},
         {"name": f"{model} down", "K": inter, "N": h, "hook": "glu"},

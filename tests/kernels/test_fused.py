@@ -4,8 +4,11 @@ Each hook of gemv.js (RMSNorm before the GEMV, RoPE + KV append after it, the sp
 merge and SwiGLU / GeGLU before it) runs over weights of every format gemv.js reads: f32, f16,
 MLC q4 with f32 and with f16 scales, ggml blocks (Q4_K, Q8_0, Q6_K). Biases and accumulating
 outputs as the decoder has them; RoPE both rotate-half and interleaved, also with q|k|v in two
-parts of two ggml types (as GGUF q4_K_M files are); the merge with a chunk past the used ones
-holding garbage. The twins are py_worker/reference/fused.py. Relative error (max |diff| /
+parts of two ggml types (as GGUF q4_K_M files are), and in 4-rows-a-thread layouts (q4 weights)
+of several workgroups a head, of two heads a workgroup with a partial last one, with headDim 96
+(a workgroup's pairs from two heads) and one that must be refused (it would mix pairs and v rows
+in a workgroup); the merge with a chunk past the used ones holding garbage. The twins are
+py_worker/reference/fused.py. Relative error (max |diff| /
 max |want|) < 1e-5, as for the plain GEMV (test_ggml.py); the caches must change in row ``pos``
 only. RoPE also into f16 caches (``kvF16``): each stored k and v within one f16 step of the
 twin's (the rounding as it is stored), plus the same 1e-5 of max |want|. One Deno process for
@@ -88,7 +91,8 @@ class Case:
 
     def __post_init__(self) -> None:
         self.y_init = f32s(self.y_len)
-        self.kv_init = f32s(self.d["ctx"], KV_HEADS * HD).astype(np.float16 if self.kv_f16 else np.float32)
+        kv_type = np.float16 if self.kv_f16 else np.float32
+        self.kv_init = f32s(self.d["ctx"], KV_HEADS * self.d["headDim"]).astype(kv_type)
 
     @property
     def kv_f16(self) -> bool:
@@ -138,13 +142,13 @@ class Case:
             return {"y": fused.glu_linear(x, self.d["act"], self.w, y0)}
         assert self.norm is not None
         assert self.table is not None
-        kc = self.kv_init.astype(np.float64).reshape(-1, KV_HEADS, HD)
+        kc = self.kv_init.astype(np.float64).reshape(-1, KV_HEADS, self.d["headDim"])
         vc = kc.copy()
         q = fused.rope_kv_linear(
             x, self.norm, D["eps"], self.w, self.bias, HEADS, KV_HEADS, self.table[self.pos],
             bool(self.d.get("ropeInterleaved")), kc, vc, self.pos,
         )  # fmt: skip
-        return {"y": np.concatenate([q, y0[HEADS * HD :]]), "kc": kc.reshape(-1), "vc": vc.reshape(-1)}
+        return {"y": np.concatenate([q, y0[q.size :]]), "kc": kc.reshape(-1), "vc": vc.reshape(-1)}
 
 
 def layout_name(layout: dict[str, int] | None) -> str:
@@ -181,19 +185,28 @@ def merge_case(fmt: str) -> Case:
 
 
 def rope_case(
-    name: str, fmts: list[str], splits: list[int], interleaved: bool = False, kv_f16: bool = False
+    name: str,
+    fmts: list[str],
+    splits: list[int],
+    interleaved: bool = False,
+    kv_f16: bool = False,
+    layout: dict[str, int] | None = None,
+    head_dim: int = HD,
 ) -> Case:
-    """q|k|v rows [0, QKV) in parts [splits[i], splits[i + 1]) of formats fmts[i], with biases;
-    ``kv_f16``: into f16 caches."""
-    bounds = [*splits, QKV]
+    """q|k|v rows [0, (HEADS + 2 KV_HEADS) head_dim) in parts [splits[i], splits[i + 1]) of
+    formats fmts[i], with biases; ``kv_f16``: into f16 caches."""
+    qkv = (HEADS + 2 * KV_HEADS) * head_dim
+    bounds = [*splits, qkv]
     parts = []
     for fmt, r0, r1 in zip(fmts, bounds, bounds[1:], strict=False):
         parts.append((weight(fmt, r1 - r0, D["hidden"]), r0, f32s(r1 - r0)))
-    angles = RNG.uniform(0.0, 2 * math.pi, (D["ctx"], HD // 2))
+    angles = RNG.uniform(0.0, 2 * math.pi, (D["ctx"], head_dim // 2))
     table = np.stack([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)
     g = (1.0 + 0.1 * f32s(D["hidden"])).astype(np.float32)
-    d = {**D, "ropeInterleaved": interleaved, "kvF16": kv_f16}
-    return Case(f"ropeKv-{name}", "ropeKv", parts, f32s(D["hidden"]), QKV, d=d, pos=37, norm=g, table=table)
+    d = {**D, "headDim": head_dim, "ropeInterleaved": interleaved, "kvF16": kv_f16}
+    name = f"ropeKv-{name}" + ("" if head_dim == HD else f"-hd{head_dim}") + layout_name(layout)
+    x = f32s(D["hidden"])
+    return Case(name, "ropeKv", parts, x, qkv, d=d, pos=37, norm=g, table=table, layout=layout)
 
 
 CASES = [norm_case(f) for f in FORMATS]
@@ -218,6 +231,30 @@ CASES += [rope_case("parts-Q4_K-Q6_K", ["Q4_K", "Q6_K"], [0, (HEADS + KV_HEADS) 
 CASES += [rope_case("parts-q4f16-f16-f32", ["q4f16", "f16", "f32"], [0, 2 * HD, (HEADS + KV_HEADS) * HD])]
 CASES += [rope_case(f"f16-kv-{f}", [f], [0], kv_f16=True) for f in ("f32", "q4f16", "Q4_K")]
 CASES += [rope_case("f16-kv-interleaved-f32", ["f32"], [0], True, kv_f16=True)]
+# RoPE in the 4-rows-a-thread layouts (the f16 and f32 parts take them one row a thread): 4
+# workgroups a head (Llama-3.2-1B's qkv at K = 2048: its rotate-half partners, 32 rows apart, meet
+# only through the pair slot map), one a head with groups read ahead, two heads a workgroup with
+# parts whose v rows end in a partial last workgroup (parts [256, 448) and [448, 512)).
+ROPE_LAYOUTS = [
+    {"rows": 16, "perThread": 4, "unroll": 1},
+    {"rows": 64, "perThread": 4, "unroll": 2},
+    {"rows": 128, "perThread": 4, "unroll": 1},
+]
+THIRDS = [0, HEADS * HD, (HEADS + 2 * KV_HEADS - 1) * HD]  # q | k and a v head | a v head
+for lay in ROPE_LAYOUTS:
+    CASES += [rope_case(f, [f], [0], layout=lay) for f in ("q4f32", "q4f16")]
+    CASES += [rope_case("interleaved-q4f32", ["q4f32"], [0], True, layout=lay)]
+    CASES += [rope_case("f16-kv-q4f16", ["q4f16"], [0], kv_f16=True, layout=lay)]
+    CASES += [rope_case("f16-kv-interleaved-q4f32", ["q4f32"], [0], True, True, lay)]
+    CASES += [rope_case("parts-q4f32-q4f16-q4f32", ["q4f32", "q4f16", "q4f32"], THIRDS, layout=lay)]
+MIXED = [0, 2 * HD, (HEADS + KV_HEADS) * HD]
+CASES += [rope_case("parts-q4f16-f16-f32", ["q4f16", "f16", "f32"], MIXED, layout=ROPE_LAYOUTS[0])]
+# headDim 96: the pair rows (576) are 9 workgroups of 64, a workgroup's pairs from two heads. 128
+# rows do not divide them: the hook must refuse that layout (gemv.js then runs one row a thread),
+# for there a workgroup would hold both pairs and v rows, and 16 v rows (608..623) would be lost.
+CASES += [rope_case(f"{f}", [f], [0], head_dim=96, layout=ROPE_LAYOUTS[1]) for f in ("q4f32", "q4f16")]
+CASES += [rope_case("interleaved-q4f32", ["q4f32"], [0], True, head_dim=96, layout=ROPE_LAYOUTS[1])]
+CASES += [rope_case("refused-q4f32", ["q4f32"], [0], head_dim=96, layout=ROPE_LAYOUTS[2])]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,9 @@
 // `input` says what binding 1 holds and how input vec4 i is made from it (gemv_norm.js: RMSNorm,
 // gemv_merge.js: the split attention's merge, gemv_glu.js: SwiGLU / GeGLU); `output` maps
 // workgroup slots to rows and stores each row (gemv_rope_kv.js: RoPE and the KV-cache append).
+// Thread y owns slots y*R .. y*R + R - 1 of its workgroup and reads the weights of their rows
+// (the plain output: slot j is row wid.x * ROWS + j); after the reduction every slot's sum is
+// in workgroup memory, so a row's store may read any slot of its workgroup (a RoPE partner).
 import { FWD } from "./common.js";
 import { ggmlWeights } from "./ggml.js";
 
@@ -37,9 +40,13 @@ export const GEMV_PER_THREAD = 4;
  * @typedef {{K: number, N?: number, q4?: boolean, output?: GemvOutput | null, layout?: GemvLayout}} GemvShape
  */
 
+/** One row a thread, `rows` a workgroup. @param {number} rows @returns {GemvLayout} */
+const oneRow = (rows) => ({ rows, perThread: 1, unroll: 1 });
+
 /**
  * The layout of a GEMV (`shape.layout` overrides it: bench/gemv.py compares layouts). An output
- * hook maps the slots itself and assumes GEMV_ROWS, one row a thread. The q4 path gives each
+ * hook takes a q4 shared layout below (or an override) only where its `fits` accepts the rows,
+ * else one row a thread in GEMV_ROWS, which every hook serves. The q4 path gives each
  * thread 4 rows that share one read of the input (and one evaluation of its hook: the RMSNorm or
  * SwiGLU of every input), which bench/gemv.py measured 1.4-3.2x faster on an H200 for gate_up,
  * down and lm_head: 8 rows a workgroup (128 lanes a row) when K has 128 or more 32-input groups
@@ -52,16 +59,21 @@ export const GEMV_PER_THREAD = 4;
  * @returns {GemvLayout}
  */
 export function gemvLayout({ K, N = 0, q4 = false, output = null, layout }) {
-  const one = (/** @type {number} */ rows) => ({ rows, perThread: 1, unroll: 1 });
-  if (output) return one(GEMV_ROWS); // the hook's slot map, even under an override
+  const free = freeLayout({ K, N, q4, layout });
+  if (!output || ((layout || free.perThread > 1) && output.fits?.(free.rows))) return free;
+  return oneRow(GEMV_ROWS);
+}
+
+/** gemvLayout for the plain output's slot map (slot j is row wid.x * ROWS + j). @param {GemvShape} shape @returns {GemvLayout} */
+function freeLayout({ K, N = 0, q4 = false, layout }) {
   const shared = q4 && N % GEMV_PER_THREAD === 0;
   if (layout) return shared ? layout : { ...layout, perThread: 1 };
   const G = K / 32;
   if (shared && G >= 128) return { rows: 8, perThread: GEMV_PER_THREAD, unroll: 1 };
   if (shared && N >= GEMV_WIDE_N) return { rows: 64, perThread: GEMV_PER_THREAD, unroll: 1 };
   if (shared && G >= 64) return { rows: 16, perThread: GEMV_PER_THREAD, unroll: 1 };
-  if (G >= 128) return one(2);
-  return one(N >= GEMV_WIDE_N ? GEMV_WIDE_ROWS : GEMV_ROWS);
+  if (G >= 128) return oneRow(2);
+  return oneRow(N >= GEMV_WIDE_N ? GEMV_WIDE_ROWS : GEMV_ROWS);
 }
 
 /** Rows per workgroup: the dispatch of a GEMV of this shape is ceil(N / rows) workgroups. @param {GemvShape} shape */
@@ -72,11 +84,16 @@ export const gemvRows = (shape) => gemvLayout(shape).rows;
  * decl: WGSL declaring binding 1 and `bindings` more from `first` on; setup: statements at the
  * top of main, run by every thread in uniform control flow (barriers allowed); x(i): input
  * vec4 i (inputs 4i..4i+3) as a vec4<f32> expression.
- * @typedef {{decl: (first: number) => string, row: string, store: string, f16?: boolean}} GemvOutput
- * decl: WGSL from binding `first` on (and helpers); row: the local row (in [0, N)) of this
- * thread's slot, from `wid` and `lid`; store: statements run by each row's lane 0 once its sum is
- * reduced, given `row` and `fn rowValue(j, row) -> f32` (the sum of local row j, plus its bias);
- * f16: the hook's WGSL uses f16 (the shader then enables it).
+ * @typedef {{decl: (first: number) => string, row: (j: string) => string, store: string, fits?: (rows: number) => boolean,
+ *   f16?: boolean}} GemvOutput
+ * decl: WGSL from binding `first` on (and helpers; the shader's `const ROWS: u32` is the
+ * workgroup's slot count); row(j): a WGSL expression of the local row (in [0, N) unless past the
+ * end) of slot j (a u32 expression) of workgroup `wid.x`; a thread's R slots must be all in range
+ * or all past it (its weights are read when its first slot's are); store: statements run by lane
+ * 0 of slot j's thread once every slot is reduced, given `j`, `row` (< N) and
+ * `fn rowValue(j, row) -> f32` (the sum of slot j, whose row is `row`, plus that row's bias);
+ * fits(rows): whether the slot map serves workgroups of `rows` slots (without it only
+ * GEMV_ROWS); f16: the hook's WGSL uses f16 (the shader then enables it).
  */
 
 /** The plain input: binding 1 is x [K] itself. */
@@ -88,14 +105,14 @@ export const PLAIN_INPUT = /** @type {GemvInput} */ ({
 });
 
 /**
- * The plain output: slot s is row s; y[yoff + row] (+)= the row's value.
- * @param {number} yoff @param {boolean} accumulate @param {number} rows
+ * The plain output: slot j is row j of the workgroup's ROWS; y[yoff + row] (+)= the row's value.
+ * @param {number} yoff @param {boolean} accumulate
  */
-function plainOutput(yoff, accumulate, rows) {
+function plainOutput(yoff, accumulate) {
   const o = yoff ? `${yoff}u + row` : "row";
   return /** @type {GemvOutput} */ ({
     decl: () => "",
-    row: `wid.x * ${rows}u + lid.y`,
+    row: (j) => `wid.x * ROWS + ${j}`,
     store: `y[${o}] = rowValue(j, row)${accumulate ? ` + y[${o}]` : ""};`,
   });
 }
@@ -110,7 +127,7 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
   const isGgml = ggml !== undefined && ggml !== null;
   const { rows: ROWS, perThread: R, unroll: U } = gemvLayout({ K, N, q4: !!q4, output, layout });
   const LANES = (GEMV_THREADS * R) / ROWS; // threads (lanes) of one row; ROWS / R threads down
-  const out = output ?? plainOutput(yoff, accumulate, ROWS);
+  const out = output ?? plainOutput(yoff, accumulate);
   const X = input.x;
   const rs = Array.from({ length: R }, (_, r) => r);
   const weights = q4
@@ -127,7 +144,7 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
         let g = ${g};
         ${Array.from({ length: 8 }, (_, c) => `let x${c} = ${X(`g * 8u + ${c}u`)};`).join(" ")}
         ${rs.map((r) => `{
-          let at = (row + ${r}u) * ${G}u + g;
+          let at = row${r} * ${G}u + g;
           let wq = qw[at];
           acc${r} += (${[0, 1, 2, 3].map((c) => `dot(x${2 * c}, vec4<f32>((vec4<u32>(wq[${c}]) >> SHL) & M4) - 7.0)
             + dot(x${2 * c + 1}, vec4<f32>((vec4<u32>(wq[${c}]) >> SHH) & M4) - 7.0)`).join("\n            + ")}) * f32(qs[at]);
@@ -141,22 +158,15 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, bias = false, 
     }`
     : isGgml
       ? `for (var g = lane; g < ${G}u; g += ${LANES}u) {
-      let w = dq32(row, g);
+      let w = dq32(row0, g);
       acc0 += ${Array.from({ length: 8 }, (_, c) => `dot(${X(`g * 8u + ${c}u`)}, w[${c}])`).join(" + ")};
     }`
-      : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc0 += dot(${X("k")}, vec4<f32>(w[row * ${K4}u + k])); }`;
-  // Thread (lane, y) owns slots y * R .. y * R + R - 1 of its workgroup; with R = 1, `out.row`
-  // maps slot y to its row (output hooks), else slot j is row wid.x * ROWS + j.
-  const first = R === 1 ? out.row : `wid.x * ${ROWS}u + lid.y * ${R}u`;
-  const store = R === 1
-    ? `if (lane == 0u && row < ${N}u) {
-    let j = lid.y;
-    ${out.store}
-  }`
-    : `if (lane == 0u) {
+      : `for (var k = lane; k < ${K4}u; k += ${LANES}u) { acc0 += dot(${X("k")}, vec4<f32>(w[row0 * ${K4}u + k])); }`;
+  // Thread (lane, y) owns slots y * R .. y * R + R - 1 of its workgroup; `out.row` maps them to rows.
+  const store = `if (lane == 0u) {
     for (var r = 0u; r < ${R}u; r++) {
       let j = lid.y * ${R}u + r;
-      let row = wid.x * ${ROWS}u + j;
+      let row = ${out.row("j")};
       if (row < ${N}u) { ${out.store} }
     }
   }`;
@@ -171,8 +181,9 @@ const SHL = vec4<u32>(0u, 4u, 8u, 12u);
 const SHH = vec4<u32>(16u, 20u, 24u, 28u);
 const M4 = vec4<u32>(15u);
 const THREADS = ${GEMV_THREADS}u;
+const ROWS = ${ROWS}u;
 var<workgroup> part: array<f32, ${ROWS * LANES}>;
-// The reduced sum of local row j (valid after the reduction), plus the bias of row.
+// The reduced sum of slot j (valid after the reduction), plus the bias of its row.
 fn rowValue(j: u32, row: u32) -> f32 { return part[j * ${LANES}u]${bias ? " + b[row]" : ""}; }
 @compute @workgroup_size(${LANES}, ${ROWS / R}) fn main(@builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -180,9 +191,9 @@ fn rowValue(j: u32, row: u32) -> f32 { return part[j * ${LANES}u]${bias ? " + b[
   let lane = lid.x;
   let tid = lid.y * ${LANES}u + lane;
   ${input.setup}
-  let row = ${first};
+  ${rs.map((r) => `let row${r} = ${out.row(`lid.y * ${R}u + ${r}u`)};`).join(" ")}
   ${rs.map((r) => `var acc${r} = 0.0;`).join(" ")}
-  if (row < ${N}u) {
+  if (row0 < ${N}u) {
     ${partial}
   }
   let slot = lid.y * ${R * LANES}u;
