@@ -8,7 +8,9 @@
 // hook "rope": the RMSNorm input and the RoPE + KV-append output (wgsl/gemv_rope_kv.js, shape.d
 // {heads, kvHeads, headDim}: y gets q, the caches k and v at position 0, all three checked); a
 // layout that output hook refuses (gemvLayout falls back to its default) is skipped.
-// `deno run --allow-read bench/gemv.js spec.json`; spec = {shapes: [{name, K, N, hook, d?, layouts}]}.
+// With `f16Math` the scales are f16 (q4f16_1) and each layout is timed twice: f32 arithmetic,
+// then gemv.js's f16Math (its errOfMax against the first f32 output is f16 rounding, ~1e-3).
+// `deno run --allow-read bench/gemv.js spec.json`; spec = {shapes: [{name, K, N, hook, d?, layouts}], f16Math?}.
 import { Gpu } from "../js_glue/kernels/gpu.js";
 import { gemv, gemvLayout } from "../js_glue/kernels/wgsl/gemv.js";
 import { normInput } from "../js_glue/kernels/wgsl/gemv_norm.js";
@@ -51,7 +53,9 @@ for (const shape of spec.shapes) {
   const { K, N, hook } = shape;
   const G = K / 32;
   const qw = new Uint32Array(fill(N * K / 8, 7, (r) => r * 2 ** 32).map((v) => v >>> 0));
-  const qs = fill(N * G, 11, (r) => (r - 0.5) * 0.02);
+  const f16 = !!spec.f16Math;
+  const scales = fill(N * G, 11, (r) => (r - 0.5) * 0.02);
+  const qs = f16 ? new Float16Array(scales) : scales;
   const fwd = gpu.uniform(new Uint32Array([0, 1, 0, 0]), "fwd");
   const inLen = hook === "glu" ? 2 * K : K;
   const x = gpu.storage(fill(inLen, 13, (r) => r - 0.5), "x");
@@ -71,14 +75,15 @@ for (const shape of spec.shapes) {
     if (!output) return got;
     return Float32Array.from([...got, ...(await read(gpu, extra[2], KV)), ...(await read(gpu, extra[3], KV))]);
   };
-  const bytes = N * K / 2 + N * G * 4;
+  const bytes = N * K / 2 + N * G * qs.BYTES_PER_ELEMENT;
   const rows = [];
   let ref = null;
   const layouts = [null, ...shape.layouts, null]; // the default again at the end: drift shows
-  for (const layout of layouts) {
+  const maths = f16 ? [false, true] : [false];
+  for (const [layout, f16Math] of layouts.flatMap((l) => maths.map((m) => /** @type {const} */ ([l, m])))) {
     const lay = gemvLayout({ K, N, q4: true, output, ...(layout ? { layout } : {}) });
     if (layout && (lay.rows !== layout.rows || lay.perThread !== layout.perThread)) continue; // the output hook refused it
-    const pipe = await gpu.pipeline(gemv({ K, N, q4: true, input, output, ...(layout ? { layout: lay } : {}) }));
+    const pipe = await gpu.pipeline(gemv({ K, N, q4: true, f16, f16Math, input, output, ...(layout ? { layout: lay } : {}) }));
     const bind = gpu.bind(pipe, [fwd, x, ...W, y, ...extra]);
     const groups = Math.ceil(N / lay.rows);
     const once = gpu.recorder();
@@ -86,10 +91,19 @@ for (const shape of spec.shapes) {
     once.submit();
     const got = await readOut();
     let err = 0;
+    let diff = 0; // max |got - ref|, over max |ref| below: the kernel tests' measure
     if (ref === null) ref = got;
-    else for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i] - ref[i]) / (1e-3 + Math.abs(ref[i])));
+    else {
+      for (let i = 0; i < got.length; i++) {
+        err = Math.max(err, Math.abs(got[i] - ref[i]) / (1e-3 + Math.abs(ref[i])));
+        diff = Math.max(diff, Math.abs(got[i] - ref[i]));
+      }
+    }
+    const errOfMax = diff / Math.max(...ref.map(Math.abs));
     const t = await slope(gpu, (rec) => rec.dispatch(pipe, bind, groups));
-    rows.push({ layout: lay, default: layout === null ? (rows.length ? "again" : true) : false, workgroups: groups, us: t.per * 1e6, GBps: bytes / t.per / 1e9, maxRelErr: err });
+    /** @type {boolean | "again"} */
+    const isDefault = layout === null ? (rows.length >= maths.length ? "again" : true) : false;
+    rows.push({ layout: lay, math: f16Math ? "f16" : "f32", default: isDefault, workgroups: groups, us: t.per * 1e6, GBps: bytes / t.per / 1e9, maxRelErr: err, errOfMax });
   }
   results.push({ ...shape, layouts: undefined, weightBytes: bytes, rows });
   for (const b of [fwd, x, ...W, y, ...extra]) b.destroy();

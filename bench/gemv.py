@@ -1,6 +1,6 @@
 """The decode GEMV's workgroup layouts compared on one device (Deno's WebGPU).
 
-    .venv/bin/python bench/gemv.py [--models qwen2-0.5b llama-3.2-1b] [--out bench/out]
+    .venv/bin/python bench/gemv.py [--models qwen2-0.5b llama-3.2-1b] [--out bench/out] [--f16-math]
 
 For each decode GEMV of the models' shapes (q4 weights, f32 scales; the RMSNorm input hook where the
 model has it, SwiGLU's for down; qkv also with the RoPE + KV-append output hook, in the layouts that
@@ -8,6 +8,8 @@ hook accepts), bench/gemv.js times one dispatch in each layout of a grid (rows a
 workgroup, rows a thread sharing one input read, groups a lane reads ahead) as the slope between k
 and 5k dispatches in one submit, after checking the layout's output against the default layout's.
 It reports µs a dispatch, the weights' GB/s, the empty dispatch's floor and the read meter.
+``--f16-math``: f16 scales (q4f16_1), each layout timed with f32 arithmetic and with gemv.js's
+f16Math, and each shape's f16-math default against its f32-math default (whether f16 pays).
 """
 
 from __future__ import annotations
@@ -89,9 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--no-meter", action="store_true")
     ap.add_argument("--timeout", type=float, default=560)
+    ap.add_argument("--f16-math", action="store_true", help="f16 scales; f32 and f16 arithmetic side by side")
     args = ap.parse_args(argv)
     specs = [dict(s, layouts=layouts(s["K"], s["N"])) for m in args.models for s in shapes(m)]
-    result = run({"shapes": specs, "meter": not args.no_meter}, args.timeout)
+    result = run({"shapes": specs, "meter": not args.no_meter, "f16Math": args.f16_math}, args.timeout)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"gemv{('_' + args.tag) if args.tag else ''}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
@@ -100,13 +103,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{result['device']}: empty dispatch {result['floorUs']:.2f} us; read meter {read:.0f} GB/s")
     for shape in result["results"]:
         rows = sorted(shape["rows"], key=lambda r: r["us"])
-        base = next(r for r in shape["rows"] if r["default"] is True)
+        defaults = {r["math"]: r for r in shape["rows"] if r["default"] is True}
+        base = defaults["f32"]
         where = f"{shape['name']} K={shape['K']} N={shape['N']}"
         print(f"{where}: default {base['us']:.1f} us {base['GBps']:.0f} GB/s")
+        if "f16" in defaults:
+            f16 = defaults["f16"]
+            speedup = f"{base['us'] / f16['us']:.2f}x the f32 math's"
+            print(f"  f16 math default: {f16['us']:.1f} us ({speedup}), err {f16['errOfMax']:.1e} of max")
         for r in rows[:4]:
             lay = "rows {rows} x{perThread} u{unroll}".format(**r["layout"])
             speed = f"{r['us']:.1f} us {r['GBps']:.0f} GB/s ({base['us'] / r['us']:.2f}x)"
-            print(f"  {lay}: {speed} err {r['maxRelErr']:.1e}")
+            print(f"  {lay} {r['math']} math: {speed} err {r['maxRelErr']:.1e} ({r['errOfMax']:.1e} of max)")
     print(path)
     sys.stdout.flush()
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/kernels.py [--runner chromium deno] [--model smollm2 qwen2-0.5b ...]
                                       [--prompt 32] [--steps 8] [--kernels cpu|gpu] [--tag cpu]
+                                      [--kv-cache default|f16|f32] [--f16-math default|on|off]
 
 Models: ``smollm2`` (tools/convert_smollm2.py) or a random-weight shape of
 tools/make_random_model.py (``qwen2-0.5b``, ``llama-3.2-1b``, ...), each ``q4f32_1`` unless
@@ -67,6 +68,7 @@ def scenario(
     kernels: str | None,
     profile: bool = False,
     kv_f16: bool | None = None,
+    f16_math: bool | None = None,
 ) -> dict[str, Any]:
     greedy = {"temperature": 0.0, "top_p": 1.0, "uniforms": [0.0] * steps, "history": [], "logit_bias": []}
     ids = [(37 * i + 11) % 500 for i in range(prompt)]
@@ -79,11 +81,12 @@ def scenario(
     for _ in range(one_steps):
         calls += [["decode", 65], ["sample", greedy]]
     ctx = prompt + 2 * steps + one_steps + 8
+    options = {"kernels": kernels, "kvF16": kv_f16, "f16Math": f16_math}
     return {
         "record": {"model": rel, "overrides": {"context_window_size": ctx, "prefill_chunk_size": prompt}},
         "calls": calls,
         "bandwidthMiB": 256,
-        "options": ({"kernels": kernels} if kernels else {}) | ({} if kv_f16 is None else {"kvF16": kv_f16}),
+        "options": {k: v for k, v in options.items() if v is not None},
         "profileGpu": profile,
         "countGpuCalls": True,
     }
@@ -119,6 +122,9 @@ def measure(out: dict[str, Any], prompt: int, steps: int, wbytes: int) -> dict[s
     prof = res[3].get("profile")
     return {
         "device": out["device"]["description"],
+        # What the model ran with (createKernels' kvF16 and f16Math as they took effect).
+        "f16_kv": out["stats"].get("f16_kv"),
+        "f16_math": out["stats"].get("f16_math"),
         "load_s": round(out["loadSeconds"], 3),
         "prefill_tokens": prompt,
         "prefill_tok_s": round(prompt / secs[0], 4),
@@ -190,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", action="store_true", help="GPU time per dispatch (Deno, timestamp-query)")
     kv_help = "KV cache type (createKernels kvF16); default: the backend's, f16 where a GPU has shader-f16"
     ap.add_argument("--kv-cache", choices=["default", "f16", "f32"], default="default", help=kv_help)
+    math_help = "f16 arithmetic in q4f16_1's decode GEMVs (createKernels f16Math); default: the backend's"
+    ap.add_argument("--f16-math", choices=["default", "on", "off"], default="default", help=math_help)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/out")
     ap.add_argument("--tag", default="cpu", help="output name: <out>/kernels_<tag>.json and .png")
     ap.add_argument("--replot", type=Path, help="only redraw the PNG of an earlier kernels_<tag>.json")
@@ -203,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         for quant in args.quant:
             rel = model_dir(name, quant)
             kv = {"f16": True, "f32": False}.get(args.kv_cache)
-            sc = scenario(rel, args.prompt, args.steps, args.one_steps, args.kernels, args.profile, kv)
+            math = {"on": True, "off": False}.get(args.f16_math)
+            sc = scenario(rel, args.prompt, args.steps, args.one_steps, args.kernels, args.profile, kv, math)
             for runner in args.runner:
                 if runner == "deno":
                     out = deno_run(sc, timeout=3600)

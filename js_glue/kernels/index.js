@@ -18,7 +18,7 @@ import { namedError } from "./errors.js";
  * The wgsl backend's options (see createKernels).
  * @typedef {import("./loader.js").LoadOptions & {
  *   tokenizersURL?: string, xgrammarURL?: string, powerPreference?: GPUPowerPreference, f16?: boolean,
- *   kernels?: "cpu" | "gpu", maxBindingBytes?: number, kvF16?: boolean,
+ *   kernels?: "cpu" | "gpu", maxBindingBytes?: number, kvF16?: boolean, f16Math?: boolean,
  * }} WgslOptions
  */
 
@@ -81,7 +81,8 @@ async function artifacts(record, progress, options) {
  * maxBindingBytes (split weights at this many bytes per buffer even below the adapter's
  * maxStorageBufferBindingSize: tests of the splitting), kvF16 (decoders' KV cache in f16, as
  * web-llm's q4f16 models keep it: true or false; default f16 where the device has shader-f16 and is
- * not a CPU backend, LlamaModel.create)}.
+ * not a CPU backend, LlamaModel.create), f16Math (f16 arithmetic inside the q4 groups of q4f16_1's
+ * decode GEMVs, gemv.js: true or false; the same default)}.
  * @param {WgslOptions} [options]
  */
 export async function createKernels(options = {}) {
@@ -157,7 +158,7 @@ export async function createKernels(options = {}) {
       // An encoder's tensors are an MLC directory's: ggufConfig refuses a GGUF's BERT architecture.
       const model = ENCODERS.has(type)
         ? await BertModel.create(g, art.config, /** @type {Map<string, import("./loader.js").Tensor>} */ (art.tensors), overrides, shaderProgress)
-        : await LlamaModel.create(g, art.config, /** @type {LlamaTensors} */ (art.tensors), overrides, shaderProgress, kernels, options.maxBindingBytes, options.kvF16);
+        : await LlamaModel.create(g, art.config, /** @type {LlamaTensors} */ (art.tensors), overrides, shaderProgress, kernels, options.maxBindingBytes, options.kvF16, options.f16Math);
       const tokenizer = await loadTokenizer(art.tokenizer, options.tokenizersURL || DEFAULT_TOKENIZERS_URL);
       const handle = nextHandle++;
       const grammars = model instanceof LlamaModel ? new Grammars(tokenizer, art.tokenizer, model.d.vocab, options.xgrammarURL || DEFAULT_XGRAMMAR_URL) : null;
@@ -240,7 +241,7 @@ export async function createKernels(options = {}) {
     async stats(handle) {
       const m = get(handle).model;
       if (m instanceof BertModel) return { ...m.stats, context_window_size: m.d.maxLen };
-      return { ...m.stats, kv_length: m.len, context_window_size: m.d.ctx, f16_scales: m.f16Scales ? 1 : 0, f16_weights: m.f16Weights ? 1 : 0, f16_kv: m.d.kvF16 ? 1 : 0 };
+      return { ...m.stats, kv_length: m.len, context_window_size: m.d.ctx, f16_scales: m.f16Scales ? 1 : 0, f16_weights: m.f16Weights ? 1 : 0, f16_kv: m.d.kvF16 ? 1 : 0, f16_math: m.f16Math ? 1 : 0 };
     },
 
     /** Test hook (mirrors ReferenceKernels.logits): the current logits as a Float32Array. @param {number} handle */

@@ -397,6 +397,8 @@ export class LlamaModel extends Program {
   f16Scales;
   /** @type {boolean} f16 matrices (q0f16) stay f16 */
   f16Weights;
+  /** @type {boolean} the decode GEMVs of q4f16 weights do f16 arithmetic in each group (gemv.js f16Math) */
+  f16Math;
   /** @type {GPUBuffer} */
   finalNorm;
   /** @type {boolean} Gemma 2's norms on the attention and MLP outputs */
@@ -439,7 +441,10 @@ export class LlamaModel extends Program {
    * KV cache holds f16 (halving its bytes and attention's reads of it); by default where the
    * device has shader-f16 and is not a CPU backend (lavapipe converts f16 slowly: with an f16
    * cache SmolLM2's prefill of 448 tokens took 2.5x as long, its decode 1.4x). True without
-   * shader-f16 is a ShaderF16SupportError.
+   * shader-f16 is a ShaderF16SupportError. f16Math: the decode GEMVs of q4 weights with f16
+   * scales (q4f16_1) do f16 arithmetic inside each 32-input group (gemv.js), by the same default
+   * and with the same error; it takes effect only where there are such GEMVs (the "gpu" set; the
+   * field says whether it did).
    * @param {Gpu} gpu
    * @param {ChatConfig} config
    * @param {Map<string, MlcTensor> | Map<string, GgufTensor>} tensors GGUF ones where config.source is "gguf"
@@ -448,16 +453,20 @@ export class LlamaModel extends Program {
    * @param {string} [kernels] "gpu" or "cpu" (the field)
    * @param {number} [maxBinding] most bytes one weight buffer may hold (tests of the splitting)
    * @param {boolean} [kvF16]
+   * @param {boolean} [f16Math]
    */
-  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity, kvF16 = gpu.hasF16 && !gpu.isCpu) {
-    if (kvF16 && !gpu.hasF16) {
-      throw namedError("ShaderF16SupportError", "an f16 KV cache needs the WebGPU feature shader-f16, which this device lacks", {
-        feature: "shader-f16",
-      });
+  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity, kvF16 = gpu.hasF16 && !gpu.isCpu, f16Math = gpu.hasF16 && !gpu.isCpu) {
+    for (const [wanted, what] of [[kvF16, "an f16 KV cache"], [f16Math, "f16 arithmetic"]]) {
+      if (wanted && !gpu.hasF16) {
+        throw namedError("ShaderF16SupportError", `${what} needs the WebGPU feature shader-f16, which this device lacks`, {
+          feature: "shader-f16",
+        });
+      }
     }
     const dims = { ...llamaDims(config, overrides), kvF16 };
     const m = new LlamaModel(gpu, config, dims, tensors, config.source === "gguf", maxBinding);
     m.kernels = kernels;
+    m.f16Math = !!f16Math && m.f16Scales && kernels === "gpu";
     await m.#compile(progress);
     return m;
   }
@@ -805,6 +814,7 @@ export class LlamaModel extends Program {
         q4: part.kind === "q4",
         f16: part.kind === "q4" && this.f16Scales,
         f16w: part.kind === "f16",
+        ...(hook && part.kind === "q4" && this.f16Math ? { f16Math: true } : {}),
         ...(part.kind === "ggml" ? { ggml: part.type } : {}),
       };
       const opts = { K, N: part.N, ldy, yoff: part.yoff, bias: !!part.bias, accumulate, ...fmt };

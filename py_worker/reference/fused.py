@@ -1,7 +1,8 @@
 """NumPy twins of the fused decode GEMVs of the "gpu" kernel set (js_glue/kernels/wgsl/gemv_*.js).
 
 Each is the composition of the reference steps that its kernel folds into one dispatch, for one
-token (``x`` is a vector): what the separate kernels computed one after another.
+token (``x`` is a vector): what the separate kernels computed one after another. Every ``w``
+may be a ``Q4F16`` (f16math.py): the twin of the same kernel with ``f16Math``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ Array = Any  # numpy.ndarray (numpy is untyped for mypy here)
 
 
 def linear(x: Array, w: Array, bias: Array | None = None, y: Array | None = None) -> Array:
-    """``x @ w.T`` (+ bias) (+ y: an accumulating GEMV adds into what its output held)."""
-    out = x @ w.T
+    """``w @ x`` (+ bias) (+ y: an accumulating GEMV adds into what its output held); ``w`` is W
+    [N, K], or a ``Q4F16`` for the GEMV with f16 arithmetic in its groups (f16math.py)."""
+    out = w @ x
     if bias is not None:
         out = out + bias
     return out if y is None else y + out

@@ -15,6 +15,7 @@
 //                                            (kvInit: f16 when d.kvF16, else f32)
 //     steps: [{w, yoff, bias, accumulate}]   the parts of one linear, side by side in y
 //     layout?                                gemv.js's GemvLayout instead of its default one
+//     f16Math?                               gemv.js's f16 arithmetic in q4 groups (q4f16 weights)
 //   }]
 // }
 // Each case is one submit of its steps, dispatched as llama.js does (ceil(N / gemvRows)
@@ -46,7 +47,8 @@ function hooks(c, step, W) {
 
 /** The step's shape as gemv() and gemvRows() take it. */
 const shape = (c, step, W) => ({ K: W.K, N: W.N, ...format(W), ...hooks(c, step, W), ...(c.layout ? { layout: c.layout } : {}) });
-const code = (c, step, W) => gemv({ ...shape(c, step, W), yoff: step.yoff, bias: !!step.bias, accumulate: !!step.accumulate });
+const code = (c, step, W) =>
+  gemv({ ...shape(c, step, W), yoff: step.yoff, bias: !!step.bias, accumulate: !!step.accumulate, f16Math: !!c.f16Math });
 
 export async function runFused(payload) {
   const gpu = await Gpu.create({});

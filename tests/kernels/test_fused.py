@@ -11,8 +11,10 @@ in a workgroup); the merge with a chunk past the used ones holding garbage. The 
 py_worker/reference/fused.py. Relative error (max |diff| /
 max |want|) < 1e-5, as for the plain GEMV (test_ggml.py); the caches must change in row ``pos``
 only. RoPE also into f16 caches (``kvF16``): each stored k and v within one f16 step of the
-twin's (the rounding as it is stored), plus the same 1e-5 of max |want|. One Deno process for
-all of it (the "gpu" kernel set is checked on lavapipe).
+twin's (the rounding as it is stored), plus the same 1e-5 of max |want|. The q4f16 GEMV with
+f16 arithmetic in its groups (``f16Math``) behind every hook, against its own twin
+(py_worker/reference/f16math.py) and the f32 one (test_f16_math_gemv_equals_f16_twin says
+within what). One Deno process for all of it (the "gpu" kernel set is checked on lavapipe).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import pytest
 
 from py_worker.reference import fused, ggml
+from py_worker.reference.f16math import Q4F16
 from py_worker.reference.weights import dequantize_q4
 from tools.kernel_runners import Unavailable, deno_run
 
@@ -50,10 +53,12 @@ def f32s(*shape: int) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Weight:
-    """W [n, k] as the wire form the harness uploads and as f32 (what the kernel must read)."""
+    """W [n, k] as the wire form the harness uploads and as f32 (what the kernel must read);
+    MLC q4 ones also as their words and scales (``q4``)."""
 
     wire: dict[str, Any]
     dense: np.ndarray
+    q4: Q4F16 | None = None
 
 
 def weight(fmt: str, n: int, k: int) -> Weight:
@@ -63,7 +68,7 @@ def weight(fmt: str, n: int, k: int) -> Weight:
         dtype = np.float16 if fmt == "q4f16" else np.float32
         scales = RNG.uniform(0.01, 0.1, size=(n, k // 32)).astype(dtype)
         wire = {"q4": True, "f16": fmt == "q4f16", "N": n, "K": k, "qw": b64(words), "qs": b64(scales)}
-        return Weight(wire, dequantize_q4(words, scales.astype(np.float32)))
+        return Weight(wire, dequantize_q4(words, scales.astype(np.float32)), Q4F16(words, scales))
     t = {"f32": ggml.F32, "f16": ggml.F16, "Q4_K": ggml.Q4_K, "Q8_0": ggml.Q8_0, "Q6_K": ggml.Q6_K}[fmt]
     raw = ggml.random_raw(RNG, t, n, k)
     wire = {"type": t, "plain": fmt in ("f32", "f16"), "N": n, "K": k, "bytes": b64(raw)}
@@ -88,6 +93,7 @@ class Case:
     norm: np.ndarray | None = None
     table: np.ndarray | None = None
     layout: dict[str, int] | None = None  # gemv.js's GemvLayout, else its default
+    f16_math: bool = False  # gemv.js's f16Math (q4f16 parts only)
 
     def __post_init__(self) -> None:
         self.y_init = f32s(self.y_len)
@@ -103,8 +109,13 @@ class Case:
         raw = np.asarray(got, np.uint16).view(np.float16) if self.kv_f16 else np.asarray(got, np.float32)
         return raw.reshape(self.d["ctx"], -1)
 
-    @property
-    def w(self) -> np.ndarray:
+    def matrix(self, f16_math: bool) -> Any:
+        """What the twin multiplies by: f64 W, or with ``f16_math`` the q4 words and scales."""
+        if f16_math:
+            q4 = [p[0].q4 for p in self.parts]
+            assert all(q is not None for q in q4)
+            words = np.concatenate([q.words for q in q4 if q is not None])
+            return Q4F16(words, np.concatenate([q.scales for q in q4 if q is not None]))
         return np.concatenate([p[0].dense for p in self.parts]).astype(np.float64)
 
     @property
@@ -127,25 +138,29 @@ class Case:
             out["table"] = b64(self.table)
         if self.layout is not None:
             out["layout"] = self.layout
+        if self.f16_math:
+            out["f16Math"] = True
         return out
 
-    def expect(self) -> dict[str, np.ndarray]:
-        """What the twin says y (and for ropeKv the caches) hold afterwards, in float64."""
+    def expect(self, f16_math: bool | None = None) -> dict[str, np.ndarray]:
+        """What the twin says y (and for ropeKv the caches) hold afterwards, in float64 (with the
+        GEMV's arithmetic in f16 where ``f16_math``, by default the case's own)."""
         x, y0 = self.input.astype(np.float64), self.y_init.astype(np.float64)
+        w = self.matrix(self.f16_math if f16_math is None else f16_math)
         if self.hook == "norm":
             assert self.norm is not None
-            return {"y": fused.norm_linear(x, self.norm, D["eps"], self.w, self.bias)}
+            return {"y": fused.norm_linear(x, self.norm, D["eps"], w, self.bias)}
         if self.hook == "merge":
             partials = x.reshape(HEADS, -1, 2 + HD)
-            return {"y": fused.merge_linear(partials, (self.pos + SPLIT) // SPLIT, self.w, self.bias, y0)}
+            return {"y": fused.merge_linear(partials, (self.pos + SPLIT) // SPLIT, w, self.bias, y0)}
         if self.hook == "glu":
-            return {"y": fused.glu_linear(x, self.d["act"], self.w, y0)}
+            return {"y": fused.glu_linear(x, self.d["act"], w, y0)}
         assert self.norm is not None
         assert self.table is not None
         kc = self.kv_init.astype(np.float64).reshape(-1, KV_HEADS, self.d["headDim"])
         vc = kc.copy()
         q = fused.rope_kv_linear(
-            x, self.norm, D["eps"], self.w, self.bias, HEADS, KV_HEADS, self.table[self.pos],
+            x, self.norm, D["eps"], w, self.bias, HEADS, KV_HEADS, self.table[self.pos],
             bool(self.d.get("ropeInterleaved")), kc, vc, self.pos,
         )  # fmt: skip
         return {"y": np.concatenate([q, y0[q.size :]]), "kc": kc.reshape(-1), "vc": vc.reshape(-1)}
@@ -257,10 +272,34 @@ CASES += [rope_case("interleaved-q4f32", ["q4f32"], [0], True, head_dim=96, layo
 CASES += [rope_case("refused-q4f32", ["q4f32"], [0], head_dim=96, layout=ROPE_LAYOUTS[2])]
 
 
+def f16_math(case: Case) -> Case:
+    """The case with gemv.js's f16Math (its weights q4f16)."""
+    case.f16_math = True
+    case.name += "-f16math"
+    return case
+
+
+# f16 arithmetic in the q4f16 GEMV behind every input hook; the wide-N and long-K (128 groups a
+# row) layouts of 4 rows a thread, one with groups read ahead, and one row a thread (ropeKv).
+F16_MATH_CASES = [
+    f16_math(c)
+    for c in [
+        norm_case("q4f16"),
+        norm_case("q4f16", 8192 + 40),
+        norm_case("q4f16", 8192 + 40, LAYOUTS[1]),
+        glu_case("q4f16", "silu"),
+        glu_case("q4f16", "gelu_tanh"),
+        glu_case("q4f16", "silu", 4096),
+        merge_case("q4f16"),
+        rope_case("q4f16", ["q4f16"], [0]),
+    ]
+]
+
+
 @pytest.fixture(scope="module")
 def gpu_out() -> dict[str, Any]:
-    weights = list({id(w): w for c in CASES for w, _, _ in c.parts}.values())
-    cases = [c.wire(weights) for c in CASES]
+    weights = list({id(w): w for c in CASES + F16_MATH_CASES for w, _, _ in c.parts}.values())
+    cases = [c.wire(weights) for c in CASES + F16_MATH_CASES]
     try:
         return deno_run({"kind": "fused", "weights": [w.wire for w in weights], "cases": cases})
     except Unavailable as e:
@@ -290,3 +329,30 @@ def test_fused_gemv_equals_numpy_twin(gpu_out: dict[str, Any], index: int) -> No
             rows = case.cache(got[key])
             others = np.delete(np.arange(D["ctx"]), case.pos)
             np.testing.assert_array_equal(rows[others], case.kv_init[others])
+
+
+F16_U = 2.0**-11
+"""The unit roundoff of float16 (half its ulp at 1)."""
+
+
+@pytest.mark.parametrize("index", range(len(F16_MATH_CASES)), ids=[c.name for c in F16_MATH_CASES])
+def test_f16_math_gemv_equals_f16_twin(gpu_out: dict[str, Any], index: int) -> None:
+    """The f16-math GEMV against its twin (py_worker/reference/f16math.py) and the f32 one.
+
+    Against the f16 twin the f32 GEMVs' TOL: lavapipe rounds every f16 operation as NumPy does,
+    in the twin's order, so what is left is the f32 rounding of the groups' sum and of the hooks
+    (measured < 6e-8; a device whose dot product fuses or reorders its f16 steps would differ by
+    about a f16 ulp of the group sums, ~u of max |want|, and is not what this runs on). Against
+    the f32 twin, in units of u: each group's sum carries some 40 f16 roundings (inputs,
+    products, adds, the scale) of at most u/2 of a partial sum each, random in sign, which come
+    to 0.9-2.0 u of max |want| over these cases; the bound 3 u leaves half again as much. Above
+    u/8, since the f32 arithmetic is ~1e-7 away (the f16 arithmetic did run); below 3 u, since an
+    f16 accumulation across the 128 groups of the K=4096 case measured 4.2 u.
+    """
+    case, got = F16_MATH_CASES[index], gpu_out["cases"][len(CASES) + index]
+    want = case.expect()
+    f16 = max(rel_err(got[key], value) for key, value in want.items())  # ropeKv: q and both caches
+    f32 = rel_err(got["y"], case.expect(False)["y"])
+    print(f"{case.name}: rel err {f16:.2e} vs the f16 twin, {f32:.2e} vs the f32 one ({f32 / F16_U:.2f} u)")
+    assert f16 < TOL
+    assert F16_U / 8 < f32 < 3 * F16_U
