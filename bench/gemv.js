@@ -99,7 +99,7 @@ for (const shape of spec.shapes) {
         diff = Math.max(diff, Math.abs(got[i] - ref[i]));
       }
     }
-    const errOfMax = diff / Math.max(...ref.map(Math.abs));
+    const errOfMax = diff / ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     const t = await slope(gpu, (rec) => rec.dispatch(pipe, bind, groups));
     /** @type {boolean | "again"} */
     const isDefault = layout === null ? (rows.length >= maths.length ? "again" : true) : false;

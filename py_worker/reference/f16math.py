@@ -1,7 +1,8 @@
 """NumPy twin of the decode GEMV's f16 arithmetic (``f16Math`` in js_glue/kernels/wgsl/gemv.js).
 
-MLC q4 weights with f16 scales (q4f16_1): inside each 32-input group the input, the nibbles
-minus 7, their products, each vec4 dot product, the group's sum of 8 dots and its scaling are
+MLC q4 weights with f16 scales (q4f16_1): inside each 32-input group the input, the weights
+((nibble - 7) * scale, so the sums stay the size of x·w, as in MLC's own f16 kernels, instead of
+1/scale times that), their products, each vec4 dot product and the group's sum of 8 dots are
 float16, in the kernel's order (``((p0 + p1) + p2) + p3`` a dot, dots added left to right); the
 groups of a row are added in float32, as the kernel's accumulator does.
 """
@@ -37,11 +38,11 @@ def q4_f16math_linear(x: Array, words: Array, scales: Array) -> Array:
     shifts = (np.arange(8, dtype=np.uint32) * 4)[None, None, :]
     nibbles = (words.astype(np.uint32)[:, :, None] >> shifts) & np.uint32(0xF)
     q = nibbles.astype(np.float16).reshape(n, groups, 8, 4) - np.float16(7.0)  # exact in f16
+    w = q * np.asarray(scales).astype(np.float16)[:, :, None, None]  # dequantised, rounded to f16
     xh = np.asarray(x).astype(np.float16).reshape(1, groups, 8, 4)
-    p = xh * q  # float16 products, each rounded
+    p = xh * w  # float16 products, each rounded
     dots = ((p[..., 0] + p[..., 1]) + p[..., 2]) + p[..., 3]  # [n, groups, 8] float16
     s = dots[..., 0]
     for c in range(1, 8):
         s = s + dots[..., c]
-    scaled = s * np.asarray(scales).astype(np.float16)
-    return scaled.astype(np.float32).sum(axis=1, dtype=np.float32)
+    return s.astype(np.float32).sum(axis=1, dtype=np.float32)

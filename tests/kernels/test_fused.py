@@ -339,10 +339,11 @@ F16_U = 2.0**-11
 def test_f16_math_gemv_equals_f16_twin(gpu_out: dict[str, Any], index: int) -> None:
     """The f16-math GEMV against its twin (py_worker/reference/f16math.py) and the f32 one.
 
-    Against the f16 twin the f32 GEMVs' TOL: lavapipe rounds every f16 operation as NumPy does,
-    in the twin's order, so what is left is the f32 rounding of the groups' sum and of the hooks
-    (measured < 6e-8; a device whose dot product fuses or reorders its f16 steps would differ by
-    about a f16 ulp of the group sums, ~u of max |want|, and is not what this runs on). Against
+    Against the f16 twin within u of max |want|: lavapipe mostly rounds every f16 operation as
+    NumPy does, in the twin's order (< 7e-8 apart), but a shader compiler may fuse a multiply
+    into an add (one rounding, not two) or reorder a dot's adds, which lavapipe does in the
+    unrolled layout (0.36 u apart); a few of a group's ~40 roundings come to well under u, an
+    arithmetic other than the twin's to more (f32 math is 1.2-2.4 u away). Against
     the f32 twin, in units of u: each group's sum carries some 40 f16 roundings (inputs,
     products, adds, the scale) of at most u/2 of a partial sum each, random in sign, which come
     to 0.9-2.0 u of max |want| over these cases; the bound 3 u leaves half again as much. Above
@@ -354,5 +355,5 @@ def test_f16_math_gemv_equals_f16_twin(gpu_out: dict[str, Any], index: int) -> N
     f16 = max(rel_err(got[key], value) for key, value in want.items())  # ropeKv: q and both caches
     f32 = rel_err(got["y"], case.expect(False)["y"])
     print(f"{case.name}: rel err {f16:.2e} vs the f16 twin, {f32:.2e} vs the f32 one ({f32 / F16_U:.2f} u)")
-    assert f16 < TOL
+    assert f16 < F16_U
     assert F16_U / 8 < f32 < 3 * F16_U

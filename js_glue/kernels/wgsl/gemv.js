@@ -15,10 +15,10 @@
 //
 // The arithmetic is f32, except with `f16Math` (q4 weights with f16 scales, q4f16_1, on GPUs with
 // shader-f16: llama.js decides): inside one 32-input group the input (converted to f16 once a
-// group, shared by the thread's R rows), the nibbles, their products, the group's sum and its
-// scaling are f16; each row adds its groups into an f32 accumulator, so a long K keeps f32
-// accumulation and the error stays that of f16 rounding within a group. NumPy twin:
-// q4_f16math_linear in py_worker/reference/fused.py.
+// group, shared by the thread's R rows), the dequantised weights ((nibble - 7) * scale), their
+// products and the group's sum are f16; each row adds its groups into an f32 accumulator, so a
+// long K keeps f32 accumulation and the error stays that of f16 rounding within a group. NumPy
+// twin: q4_f16math_linear in py_worker/reference/f16math.py.
 //
 // Hooks fuse the element-wise kernel before or after a GEMV into it (one dispatch less each):
 // `input` says what binding 1 holds and how input vec4 i is made from it (gemv_norm.js: RMSNorm,
@@ -148,17 +148,21 @@ export function gemv({ K, N, q4, ggml, f16 = false, f16w = false, f16Math = fals
   const yBinding = q4 ? 4 : 3;
   const free = yBinding + (bias ? 2 : 1); // the hooks' bindings start here
   const biasDecl = bias ? `@group(0) @binding(${yBinding + 1}) var<storage, read> b: array<f32>;` : "";
-  // One q4 group g of this thread's rows: its 8 input vec4s read once (as T, the group's
-  // arithmetic type), then each row's 4 words; the group's scaled sum is added to acc in f32.
-  const T = f16Math ? "f16" : "f32";
+  // One q4 group g of this thread's rows: its 8 input vec4s read once (as f16 with f16Math),
+  // then each row's 4 words; the group's sum is added to acc in f32. In f32 the scale multiplies
+  // the group's sum; in f16 it multiplies each weight first, so the f16 sums stay the size of
+  // x·w (an unscaled sum of 32 nibble products would overflow f16 once |x| passes ~256).
   const q4Group = (/** @type {string} */ g) => `{
         let g = ${g};
         ${Array.from({ length: 8 }, (_, c) => `let x${c} = ${f16Math ? `vec4<f16>(${X(`g * 8u + ${c}u`)})` : X(`g * 8u + ${c}u`)};`).join(" ")}
         ${rs.map((r) => `{
           let at = row${r} * ${G}u + g;
           let wq = qw[at];
-          acc${r} += f32((${[0, 1, 2, 3].map((c) => `dot(x${2 * c}, vec4<${T}>((vec4<u32>(wq[${c}]) >> SHL) & M4) - 7.0)
-            + dot(x${2 * c + 1}, vec4<${T}>((vec4<u32>(wq[${c}]) >> SHH) & M4) - 7.0)`).join("\n            + ")}) * ${T}(qs[at]));
+          ${f16Math ? `let s = f16(qs[at]);
+          acc${r} += f32(${[0, 1, 2, 3].map((c) => `dot(x${2 * c}, (vec4<f16>((vec4<u32>(wq[${c}]) >> SHL) & M4) - 7.0) * s)
+            + dot(x${2 * c + 1}, (vec4<f16>((vec4<u32>(wq[${c}]) >> SHH) & M4) - 7.0) * s)`).join("\n            + ")});`
+            : `acc${r} += (${[0, 1, 2, 3].map((c) => `dot(x${2 * c}, vec4<f32>((vec4<u32>(wq[${c}]) >> SHL) & M4) - 7.0)
+            + dot(x${2 * c + 1}, vec4<f32>((vec4<u32>(wq[${c}]) >> SHH) & M4) - 7.0)`).join("\n            + ")}) * f32(qs[at]);`}
         }`).join("\n        ")}
       }`;
   // U groups a step (LANES apart); a guard only where the steps do not divide G evenly.
