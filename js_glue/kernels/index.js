@@ -82,7 +82,7 @@ async function artifacts(record, progress, options) {
  * maxStorageBufferBindingSize: tests of the splitting), kvF16 (decoders' KV cache in f16, as
  * web-llm's q4f16 models keep it: true or false; default f16 where the device has shader-f16 and is
  * not a CPU backend, LlamaModel.create), f16Math (f16 arithmetic inside the q4 groups of q4f16_1's
- * decode GEMVs, gemv.js: true or false; the same default)}.
+ * decode GEMVs, gemv.js: true or false; default false, slower than f32 on an H200)}.
  * @param {WgslOptions} [options]
  */
 export async function createKernels(options = {}) {

@@ -442,9 +442,10 @@ export class LlamaModel extends Program {
    * device has shader-f16 and is not a CPU backend (lavapipe converts f16 slowly: with an f16
    * cache SmolLM2's prefill of 448 tokens took 2.5x as long, its decode 1.4x). True without
    * shader-f16 is a ShaderF16SupportError. f16Math: the decode GEMVs of q4 weights with f16
-   * scales (q4f16_1) do f16 arithmetic inside each 32-input group (gemv.js), by the same default
-   * and with the same error; it takes effect only where there are such GEMVs (the "gpu" set; the
-   * field says whether it did).
+   * scales (q4f16_1) do f16 arithmetic inside each 32-input group (gemv.js), with the same
+   * error; off unless asked for: on an H200 (Vulkan, bench/gemv.py) it made gate_up 0.91x,
+   * down 0.86x and qkv 0.94x as fast as the f32 arithmetic. It takes effect only where there
+   * are such GEMVs (the "gpu" set; the field says whether it did).
    * @param {Gpu} gpu
    * @param {ChatConfig} config
    * @param {Map<string, MlcTensor> | Map<string, GgufTensor>} tensors GGUF ones where config.source is "gguf"
@@ -455,7 +456,7 @@ export class LlamaModel extends Program {
    * @param {boolean} [kvF16]
    * @param {boolean} [f16Math]
    */
-  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity, kvF16 = gpu.hasF16 && !gpu.isCpu, f16Math = gpu.hasF16 && !gpu.isCpu) {
+  static async create(gpu, config, tensors, overrides, progress, kernels = gpu.isCpu ? "cpu" : "gpu", maxBinding = Infinity, kvF16 = gpu.hasF16 && !gpu.isCpu, f16Math = false) {
     for (const [wanted, what] of [[kvF16, "an f16 KV cache"], [f16Math, "f16 arithmetic"]]) {
       if (wanted && !gpu.hasF16) {
         throw namedError("ShaderF16SupportError", `${what} needs the WebGPU feature shader-f16, which this device lacks`, {
