@@ -14,7 +14,7 @@
 // Output y[yoff + n] (matmul's `ldy` is ignored here: one token has one output row).
 //
 // The arithmetic is f32, except with `f16Math` (q4 weights with f16 scales, q4f16_1, on GPUs with
-// shader-f16: llama.js decides): inside one 32-input group the input (converted to f16 once a
+// shader-f16, where the kernels' f16Math option asks for it: slower than f32 on an H200): inside one 32-input group the input (converted to f16 once a
 // group, shared by the thread's R rows), the dequantised weights ((nibble - 7) * scale), their
 // products and the group's sum are f16; each row adds its groups into an f32 accumulator, so a
 // long K keeps f32 accumulation and the error stays that of f16 rounding within a group. NumPy
