@@ -22,9 +22,9 @@ from tools.kernel_runners import tiny_model
 
 TOL = 5e-3
 """Relative error of the logits (max |diff| / max |logit|) against the f32 reference.
-The q4 GEMVs' group sums carry about u = 2^-11 of f16 rounding (test_fused.py measured 0.9-2 u
+The q4 GEMVs' group sums carry about u = 2^-11 of f16 rounding (test_fused.py measured 1.2-2.4 u
 for one GEMV); a token passes through 2 layers of 4 GEMVs and the LM head, each adding its own
-rounding to what the one before handed on, so a few u of the logits (measured 1.4-2.6 u): 5e-3
+rounding to what the one before handed on, so a few u of the logits (measured 1.2-3.2 u): 5e-3
 is 10 u."""
 
 
@@ -60,9 +60,7 @@ def test_f16_math_only_where_q4f16_gemvs(quant: str, kernels: str) -> None:
 def test_default_f16_math() -> None:
     """With no f16Math the arithmetic is f32 even on the "gpu" kernel set of an adapter with
     shader-f16: the f16 arithmetic is opt-in (it measured slower than f32 on an H200)."""
-    out = gpu(
-        {"record": {"model": tiny_model("q4f16_1")}, "options": {"kernels": "gpu"}, "calls": [["stats"]]}
-    )
+    out = gpu({"record": {"model": tiny_model("q4f16_1")}, "calls": [["stats"]]})
     assert "shader-f16" in out["device"]["features"]
     assert values(out)[0]["f16_math"] == 0
 

@@ -346,7 +346,7 @@ def test_f16_math_gemv_equals_f16_twin(gpu_out: dict[str, Any], index: int) -> N
     arithmetic other than the twin's to more (f32 math is 1.2-2.4 u away). Against
     the f32 twin, in units of u: each group's sum carries some 40 f16 roundings (inputs,
     products, adds, the scale) of at most u/2 of a partial sum each, random in sign, which come
-    to 0.9-2.0 u of max |want| over these cases; the bound 3 u leaves half again as much. Above
+    to 1.2-2.4 u of max |want| over these cases; the bound 3 u leaves half again as much. Above
     u/8, since the f32 arithmetic is ~1e-7 away (the f16 arithmetic did run); below 3 u, since an
     f16 accumulation across the 128 groups of the K=4096 case measured 4.2 u.
     """
